@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs everything brig needs to build, run and test on Debian 12 (bookworm), as root.
+# Idempotent: a second run installs nothing new.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  build-essential cmake ninja-build ccache pkg-config git
+  # libraries (see ARCHITECTURE.md "Dependencies")
+  libboost1.81-dev libseccomp-dev libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev
+  nlohmann-json3-dev libssl-dev libarchive-dev libprotobuf-dev protobuf-compiler
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # rootfs builds and peers for the benchmarks
+  mmdebstrap debian-archive-keyring bubblewrap runc
+  # tests
+  iproute2 procps psmisc
+)
+# Test clients are npm packages; use the machine's Node if it has one (Debian's nodejs and npm
+# packages conflict with NodeSource builds).
+command -v node >/dev/null || packages+=(nodejs npm)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+echo "install-deps: ok"

@@ -1,0 +1,191 @@
+#include "base/util.h"
+
+#include <fcntl.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "base/fd.h"
+
+namespace brig {
+
+std::string new_sandbox_id() {
+  static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  unsigned char raw[20];
+  size_t got = 0;
+  while (got < sizeof raw) {
+    ssize_t n = getrandom(raw + got, sizeof raw - got, 0);
+    if (n > 0) got += static_cast<size_t>(n);
+  }
+  std::string id(20, 'a');
+  // 36 does not divide 256; reject the biased tail to keep ids uniform.
+  for (size_t i = 0; i < id.size(); ++i) {
+    unsigned char b = raw[i];
+    while (b >= 252) {
+      if (getrandom(&b, 1, 0) != 1) b = 0;
+    }
+    id[i] = kAlphabet[b % 36];
+  }
+  return id;
+}
+
+bool is_valid_sandbox_id(std::string_view id) {
+  if (id.size() != 20) return false;
+  for (char c : id)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) return false;
+  return true;
+}
+
+Result<uint64_t> parse_size(std::string_view text) {
+  auto bad = [&] {
+    return Error::make(errc::invalid_argument,
+                       "invalid size '" + std::string(text) + "' (want e.g. 512M, 2G, 1048576)");
+  };
+  text = trim(text);
+  if (text.empty() || text.size() > 32) return bad();
+  size_t i = 0;
+  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
+  if (i == 0) return bad();
+  double value = 0;
+  try {
+    value = std::stod(std::string(text.substr(0, i)));
+  } catch (...) {
+    return bad();
+  }
+  std::string unit(text.substr(i));
+  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (unit.ends_with("IB")) unit.erase(unit.size() - 2);
+  else if (unit.size() == 2 && unit.ends_with("B")) unit.erase(unit.size() - 1);
+  double mult = 1;
+  if (unit.empty() || unit == "B") mult = 1;
+  else if (unit == "K") mult = 1024.0;
+  else if (unit == "M") mult = 1024.0 * 1024;
+  else if (unit == "G") mult = 1024.0 * 1024 * 1024;
+  else if (unit == "T") mult = 1024.0 * 1024 * 1024 * 1024;
+  else return bad();
+  double bytes = value * mult;
+  if (!std::isfinite(bytes) || bytes > 1024.0 * 1024 * 1024 * 1024) return bad();
+  return static_cast<uint64_t>(bytes);
+}
+
+Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
+  auto bad = [&] {
+    return Error::make(errc::invalid_argument,
+                       "invalid duration '" + std::string(text) + "' (want e.g. 30, 30s, 5m, 1500ms)");
+  };
+  text = trim(text);
+  if (text.empty() || text.size() > 24) return bad();
+  size_t i = 0;
+  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
+  if (i == 0) return bad();
+  double value = 0;
+  try {
+    value = std::stod(std::string(text.substr(0, i)));
+  } catch (...) {
+    return bad();
+  }
+  std::string_view unit = text.substr(i);
+  double ms = 0;
+  if (unit.empty() || unit == "s") ms = value * 1000;
+  else if (unit == "ms") ms = value;
+  else if (unit == "m") ms = value * 60'000;
+  else if (unit == "h") ms = value * 3'600'000;
+  else return bad();
+  if (!std::isfinite(ms) || ms > 30.0 * 24 * 3'600'000) return bad();
+  return std::chrono::milliseconds(static_cast<int64_t>(ms));
+}
+
+std::string format_size(uint64_t bytes) {
+  static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  if (u == 0) snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(bytes));
+  else snprintf(buf, sizeof buf, "%.1f %s", v, kUnits[u]);
+  return buf;
+}
+
+namespace {
+Result<std::string> read_fd_bounded(int fd, size_t limit, std::string_view what) {
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Error::from_errno(errno, "read(" + std::string(what) + ")");
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+    if (out.size() > limit) return Error::make(errc::limit_exceeded, std::string(what) + ": too large");
+  }
+  return out;
+}
+Result<> write_fd_all(int fd, std::string_view content, std::string_view what) {
+  while (!content.empty()) {
+    ssize_t n = ::write(fd, content.data(), content.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Error::from_errno(errno, "write(" + std::string(what) + ")");
+    }
+    content.remove_prefix(static_cast<size_t>(n));
+  }
+  return ok();
+}
+}  // namespace
+
+Result<std::string> read_small_file(const std::string& path, size_t limit) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  if (!fd) return Error::from_errno(errno, "open(" + path + ")");
+  return read_fd_bounded(fd.get(), limit, path);
+}
+
+Result<> write_small_file(const std::string& path, std::string_view content) {
+  Fd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY));
+  if (!fd) return Error::from_errno(errno, "open(" + path + ")");
+  return write_fd_all(fd.get(), content, path);
+}
+
+Result<std::string> read_file_at(int dirfd, const char* name, size_t limit) {
+  Fd fd(::openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW));
+  if (!fd) return Error::from_errno(errno, std::string("open(") + name + ")");
+  return read_fd_bounded(fd.get(), limit, name);
+}
+
+Result<> write_file_at(int dirfd, const char* name, std::string_view content) {
+  Fd fd(::openat(dirfd, name, O_WRONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW));
+  if (!fd) return Error::from_errno(errno, std::string("open(") + name + ")");
+  return write_fd_all(fd.get(), content, name);
+}
+
+std::vector<std::string> split(std::string_view s, char sep) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (;;) {
+    size_t pos = s.find(sep, start);
+    out.emplace_back(s.substr(start, pos - start));
+    if (pos == std::string_view::npos) break;
+    start = pos + 1;
+  }
+  return out;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+int64_t now_unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace brig

@@ -1,0 +1,36 @@
+// Small helpers shared by every layer: ids, sizes, durations, files.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+
+namespace brig {
+
+// A sandbox id: 20 chars of [a-z0-9] from getrandom(2).
+std::string new_sandbox_id();
+bool is_valid_sandbox_id(std::string_view id);
+
+// "512M", "1G", "1.5GiB", "1048576" -> bytes (binary units). Bounded to 1 TiB.
+Result<uint64_t> parse_size(std::string_view text);
+// "30", "30s", "5m", "2h", "1500ms" -> milliseconds. Bounded to 30 days.
+Result<std::chrono::milliseconds> parse_duration(std::string_view text);
+std::string format_size(uint64_t bytes);
+
+// Reads a whole small file (bounded by `limit`), e.g. a cgroup or /proc file.
+Result<std::string> read_small_file(const std::string& path, size_t limit = 1 << 16);
+Result<> write_small_file(const std::string& path, std::string_view content);
+// The same relative to a directory fd (no symlink following in the last component).
+Result<std::string> read_file_at(int dirfd, const char* name, size_t limit = 1 << 16);
+Result<> write_file_at(int dirfd, const char* name, std::string_view content);
+
+std::vector<std::string> split(std::string_view s, char sep);
+std::string_view trim(std::string_view s);
+
+int64_t now_unix_ms();
+
+}  // namespace brig

@@ -1,0 +1,113 @@
+// brig doctor: what this host supports, and what brig does about what it lacks.
+#include <linux/magic.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <iostream>
+
+#include "base/util.h"
+#include "cli/commands.h"
+#include "isolate/cgroup.h"
+#include "policy/seccomp_policy.h"
+#include "sandbox/engine.h"
+#include "sys/syscalls.h"
+
+namespace brig::cli {
+namespace {
+
+enum class Level { ok, warn, fail };
+
+struct Report {
+  int failures = 0;
+  int warnings = 0;
+  void line(Level level, const std::string& what, const std::string& detail) {
+    const char* tag = level == Level::ok ? "ok  " : level == Level::warn ? "WARN" : "FAIL";
+    if (level == Level::fail) ++failures;
+    if (level == Level::warn) ++warnings;
+    std::cout << "[" << tag << "] " << what << (detail.empty() ? "" : ": " + detail) << "\n";
+  }
+};
+
+bool syscall_exists(long ret) { return ret >= 0 || errno != ENOSYS; }
+
+int doctor(const Globals& g) {
+  Report r;
+  struct utsname u;
+  ::uname(&u);
+  r.line(Level::ok, "kernel", std::string(u.release) + " " + u.machine);
+  r.line(::geteuid() == 0 ? Level::ok : Level::fail, "privileges",
+         ::geteuid() == 0 ? "root: sandboxes get their own unprivileged host uid range"
+                          : "not root: the Linux backend needs root (rootless mode is not built yet)");
+
+  auto max_userns = read_small_file("/proc/sys/user/max_user_namespaces");
+  bool userns_ok = max_userns && std::stoll(std::string(trim(*max_userns))) > 0;
+  r.line(userns_ok ? Level::ok : Level::fail, "user namespaces",
+         userns_ok ? "enabled (max " + std::string(trim(*max_userns)) + ")" : "disabled: set user.max_user_namespaces > 0");
+
+  auto fs_list = read_small_file("/proc/filesystems");
+  std::string filesystems = fs_list ? *fs_list : "";
+  bool overlay = filesystems.find("overlay") != std::string::npos;
+  r.line(overlay ? Level::ok : Level::fail, "overlayfs", overlay ? "available" : "missing: modprobe overlay");
+
+  bool pidfd = syscall_exists(sys::pidfd_open(::getpid(), 0));
+  bool clone3 = syscall_exists(sys::clone3(nullptr));  // EFAULT/EINVAL when present
+  bool openat2 = syscall_exists(sys::openat2(-1, "", nullptr));
+  bool mount_api = syscall_exists(sys::fsopen(nullptr, 0));
+  bool close_range = syscall_exists(sys::close_range(~0U - 1, ~0U - 1, 0));
+  r.line(pidfd && clone3 && openat2 && mount_api ? Level::ok : Level::fail, "syscalls",
+         std::string("pidfd_open ") + (pidfd ? "yes" : "NO") + ", clone3 " + (clone3 ? "yes" : "NO") +
+             ", openat2 " + (openat2 ? "yes" : "NO") + ", new mount API " + (mount_api ? "yes" : "NO") +
+             ", close_range " + (close_range ? "yes" : "no (falls back to a /proc/self/fd walk)") +
+             " (brig needs Linux 5.12+ for idmapped mounts)");
+
+  auto cg = isolate::CgroupDriver::detect();
+  if (cg) {
+    r.line(Level::ok, "cgroups", "driver " + (*cg)->name());
+    for (auto& d : (*cg)->describe()) std::cout << "         " << d << "\n";
+  } else {
+    r.line(Level::fail, "cgroups", cg.error().message());
+  }
+  struct statfs fs;
+  if (::statfs("/sys/fs/cgroup/unified", &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC)
+    r.line(Level::ok, "cgroup layout", "hybrid (v1 controllers + an empty cgroup2 mount): brig uses the v1 driver");
+
+  auto policy = policy::compile_baseline_policy();
+  r.line(policy ? Level::ok : Level::fail, "seccomp",
+         policy ? "baseline policy compiles (" + std::to_string(policy->filter.size()) + " BPF instructions, " +
+                      std::to_string(policy::baseline_rules().size()) + " denied syscalls + argument rules)"
+                : policy.error().message());
+
+  std::string state = g.state_dir.empty() ? sandbox::default_state_dir() : g.state_dir;
+  struct stat st;
+  bool state_ok = ::stat(state.c_str(), &st) == 0;
+  r.line(state_ok ? Level::ok : Level::warn, "state directory",
+         state + (state_ok ? "" : " (does not exist yet; created on first use)"));
+
+  for (const char* tool : {"mmdebstrap", "bwrap", "runc"}) {
+    bool found = false;
+    for (auto& dir : split("/usr/local/bin:/usr/bin:/bin:/usr/sbin", ':'))
+      found |= ::access((dir + "/" + tool).c_str(), X_OK) == 0;
+    std::string why = std::string(tool) == "mmdebstrap" ? "builds template root filesystems"
+                                                        : "peer for the benchmarks in bench/";
+    r.line(found ? Level::ok : Level::warn, tool, found ? why : "not installed (" + why + ")");
+  }
+  if (::access("/dev/kvm", F_OK) == 0)
+    r.line(Level::warn, "/dev/kvm", "present, but brig has no microVM backend yet: sandboxes use namespaces");
+  r.line(Level::warn, "network egress",
+         "sandboxes are loopback-only; egress allowlists are not built yet");
+
+  std::cout << "\n" << (r.failures ? "brig cannot run sandboxes on this host (" + std::to_string(r.failures) + " failure(s))"
+                                   : "brig can run sandboxes on this host") << "\n";
+  return r.failures ? 1 : 0;
+}
+
+}  // namespace
+
+Runner add_doctor(CLI::App& app, Globals& globals) {
+  auto* sub = app.add_subcommand("doctor", "Check what this host supports and what brig will do about what it lacks.");
+  return [sub, &globals]() -> int { return sub->parsed() ? doctor(globals) : -1; };
+}
+
+}  // namespace brig::cli

@@ -1,0 +1,304 @@
+#include "init/init.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/inotify.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <map>
+#include <vector>
+
+#include "init/file_ops.h"
+#include "init/spawn.h"
+#include "init.pb.h"
+#include "sys/seqpacket.h"
+
+namespace brig::init {
+namespace {
+
+constexpr size_t kMaxWatches = 1024;
+
+struct Watch {
+  uint64_t id;
+  std::string dir;  // relative to the watched root ("" for the root)
+  bool recursive;
+  initpb::User user;
+};
+
+class Init {
+ public:
+  Init(Fd control, InitConfig config) : control_(std::move(control)), env_(std::move(config.env)) {
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    sigprocmask(SIG_BLOCK, &mask, nullptr);
+    signals_.reset(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
+    timer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+    inotify_.reset(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+    set_lifetime(config.lifetime_ms);
+  }
+
+  [[noreturn]] void run() {
+    for (;;) {
+      struct pollfd fds[4] = {{control_.get(), POLLIN, 0},
+                              {signals_.get(), POLLIN, 0},
+                              {timer_.get(), POLLIN, 0},
+                              {inotify_.get(), POLLIN, 0}};
+      if (::poll(fds, 4, -1) < 0 && errno != EINTR) ::_exit(3);
+      if (fds[1].revents) on_signals();
+      // The lifetime is over: exiting as PID 1 makes the kernel kill every process left.
+      if (fds[2].revents) ::_exit(0);
+      if (fds[3].revents) on_inotify();
+      if (fds[0].revents) on_control();
+    }
+  }
+
+ private:
+  void set_lifetime(uint32_t ms) {
+    struct itimerspec its = {};
+    if (ms == 0) ms = 1;  // 0 would disarm the timer; the lifetime is always bounded
+    its.it_value.tv_sec = ms / 1000;
+    its.it_value.tv_nsec = static_cast<long>(ms % 1000) * 1'000'000;
+    ::timerfd_settime(timer_.get(), 0, &its, nullptr);
+  }
+
+  void send(const initpb::InitMessage& msg, std::span<const int> fds = {}) {
+    std::string bytes;
+    msg.SerializeToString(&bytes);
+    // A failed send means the engine is gone; the next read sees EOF and we exit.
+    (void)sys::send_packet(control_.get(), bytes, fds);
+  }
+
+  void on_control() {
+    auto packet = sys::recv_packet(control_.get());
+    if (!packet) {
+      // The brig process holding this sandbox is gone: take the sandbox down with it.
+      if (packet.error().is(errc::not_found) || packet.error().sys_errno() != EAGAIN) ::_exit(0);
+      return;
+    }
+    initpb::InitRequest req;
+    initpb::InitMessage out;
+    auto* resp = out.mutable_response();
+    if (!req.ParseFromString(packet->data)) {
+      resp->set_err(EPROTO);
+      resp->set_error("malformed request");
+      send(out);
+      return;
+    }
+    resp->set_id(req.id());
+    std::vector<Fd> fds;
+    Result<> r = handle(req, resp, &fds);
+    if (!r) {
+      resp->clear_result();
+      int e = r.error().sys_errno();
+      resp->set_err(e ? e : (r.error().is(errc::invalid_argument) ? EINVAL : EIO));
+      resp->set_error(r.error().message());
+      fds.clear();
+    }
+    std::vector<int> raw;
+    for (auto& f : fds) raw.push_back(f.get());
+    send(out, raw);
+  }
+
+  Result<> handle(const initpb::InitRequest& req, initpb::InitResponse* resp, std::vector<Fd>* fds) {
+    switch (req.op_case()) {
+      case initpb::InitRequest::kSpawn: {
+        BRIG_TRY_ASSIGN(started, spawn_process(req.spawn(), env_));
+        auto& info = processes_[started.pid];
+        info.set_pid(started.pid);
+        info.set_cmd(req.spawn().cmd());
+        *info.mutable_args() = req.spawn().args();
+        info.set_cwd(req.spawn().cwd());
+        info.set_tag(req.spawn().tag());
+        info.set_pty(req.spawn().pty());
+        resp->mutable_spawned()->set_pid(started.pid);
+        *fds = std::move(started.fds);
+        return ok();
+      }
+      case initpb::InitRequest::kSignal: {
+        const auto& s = req.signal();
+        if (s.pid() <= 1 || !processes_.count(s.pid()))
+          return Error::from_errno(ESRCH, "signal: no such process " + std::to_string(s.pid()));
+        if (s.signal() <= 0 || s.signal() >= NSIG) return Error::make(errc::invalid_argument, "invalid signal");
+        int target = s.process_group() ? -s.pid() : s.pid();
+        if (::kill(target, s.signal()) != 0 && !(s.process_group() && ::kill(s.pid(), s.signal()) == 0))
+          return Error::from_errno(errno, "kill");
+        return ok();
+      }
+      case initpb::InitRequest::kListProcesses:
+        for (auto& [pid, info] : processes_) *resp->mutable_processes()->add_processes() = info;
+        return ok();
+      case initpb::InitRequest::kStat: {
+        FsCreds creds(req.stat().user());
+        BRIG_TRY_ASSIGN(e, stat_path(req.stat().path()));
+        *resp->mutable_entry() = std::move(e);
+        return ok();
+      }
+      case initpb::InitRequest::kListDir: {
+        FsCreds creds(req.list_dir().user());
+        BRIG_TRY_ASSIGN(l, list_dir(req.list_dir().path(), req.list_dir().depth()));
+        *resp->mutable_listing() = std::move(l);
+        return ok();
+      }
+      case initpb::InitRequest::kMakeDir: {
+        FsCreds creds(req.make_dir().user());
+        BRIG_TRY_ASSIGN(e, make_dirs(req.make_dir().path()));
+        *resp->mutable_entry() = std::move(e);
+        return ok();
+      }
+      case initpb::InitRequest::kMove: {
+        FsCreds creds(req.move().user());
+        BRIG_TRY_ASSIGN(e, move_path(req.move().from(), req.move().to()));
+        *resp->mutable_entry() = std::move(e);
+        return ok();
+      }
+      case initpb::InitRequest::kRemove: {
+        FsCreds creds(req.remove().user());
+        return remove_path(req.remove().path());
+      }
+      case initpb::InitRequest::kOpenFile: {
+        const auto& o = req.open_file();
+        FsCreds creds(o.user());
+        BRIG_TRY_ASSIGN(fd, open_file(o.path(), o.write(), o.mode(), resp->mutable_opened()->mutable_entry()));
+        fds->push_back(std::move(fd));
+        return ok();
+      }
+      case initpb::InitRequest::kWatch: return add_watch(req.watch(), resp);
+      case initpb::InitRequest::kUnwatch: {
+        uint64_t id = req.unwatch().watch_id();
+        for (auto it = watches_.begin(); it != watches_.end();) {
+          if (it->second.id == id) {
+            ::inotify_rm_watch(inotify_.get(), it->first);
+            it = watches_.erase(it);
+          } else {
+            ++it;
+          }
+        }
+        return ok();
+      }
+      case initpb::InitRequest::kSetLifetime:
+        set_lifetime(req.set_lifetime().lifetime_ms());
+        return ok();
+      case initpb::InitRequest::kSetEnv:
+        env_.clear();
+        for (auto& [k, v] : req.set_env().env()) env_[k] = v;
+        return ok();
+      case initpb::InitRequest::OP_NOT_SET: break;
+    }
+    return Error::make(errc::invalid_argument, "unknown request");
+  }
+
+  static constexpr uint32_t kWatchMask =
+      IN_CREATE | IN_MODIFY | IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ATTRIB | IN_ONLYDIR;
+
+  Result<int> watch_dir(const std::string& path, initpb::User user) {
+    if (watches_.size() >= kMaxWatches) return Error::make(errc::limit_exceeded, "too many watched directories");
+    FsCreds creds(user);
+    BRIG_TRY_ASSIGN(dir, open_dir_path(path));
+    // Watch through our own verified fd, so no path is resolved a second time.
+    std::string self = "/proc/self/fd/" + std::to_string(dir.get());
+    int wd = ::inotify_add_watch(inotify_.get(), self.c_str(), kWatchMask);
+    if (wd < 0) return Error::from_errno(errno, "inotify_add_watch '" + path + "'");
+    return wd;
+  }
+
+  Result<> add_watch(const initpb::Watch& w, initpb::InitResponse* resp) {
+    uint64_t id = ++next_watch_;
+    BRIG_TRY_ASSIGN(wd, watch_dir(w.path(), w.user()));
+    watches_[wd] = {id, "", w.recursive(), w.user()};
+    roots_[id] = w.path();
+    if (w.recursive()) {
+      FsCreds creds(w.user());
+      auto listing = list_dir(w.path(), kMaxListDepth);
+      if (listing) {
+        for (auto& e : listing->entries()) {
+          if (e.type() != initpb::FILE_TYPE_DIR) continue;
+          auto sub = watch_dir(e.path(), w.user());
+          if (sub) watches_[*sub] = {id, e.path().substr(w.path().size() + 1), true, w.user()};
+        }
+      }
+    }
+    resp->mutable_watch_started()->set_watch_id(id);
+    return ok();
+  }
+
+  void on_inotify() {
+    alignas(struct inotify_event) char buf[16384];
+    for (;;) {
+      ssize_t n = ::read(inotify_.get(), buf, sizeof buf);
+      if (n <= 0) return;
+      for (char* p = buf; p < buf + n;) {
+        auto* ev = reinterpret_cast<struct inotify_event*>(p);  // SAFETY: inotify records are aligned
+        p += sizeof(struct inotify_event) + ev->len;
+        auto it = watches_.find(ev->wd);
+        if (it == watches_.end()) continue;
+        if (ev->mask & IN_IGNORED) {
+          watches_.erase(it);
+          continue;
+        }
+        Watch w = it->second;
+        std::string name = ev->len ? std::string(ev->name) : "";
+        std::string rel = w.dir.empty() ? name : w.dir + "/" + name;
+        initpb::InitMessage msg;
+        auto* we = msg.mutable_watch_event();
+        we->set_watch_id(w.id);
+        we->set_name(rel);
+        if (ev->mask & IN_CREATE) we->set_op(initpb::WATCH_OP_CREATE);
+        else if (ev->mask & (IN_MODIFY | IN_CLOSE_WRITE)) we->set_op(initpb::WATCH_OP_WRITE);
+        else if (ev->mask & IN_DELETE) we->set_op(initpb::WATCH_OP_REMOVE);
+        else if (ev->mask & (IN_MOVED_FROM | IN_MOVED_TO)) we->set_op(initpb::WATCH_OP_RENAME);
+        else if (ev->mask & IN_ATTRIB) we->set_op(initpb::WATCH_OP_CHMOD);
+        else continue;
+        send(msg);
+        if (w.recursive && (ev->mask & IN_CREATE) && (ev->mask & IN_ISDIR)) {
+          auto sub = watch_dir(roots_[w.id] + "/" + rel, w.user);
+          if (sub) watches_[*sub] = {w.id, rel, true, w.user};
+        }
+      }
+    }
+  }
+
+  void on_signals() {
+    struct signalfd_siginfo si;
+    while (::read(signals_.get(), &si, sizeof si) == sizeof si) {
+    }
+    // Reap everything: our processes, and orphans re-parented to us as PID 1.
+    for (;;) {
+      int status;
+      pid_t pid = ::waitpid(-1, &status, WNOHANG);
+      if (pid <= 0) break;
+      auto it = processes_.find(pid);
+      if (it == processes_.end()) continue;
+      processes_.erase(it);
+      initpb::InitMessage msg;
+      auto* ex = msg.mutable_exited();
+      ex->set_pid(pid);
+      if (WIFSIGNALED(status)) ex->set_signal(WTERMSIG(status));
+      else ex->set_exit_code(WEXITSTATUS(status));
+      send(msg);
+    }
+  }
+
+  Fd control_, signals_, timer_, inotify_;
+  std::map<std::string, std::string> env_;
+  std::map<int, initpb::ProcessInfo> processes_;
+  std::map<int, Watch> watches_;
+  std::map<uint64_t, std::string> roots_;
+  uint64_t next_watch_ = 0;
+};
+
+}  // namespace
+
+void run_init(Fd control, InitConfig config) {
+  Init init(std::move(control), std::move(config));
+  init.run();
+}
+
+}  // namespace brig::init

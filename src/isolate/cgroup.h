@@ -1,0 +1,74 @@
+// Cgroup drivers: one sandbox = one cgroup (v2) or one directory per controller hierarchy
+// (v1), under a "brig" parent. The driver is picked at runtime from what /sys/fs/cgroup is.
+//
+// Thread safety: a driver is immutable after detect(); Cgroup objects are not shared.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/fd.h"
+#include "base/result.h"
+
+namespace brig::isolate {
+
+struct CgroupLimits {
+  uint64_t memory_bytes = 0;  // hard limit, no swap; 0 = unlimited
+  uint32_t cpu_millis = 0;    // CPU quota in thousandths of a CPU; 0 = unlimited
+  uint32_t pids = 0;          // max tasks; 0 = unlimited
+};
+
+struct CgroupUsage {
+  uint64_t memory_bytes = 0;
+  uint64_t cpu_usage_ns = 0;
+  uint64_t oom_kills = 0;
+  uint32_t tasks = 0;
+};
+
+class Cgroup {
+ public:
+  virtual ~Cgroup() = default;
+  // fds the zygote uses to place a new process: cgroup.procs files (v1: one per hierarchy),
+  // or the cgroup directory itself for clone3(CLONE_INTO_CGROUP) (v2).
+  virtual Result<std::vector<Fd>> open_procs_files() = 0;
+  virtual Result<Fd> open_dir_for_clone() = 0;
+  virtual Result<CgroupUsage> usage() = 0;
+  // Removes the cgroup; it must have no tasks left (retries briefly while they exit).
+  virtual Result<> destroy() = 0;
+};
+
+class CgroupDriver {
+ public:
+  virtual ~CgroupDriver() = default;
+  virtual std::string name() const = 0;  // "v1" or "v2"
+  virtual Result<std::unique_ptr<Cgroup>> create(const std::string& name, const CgroupLimits& limits) = 0;
+  // Re-opens an existing cgroup (e.g. after a restart), without changing limits.
+  virtual Result<std::unique_ptr<Cgroup>> open(const std::string& name) = 0;
+  // Names of every cgroup under brig's parent.
+  virtual std::vector<std::string> list() = 0;
+  // Human-readable facts for `brig doctor`.
+  virtual std::vector<std::string> describe() = 0;
+
+  // Picks v2 when `root` is a cgroup2 mount, v1 when it holds v1 hierarchies.
+  static Result<std::unique_ptr<CgroupDriver>> detect(const std::string& root = "/sys/fs/cgroup");
+  // Explicit constructors, also used by tests on fake trees.
+  static std::unique_ptr<CgroupDriver> make_v1(std::string root);
+  static std::unique_ptr<CgroupDriver> make_v2(std::string root);
+};
+
+// The interface-file writes that apply `limits`, in order (pure: unit-tested on their own).
+struct LimitWrite {
+  std::string controller;  // v1 hierarchy ("memory", "cpu", "pids"); empty for v2
+  std::string file;
+  std::string value;
+  bool optional = false;   // skipped when the file does not exist (e.g. memsw without swap accounting)
+};
+std::vector<LimitWrite> v1_limit_writes(const CgroupLimits& limits);
+std::vector<LimitWrite> v2_limit_writes(const CgroupLimits& limits);
+
+// Removes a cgroup directory, retrying while the kernel still counts exiting tasks.
+Result<> remove_cgroup_dir(const std::string& path);
+
+}  // namespace brig::isolate

@@ -1,0 +1,131 @@
+// cgroup v2 driver: <root>/brig/<name>, with memory, cpu and pids enabled in brig's
+// subtree_control. The sandbox init is placed with clone3(CLONE_INTO_CGROUP), so it is never
+// briefly outside its limits.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "base/util.h"
+#include "isolate/cgroup.h"
+
+namespace brig::isolate {
+namespace {
+
+uint64_t stat_field(const std::string& text, std::string_view key) {
+  for (auto& line : split(text, '\n'))
+    if (line.size() > key.size() && line.starts_with(key) && line[key.size()] == ' ')
+      return std::strtoull(line.c_str() + key.size() + 1, nullptr, 10);
+  return 0;
+}
+
+class CgroupV2 final : public Cgroup {
+ public:
+  explicit CgroupV2(std::string dir) : dir_(std::move(dir)) {}
+
+  Result<std::vector<Fd>> open_procs_files() override {
+    std::vector<Fd> fds;
+    Fd fd(::open((dir_ + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
+    if (!fd) return Error::from_errno(errno, "open(" + dir_ + "/cgroup.procs)");
+    fds.push_back(std::move(fd));
+    return fds;
+  }
+
+  Result<Fd> open_dir_for_clone() override {
+    Fd fd(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd) return Error::from_errno(errno, "open(" + dir_ + ")");
+    return fd;
+  }
+
+  Result<CgroupUsage> usage() override {
+    CgroupUsage u;
+    if (auto s = read_small_file(dir_ + "/memory.current")) u.memory_bytes = std::strtoull(s->c_str(), nullptr, 10);
+    if (auto s = read_small_file(dir_ + "/cpu.stat")) u.cpu_usage_ns = stat_field(*s, "usage_usec") * 1000;
+    if (auto s = read_small_file(dir_ + "/memory.events")) u.oom_kills = stat_field(*s, "oom_kill");
+    if (auto s = read_small_file(dir_ + "/pids.current")) u.tasks = static_cast<uint32_t>(std::strtoul(s->c_str(), nullptr, 10));
+    return u;
+  }
+
+  Result<> destroy() override {
+    // cgroup.kill (5.14+) takes out anything left, e.g. after a crash.
+    (void)write_small_file(dir_ + "/cgroup.kill", "1");
+    return remove_cgroup_dir(dir_);
+  }
+
+ private:
+  std::string dir_;
+};
+
+class CgroupDriverV2 final : public CgroupDriver {
+ public:
+  explicit CgroupDriverV2(std::string root) : root_(std::move(root)), parent_(root_ + "/brig") {}
+  std::string name() const override { return "v2"; }
+
+  Result<std::unique_ptr<Cgroup>> create(const std::string& name, const CgroupLimits& limits) override {
+    BRIG_TRY(ensure_parent());
+    std::string dir = parent_ + "/" + name;
+    if (::mkdir(dir.c_str(), 0755) != 0) return Error::from_errno(errno, "mkdir(" + dir + ")");
+    auto cg = std::make_unique<CgroupV2>(dir);
+    for (const auto& w : v2_limit_writes(limits)) {
+      const std::string path = dir + "/" + w.file;
+      if (w.optional && ::access(path.c_str(), F_OK) != 0) continue;
+      if (auto r = write_small_file(path, w.value); !r) {
+        (void)cg->destroy();
+        return r.error().wrap("cgroup v2 " + name);
+      }
+    }
+    return std::unique_ptr<Cgroup>(std::move(cg));
+  }
+
+  Result<std::unique_ptr<Cgroup>> open(const std::string& name) override {
+    std::string dir = parent_ + "/" + name;
+    if (::access(dir.c_str(), F_OK) != 0) return Error::from_errno(errno, "access(" + dir + ")");
+    return std::unique_ptr<Cgroup>(new CgroupV2(dir));
+  }
+
+  std::vector<std::string> list() override {
+    std::vector<std::string> out;
+    DIR* d = ::opendir(parent_.c_str());
+    if (!d) return out;
+    while (auto* e = ::readdir(d))
+      if (e->d_type == DT_DIR && e->d_name[0] != '.') out.emplace_back(e->d_name);
+    ::closedir(d);
+    return out;
+  }
+
+  std::vector<std::string> describe() override {
+    std::vector<std::string> out{"cgroup v2 (unified) at " + root_};
+    auto controllers = read_small_file(root_ + "/cgroup.controllers");
+    out.push_back("controllers available: " + (controllers ? std::string(trim(*controllers)) : "unreadable"));
+    return out;
+  }
+
+ private:
+  Result<> ensure_parent() {
+    if (::mkdir(parent_.c_str(), 0755) != 0 && errno != EEXIST)
+      return Error::from_errno(errno, "mkdir(" + parent_ + ")");
+    auto have = read_small_file(parent_ + "/cgroup.subtree_control");
+    if (have && have->find("memory") != std::string::npos && have->find("pids") != std::string::npos)
+      return ok();
+    // Enable the controllers top-down; each write fails if the parent lacks the controller.
+    for (const char* c : {"+memory", "+pids", "+cpu"}) {
+      (void)write_small_file(root_ + "/cgroup.subtree_control", c);
+      if (auto r = write_small_file(parent_ + "/cgroup.subtree_control", c); !r)
+        return r.error().wrap("enable controller " + std::string(c + 1) + " for " + parent_);
+    }
+    return ok();
+  }
+
+  std::string root_;
+  std::string parent_;
+};
+
+}  // namespace
+
+std::unique_ptr<CgroupDriver> CgroupDriver::make_v2(std::string root) {
+  return std::make_unique<CgroupDriverV2>(std::move(root));
+}
+
+}  // namespace brig::isolate

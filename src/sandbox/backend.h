@@ -1,0 +1,56 @@
+// Backend: how sandboxes are made. The Linux backend (namespaces + cgroups + seccomp) is the
+// only one today; a microVM backend can be added behind this boundary without touching the
+// engine, the CLI or the API layers.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "sandbox/sandbox.h"
+
+namespace brig::sandbox {
+
+// What the engine's registry keeps of a sandbox to find its resources again after a restart.
+struct SandboxRecord {
+  std::string id;
+  uint32_t slot = 0;       // uid range slot
+  int init_pid = 0;        // host pid of brig-init
+  uint64_t init_start = 0; // its start time (clock ticks since boot), against pid reuse
+  int owner_pid = 0;       // the brig process holding its control channel
+};
+
+class SandboxHandle : public Sandbox {
+ public:
+  // Kills every process of the sandbox and releases everything it holds; idempotent.
+  virtual Result<> destroy() = 0;
+  virtual SandboxRecord record() const = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  virtual Result<std::unique_ptr<SandboxHandle>> create(const std::string& id, uint32_t slot,
+                                                        const SandboxSpec& spec) = 0;
+  // Is the sandbox of `record` still running (on this host, under any brig process)?
+  virtual bool is_alive(const SandboxRecord& record) = 0;
+  // Kills what a record names (when its owner is gone or another process asks).
+  virtual Result<> kill(const SandboxRecord& record) = 0;
+  // Releases host resources left by a sandbox whose processes are gone (cgroups, ...).
+  virtual Result<> release(const std::string& id) = 0;
+  // Names of host resources that exist for sandboxes (for orphan sweeps).
+  virtual std::vector<std::string> list_resources() = 0;
+  // Human-readable host facts for `brig doctor`.
+  virtual std::vector<std::string> describe() = 0;
+};
+
+struct LinuxBackendOptions {
+  std::string state_dir;
+};
+
+// Forks the zygote: call before the process starts any thread.
+Result<std::unique_ptr<Backend>> make_linux_backend(const LinuxBackendOptions& options);
+
+}  // namespace brig::sandbox

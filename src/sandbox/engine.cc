@@ -1,0 +1,195 @@
+#include "sandbox/engine.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "base/util.h"
+#include "sandbox/registry.h"
+
+namespace brig::sandbox {
+namespace {
+
+bool process_exists(int pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
+
+Result<> make_dirs(const std::string& path, mode_t mode) {
+  std::string cur;
+  for (auto& part : split(path, '/')) {
+    if (part.empty()) continue;
+    cur += "/" + part;
+    if (::mkdir(cur.c_str(), mode) != 0 && errno != EEXIST) return Error::from_errno(errno, "mkdir(" + cur + ")");
+  }
+  return ok();
+}
+
+}  // namespace
+
+std::string default_state_dir() {
+  if (::geteuid() == 0) return "/var/lib/brig";
+  if (const char* xdg = std::getenv("XDG_STATE_HOME"); xdg && *xdg) return std::string(xdg) + "/brig";
+  if (const char* home = std::getenv("HOME"); home && *home) return std::string(home) + "/.local/state/brig";
+  return "/tmp/brig-" + std::to_string(::geteuid());
+}
+
+Engine::Engine(std::string state_dir, std::unique_ptr<Backend> backend, std::unique_ptr<Registry> registry)
+    : state_dir_(std::move(state_dir)), backend_(std::move(backend)), registry_(std::move(registry)) {}
+
+Engine::~Engine() {
+  std::map<std::string, std::shared_ptr<SandboxHandle>> owned;
+  {
+    std::lock_guard lock(mu_);
+    owned.swap(owned_);
+  }
+  for (auto& [id, handle] : owned) (void)cleanup(id);
+}
+
+Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
+  std::string dir = options.state_dir.empty() ? default_state_dir() : options.state_dir;
+  BRIG_TRY(make_dirs(dir, 0700));
+  // The backend first: it forks the zygote, which must happen before the registry opens
+  // files or anything starts a thread.
+  BRIG_TRY_ASSIGN(backend, make_linux_backend({dir}));
+  BRIG_TRY_ASSIGN(registry, Registry::open(dir + "/brig.db"));
+  std::unique_ptr<Engine> engine(new Engine(dir, std::move(backend), std::move(registry)));
+  if (size_t n = engine->reap()) spdlog::info("reaped {} sandbox(es) left by an earlier brig process", n);
+  return engine;
+}
+
+Result<std::shared_ptr<Sandbox>> Engine::create(const SandboxSpec& spec) {
+  BRIG_TRY(validate(spec));
+  SandboxInfo info;
+  info.id = new_sandbox_id();
+  info.template_name = spec.template_name;
+  info.started_at_ms = now_unix_ms();
+  info.end_at_ms = info.started_at_ms + spec.lifetime.count();
+  info.memory_bytes = spec.memory_bytes;
+  info.cpu_millis = spec.cpu_millis;
+  info.disk_bytes = spec.disk_bytes;
+  info.metadata = spec.metadata;
+  info.env = spec.env;
+  BRIG_TRY_ASSIGN(slot, registry_->insert_creating(info, static_cast<int>(::getpid())));
+  auto handle = backend_->create(info.id, slot, spec);
+  if (!handle) {
+    (void)registry_->remove(info.id);
+    return handle.error();
+  }
+  std::shared_ptr<SandboxHandle> shared(std::move(*handle));
+  if (auto r = registry_->mark_running(shared->record()); !r) {
+    (void)shared->destroy();
+    (void)registry_->remove(info.id);
+    return r.error();
+  }
+  std::lock_guard lock(mu_);
+  owned_[info.id] = shared;
+  return std::shared_ptr<Sandbox>(shared);
+}
+
+Result<std::shared_ptr<Sandbox>> Engine::get(const std::string& id) {
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = owned_.find(id); it != owned_.end()) return std::shared_ptr<Sandbox>(it->second);
+  }
+  BRIG_TRY_ASSIGN(row, registry_->get(id));
+  if (!row) return Error::make(errc::not_found, "sandbox '" + id + "' not found");
+  return Error::make(errc::conflict, "sandbox '" + id + "' belongs to brig process " +
+                                         std::to_string(row->record.owner_pid));
+}
+
+std::vector<SandboxInfo> Engine::list() {
+  std::vector<SandboxInfo> out;
+  auto rows = registry_->all();
+  if (!rows) return out;
+  for (auto& row : *rows) {
+    SandboxInfo info = row.info;
+    std::shared_ptr<SandboxHandle> handle;
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = owned_.find(info.id); it != owned_.end()) handle = it->second;
+    }
+    bool alive = handle ? handle->alive() : backend_->is_alive(row.record);
+    if (info.state == "running" && !alive) info.state = "dead";
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+Result<SandboxInfo> Engine::info(const std::string& id) {
+  for (auto& s : list())
+    if (s.id == id) return s;
+  return Error::make(errc::not_found, "sandbox '" + id + "' not found");
+}
+
+Result<> Engine::set_timeout(const std::string& id, std::chrono::milliseconds from_now) {
+  if (from_now.count() < 1000 || from_now > std::chrono::hours(24 * 30))
+    return Error::make(errc::invalid_argument, "timeout must be between 1 s and 30 days");
+  BRIG_TRY_ASSIGN(sandbox, get(id));
+  BRIG_TRY(sandbox->set_lifetime(from_now));
+  return registry_->set_end_at(id, now_unix_ms() + from_now.count());
+}
+
+Result<> Engine::kill(const std::string& id) {
+  BRIG_TRY_ASSIGN(row, registry_->get(id));
+  if (!row) {
+    std::lock_guard lock(mu_);
+    if (!owned_.count(id)) return Error::make(errc::not_found, "sandbox '" + id + "' not found");
+  }
+  if (row && !owned_.count(id)) BRIG_TRY(backend_->kill(row->record));
+  return cleanup(id);
+}
+
+Result<> Engine::cleanup(const std::string& id) {
+  std::shared_ptr<SandboxHandle> handle;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = owned_.find(id); it != owned_.end()) {
+      handle = it->second;
+      owned_.erase(it);
+    }
+  }
+  Result<> result = ok();
+  if (handle) result = handle->destroy();
+  else result = backend_->release(id);
+  if (!result) return result.error().wrap("clean up sandbox " + id);
+  return registry_->remove(id);
+}
+
+size_t Engine::reap() {
+  size_t reaped = 0;
+  auto rows = registry_->all();
+  if (!rows) return 0;
+  for (auto& row : *rows) {
+    const auto& id = row.info.id;
+    bool owned;
+    std::shared_ptr<SandboxHandle> handle;
+    {
+      std::lock_guard lock(mu_);
+      auto it = owned_.find(id);
+      owned = it != owned_.end();
+      if (owned) handle = it->second;
+    }
+    bool gone;
+    if (owned) gone = !handle->alive();
+    else if (row.info.state == "creating") gone = !process_exists(row.record.owner_pid);
+    else gone = !backend_->is_alive(row.record);
+    if (!gone) continue;
+    if (auto r = cleanup(id); !r) {
+      spdlog::warn("reap {}: {}", id, r.error().message());
+      continue;
+    }
+    ++reaped;
+  }
+  // Host resources with no registry row (a crash between their creation and the insert is
+  // impossible, since the row comes first; a crash after the delete is not).
+  auto now_rows = registry_->all();
+  for (auto& name : backend_->list_resources()) {
+    if (!is_valid_sandbox_id(name)) continue;
+    bool known = false;
+    if (now_rows)
+      for (auto& r : *now_rows) known |= r.info.id == name;
+    if (!known && backend_->release(name)) ++reaped;
+  }
+  return reaped;
+}
+
+}  // namespace brig::sandbox

@@ -1,0 +1,59 @@
+// Engine: the sandbox lifecycle over a Backend and a registry (SQLite under the state dir).
+// create / list / info / set_timeout / kill, and the reaper that cleans up after sandboxes
+// that expired or whose brig process died.
+//
+// Thread safety: all methods are thread-safe.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "sandbox/backend.h"
+#include "sandbox/sandbox.h"
+
+namespace brig::sandbox {
+
+class Registry;
+
+struct EngineOptions {
+  std::string state_dir;  // created if missing; default chosen by the caller
+};
+
+class Engine {
+ public:
+  // Forks the zygote, so call it before starting threads. Reaps what a crashed brig left.
+  static Result<std::unique_ptr<Engine>> open(const EngineOptions& options);
+  ~Engine();
+
+  Result<std::shared_ptr<Sandbox>> create(const SandboxSpec& spec);
+  // The live sandbox owned by this process (for processes and files).
+  Result<std::shared_ptr<Sandbox>> get(const std::string& id);
+  std::vector<SandboxInfo> list();
+  Result<SandboxInfo> info(const std::string& id);
+  Result<> set_timeout(const std::string& id, std::chrono::milliseconds from_now);
+  // Kills the sandbox and removes every trace of it (not_found if unknown).
+  Result<> kill(const std::string& id);
+  // Cleans up sandboxes that are gone (expired, crashed, owner died). Returns how many.
+  size_t reap();
+
+  Backend& backend() { return *backend_; }
+  const std::string& state_dir() const { return state_dir_; }
+
+ private:
+  Engine(std::string state_dir, std::unique_ptr<Backend> backend, std::unique_ptr<Registry> registry);
+  Result<> cleanup(const std::string& id);
+
+  std::string state_dir_;
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<Registry> registry_;
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<SandboxHandle>> owned_;
+};
+
+// The default state directory: /var/lib/brig as root, else $XDG_STATE_HOME/brig.
+std::string default_state_dir();
+
+}  // namespace brig::sandbox

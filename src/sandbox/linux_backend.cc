@@ -1,0 +1,410 @@
+// The Linux backend: namespaces, an idmapped overlay rootfs, cgroups and seccomp, with
+// brig-init as PID 1 (see ARCHITECTURE.md, "Create").
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <thread>
+
+#include "base/util.h"
+#include "isolate/cgroup.h"
+#include "isolate/userns.h"
+#include "sandbox/backend.h"
+#include "sandbox/init_channel.h"
+#include "sandbox/run.h"
+#include "sandbox/zygote.h"
+#include "sys/syscalls.h"
+
+namespace brig::sandbox {
+namespace {
+
+initpb::User to_pb(User u) { return u == User::root ? initpb::USER_ROOT : initpb::USER_USER; }
+
+EntryInfo from_pb(const initpb::EntryInfo& e) {
+  EntryInfo out;
+  out.name = e.name();
+  out.path = e.path();
+  switch (e.type()) {
+    case initpb::FILE_TYPE_FILE: out.type = FileType::file; break;
+    case initpb::FILE_TYPE_DIR: out.type = FileType::dir; break;
+    case initpb::FILE_TYPE_SYMLINK: out.type = FileType::symlink; break;
+    case initpb::FILE_TYPE_OTHER: out.type = FileType::other; break;
+    default: out.type = FileType::unknown;
+  }
+  out.size = e.size();
+  out.mode = e.mode();
+  out.uid = e.uid();
+  out.gid = e.gid();
+  out.mtime_ns = e.mtime_ns();
+  out.symlink_target = e.symlink_target();
+  return out;
+}
+
+// Start time of `pid` in clock ticks since boot (field 22 of /proc/<pid>/stat), 0 if gone.
+uint64_t proc_start_time(int pid) {
+  auto stat = read_small_file("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat) return 0;
+  // The command name (field 2) may contain spaces and parentheses: parse after the last ')'.
+  auto close = stat->rfind(')');
+  if (close == std::string::npos) return 0;
+  auto fields = split(std::string_view(*stat).substr(close + 2), ' ');
+  // fields[0] is field 3 (state); field 22 is fields[19].
+  return fields.size() > 19 ? std::strtoull(fields[19].c_str(), nullptr, 10) : 0;
+}
+
+bool pidfd_exited(int pidfd, int timeout_ms) {
+  struct pollfd p = {pidfd, POLLIN, 0};
+  int n;
+  do n = ::poll(&p, 1, timeout_ms);
+  while (n < 0 && errno == EINTR);
+  return n > 0;
+}
+
+class LinuxSandbox final : public SandboxHandle {
+ public:
+  LinuxSandbox(std::string id, SandboxRecord record, Fd pidfd, Fd control,
+               std::unique_ptr<isolate::Cgroup> cgroup)
+      : id_(std::move(id)), record_(record), pidfd_(std::move(pidfd)), channel_(std::move(control)),
+        cgroup_(std::move(cgroup)) {}
+  ~LinuxSandbox() override { (void)destroy(); }
+
+  const std::string& id() const override { return id_; }
+  SandboxRecord record() const override { return record_; }
+
+  Result<SpawnedProcess> spawn(const ProcessSpec& spec) override {
+    if (spec.cmd.empty()) return Error::make(errc::invalid_argument, "empty command");
+    initpb::InitRequest req;
+    auto* s = req.mutable_spawn();
+    s->set_cmd(spec.cmd);
+    for (auto& a : spec.args) s->add_args(a);
+    for (auto& [k, v] : spec.env) (*s->mutable_env())[k] = v;
+    s->set_cwd(spec.cwd);
+    s->set_user(to_pb(spec.user));
+    s->set_stdin_pipe(spec.stdin_pipe);
+    s->set_pty(spec.pty);
+    s->set_rows(spec.rows);
+    s->set_cols(spec.cols);
+    s->set_tag(spec.tag);
+    BRIG_TRY_ASSIGN(reply, channel_.call(std::move(req)));
+    SpawnedProcess p;
+    p.pid = reply.response.spawned().pid();
+    auto& fds = reply.fds;
+    size_t want = spec.pty ? 1 : (spec.stdin_pipe ? 3 : 2);
+    if (fds.size() != want) return Error::make(errc::protocol, "spawn reply with wrong fds");
+    size_t i = 0;
+    if (spec.pty) {
+      p.stdout_fd = std::move(fds[0]);
+    } else {
+      if (spec.stdin_pipe) p.stdin_fd = std::move(fds[i++]);
+      p.stdout_fd = std::move(fds[i++]);
+      p.stderr_fd = std::move(fds[i++]);
+    }
+    return p;
+  }
+
+  Result<> signal(int pid, int sig, bool process_group) override {
+    initpb::InitRequest req;
+    req.mutable_signal()->set_pid(pid);
+    req.mutable_signal()->set_signal(sig);
+    req.mutable_signal()->set_process_group(process_group);
+    BRIG_TRY(channel_.call(std::move(req)));
+    return ok();
+  }
+
+  Result<std::vector<ProcessInfo>> list_processes() override {
+    initpb::InitRequest req;
+    req.mutable_list_processes();
+    BRIG_TRY_ASSIGN(reply, channel_.call(std::move(req)));
+    std::vector<ProcessInfo> out;
+    for (auto& p : reply.response.processes().processes())
+      out.push_back({p.pid(), p.cmd(), {p.args().begin(), p.args().end()}, p.cwd(), p.tag(), p.pty()});
+    return out;
+  }
+
+  Result<std::optional<ExitStatus>> wait_exit(int pid, std::chrono::milliseconds timeout) override {
+    BRIG_TRY_ASSIGN(ex, channel_.wait_exit(pid, timeout));
+    if (!ex) return std::optional<ExitStatus>();
+    return std::optional<ExitStatus>(ExitStatus{ex->pid(), ex->exit_code(), ex->signal()});
+  }
+
+  Result<RunResult> run(const ProcessSpec& spec, const RunOptions& options) override {
+    uint64_t before = 0;
+    if (auto u = cgroup_->usage()) before = u->oom_kills;
+    return run_process(*this, spec, options, before);
+  }
+
+  Result<EntryInfo> stat(const std::string& path, User user) override {
+    initpb::InitRequest req;
+    req.mutable_stat()->set_path(path);
+    req.mutable_stat()->set_user(to_pb(user));
+    BRIG_TRY_ASSIGN(reply, channel_.call(std::move(req)));
+    return from_pb(reply.response.entry());
+  }
+
+  Result<std::vector<EntryInfo>> list_dir(const std::string& path, uint32_t depth, User user) override {
+    initpb::InitRequest req;
+    req.mutable_list_dir()->set_path(path);
+    req.mutable_list_dir()->set_depth(depth);
+    req.mutable_list_dir()->set_user(to_pb(user));
+    BRIG_TRY_ASSIGN(reply, channel_.call(std::move(req)));
+    std::vector<EntryInfo> out;
+    for (auto& e : reply.response.listing().entries()) out.push_back(from_pb(e));
+    return out;
+  }
+
+  Result<EntryInfo> make_dir(const std::string& path, User user) override {
+    initpb::InitRequest req;
+    req.mutable_make_dir()->set_path(path);
+    req.mutable_make_dir()->set_user(to_pb(user));
+    BRIG_TRY_ASSIGN(reply, channel_.call(std::move(req)));
+    return from_pb(reply.response.entry());
+  }
+
+  Result<EntryInfo> move(const std::string& from, const std::string& to, User user) override {
+    initpb::InitRequest req;
+    req.mutable_move()->set_from(from);
+    req.mutable_move()->set_to(to);
+    req.mutable_move()->set_user(to_pb(user));
+    BRIG_TRY_ASSIGN(reply, channel_.call(std::move(req)));
+    return from_pb(reply.response.entry());
+  }
+
+  Result<> remove(const std::string& path, User user) override {
+    initpb::InitRequest req;
+    req.mutable_remove()->set_path(path);
+    req.mutable_remove()->set_user(to_pb(user));
+    BRIG_TRY(channel_.call(std::move(req)));
+    return ok();
+  }
+
+  Result<Fd> open_read(const std::string& path, User user, EntryInfo* info) override {
+    return open(path, user, false, 0, info);
+  }
+
+  Result<Fd> open_write(const std::string& path, User user, uint32_t mode) override {
+    return open(path, user, true, mode, nullptr);
+  }
+
+  Result<std::string> read_file(const std::string& path, User user, size_t limit) override {
+    EntryInfo info;
+    BRIG_TRY_ASSIGN(fd, open_read(path, user, &info));
+    std::string out;
+    char buf[65536];
+    for (;;) {
+      ssize_t n = ::read(fd.get(), buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return Error::from_errno(errno, "read '" + path + "'");
+      if (n == 0) break;
+      if (out.size() + static_cast<size_t>(n) > limit)
+        return Error::make(errc::limit_exceeded, "'" + path + "' is larger than " + format_size(limit));
+      out.append(buf, static_cast<size_t>(n));
+    }
+    return out;
+  }
+
+  Result<> write_file(const std::string& path, std::string_view content, User user, uint32_t mode) override {
+    BRIG_TRY_ASSIGN(fd, open_write(path, user, mode));
+    while (!content.empty()) {
+      ssize_t n = ::write(fd.get(), content.data(), content.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return Error::from_errno(errno, "write '" + path + "'");
+      content.remove_prefix(static_cast<size_t>(n));
+    }
+    return ok();
+  }
+
+  Result<uint64_t> watch(const std::string& path, bool recursive, User user) override {
+    initpb::InitRequest req;
+    req.mutable_watch()->set_path(path);
+    req.mutable_watch()->set_recursive(recursive);
+    req.mutable_watch()->set_user(to_pb(user));
+    BRIG_TRY_ASSIGN(reply, channel_.call(std::move(req)));
+    return reply.response.watch_started().watch_id();
+  }
+
+  Result<> unwatch(uint64_t watch_id) override {
+    initpb::InitRequest req;
+    req.mutable_unwatch()->set_watch_id(watch_id);
+    BRIG_TRY(channel_.call(std::move(req)));
+    return ok();
+  }
+
+  std::vector<WatchEvent> take_watch_events(uint64_t watch_id) override {
+    std::vector<WatchEvent> out;
+    for (auto& e : channel_.take_watch_events(watch_id)) {
+      WatchOp op = WatchOp::create;
+      switch (e.op()) {
+        case initpb::WATCH_OP_WRITE: op = WatchOp::write; break;
+        case initpb::WATCH_OP_REMOVE: op = WatchOp::remove; break;
+        case initpb::WATCH_OP_RENAME: op = WatchOp::rename; break;
+        case initpb::WATCH_OP_CHMOD: op = WatchOp::chmod; break;
+        default: break;
+      }
+      out.push_back({e.watch_id(), e.name(), op});
+    }
+    return out;
+  }
+
+  Result<> set_lifetime(std::chrono::milliseconds remaining) override {
+    initpb::InitRequest req;
+    req.mutable_set_lifetime()->set_lifetime_ms(static_cast<uint32_t>(
+        std::clamp<int64_t>(remaining.count(), 1, std::numeric_limits<uint32_t>::max())));
+    BRIG_TRY(channel_.call(std::move(req)));
+    return ok();
+  }
+
+  Result<> set_env(const std::map<std::string, std::string>& env) {
+    initpb::InitRequest req;
+    for (auto& [k, v] : env) (*req.mutable_set_env()->mutable_env())[k] = v;
+    BRIG_TRY(channel_.call(std::move(req)));
+    return ok();
+  }
+
+  Result<Usage> usage() override {
+    BRIG_TRY_ASSIGN(u, cgroup_->usage());
+    return Usage{u.memory_bytes, u.cpu_usage_ns, u.oom_kills, u.tasks};
+  }
+
+  bool alive() override { return !destroyed_ && !pidfd_exited(pidfd_.get(), 0); }
+
+  Result<> destroy() override {
+    if (destroyed_) return ok();
+    destroyed_ = true;
+    // SIGKILL to PID 1 of the namespace: the kernel kills every process in it, and with the
+    // last one go its mount namespace (overlay, tmpfs layer, /dev, /proc) and network namespace.
+    (void)sys::pidfd_send_signal(pidfd_.get(), SIGKILL);
+    if (!pidfd_exited(pidfd_.get(), 10'000)) return Error::make(errc::timed_out, "sandbox init did not exit");
+    return cgroup_->destroy();
+  }
+
+ private:
+  Result<Fd> open(const std::string& path, User user, bool write, uint32_t mode, EntryInfo* info) {
+    initpb::InitRequest req;
+    auto* o = req.mutable_open_file();
+    o->set_path(path);
+    o->set_user(to_pb(user));
+    o->set_write(write);
+    o->set_mode(mode);
+    BRIG_TRY_ASSIGN(reply, channel_.call(std::move(req)));
+    if (reply.fds.size() != 1) return Error::make(errc::protocol, "open reply without fd");
+    if (info) *info = from_pb(reply.response.opened().entry());
+    return std::move(reply.fds[0]);
+  }
+
+  std::string id_;
+  SandboxRecord record_;
+  Fd pidfd_;
+  InitChannel channel_;
+  std::unique_ptr<isolate::Cgroup> cgroup_;
+  bool destroyed_ = false;
+};
+
+class LinuxBackend final : public Backend {
+ public:
+  LinuxBackend(std::string mount_point, std::unique_ptr<isolate::CgroupDriver> cgroups,
+               std::unique_ptr<Zygote> zygote)
+      : mount_point_(std::move(mount_point)), cgroups_(std::move(cgroups)), zygote_(std::move(zygote)) {}
+
+  std::string name() const override { return "linux"; }
+
+  Result<std::unique_ptr<SandboxHandle>> create(const std::string& id, uint32_t slot,
+                                                const SandboxSpec& spec) override {
+    BRIG_TRY(validate(spec));
+    struct stat st;
+    if (::stat(spec.rootfs.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+      return Error::make(errc::not_found, "rootfs '" + spec.rootfs + "' is not a directory");
+    if (st.st_uid != 0 || (st.st_mode & 022))
+      return Error::make(errc::invalid_argument, "rootfs '" + spec.rootfs + "' must be owned by root and not group/world-writable");
+    BRIG_TRY_ASSIGN(cgroup, cgroups_->create(id, {spec.memory_bytes, spec.cpu_millis, spec.pids}));
+    auto fail = [&](Error e) {
+      (void)cgroup->destroy();
+      return e.wrap("create sandbox");
+    };
+    initpb::ZygoteRequest req;
+    req.set_sandbox_id(id);
+    req.set_rootfs(spec.rootfs);
+    req.set_uid_base(isolate::uid_base_for_slot(slot));
+    req.set_disk_bytes(spec.disk_bytes);
+    req.set_shm_bytes(spec.shm_bytes);
+    req.set_mount_point(mount_point_);
+    req.set_lifetime_ms(static_cast<uint32_t>(spec.lifetime.count()));
+    req.set_share_host_network(spec.host_network);
+    std::vector<Fd> fds;
+    if (cgroups_->name() == "v2") {
+      auto dir = cgroup->open_dir_for_clone();
+      if (!dir) return fail(dir.error());
+      fds.push_back(std::move(*dir));
+      req.set_cgroup_dir_fd(true);
+    } else {
+      auto procs = cgroup->open_procs_files();
+      if (!procs) return fail(procs.error());
+      fds = std::move(*procs);
+      req.set_cgroup_procs_fds(static_cast<uint32_t>(fds.size()));
+    }
+    auto created = zygote_->create(req, std::move(fds));
+    if (!created) return fail(created.error());
+    SandboxRecord record{id, slot, created->init_pid, proc_start_time(created->init_pid), static_cast<int>(::getpid())};
+    auto sandbox = std::make_unique<LinuxSandbox>(id, record, std::move(created->pidfd), std::move(created->control),
+                                                  std::move(cgroup));
+    if (!spec.env.empty())
+      if (auto r = sandbox->set_env(spec.env); !r) return r.error().wrap("create sandbox: set env");
+    return std::unique_ptr<SandboxHandle>(std::move(sandbox));
+  }
+
+  bool is_alive(const SandboxRecord& record) override {
+    return record.init_pid > 0 && record.init_start != 0 && proc_start_time(record.init_pid) == record.init_start;
+  }
+
+  Result<> kill(const SandboxRecord& record) override {
+    if (!is_alive(record)) return ok();
+    Fd pidfd(sys::pidfd_open(record.init_pid, 0));
+    if (!pidfd) return errno == ESRCH ? ok() : Result<>(Error::from_errno(errno, "pidfd_open"));
+    // Re-check after pidfd_open: the pidfd now pins the process we verified, not a reused pid.
+    if (!is_alive(record)) return ok();
+    if (sys::pidfd_send_signal(pidfd.get(), SIGKILL) != 0 && errno != ESRCH)
+      return Error::from_errno(errno, "pidfd_send_signal");
+    if (!pidfd_exited(pidfd.get(), 10'000)) return Error::make(errc::timed_out, "sandbox init did not exit");
+    return ok();
+  }
+
+  Result<> release(const std::string& id) override {
+    auto cg = cgroups_->open(id);
+    if (!cg) return ok();  // already gone
+    return (*cg)->destroy();
+  }
+
+  std::vector<std::string> list_resources() override { return cgroups_->list(); }
+
+  std::vector<std::string> describe() override {
+    auto out = cgroups_->describe();
+    out.insert(out.begin(), "cgroup driver: " + cgroups_->name());
+    return out;
+  }
+
+ private:
+  std::string mount_point_;
+  std::unique_ptr<isolate::CgroupDriver> cgroups_;
+  std::unique_ptr<Zygote> zygote_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Backend>> make_linux_backend(const LinuxBackendOptions& options) {
+  if (::geteuid() != 0)
+    return Error::make(errc::unsupported,
+                       "the Linux backend needs root (rootless mode is not built yet); run brig as root");
+  BRIG_TRY_ASSIGN(policy, policy::compile_baseline_policy());
+  BRIG_TRY_ASSIGN(cgroups, isolate::CgroupDriver::detect());
+  // A fixed, empty, root-only directory: each sandbox mounts its root here inside its own
+  // mount namespace only, so one directory serves every sandbox.
+  std::string mount_point = options.state_dir + "/mnt";
+  if (::mkdir(mount_point.c_str(), 0700) != 0 && errno != EEXIST)
+    return Error::from_errno(errno, "mkdir(" + mount_point + ")");
+  BRIG_TRY_ASSIGN(zygote, Zygote::start(std::move(policy)));
+  return std::unique_ptr<Backend>(new LinuxBackend(mount_point, std::move(cgroups), std::move(zygote)));
+}
+
+}  // namespace brig::sandbox

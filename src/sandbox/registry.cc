@@ -1,0 +1,193 @@
+#include "sandbox/registry.h"
+
+#include <nlohmann/json.hpp>
+
+#include "isolate/userns.h"
+
+namespace brig::sandbox {
+namespace {
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS sandboxes (
+  id          TEXT PRIMARY KEY,
+  slot        INTEGER NOT NULL UNIQUE,
+  template    TEXT NOT NULL,
+  state       TEXT NOT NULL,
+  started_at  INTEGER NOT NULL,
+  end_at      INTEGER NOT NULL,
+  memory      INTEGER NOT NULL,
+  cpu_millis  INTEGER NOT NULL,
+  disk        INTEGER NOT NULL,
+  metadata    TEXT NOT NULL,
+  env_keys    TEXT NOT NULL,
+  init_pid    INTEGER NOT NULL DEFAULT 0,
+  init_start  INTEGER NOT NULL DEFAULT 0,
+  owner_pid   INTEGER NOT NULL
+);
+)sql";
+
+Error db_error(sqlite3* db, std::string_view what) {
+  return Error::make(errc::protocol, std::string(what) + ": " + sqlite3_errmsg(db));
+}
+
+// A prepared statement, finalised on scope exit.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) { sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr); }
+  ~Stmt() { sqlite3_finalize(stmt_); }
+  bool ok() const { return stmt_ != nullptr; }
+  Stmt& bind(int i, std::string_view v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& bind(int i, int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  int step() { return sqlite3_step(stmt_); }
+  int64_t i64(int col) { return sqlite3_column_int64(stmt_, col); }
+  std::string text(int col) {
+    auto* p = sqlite3_column_text(stmt_, col);
+    return p ? reinterpret_cast<const char*>(p) : "";  // SAFETY: SQLite text is UTF-8 bytes
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+std::string to_json(const std::map<std::string, std::string>& m) { return nlohmann::json(m).dump(); }
+std::map<std::string, std::string> from_json(const std::string& s) {
+  auto j = nlohmann::json::parse(s, nullptr, false);
+  if (!j.is_object()) return {};
+  std::map<std::string, std::string> out;
+  for (auto& [k, v] : j.items())
+    if (v.is_string()) out[k] = v.get<std::string>();
+  return out;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Registry>> Registry::open(const std::string& path) {
+  sqlite3* db = nullptr;
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
+  if (sqlite3_open_v2(path.c_str(), &db, flags, nullptr) != SQLITE_OK) {
+    Error e = db_error(db, "open " + path);
+    sqlite3_close(db);
+    return e;
+  }
+  std::unique_ptr<Registry> reg(new Registry(db));
+  sqlite3_busy_timeout(db, 10'000);
+  BRIG_TRY(reg->exec("PRAGMA journal_mode=WAL;"));
+  BRIG_TRY(reg->exec(kSchema));
+  return reg;
+}
+
+Registry::~Registry() { sqlite3_close(db_); }
+
+Result<> Registry::exec(const char* sql) {
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, nullptr) != SQLITE_OK) return db_error(db_, "sqlite");
+  return ok();
+}
+
+Result<uint32_t> Registry::insert_creating(const SandboxInfo& info, int owner_pid) {
+  std::lock_guard lock(mu_);
+  // IMMEDIATE takes the write lock now: no other process can pick the same slot.
+  BRIG_TRY(exec("BEGIN IMMEDIATE;"));
+  auto rollback = [&](Error e) {
+    (void)exec("ROLLBACK;");
+    return e;
+  };
+  uint32_t slot = 0;
+  {
+    Stmt q(db_, "SELECT slot FROM sandboxes ORDER BY slot;");
+    if (!q.ok()) return rollback(db_error(db_, "select slots"));
+    while (q.step() == SQLITE_ROW) {
+      if (static_cast<uint32_t>(q.i64(0)) != slot) break;
+      ++slot;
+    }
+  }
+  if (slot >= isolate::kMaxSandboxSlots) return rollback(Error::make(errc::limit_exceeded, "no free sandbox slot"));
+  std::map<std::string, std::string> env_keys;
+  for (auto& [k, v] : info.env) env_keys[k] = "";  // values may be secrets: only keys are stored
+  Stmt ins(db_,
+           "INSERT INTO sandboxes (id, slot, template, state, started_at, end_at, memory, cpu_millis, disk, "
+           "metadata, env_keys, owner_pid) VALUES (?,?,?,'creating',?,?,?,?,?,?,?,?);");
+  if (!ins.ok()) return rollback(db_error(db_, "insert"));
+  ins.bind(1, info.id).bind(2, static_cast<int64_t>(slot)).bind(3, info.template_name);
+  ins.bind(4, info.started_at_ms).bind(5, info.end_at_ms).bind(6, static_cast<int64_t>(info.memory_bytes));
+  ins.bind(7, static_cast<int64_t>(info.cpu_millis)).bind(8, static_cast<int64_t>(info.disk_bytes));
+  ins.bind(9, to_json(info.metadata)).bind(10, to_json(env_keys)).bind(11, static_cast<int64_t>(owner_pid));
+  if (ins.step() != SQLITE_DONE) return rollback(db_error(db_, "insert sandbox"));
+  BRIG_TRY(exec("COMMIT;"));
+  return slot;
+}
+
+Result<> Registry::mark_running(const SandboxRecord& r) {
+  std::lock_guard lock(mu_);
+  Stmt q(db_, "UPDATE sandboxes SET state='running', init_pid=?, init_start=? WHERE id=?;");
+  q.bind(1, static_cast<int64_t>(r.init_pid)).bind(2, static_cast<int64_t>(r.init_start)).bind(3, r.id);
+  if (q.step() != SQLITE_DONE) return db_error(db_, "update sandbox");
+  return ok();
+}
+
+Result<> Registry::set_end_at(const std::string& id, int64_t end_at_ms) {
+  std::lock_guard lock(mu_);
+  Stmt q(db_, "UPDATE sandboxes SET end_at=? WHERE id=?;");
+  q.bind(1, end_at_ms).bind(2, id);
+  if (q.step() != SQLITE_DONE) return db_error(db_, "update sandbox");
+  return ok();
+}
+
+Result<> Registry::remove(const std::string& id) {
+  std::lock_guard lock(mu_);
+  Stmt q(db_, "DELETE FROM sandboxes WHERE id=?;");
+  q.bind(1, id);
+  if (q.step() != SQLITE_DONE) return db_error(db_, "delete sandbox");
+  return ok();
+}
+
+namespace {
+RegistryRow row_from(Stmt& q) {
+  RegistryRow r;
+  r.info.id = q.text(0);
+  r.record.id = r.info.id;
+  r.record.slot = static_cast<uint32_t>(q.i64(1));
+  r.info.template_name = q.text(2);
+  r.info.state = q.text(3);
+  r.info.started_at_ms = q.i64(4);
+  r.info.end_at_ms = q.i64(5);
+  r.info.memory_bytes = static_cast<uint64_t>(q.i64(6));
+  r.info.cpu_millis = static_cast<uint32_t>(q.i64(7));
+  r.info.disk_bytes = static_cast<uint64_t>(q.i64(8));
+  r.info.metadata = from_json(q.text(9));
+  r.info.env = from_json(q.text(10));
+  r.record.init_pid = static_cast<int>(q.i64(11));
+  r.record.init_start = static_cast<uint64_t>(q.i64(12));
+  r.record.owner_pid = static_cast<int>(q.i64(13));
+  return r;
+}
+constexpr const char* kColumns =
+    "SELECT id, slot, template, state, started_at, end_at, memory, cpu_millis, disk, metadata, env_keys, "
+    "init_pid, init_start, owner_pid FROM sandboxes";
+}  // namespace
+
+Result<std::vector<RegistryRow>> Registry::all() {
+  std::lock_guard lock(mu_);
+  Stmt q(db_, (std::string(kColumns) + " ORDER BY started_at;").c_str());
+  if (!q.ok()) return db_error(db_, "select sandboxes");
+  std::vector<RegistryRow> out;
+  while (q.step() == SQLITE_ROW) out.push_back(row_from(q));
+  return out;
+}
+
+Result<std::optional<RegistryRow>> Registry::get(const std::string& id) {
+  std::lock_guard lock(mu_);
+  Stmt q(db_, (std::string(kColumns) + " WHERE id=?;").c_str());
+  if (!q.ok()) return db_error(db_, "select sandbox");
+  q.bind(1, id);
+  if (q.step() != SQLITE_ROW) return std::optional<RegistryRow>();
+  return std::optional<RegistryRow>(row_from(q));
+}
+
+}  // namespace brig::sandbox

@@ -1,0 +1,47 @@
+// Registry: what the engine knows about sandboxes, in SQLite (state_dir/brig.db), shared by
+// every brig process on the host. It allocates uid-range slots atomically, so two processes
+// creating sandboxes at once never hand out the same host uid range.
+//
+// Thread safety: all methods are serialised internally.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "sandbox/backend.h"
+#include "sandbox/sandbox.h"
+
+namespace brig::sandbox {
+
+struct RegistryRow {
+  SandboxInfo info;      // state here is the stored state ("creating" or "running")
+  SandboxRecord record;
+};
+
+class Registry {
+ public:
+  static Result<std::unique_ptr<Registry>> open(const std::string& path);
+  ~Registry();
+
+  // Inserts a "creating" row and returns the lowest free uid-range slot.
+  Result<uint32_t> insert_creating(const SandboxInfo& info, int owner_pid);
+  Result<> mark_running(const SandboxRecord& record);
+  Result<> set_end_at(const std::string& id, int64_t end_at_ms);
+  Result<> remove(const std::string& id);
+  Result<std::vector<RegistryRow>> all();
+  Result<std::optional<RegistryRow>> get(const std::string& id);
+
+ private:
+  explicit Registry(sqlite3* db) : db_(db) {}
+  Result<> exec(const char* sql);
+  sqlite3* db_;
+  std::mutex mu_;
+};
+
+}  // namespace brig::sandbox

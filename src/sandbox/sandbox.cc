@@ -1,0 +1,163 @@
+#include "sandbox/sandbox.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include "sandbox/run.h"
+
+namespace brig::sandbox {
+
+Result<User> parse_user(std::string_view name) {
+  if (name == "user" || name.empty()) return User::user;
+  if (name == "root") return User::root;
+  return Error::make(errc::invalid_argument, "unknown user '" + std::string(name) + "' (want user or root)");
+}
+
+const char* user_name(User u) { return u == User::root ? "root" : "user"; }
+
+Result<> validate(const SandboxSpec& spec) {
+  auto bad = [](std::string msg) { return Error::make(errc::invalid_argument, std::move(msg)); };
+  if (spec.rootfs.empty() || spec.rootfs[0] != '/') return bad("rootfs must be an absolute path");
+  if (spec.memory_bytes < (16ull << 20) || spec.memory_bytes > (256ull << 30))
+    return bad("memory must be between 16 MiB and 256 GiB");
+  if (spec.cpu_millis < 10 || spec.cpu_millis > 256'000) return bad("cpus must be between 0.01 and 256");
+  if (spec.pids < 8 || spec.pids > 1'000'000) return bad("pids must be between 8 and 1000000");
+  if (spec.disk_bytes < (1ull << 20) || spec.disk_bytes > (1ull << 40)) return bad("disk must be between 1 MiB and 1 TiB");
+  if (spec.shm_bytes < (1ull << 20) || spec.shm_bytes > spec.memory_bytes) return bad("shm must be between 1 MiB and the memory limit");
+  if (spec.lifetime.count() < 1000 || spec.lifetime > std::chrono::hours(24 * 30))
+    return bad("timeout must be between 1 s and 30 days");
+  if (spec.env.size() > 1000 || spec.metadata.size() > 100) return bad("too many env vars or metadata entries");
+  for (auto& [k, v] : spec.env)
+    if (k.empty() || k.size() > 256 || v.size() > 32768 || k.find('=') != std::string::npos ||
+        k.find('\0') != std::string::npos || v.find('\0') != std::string::npos)
+      return bad("invalid env var '" + k.substr(0, 64) + "'");
+  for (auto& [k, v] : spec.metadata)
+    if (k.empty() || k.size() > 256 || v.size() > 4096) return bad("invalid metadata key '" + k.substr(0, 64) + "'");
+  return ok();
+}
+
+namespace {
+
+struct Stream {
+  int fd;
+  bool open;
+  uint64_t seen = 0;
+  std::string* sink;
+  const std::function<void(std::string_view)>* callback;
+};
+
+void set_nonblocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+// Reads what is available; returns false at EOF or error.
+bool read_some(Stream& s, uint64_t limit, bool& truncated) {
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(s.fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return true;
+    if (n <= 0) return false;  // EOF, or EIO from a PTY whose last holder closed it
+    size_t keep = static_cast<size_t>(n);
+    if (s.seen >= limit) keep = 0;
+    else if (s.seen + keep > limit) keep = static_cast<size_t>(limit - s.seen);
+    if (keep < static_cast<size_t>(n)) truncated = true;
+    s.seen += static_cast<uint64_t>(n);
+    if (keep) {
+      if (*s.callback) (*s.callback)(std::string_view(buf, keep));
+      else s.sink->append(buf, keep);
+    }
+  }
+}
+
+}  // namespace
+
+Result<RunResult> run_process(Sandbox& sandbox, const ProcessSpec& spec_in, const RunOptions& options,
+                              uint64_t oom_kills_before) {
+  using clock = std::chrono::steady_clock;
+  ProcessSpec spec = spec_in;
+  if (!options.stdin_data.empty()) spec.stdin_pipe = true;
+  BRIG_TRY_ASSIGN(proc, sandbox.spawn(spec));
+  RunResult result;
+  const auto deadline = options.timeout ? clock::now() + *options.timeout : clock::time_point::max();
+
+  std::string_view pending_stdin = options.stdin_data;
+  Fd stdin_fd = std::move(proc.stdin_fd);
+  if (stdin_fd) set_nonblocking(stdin_fd.get());
+  if (stdin_fd && pending_stdin.empty()) stdin_fd.reset();
+  Stream streams[2] = {{proc.stdout_fd.get(), proc.stdout_fd.valid(), 0, &result.out, &options.on_stdout},
+                       {proc.stderr_fd.get(), proc.stderr_fd.valid(), 0, &result.err, &options.on_stderr}};
+  for (auto& s : streams)
+    if (s.open) set_nonblocking(s.fd);
+
+  std::optional<ExitStatus> exit;
+  auto kill_on_deadline = [&] {
+    if (!result.timed_out && clock::now() >= deadline) {
+      (void)sandbox.signal(proc.pid, SIGKILL, true);
+      result.timed_out = true;
+    }
+  };
+  auto check_exit = [&](std::chrono::milliseconds wait) -> Result<> {
+    BRIG_TRY_ASSIGN(ex, sandbox.wait_exit(proc.pid, wait));
+    if (ex) exit = *ex;
+    return ok();
+  };
+
+  while (streams[0].open || streams[1].open) {
+    struct pollfd pfds[3];
+    int n = 0;
+    int idx[3];
+    for (int i = 0; i < 2; ++i)
+      if (streams[i].open) {
+        idx[n] = i;
+        pfds[n++] = {streams[i].fd, POLLIN, 0};
+      }
+    if (stdin_fd) {
+      idx[n] = 2;
+      pfds[n++] = {stdin_fd.get(), POLLOUT, 0};
+    }
+    auto wait = std::chrono::milliseconds(50);
+    if (deadline != clock::time_point::max() && !result.timed_out)
+      wait = std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()),
+                        std::chrono::milliseconds(0), wait);
+    int rc = ::poll(pfds, static_cast<nfds_t>(n), static_cast<int>(wait.count()));
+    if (rc < 0 && errno != EINTR) return Error::from_errno(errno, "poll");
+    for (int k = 0; rc > 0 && k < n; ++k) {
+      if (!pfds[k].revents) continue;
+      if (idx[k] == 2) {
+        ssize_t w = ::write(stdin_fd.get(), pending_stdin.data(), pending_stdin.size());
+        if (w > 0) pending_stdin.remove_prefix(static_cast<size_t>(w));
+        if ((w < 0 && errno != EAGAIN) || pending_stdin.empty()) stdin_fd.reset();
+      } else if (!read_some(streams[idx[k]], options.output_limit, result.output_truncated)) {
+        streams[idx[k]].open = false;
+      }
+    }
+    kill_on_deadline();
+    if (rc == 0 && !exit) {
+      // Quiet pipes: has the process itself exited (with a background child holding them)?
+      BRIG_TRY(check_exit(std::chrono::milliseconds(0)));
+      if (exit) {
+        for (auto& s : streams)
+          if (s.open) (void)read_some(s, options.output_limit, result.output_truncated);
+        break;
+      }
+    }
+  }
+  stdin_fd.reset();
+  while (!exit) {
+    auto wait = std::chrono::milliseconds(1000);
+    if (deadline != clock::time_point::max() && !result.timed_out)
+      wait = std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()),
+                        std::chrono::milliseconds(0), wait);
+    BRIG_TRY(check_exit(wait));
+    if (!exit) kill_on_deadline();
+  }
+  result.status = *exit;
+  if (exit->signal == SIGKILL) {
+    auto usage = sandbox.usage();
+    if (usage && usage->oom_kills > oom_kills_before) result.oom_killed = true;
+  }
+  return result;
+}
+
+}  // namespace brig::sandbox

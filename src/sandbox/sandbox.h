@@ -1,0 +1,170 @@
+// Sandbox: one isolated Linux environment, backend-neutral. Processes run in it, files are
+// read and written in it (always resolved inside the sandbox, as the requested user), and
+// killing it removes everything it had.
+//
+// Thread safety: every method may be called from any thread; calls on one sandbox are
+// serialised on its control channel. Process output fds are owned by the caller.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/fd.h"
+#include "base/result.h"
+
+namespace brig::sandbox {
+
+enum class User { user, root };
+Result<User> parse_user(std::string_view name);  // "user" | "root"
+const char* user_name(User u);
+
+struct SandboxSpec {
+  std::string rootfs;                       // template tree on the host (read-only lower)
+  std::string template_name = "custom";     // shown in listings
+  uint64_t memory_bytes = 512ull << 20;     // hard memory limit (no swap)
+  uint32_t cpu_millis = 1000;               // CPU quota, thousandths of a CPU
+  uint32_t pids = 512;                      // max tasks (fork bombs stop here)
+  uint64_t disk_bytes = 1ull << 30;         // writable layer size (ENOSPC beyond)
+  uint64_t shm_bytes = 64ull << 20;         // private /dev/shm size
+  std::chrono::milliseconds lifetime{300'000};  // expiry kills the sandbox
+  std::map<std::string, std::string> env;       // sandbox-wide environment
+  std::map<std::string, std::string> metadata;  // opaque key/values for listing filters
+  bool host_network = false;                // build sandboxes only; default loopback-only
+};
+
+// Validates bounds (a client mistake is errc::invalid_argument, never a crash).
+Result<> validate(const SandboxSpec& spec);
+
+struct ProcessSpec {
+  std::string cmd;
+  std::vector<std::string> args;
+  std::map<std::string, std::string> env;  // after PATH/HOME/USER/LOGNAME and the sandbox env
+  std::string cwd;                         // "" = home; "~" expanded; must exist
+  User user = User::user;
+  bool stdin_pipe = false;                 // else /dev/null
+  bool pty = false;
+  uint16_t rows = 24, cols = 80;
+  std::string tag;
+};
+
+struct SpawnedProcess {
+  int pid = 0;      // pid inside the sandbox
+  Fd stdin_fd;      // write end (pipe mode with stdin_pipe) or -1
+  Fd stdout_fd;     // read end; in PTY mode the PTY master (read/write)
+  Fd stderr_fd;     // read end, or -1 in PTY mode
+};
+
+struct ExitStatus {
+  int pid = 0;
+  int exit_code = 0;  // when signal == 0
+  int signal = 0;     // killing signal
+};
+
+struct ProcessInfo {
+  int pid = 0;
+  std::string cmd;
+  std::vector<std::string> args;
+  std::string cwd;
+  std::string tag;
+  bool pty = false;
+};
+
+enum class FileType { unknown, file, dir, symlink, other };
+struct EntryInfo {
+  std::string name, path;
+  FileType type = FileType::unknown;
+  uint64_t size = 0;
+  uint32_t mode = 0, uid = 0, gid = 0;
+  int64_t mtime_ns = 0;
+  std::string symlink_target;
+};
+
+enum class WatchOp { create, write, remove, rename, chmod };
+struct WatchEvent {
+  uint64_t watch_id = 0;
+  std::string name;
+  WatchOp op = WatchOp::create;
+};
+
+struct Usage {
+  uint64_t memory_bytes = 0;
+  uint64_t cpu_usage_ns = 0;
+  uint64_t oom_kills = 0;
+  uint32_t tasks = 0;
+};
+
+// What `run` needs beyond the ProcessSpec.
+struct RunOptions {
+  std::optional<std::chrono::milliseconds> timeout;   // per-command; kills the process group
+  uint64_t output_limit = 64ull << 20;                 // per stream; the excess is dropped
+  std::string stdin_data;                              // written then closed (needs stdin_pipe)
+  std::function<void(std::string_view)> on_stdout;     // live output; else collected
+  std::function<void(std::string_view)> on_stderr;
+};
+
+struct RunResult {
+  ExitStatus status;
+  bool oom_killed = false;       // the kernel's OOM killer killed it (inside the sandbox)
+  bool timed_out = false;        // the per-command timeout killed it
+  bool output_truncated = false;
+  std::string out, err;          // collected when no callback was given
+  // A shell-style exit code: the code, or 128 + signal.
+  int shell_code() const { return status.signal ? 128 + status.signal : status.exit_code; }
+};
+
+struct SandboxInfo {
+  std::string id;
+  std::string template_name;
+  std::string state;  // "running", "creating", "dead"
+  int64_t started_at_ms = 0;
+  int64_t end_at_ms = 0;
+  uint64_t memory_bytes = 0;
+  uint32_t cpu_millis = 0;
+  uint64_t disk_bytes = 0;
+  std::map<std::string, std::string> metadata;
+  std::map<std::string, std::string> env;
+};
+
+class Sandbox {
+ public:
+  virtual ~Sandbox() = default;
+  virtual const std::string& id() const = 0;
+
+  virtual Result<SpawnedProcess> spawn(const ProcessSpec& spec) = 0;
+  virtual Result<> signal(int pid, int sig, bool process_group = true) = 0;
+  virtual Result<std::vector<ProcessInfo>> list_processes() = 0;
+  // Waits up to `timeout` for `pid` to exit (exit statuses are kept until taken).
+  virtual Result<std::optional<ExitStatus>> wait_exit(int pid, std::chrono::milliseconds timeout) = 0;
+
+  // Spawn, stream output, enforce the timeout and output cap, wait, report how it ended.
+  virtual Result<RunResult> run(const ProcessSpec& spec, const RunOptions& options) = 0;
+
+  // File operations, resolved inside the sandbox as `user`. Symlinks are followed inside the
+  // sandbox only; /proc magic links are refused.
+  virtual Result<EntryInfo> stat(const std::string& path, User user) = 0;
+  virtual Result<std::vector<EntryInfo>> list_dir(const std::string& path, uint32_t depth, User user) = 0;
+  virtual Result<EntryInfo> make_dir(const std::string& path, User user) = 0;
+  virtual Result<EntryInfo> move(const std::string& from, const std::string& to, User user) = 0;
+  virtual Result<> remove(const std::string& path, User user) = 0;
+  // An fd of a regular file opened inside the sandbox, for the caller to stream.
+  virtual Result<Fd> open_read(const std::string& path, User user, EntryInfo* info = nullptr) = 0;
+  virtual Result<Fd> open_write(const std::string& path, User user, uint32_t mode = 0644) = 0;
+  virtual Result<std::string> read_file(const std::string& path, User user, size_t limit = 64 << 20) = 0;
+  virtual Result<> write_file(const std::string& path, std::string_view content, User user,
+                              uint32_t mode = 0644) = 0;
+  virtual Result<uint64_t> watch(const std::string& path, bool recursive, User user) = 0;
+  virtual Result<> unwatch(uint64_t watch_id) = 0;
+  virtual std::vector<WatchEvent> take_watch_events(uint64_t watch_id) = 0;
+
+  virtual Result<> set_lifetime(std::chrono::milliseconds remaining) = 0;
+  virtual Result<Usage> usage() = 0;
+  virtual bool alive() = 0;
+};
+
+}  // namespace brig::sandbox

@@ -1,0 +1,228 @@
+#include "sandbox/zygote.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "init/init.h"
+#include "isolate/rootfs.h"
+#include "isolate/userns.h"
+#include "sys/seqpacket.h"
+#include "sys/syscalls.h"
+
+namespace brig::sandbox {
+namespace {
+
+// The policy compiled by the engine, inherited by the zygote and every init it clones.
+policy::SeccompProgram* g_policy = nullptr;
+
+constexpr int kSetupTimeoutMs = 10'000;
+
+void report_step(int sock, const isolate::StepResult& step) {
+  initpb::ZygoteReply reply;
+  reply.set_err(step.err ? step.err : EIO);
+  reply.set_error(std::string(step.step) + ": " + (strerrorname_np(step.err) ? strerrorname_np(step.err) : "?") +
+                  " (" + std::strerror(step.err) + ")");
+  std::string bytes;
+  reply.SerializeToString(&bytes);
+  (void)sys::send_packet(sock, bytes);
+}
+
+// The sandbox's first process, in its new namespaces. Becomes brig-init; never returns.
+[[noreturn]] void sandbox_child(const initpb::ZygoteRequest& req, Fd sock) {
+  auto fail = [&](isolate::StepResult step) {
+    report_step(sock.get(), step);
+    ::_exit(1);
+  };
+  // The zygote ignores SIGCHLD (auto-reap); brig-init must see its children exit.
+  ::signal(SIGCHLD, SIG_DFL);
+  // The zygote sends the overlay once our cgroups and id maps are in place.
+  auto setup = sys::recv_packet(sock.get());
+  if (!setup || setup->fds.size() != 1) fail({"receive rootfs from zygote", EPROTO});
+  Fd overlay = std::move(setup->fds[0]);
+
+  // Look up the mount point while our fsuid is still host root (its owner): it lies in a
+  // root-only directory, and the lookup happens in our new mount namespace, so the mount we
+  // put on it exists only here.
+  Fd mount_point(::open(req.mount_point().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
+  if (!mount_point) fail(isolate::StepResult::fail("open(mount point)"));
+  // Until now we ran with the zygote's credentials (host root), which have no mapping in our
+  // namespace; become the namespace's root (host uid_base) before creating anything.
+  if (::setgroups(0, nullptr) != 0 || ::setresgid(0, 0, 0) != 0 || ::setresuid(0, 0, 0) != 0)
+    fail(isolate::StepResult::fail("become root of the user namespace"));
+  // Our cgroup is now the root of a new cgroup namespace: /proc/self/cgroup shows "/".
+  if (::unshare(CLONE_NEWCGROUP) != 0) fail(isolate::StepResult::fail("unshare(CLONE_NEWCGROUP)"));
+  if (::sethostname(req.sandbox_id().data(), req.sandbox_id().size()) != 0)
+    fail(isolate::StepResult::fail("sethostname"));
+  isolate::ApplyRootfsArgs args{overlay.get(), mount_point.get(), req.shm_bytes()};
+  if (auto r = isolate::apply_rootfs(args); !r) fail(r);
+  overlay.reset();
+  mount_point.reset();
+  if (!req.share_host_network())
+    if (auto r = isolate::apply_loopback_up(); !r) fail(r);
+
+  // stdio of brig-init is /dev/null inside the sandbox; nothing of the host stays open.
+  int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null < 0) fail(isolate::StepResult::fail("open(/dev/null)"));
+  for (int fd = 0; fd < 3; ++fd)
+    if (::dup2(null, fd) < 0) fail(isolate::StepResult::fail("dup2(/dev/null)"));
+  // Only the control socket survives (it is moved to fd 3; everything above is closed).
+  if (sock.get() != 3) {
+    if (::dup3(sock.get(), 3, O_CLOEXEC) < 0) fail(isolate::StepResult::fail("dup3(control)"));
+    (void)sock.release();
+    sock.reset(3);
+  }
+  if (sys::close_range(4, ~0U, 0) != 0) fail(isolate::StepResult::fail("close_range"));
+
+  // Nothing in the sandbox may ptrace brig-init or open /proc/1/{exe,root,fd} (its exe is the
+  // host brig binary: CVE-2019-5736).
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) fail(isolate::StepResult::fail("prctl(PR_SET_DUMPABLE)"));
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(isolate::StepResult::fail("prctl(PR_SET_NO_NEW_PRIVS)"));
+  struct sock_fprog prog = g_policy->as_fprog();
+  if (sys::seccomp_set_filter(0, &prog) != 0) fail(isolate::StepResult::fail("seccomp(SET_MODE_FILTER)"));
+
+  initpb::ZygoteReply ready;
+  std::string bytes;
+  ready.SerializeToString(&bytes);
+  if (!sys::send_packet(sock.get(), bytes)) ::_exit(1);
+  init::InitConfig config;
+  config.lifetime_ms = req.lifetime_ms();
+  init::run_init(std::move(sock), std::move(config));
+}
+
+Result<> wait_ready(int sock) {
+  struct pollfd p = {sock, POLLIN, 0};
+  int n;
+  do n = ::poll(&p, 1, kSetupTimeoutMs);
+  while (n < 0 && errno == EINTR);
+  if (n == 0) return Error::make(errc::timed_out, "sandbox init did not start within 10 s");
+  BRIG_TRY_ASSIGN(packet, sys::recv_packet(sock));
+  initpb::ZygoteReply reply;
+  if (!reply.ParseFromString(packet.data)) return Error::make(errc::protocol, "malformed init reply");
+  if (reply.err()) return Error(std::error_code(reply.err(), std::generic_category()), "sandbox setup: " + reply.error());
+  return ok();
+}
+
+// The zygote side of one create.
+Result<Zygote::Created> clone_sandbox(const initpb::ZygoteRequest& req, std::vector<Fd>& cgroup_fds) {
+  BRIG_TRY_ASSIGN(pair, sys::seqpacket_pair());
+  auto& [ours, theirs] = pair;
+
+  int pidfd = -1;
+  struct clone_args args = {};
+  args.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD;
+  if (!req.share_host_network()) args.flags |= CLONE_NEWNET;
+  args.pidfd = reinterpret_cast<uint64_t>(&pidfd);  // SAFETY: the kernel writes an int here
+  args.exit_signal = SIGCHLD;
+  if (req.cgroup_dir_fd()) {
+    args.flags |= CLONE_INTO_CGROUP;
+    args.cgroup = static_cast<uint64_t>(cgroup_fds.at(0).get());
+  }
+  pid_t pid = sys::clone3(&args);
+  if (pid < 0) return Error::from_errno(errno, "clone3");
+  if (pid == 0) {
+    ours.reset();
+    sandbox_child(req, std::move(theirs));
+  }
+  Fd pid_fd(pidfd);
+  theirs.reset();
+  auto abort = [&](Error e) {
+    (void)sys::pidfd_send_signal(pid_fd.get(), SIGKILL);
+    return e;
+  };
+
+  if (!req.cgroup_dir_fd()) {
+    const std::string pid_text = std::to_string(pid);
+    for (auto& fd : cgroup_fds)
+      if (::write(fd.get(), pid_text.data(), pid_text.size()) < 0)
+        return abort(Error::from_errno(errno, "write(cgroup.procs)"));
+  }
+  if (auto r = isolate::write_id_maps(pid, req.uid_base()); !r) return abort(r.error());
+  auto overlay = isolate::prepare_rootfs(pid, {req.rootfs(), req.uid_base(), req.disk_bytes()});
+  if (!overlay) return abort(overlay.error().wrap("rootfs"));
+  int fds[1] = {overlay->get()};
+  if (auto r = sys::send_packet(ours.get(), "", fds); !r) return abort(r.error());
+  overlay->reset();
+  if (auto r = wait_ready(ours.get()); !r) return abort(r.error());
+  return Zygote::Created{pid, std::move(pid_fd), std::move(ours)};
+}
+
+[[noreturn]] void zygote_main(Fd sock) {
+  ::prctl(PR_SET_NAME, "brig-zygote");
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  // Inits are our children; let the kernel reap them (their pidfds still report exit).
+  ::signal(SIGCHLD, SIG_IGN);
+  for (;;) {
+    auto packet = sys::recv_packet(sock.get());
+    if (!packet) ::_exit(0);  // the engine is gone
+    initpb::ZygoteRequest req;
+    initpb::ZygoteReply reply;
+    std::vector<int> out_fds;
+    Result<Zygote::Created> created = Error::make(errc::protocol, "malformed zygote request");
+    if (req.ParseFromString(packet->data)) created = clone_sandbox(req, packet->fds);
+    if (created) {
+      reply.set_init_pid(created->init_pid);
+      out_fds = {created->pidfd.get(), created->control.get()};
+    } else {
+      int e = created.error().sys_errno();
+      reply.set_err(e ? e : EIO);
+      reply.set_error(created.error().message());
+    }
+    std::string bytes;
+    reply.SerializeToString(&bytes);
+    (void)sys::send_packet(sock.get(), bytes, out_fds);
+  }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Zygote>> Zygote::start(policy::SeccompProgram policy) {
+  BRIG_TRY_ASSIGN(pair, sys::seqpacket_pair());
+  g_policy = new policy::SeccompProgram(std::move(policy));
+  pid_t pid = ::fork();
+  if (pid < 0) return Error::from_errno(errno, "fork(zygote)");
+  if (pid == 0) {
+    pair.first.reset();
+    int keep = pair.second.get();
+    // Only stdio and our socket stay open in the zygote.
+    if (keep > 3) {
+      ::dup3(keep, 3, O_CLOEXEC);
+      (void)pair.second.release();
+      pair.second.reset(3);
+    }
+    sys::close_range(4, ~0U, 0);
+    zygote_main(std::move(pair.second));
+  }
+  pair.second.reset();
+  return std::unique_ptr<Zygote>(new Zygote(pid, std::move(pair.first)));
+}
+
+Zygote::~Zygote() {
+  sock_.reset();
+  int status;
+  ::waitpid(pid_, &status, 0);
+}
+
+Result<Zygote::Created> Zygote::create(const initpb::ZygoteRequest& request, std::vector<Fd> cgroup_fds) {
+  std::lock_guard lock(mu_);
+  std::string bytes;
+  request.SerializeToString(&bytes);
+  std::vector<int> raw;
+  for (auto& fd : cgroup_fds) raw.push_back(fd.get());
+  BRIG_TRY(sys::send_packet(sock_.get(), bytes, raw));
+  BRIG_TRY_ASSIGN(packet, sys::recv_packet(sock_.get()));
+  initpb::ZygoteReply reply;
+  if (!reply.ParseFromString(packet.data)) return Error::make(errc::protocol, "malformed zygote reply");
+  if (reply.err()) return Error(std::error_code(reply.err(), std::generic_category()), reply.error());
+  if (packet.fds.size() != 2) return Error::make(errc::protocol, "zygote reply without fds");
+  return Created{reply.init_pid(), std::move(packet.fds[0]), std::move(packet.fds[1])};
+}
+
+}  // namespace brig::sandbox

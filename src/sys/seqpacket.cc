@@ -1,0 +1,77 @@
+#include "sys/seqpacket.h"
+
+#include <sys/socket.h>
+
+#include <cstring>
+
+namespace brig::sys {
+
+Result<std::pair<Fd, Fd>> seqpacket_pair() {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+    return Error::from_errno(errno, "socketpair(AF_UNIX, SOCK_SEQPACKET)");
+  return std::pair<Fd, Fd>{Fd(sv[0]), Fd(sv[1])};
+}
+
+Result<> send_packet(int sock, std::string_view data, std::span<const int> fds) {
+  if (data.size() > kMaxMessageBytes || fds.size() > kMaxMessageFds)
+    return Error::make(errc::limit_exceeded, "message too large");
+  struct iovec iov = {const_cast<char*>(data.data()), data.size()};
+  // A zero-length datagram is indistinguishable from EOF on SEQPACKET; always send one byte.
+  char empty = 0;
+  if (data.empty()) iov = {&empty, 1};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxMessageFds)];
+  struct msghdr msg = {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (!fds.empty()) {
+    msg.msg_control = control;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+    struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(cmsg), fds.data(), sizeof(int) * fds.size());
+  }
+  for (;;) {
+    ssize_t n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
+    if (n >= 0) return ok();
+    if (errno == EINTR) continue;
+    return Error::from_errno(errno, "sendmsg");
+  }
+}
+
+Result<Packet> recv_packet(int sock) {
+  Packet packet;
+  packet.data.resize(kMaxMessageBytes);
+  struct iovec iov = {packet.data.data(), packet.data.size()};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxMessageFds)];
+  struct msghdr msg = {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  do n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return Error::from_errno(errno, "recvmsg");
+  for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+      packet.fds.emplace_back(fd);
+    }
+  }
+  if (n == 0) return Error::make(errc::not_found, "peer closed");
+  if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
+    return Error::make(errc::protocol, "truncated message");
+  packet.data.resize(static_cast<size_t>(n));
+  // The one-NUL datagram stands for an empty message (see send_packet); no protobuf message
+  // serialises to a single 0x00 byte (field number 0 is invalid).
+  if (packet.data.size() == 1 && packet.data[0] == '\0') packet.data.clear();
+  return packet;
+}
+
+}  // namespace brig::sys

@@ -1,0 +1,32 @@
+// One message = one SOCK_SEQPACKET datagram, optionally carrying fds (SCM_RIGHTS).
+// Received fds are always O_CLOEXEC (MSG_CMSG_CLOEXEC); a truncated datagram or fd list is a
+// protocol error and every fd that did arrive is closed.
+#pragma once
+
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/fd.h"
+#include "base/result.h"
+
+namespace brig::sys {
+
+inline constexpr size_t kMaxMessageBytes = 256 * 1024;
+inline constexpr size_t kMaxMessageFds = 8;
+
+struct Packet {
+  std::string data;
+  std::vector<Fd> fds;
+};
+
+// A connected SOCK_SEQPACKET pair, both ends CLOEXEC.
+Result<std::pair<Fd, Fd>> seqpacket_pair();
+
+// Sends `data` with `fds` (borrowed; the caller still owns them).
+[[nodiscard]] Result<> send_packet(int sock, std::string_view data, std::span<const int> fds = {});
+// Receives one packet; an orderly shutdown of the peer is errc::not_found ("peer closed").
+[[nodiscard]] Result<Packet> recv_packet(int sock);
+
+}  // namespace brig::sys

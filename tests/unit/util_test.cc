@@ -1,0 +1,58 @@
+#include "base/util.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+namespace brig {
+
+TEST(SandboxId, IsTwentyLowercaseAlnumAndUnique) {
+  std::set<std::string> seen;
+  for (int i = 0; i < 1000; ++i) {
+    auto id = new_sandbox_id();
+    EXPECT_TRUE(is_valid_sandbox_id(id)) << id;
+    seen.insert(id);
+  }
+  EXPECT_EQ(seen.size(), 1000u);
+}
+
+TEST(SandboxId, RejectsMalformed) {
+  EXPECT_FALSE(is_valid_sandbox_id(""));
+  EXPECT_FALSE(is_valid_sandbox_id("ABCDEFGHIJKLMNOPQRST"));
+  EXPECT_FALSE(is_valid_sandbox_id("abc/../../etc/passwd"));
+  EXPECT_FALSE(is_valid_sandbox_id("abcdefghijklmnopqrs"));
+}
+
+TEST(ParseSize, BinaryUnits) {
+  EXPECT_EQ(*parse_size("512M"), 512ull << 20);
+  EXPECT_EQ(*parse_size("2G"), 2ull << 30);
+  EXPECT_EQ(*parse_size("1.5GiB"), 3ull << 29);
+  EXPECT_EQ(*parse_size("4096"), 4096u);
+  EXPECT_EQ(*parse_size("64k"), 64u << 10);
+}
+
+TEST(ParseSize, RejectsGarbageAndHuge) {
+  for (auto bad : {"", "abc", "12X", "-5M", "9999999T", "1e400"}) {
+    auto r = parse_size(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_TRUE(r.error().is(errc::invalid_argument));
+  }
+}
+
+TEST(ParseDuration, Units) {
+  EXPECT_EQ(parse_duration("30")->count(), 30'000);
+  EXPECT_EQ(parse_duration("1500ms")->count(), 1500);
+  EXPECT_EQ(parse_duration("5m")->count(), 300'000);
+  EXPECT_FALSE(parse_duration("forever"));
+  EXPECT_FALSE(parse_duration("100d"));
+}
+
+TEST(ErrorContext, WrapsOutermostFirst) {
+  Error e = Error::from_errno(EINVAL, "pivot_root(\".\", \".\")");
+  EXPECT_EQ(e.sys_errno(), EINVAL);
+  e = e.wrap("mount").wrap("create sandbox");
+  EXPECT_EQ(e.message().rfind("create sandbox: mount: pivot_root", 0), 0u) << e.message();
+  EXPECT_NE(e.message().find("EINVAL"), std::string::npos);
+}
+
+}  // namespace brig
