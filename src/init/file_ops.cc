@@ -20,7 +20,8 @@ constexpr uint64_t kResolve = RESOLVE_NO_MAGICLINKS;
 
 Result<Fd> resolve(const std::string& path, uint64_t flags, uint64_t mode = 0) {
   struct open_how how = {};
-  how.flags = flags | O_CLOEXEC | O_NOCTTY;
+  // openat2 rejects flags that make no sense for O_PATH (e.g. O_NOCTTY) instead of ignoring them.
+  how.flags = flags | O_CLOEXEC | ((flags & O_PATH) ? 0 : O_NOCTTY);
   how.mode = mode;
   how.resolve = kResolve;
   Fd fd(sys::openat2(AT_FDCWD, path.c_str(), &how));

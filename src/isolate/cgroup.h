@@ -1,5 +1,6 @@
 // Cgroup drivers: one sandbox = one cgroup (v2) or one directory per controller hierarchy
-// (v1), under a "brig" parent. The driver is picked at runtime from what /sys/fs/cgroup is.
+// (v1), under a group directory such as "brig/<instance>" (one instance per state directory,
+// so two brig installations on one host never sweep each other's cgroups). The driver is picked at runtime from what /sys/fs/cgroup is.
 //
 // Thread safety: a driver is immutable after detect(); Cgroup objects are not shared.
 #pragma once
@@ -46,16 +47,16 @@ class CgroupDriver {
   virtual Result<std::unique_ptr<Cgroup>> create(const std::string& name, const CgroupLimits& limits) = 0;
   // Re-opens an existing cgroup (e.g. after a restart), without changing limits.
   virtual Result<std::unique_ptr<Cgroup>> open(const std::string& name) = 0;
-  // Names of every cgroup under brig's parent.
+  // Names of every cgroup in the group.
   virtual std::vector<std::string> list() = 0;
   // Human-readable facts for `brig doctor`.
   virtual std::vector<std::string> describe() = 0;
 
   // Picks v2 when `root` is a cgroup2 mount, v1 when it holds v1 hierarchies.
-  static Result<std::unique_ptr<CgroupDriver>> detect(const std::string& root = "/sys/fs/cgroup");
-  // Explicit constructors, also used by tests on fake trees.
-  static std::unique_ptr<CgroupDriver> make_v1(std::string root);
-  static std::unique_ptr<CgroupDriver> make_v2(std::string root);
+  static Result<std::unique_ptr<CgroupDriver>> detect(const std::string& group = "brig",
+                                                      const std::string& root = "/sys/fs/cgroup");
+  static std::unique_ptr<CgroupDriver> make_v1(std::string root, std::string group);
+  static std::unique_ptr<CgroupDriver> make_v2(std::string root, std::string group);
 };
 
 // The interface-file writes that apply `limits`, in order (pure: unit-tested on their own).

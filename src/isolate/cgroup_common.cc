@@ -55,13 +55,13 @@ std::vector<LimitWrite> v2_limit_writes(const CgroupLimits& l) {
   return w;
 }
 
-Result<std::unique_ptr<CgroupDriver>> CgroupDriver::detect(const std::string& root) {
+Result<std::unique_ptr<CgroupDriver>> CgroupDriver::detect(const std::string& group, const std::string& root) {
   struct statfs fs;
   if (::statfs(root.c_str(), &fs) != 0) return Error::from_errno(errno, "statfs(" + root + ")");
-  if (fs.f_type == CGROUP2_SUPER_MAGIC) return make_v2(root);
+  if (fs.f_type == CGROUP2_SUPER_MAGIC) return make_v2(root, group);
   struct statfs mem;
   if (::statfs((root + "/memory").c_str(), &mem) == 0 && mem.f_type == CGROUP_SUPER_MAGIC)
-    return make_v1(root);
+    return make_v1(root, group);
   return Error::make(errc::unsupported,
                      root + " is neither a cgroup2 mount nor a set of v1 hierarchies with 'memory'");
 }

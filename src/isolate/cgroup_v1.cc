@@ -65,7 +65,7 @@ class CgroupV1 final : public Cgroup {
 
 class CgroupDriverV1 final : public CgroupDriver {
  public:
-  explicit CgroupDriverV1(std::string root) : root_(std::move(root)) {}
+  CgroupDriverV1(std::string root, std::string group) : root_(std::move(root)), group_(std::move(group)) {}
   std::string name() const override { return "v1"; }
 
   Result<std::unique_ptr<Cgroup>> create(const std::string& name, const CgroupLimits& limits) override {
@@ -86,7 +86,7 @@ class CgroupDriverV1 final : public CgroupDriver {
 
   std::vector<std::string> list() override {
     std::vector<std::string> out;
-    DIR* d = ::opendir((root_ + "/memory/brig").c_str());
+    DIR* d = ::opendir((root_ + "/memory/" + group_).c_str());
     if (!d) return out;
     while (auto* e = ::readdir(d))
       if (e->d_type == DT_DIR && e->d_name[0] != '.') out.emplace_back(e->d_name);
@@ -108,16 +108,19 @@ class CgroupDriverV1 final : public CgroupDriver {
 
  private:
   std::string dir_of(const char* controller, const std::string& name) const {
-    return root_ + "/" + controller + "/brig/" + name;
+    return root_ + "/" + controller + "/" + group_ + "/" + name;
   }
 
   Result<std::unique_ptr<Cgroup>> make(const std::string& name, bool create) {
     std::vector<std::string> dirs;
     std::vector<std::string> real_parents;
     for (auto* c : kControllers) {
-      std::string parent = root_ + "/" + c + "/brig";
-      if (create && ::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST)
-        return Error::from_errno(errno, "mkdir(" + parent + ")");
+      std::string parent = root_ + "/" + c;
+      for (auto& part : split(group_, '/')) {
+        parent += "/" + part;
+        if (create && ::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST)
+          return Error::from_errno(errno, "mkdir(" + parent + ")");
+      }
       char real[PATH_MAX];
       if (!::realpath(parent.c_str(), real)) return Error::from_errno(errno, "realpath(" + parent + ")");
       bool dup = false;
@@ -138,12 +141,13 @@ class CgroupDriverV1 final : public CgroupDriver {
   }
 
   std::string root_;
+  std::string group_;
 };
 
 }  // namespace
 
-std::unique_ptr<CgroupDriver> CgroupDriver::make_v1(std::string root) {
-  return std::make_unique<CgroupDriverV1>(std::move(root));
+std::unique_ptr<CgroupDriver> CgroupDriver::make_v1(std::string root, std::string group) {
+  return std::make_unique<CgroupDriverV1>(std::move(root), std::move(group));
 }
 
 }  // namespace brig::isolate

@@ -60,7 +60,8 @@ class CgroupV2 final : public Cgroup {
 
 class CgroupDriverV2 final : public CgroupDriver {
  public:
-  explicit CgroupDriverV2(std::string root) : root_(std::move(root)), parent_(root_ + "/brig") {}
+  CgroupDriverV2(std::string root, std::string group)
+      : root_(std::move(root)), group_(std::move(group)), parent_(root_ + "/" + group_) {}
   std::string name() const override { return "v2"; }
 
   Result<std::unique_ptr<Cgroup>> create(const std::string& name, const CgroupLimits& limits) override {
@@ -104,28 +105,32 @@ class CgroupDriverV2 final : public CgroupDriver {
 
  private:
   Result<> ensure_parent() {
-    if (::mkdir(parent_.c_str(), 0755) != 0 && errno != EEXIST)
-      return Error::from_errno(errno, "mkdir(" + parent_ + ")");
     auto have = read_small_file(parent_ + "/cgroup.subtree_control");
     if (have && have->find("memory") != std::string::npos && have->find("pids") != std::string::npos)
       return ok();
-    // Enable the controllers top-down; each write fails if the parent lacks the controller.
-    for (const char* c : {"+memory", "+pids", "+cpu"}) {
-      (void)write_small_file(root_ + "/cgroup.subtree_control", c);
+    // Create each level and enable the controllers top-down (the no-internal-process rule:
+    // these levels hold no processes, only sandbox cgroups).
+    std::string dir = root_;
+    for (auto& part : split(group_, '/')) {
+      for (const char* c : {"+memory", "+pids", "+cpu"}) (void)write_small_file(dir + "/cgroup.subtree_control", c);
+      dir += "/" + part;
+      if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return Error::from_errno(errno, "mkdir(" + dir + ")");
+    }
+    for (const char* c : {"+memory", "+pids", "+cpu"})
       if (auto r = write_small_file(parent_ + "/cgroup.subtree_control", c); !r)
         return r.error().wrap("enable controller " + std::string(c + 1) + " for " + parent_);
-    }
     return ok();
   }
 
   std::string root_;
+  std::string group_;
   std::string parent_;
 };
 
 }  // namespace
 
-std::unique_ptr<CgroupDriver> CgroupDriver::make_v2(std::string root) {
-  return std::make_unique<CgroupDriverV2>(std::move(root));
+std::unique_ptr<CgroupDriver> CgroupDriver::make_v2(std::string root, std::string group) {
+  return std::make_unique<CgroupDriverV2>(std::move(root), std::move(group));
 }
 
 }  // namespace brig::isolate

@@ -75,7 +75,7 @@ const std::vector<SeccompRule>& baseline_rules() {
       {"ustat", EPERM, "obsolete"},
       {"sysfs", EPERM, "obsolete"},
       {"_sysctl", EPERM, "obsolete"},
-      {"personality", EPERM, "changing the execution domain weakens ASLR (only PER_LINUX is allowed)"},
+      {"personality", EPERM, "ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC and friends weaken ASLR (other personas allowed)"},
   };
   return rules;
 }
@@ -121,9 +121,13 @@ Result<SeccompProgram> compile_baseline_policy() {
     BRIG_TRY(add(ctx.get(), action, nr, {}, rule.syscall));
   }
 
-  // personality(2): allow only querying and PER_LINUX (ADDR_NO_RANDOMIZE etc. weaken ASLR).
-  BRIG_TRY(add(ctx.get(), SCMP_ACT_ERRNO(EPERM), SCMP_SYS(personality),
-               {SCMP_A0(SCMP_CMP_NE, 0)}, "personality"));
+  // personality(2): refuse the flags that weaken ASLR or make data executable. The query
+  // value 0xffffffff has the top bit set, which no real persona has, so it stays allowed.
+  for (uint64_t flag : {0x0040000ull /* ADDR_NO_RANDOMIZE */, 0x0100000ull /* MMAP_PAGE_ZERO */,
+                        0x0200000ull /* ADDR_COMPAT_LAYOUT */, 0x0400000ull /* READ_IMPLIES_EXEC */}) {
+    BRIG_TRY(add(ctx.get(), SCMP_ACT_ERRNO(EPERM), SCMP_SYS(personality),
+                 {SCMP_A0(SCMP_CMP_MASKED_EQ, flag | 0x80000000ull, flag)}, "personality"));
+  }
   // clone(2) with CLONE_NEWUSER (or any namespace flag): nested namespaces.
   constexpr uint64_t kNsFlags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET |
                                 CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;  // CLONE_NEWTIME is clone3-only

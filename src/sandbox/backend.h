@@ -50,6 +50,10 @@ struct LinuxBackendOptions {
   std::string state_dir;
 };
 
+// The cgroup group of a state directory: "brig/<12 hex of its real path>". Sandboxes of one
+// state directory live under it; other brig installations never touch it.
+std::string cgroup_group(const std::string& state_dir);
+
 // Forks the zygote: call before the process starts any thread.
 Result<std::unique_ptr<Backend>> make_linux_backend(const LinuxBackendOptions& options);
 

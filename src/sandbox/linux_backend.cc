@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <thread>
 
@@ -43,15 +45,17 @@ EntryInfo from_pb(const initpb::EntryInfo& e) {
   return out;
 }
 
-// Start time of `pid` in clock ticks since boot (field 22 of /proc/<pid>/stat), 0 if gone.
+// Start time of a *running* `pid` in clock ticks since boot (field 22 of /proc/<pid>/stat);
+// 0 if it is gone or a zombie (an init orphaned by a crash waits as a zombie until reaped).
 uint64_t proc_start_time(int pid) {
   auto stat = read_small_file("/proc/" + std::to_string(pid) + "/stat");
   if (!stat) return 0;
   // The command name (field 2) may contain spaces and parentheses: parse after the last ')'.
   auto close = stat->rfind(')');
-  if (close == std::string::npos) return 0;
+  if (close == std::string::npos || close + 2 >= stat->size()) return 0;
   auto fields = split(std::string_view(*stat).substr(close + 2), ' ');
   // fields[0] is field 3 (state); field 22 is fields[19].
+  if (fields.empty() || fields[0] == "Z" || fields[0] == "X") return 0;
   return fields.size() > 19 ? std::strtoull(fields[19].c_str(), nullptr, 10) : 0;
 }
 
@@ -392,12 +396,22 @@ class LinuxBackend final : public Backend {
 
 }  // namespace
 
+std::string cgroup_group(const std::string& state_dir) {
+  char real[PATH_MAX];
+  std::string key = ::realpath(state_dir.c_str(), real) ? real : state_dir;
+  uint64_t h = 1469598103934665603ull;  // FNV-1a: stable across builds and hosts
+  for (unsigned char c : key) h = (h ^ c) * 1099511628211ull;
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  return "brig/" + std::string(hex, 12);
+}
+
 Result<std::unique_ptr<Backend>> make_linux_backend(const LinuxBackendOptions& options) {
   if (::geteuid() != 0)
     return Error::make(errc::unsupported,
                        "the Linux backend needs root (rootless mode is not built yet); run brig as root");
   BRIG_TRY_ASSIGN(policy, policy::compile_baseline_policy());
-  BRIG_TRY_ASSIGN(cgroups, isolate::CgroupDriver::detect());
+  BRIG_TRY_ASSIGN(cgroups, isolate::CgroupDriver::detect(cgroup_group(options.state_dir)));
   // A fixed, empty, root-only directory: each sandbox mounts its root here inside its own
   // mount namespace only, so one directory serves every sandbox.
   std::string mount_point = options.state_dir + "/mnt";

@@ -41,6 +41,7 @@ void report_step(int sock, const isolate::StepResult& step) {
     report_step(sock.get(), step);
     ::_exit(1);
   };
+  ::prctl(PR_SET_NAME, "brig-init");
   // The zygote ignores SIGCHLD (auto-reap); brig-init must see its children exit.
   ::signal(SIGCHLD, SIG_DFL);
   // The zygote sends the overlay once our cgroups and id maps are in place.

@@ -1,0 +1,312 @@
+// The engine end to end, as root, on the test rootfs: processes, output, users, env, cwd,
+// stdin, PTY, signals, files, watches, limits on lifetime, and cleanup.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "fixtures/sandbox_fixture.h"
+
+namespace brig::testing {
+namespace {
+
+using sandbox::User;
+using namespace std::chrono_literals;
+
+std::string cgroup_of(const char* controller, const std::string& id) {
+  return std::string("/sys/fs/cgroup/") + controller + "/" + sandbox::cgroup_group(shared_engine().state_dir()) + "/" + id;
+}
+
+TEST(Engine, RunsCommandAndReportsExitCodeAndBothStreams) {
+  BRIG_REQUIRE_SANDBOX_ENV();
+  TestSandbox sb;
+  auto r = sb.sh("echo out; echo err >&2; exit 7");
+  EXPECT_EQ(r.status.exit_code, 7);
+  EXPECT_EQ(r.status.signal, 0);
+  EXPECT_EQ(r.out, "out\n");
+  EXPECT_EQ(r.err, "err\n");
+}
+
+TEST(Engine, ReportsKillingSignal) {
+  BRIG_REQUIRE_SANDBOX_ENV();
+  TestSandbox sb;
+  auto r = sb.sh("kill -TERM $$");
+  EXPECT_EQ(r.status.signal, SIGTERM);
+  EXPECT_EQ(r.shell_code(), 128 + SIGTERM);
+}
+
+TEST(Engine, StreamsOutputAsItIsProduced) {
+  BRIG_REQUIRE_SANDBOX_ENV();
+  TestSandbox sb;
+  sandbox::RunOptions opts;
+  std::vector<std::chrono::steady_clock::time_point> chunks;
+  std::string seen;
+  opts.on_stdout = [&](std::string_view d) {
+    chunks.push_back(std::chrono::steady_clock::now());
+    seen += d;
+  };
+  auto r = sb.sh("echo one; sleep 0.5; echo two", User::user, opts);
+  EXPECT_EQ(seen, "one\ntwo\n");
+  ASSERT_GE(chunks.size(), 2u);
+  EXPECT_GE(chunks.back() - chunks.front(), 400ms);  // "one" arrived before the sleep ended
+}
+
+TEST(Engine, UserAndRootIdentities) {
+  BRIG_REQUIRE_SANDBOX_ENV();
+  TestSandbox sb;
+  EXPECT_EQ(sb.sh("id -u; id -g; echo $HOME $USER $LOGNAME; pwd").out, "1000\n1000\n/home/user user user\n/home/user\n");
+  EXPECT_EQ(sb.sh("id -u; echo $HOME; pwd", User::root).out, "0\n/root\n/root\n");
+}
+
+TEST(Engine, EnvironmentOrderSandboxThenProcess) {
+  BRIG_REQUIRE_SANDBOX_ENV();
+  auto spec = TestSandbox::default_spec();
+  spec.env = {{"A", "sandbox"}, {"B", "sandbox"}, {"HOME", "/overridden"}};
+  TestSandbox sb(spec);
+  sandbox::ProcessSpec ps;
+  ps.cmd = "/bin/sh";
+  ps.args = {"-c", "echo $A $B $HOME $PATH"};
+  ps.env = {{"B", "process"}};
+  auto r = sb->run(ps, {});
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->out, "sandbox process /overridden /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n");
+}
+
+TEST(Engine, CwdExpandsTildeAndMissingCwdIsAClearError) {
+  BRIG_REQUIRE_SANDBOX_ENV();
+  TestSandbox sb;
+  ASSERT_TRUE(sb->make_dir("~/proj/src", User::user));
+  sandbox::ProcessSpec ps;
+  ps.cmd = "pwd";
+  ps.cwd = "~/proj/src";
+  auto r = sb->run(ps, {});
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->out, "/home/user/proj/src\n");
+  ps.cwd = "/does/not/exist";
+  auto bad = sb->run(ps, {});
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().sys_errno(), ENOENT);
+  EXPECT_NE(bad.error().message().find("/does/not/exist"), std::string::npos) << bad.error().message();
+}
+
+TEST(Engine, CommandNotFoundIsENOENT) {
+  BRIG_REQUIRE_SANDBOX_ENV();
+  TestSandbox sb;
+  sandbox::ProcessSpec ps;
+  ps.cmd = "no-such-command";
+  auto r = sb->run(ps, {});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().sys_errno(), ENOENT);
+}
+
+TEST(Engine, StdinPipeAndDevNull) {
+  BRIG_REQUIRE_SANDBOX_ENV();
+  TestSandbox sb;
+  sandbox::RunOptions opts;
+  opts.stdin_data = "hello stdin\n";
+  EXPECT_EQ(sb.run({"cat"}, User::user, opts).out, "hello stdin\n");
+  EXPECT_EQ(sb.run({"cat"}).out, "");  // /dev/null: EOF at once
+}
+
+TEST(Engine, PtyHasATerminalAndResizes) {
+  BRIG_REQUIRE_SANDBOX_ENV();
+  TestSandbox sb;
+  sandbox::ProcessSpec ps;
+  ps.cmd = "/bin/sh";
+  ps.args = {"-c", "tty; stty size"};
+  ps.pty = true;
+  ps.rows = 33;
+  ps.cols = 111;
+  auto p = sb->spawn(ps);
+  ASSERT_TRUE(p) << p.error().message();
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    struct pollfd pfd = {p->stdout_fd.get(), POLLIN, 0};
+    if (poll(&pfd, 1, 5000) <= 0) break;
+    ssize_t n = read(p->stdout_fd.get(), buf, sizeof buf);
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  EXPECT_NE(out.find("/dev/pts/0"), std::string::npos) << out;
+  EXPECT_NE(out.find("33 111"), std::string::npos) << out;
+  auto ex = sb->wait_exit(p->pid, 5s);
+  ASSERT_TRUE(ex && *ex);
+  EXPECT_EQ((*ex)->exit_code, 0);
+}
+
+TEST(Engine, SignalsListAndBackgroundProcessesSurvive) {
+  BRIG_REQUIRE_SANDBOX_ENV();
+  TestSandbox sb;
+  sandbox::ProcessSpec ps;
+  ps.cmd = "sleep";
+  ps.args = {"100"};
+  ps.tag = "sleeper";
+  auto p = sb->spawn(ps);
+  ASSERT_TRUE(p);
+  auto list = sb->list_processes();
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].cmd, "sleep");
+  EXPECT_EQ((*list)[0].args, std::vector<std::string>{"100"});
+  EXPECT_EQ((*list)[0].tag, "sleeper");
+  // The caller dropping its fds (a client disconnect) does not kill the process.
+  p->stdout_fd.reset();
+  p->stderr_fd.reset();
+  auto still = sb->wait_exit(p->pid, 300ms);
+  ASSERT_TRUE(still);
+  EXPECT_FALSE(*still);
+  ASSERT_TRUE(sb->signal(p->pid, SIGUSR1));
+  auto ex = sb->wait_exit(p->pid, 5s);
+  ASSERT_TRUE(ex && *ex);
+  EXPECT_EQ((*ex)->signal, SIGUSR1);
+  EXPECT_TRUE(sb->list_processes()->empty());
+}
+
+TEST(Engine, PerCommandTimeoutKillsTheProcessGroup) {
+  BRIG_REQUIRE_SANDBOX_ENV();
+  TestSandbox sb;
+  sandbox::RunOptions opts;
+  opts.timeout = 500ms;
+  auto start = std::chrono::steady_clock::now();
+  auto r = sb.sh("sleep 30 & sleep 30", User::user, opts);
+  EXPECT_TRUE(r.timed_out);
+  EXPECT_EQ(r.status.signal, SIGKILL);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  EXPECT_EQ(sb.sh("pgrep -c sleep || true").out, "0\n");
+}
+
+TEST(Engine, OutputCapTruncates) {
+  BRIG_REQUIRE_SANDBOX_ENV();
+  TestSandbox sb;
+  sandbox::RunOptions opts;
+  opts.output_limit = 1000;
+  auto r = sb.sh("head -c 100000 /dev/zero", User::user, opts);
+  EXPECT_TRUE(r.output_truncated);
+  EXPECT_EQ(r.out.size(), 1000u);
+  EXPECT_EQ(r.status.exit_code, 0);
+}
+
+TEST(Engine, FileOperationsRoundTrip) {
+  BRIG_REQUIRE_SANDBOX_ENV();
+  TestSandbox sb;
+  std::string binary(256, '\0');
+  for (int i = 0; i < 256; ++i) binary[static_cast<size_t>(i)] = static_cast<char>(i);
+  ASSERT_TRUE(sb->write_file("/home/user/a/b/c.bin", binary, User::user));
+  auto back = sb->read_file("/home/user/a/b/c.bin", User::user);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(*back, binary);
+  auto st = sb->stat("~/a/b/c.bin", User::user);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->type, sandbox::FileType::file);
+  EXPECT_EQ(st->size, 256u);
+  EXPECT_EQ(st->uid, 1000u);
+  // Created as the user: the shell sees the same owner.
+  EXPECT_EQ(sb.sh("stat -c %U:%G ~/a/b/c.bin").out, "user:user\n");
+  auto listing = sb->list_dir("/home/user/a", 2, User::user);
+  ASSERT_TRUE(listing);
+  ASSERT_EQ(listing->size(), 2u);
+  EXPECT_EQ((*listing)[0].path, "/home/user/a/b");
+  EXPECT_EQ((*listing)[1].path, "/home/user/a/b/c.bin");
+  ASSERT_TRUE(sb->move("/home/user/a/b/c.bin", "/home/user/d/e.bin", User::user));
+  EXPECT_FALSE(sb->stat("/home/user/a/b/c.bin", User::user));
+  ASSERT_TRUE(sb->remove("/home/user/a", User::user));
+  EXPECT_EQ(sb->stat("/home/user/a", User::user).error().sys_errno(), ENOENT);
+  auto missing = sb->read_file("/nope", User::user);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().sys_errno(), ENOENT);
+}
+
+TEST(Engine, FileOperationsRespectTheUser) {
+  BRIG_REQUIRE_SANDBOX_ENV();
+  TestSandbox sb;
+  auto denied = sb->write_file("/etc/brig-test", "x", User::user);
+  ASSERT_FALSE(denied);
+  EXPECT_EQ(denied.error().sys_errno(), EACCES);
+  ASSERT_TRUE(sb->write_file("/etc/brig-test", "x", User::root));
+  EXPECT_EQ(sb->stat("/etc/brig-test", User::root)->uid, 0u);
+}
+
+TEST(Engine, WatchDirReportsChanges) {
+  BRIG_REQUIRE_SANDBOX_ENV();
+  TestSandbox sb;
+  ASSERT_TRUE(sb->make_dir("/home/user/w", User::user));
+  auto id = sb->watch("/home/user/w", true, User::user);
+  ASSERT_TRUE(id) << id.error().message();
+  sb.sh("mkdir ~/w/sub && echo x > ~/w/sub/f && rm ~/w/sub/f");
+  std::vector<sandbox::WatchEvent> events;
+  for (int i = 0; i < 50 && events.size() < 4; ++i) {
+    auto more = sb->take_watch_events(*id);
+    events.insert(events.end(), more.begin(), more.end());
+    std::this_thread::sleep_for(20ms);
+  }
+  auto has = [&](const std::string& name, sandbox::WatchOp op) {
+    for (auto& e : events)
+      if (e.name == name && e.op == op) return true;
+    return false;
+  };
+  EXPECT_TRUE(has("sub", sandbox::WatchOp::create));
+  EXPECT_TRUE(has("sub/f", sandbox::WatchOp::create));
+  EXPECT_TRUE(has("sub/f", sandbox::WatchOp::remove));
+  ASSERT_TRUE(sb->unwatch(*id));
+}
+
+TEST(Engine, ListInfoSetTimeoutAndKill) {
+  BRIG_REQUIRE_SANDBOX_ENV();
+  auto& engine = shared_engine();
+  auto spec = TestSandbox::default_spec();
+  spec.metadata = {{"owner", "test"}};
+  auto sb = engine.create(spec);
+  ASSERT_TRUE(sb) << sb.error().message();
+  std::string id = (*sb)->id();
+  auto info = engine.info(id);
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->state, "running");
+  EXPECT_EQ(info->metadata.at("owner"), "test");
+  ASSERT_TRUE(engine.set_timeout(id, 60s));
+  EXPECT_NEAR(static_cast<double>(engine.info(id)->end_at_ms - info->started_at_ms), 60'000.0, 5'000.0);
+  EXPECT_TRUE(engine.set_timeout(id, 0s).error().is(errc::invalid_argument));
+  ASSERT_TRUE(engine.kill(id));
+  EXPECT_TRUE(engine.info(id).error().is(errc::not_found));
+  EXPECT_TRUE(engine.kill(id).error().is(errc::not_found));
+  EXPECT_FALSE(std::filesystem::exists(cgroup_of("memory", id)));
+  EXPECT_FALSE(std::filesystem::exists(cgroup_of("pids", id)));
+}
+
+TEST(Engine, LifetimeExpiryKillsAndReaps) {
+  BRIG_REQUIRE_SANDBOX_ENV();
+  auto& engine = shared_engine();
+  auto spec = TestSandbox::default_spec();
+  spec.lifetime = 1500ms;
+  auto sb = engine.create(spec);
+  ASSERT_TRUE(sb);
+  std::string id = (*sb)->id();
+  EXPECT_TRUE((*sb)->alive());
+  std::this_thread::sleep_for(2500ms);
+  EXPECT_FALSE((*sb)->alive());
+  EXPECT_EQ(engine.info(id)->state, "dead");
+  EXPECT_GE(engine.reap(), 1u);
+  EXPECT_TRUE(engine.info(id).error().is(errc::not_found));
+  EXPECT_FALSE(std::filesystem::exists(cgroup_of("memory", id)));
+}
+
+TEST(Engine, InvalidSpecsAreClientErrors) {
+  BRIG_REQUIRE_SANDBOX_ENV();
+  auto& engine = shared_engine();
+  auto spec = TestSandbox::default_spec();
+  spec.memory_bytes = 1;
+  EXPECT_TRUE(engine.create(spec).error().is(errc::invalid_argument));
+  spec = TestSandbox::default_spec();
+  spec.rootfs = "/definitely/not/here";
+  EXPECT_TRUE(engine.create(spec).error().is(errc::not_found));
+  spec = TestSandbox::default_spec();
+  spec.env = {{"BAD=KEY", "x"}};
+  EXPECT_TRUE(engine.create(spec).error().is(errc::invalid_argument));
+}
+
+}  // namespace
+}  // namespace brig::testing
