@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs brig's whole test suite: installs what is missing, builds, builds (or reuses) the test
+# rootfs under the cache directory, then runs each stage and prints one pass/fail line per stage.
+# Needs root (the integration and security stages create real sandboxes).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export CCACHE_DIR=${CCACHE_DIR:-${BRIG_CACHE_DIR:-/var/cache/brig}/ccache}
+
+step() { printf '\n==> %s\n' "$*"; }
+fail_setup() { echo "test: setup failed: $*" >&2; exit 1; }
+
+step "dependencies"
+./scripts/install-deps.sh || fail_setup "install-deps"
+step "test rootfs"
+rootfs=$(./scripts/build-test-rootfs.sh) || fail_setup "build-test-rootfs"
+echo "rootfs: $rootfs"
+step "build"
+cmake --preset dev -DBRIG_TEST_ROOTFS="$rootfs" >/dev/null || fail_setup "cmake configure"
+cmake --build build || fail_setup "build"
+
+declare -A results
+order=()
+run_stage() {
+  local name=$1
+  shift
+  step "$name"
+  order+=("$name")
+  if "$@"; then results[$name]=PASS; else results[$name]=FAIL; fi
+}
+ctest_label() { (cd build && ctest -L "$1" --output-on-failure --timeout 600); }
+
+run_stage unit ctest_label unit
+run_stage integration ctest_label integration
+run_stage security ctest_label security
+
+echo
+echo "== summary =="
+status=0
+for name in "${order[@]}"; do
+  printf '%-12s %s\n' "$name" "${results[$name]}"
+  [[ ${results[$name]} == PASS ]] || status=1
+done
+if ((status)); then echo "RESULT: FAIL"; else echo "RESULT: PASS"; fi
+exit $status
