@@ -47,21 +47,37 @@ Result<Fd> prepare_rootfs(pid_t pid, const RootfsSpec& spec) {
   const std::string ns_path = "/proc/" + std::to_string(pid) + "/ns/user";
   Fd userns(::open(ns_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!userns) return Error::from_errno(errno, "open(" + ns_path + ")");
-  Fd lower(sys::open_tree(AT_FDCWD, spec.template_dir.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
-  if (!lower) return Error::from_errno(errno, "open_tree(" + spec.template_dir + ")");
-  struct mount_attr attr = {};
-  attr.attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
-  attr.userns_fd = static_cast<uint64_t>(userns.get());
-  if (sys::mount_setattr(lower.get(), "", AT_EMPTY_PATH, &attr) != 0)
-    return Error::from_errno(errno, "mount_setattr(MOUNT_ATTR_IDMAP)");
+  if (spec.layers.empty()) return Error::make(errc::invalid_argument, "no rootfs layers");
+  std::vector<Fd> lowers;
+  std::string lowerdir;
+  for (const auto& layer : spec.layers) {
+    Fd tree(sys::open_tree(AT_FDCWD, layer.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+    if (!tree) return Error::from_errno(errno, "open_tree(" + layer + ")");
+    struct mount_attr attr = {};
+    attr.attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    attr.userns_fd = static_cast<uint64_t>(userns.get());
+    if (sys::mount_setattr(tree.get(), "", AT_EMPTY_PATH, &attr) != 0)
+      return Error::from_errno(errno, "mount_setattr(MOUNT_ATTR_IDMAP)");
+    if (!lowerdir.empty()) lowerdir += ":";
+    lowerdir += "/proc/self/fd/" + std::to_string(tree.get());
+    lowers.push_back(std::move(tree));
+  }
 
   // 2. The writable layer: a private tmpfs whose size is the disk quota. A full layer is
   //    ENOSPC inside the sandbox; nothing on the host fills, and it vanishes with the sandbox.
-  Fd tmpfs_ctx(sys::fsopen("tmpfs", FSOPEN_CLOEXEC));
-  if (!tmpfs_ctx) return Error::from_errno(errno, "fsopen(tmpfs)");
-  BRIG_TRY(fs_set(tmpfs_ctx.get(), "size", std::to_string(spec.disk_bytes)));
-  BRIG_TRY(fs_set(tmpfs_ctx.get(), "mode", "0700"));
-  BRIG_TRY_ASSIGN(upper_mnt, fs_create_and_mount(tmpfs_ctx.get(), "tmpfs", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV));
+  //    Template builds instead keep it in a brig-owned host directory, to become a layer.
+  Fd upper_mnt;
+  if (spec.upper_dir.empty()) {
+    Fd tmpfs_ctx(sys::fsopen("tmpfs", FSOPEN_CLOEXEC));
+    if (!tmpfs_ctx) return Error::from_errno(errno, "fsopen(tmpfs)");
+    BRIG_TRY(fs_set(tmpfs_ctx.get(), "size", std::to_string(spec.disk_bytes)));
+    BRIG_TRY(fs_set(tmpfs_ctx.get(), "mode", "0700"));
+    BRIG_TRY_ASSIGN(mnt, fs_create_and_mount(tmpfs_ctx.get(), "tmpfs", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV));
+    upper_mnt = std::move(mnt);
+  } else {
+    upper_mnt.reset(::open(spec.upper_dir.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!upper_mnt) return Error::from_errno(errno, "open(" + spec.upper_dir + ")");
+  }
   if (::mkdirat(upper_mnt.get(), "upper", 0755) != 0) return Error::from_errno(errno, "mkdirat(upper)");
   if (::mkdirat(upper_mnt.get(), "work", 0700) != 0) return Error::from_errno(errno, "mkdirat(work)");
   if (::fchownat(upper_mnt.get(), "upper", spec.uid_base, spec.uid_base, AT_SYMLINK_NOFOLLOW) != 0)
@@ -72,7 +88,7 @@ Result<Fd> prepare_rootfs(pid_t pid, const RootfsSpec& spec) {
   Fd ovl(sys::fsopen("overlay", FSOPEN_CLOEXEC));
   if (!ovl) return Error::from_errno(errno, "fsopen(overlay)");
   const std::string fd_dir = "/proc/self/fd/";
-  BRIG_TRY(fs_set(ovl.get(), "lowerdir", fd_dir + std::to_string(lower.get())));
+  BRIG_TRY(fs_set(ovl.get(), "lowerdir", lowerdir));
   BRIG_TRY(fs_set(ovl.get(), "upperdir", fd_dir + std::to_string(upper_mnt.get()) + "/upper"));
   BRIG_TRY(fs_set(ovl.get(), "workdir", fd_dir + std::to_string(upper_mnt.get()) + "/work"));
   return fs_create_and_mount(ovl.get(), "overlay", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "base/fd.h"
 #include "base/result.h"
@@ -19,9 +20,10 @@
 namespace brig::isolate {
 
 struct RootfsSpec {
-  std::string template_dir;  // host path, owned by host root, never written
-  uint32_t uid_base = 0;     // host uid of sandbox root
-  uint64_t disk_bytes = 0;   // tmpfs upper size
+  std::vector<std::string> layers;  // host paths, topmost first; owned by host root, never written
+  uint32_t uid_base = 0;            // host uid of sandbox root
+  uint64_t disk_bytes = 0;          // tmpfs upper size
+  std::string upper_dir;            // if set (builds): a host dir holding upper/ and work/ instead of a tmpfs
 };
 
 // Builds the overlay mount for the process `pid` (already in its user namespace) and returns

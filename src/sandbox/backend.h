@@ -3,6 +3,7 @@
 // engine, the CLI or the API layers.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -26,6 +27,8 @@ class SandboxHandle : public Sandbox {
   // Kills every process of the sandbox and releases everything it holds; idempotent.
   virtual Result<> destroy() = 0;
   virtual SandboxRecord record() const = 0;
+  // Replaces the sandbox-wide environment (used when a pooled sandbox is handed over).
+  virtual Result<> set_env(const std::map<std::string, std::string>& env) = 0;
 };
 
 class Backend {

@@ -2,6 +2,8 @@
 
 #include <signal.h>
 #include <sys/stat.h>
+
+#include <optional>
 #include <unistd.h>
 
 #include "base/log.h"
@@ -36,13 +38,45 @@ Engine::Engine(std::string state_dir, std::unique_ptr<Backend> backend, std::uni
     : state_dir_(std::move(state_dir)), backend_(std::move(backend)), registry_(std::move(registry)) {}
 
 Engine::~Engine() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  pool_cv_.notify_all();
+  if (refiller_.joinable()) refiller_.join();
   std::map<std::string, std::shared_ptr<SandboxHandle>> owned;
+  std::map<std::string, Pool> pools;
   {
     std::lock_guard lock(mu_);
     owned.swap(owned_);
+    pools.swap(pools_);
   }
-  for (auto& [id, handle] : owned) (void)cleanup(id);
+  for (auto& [id, handle] : owned) {
+    (void)handle->destroy();
+    (void)registry_->remove(id);
+  }
+  for (auto& [key, pool] : pools)
+    for (auto& handle : pool.ready) {
+      (void)handle->destroy();
+      (void)registry_->remove(handle->id());
+    }
 }
+
+namespace {
+
+// Sandboxes with equal keys are interchangeable before hand-over.
+std::string shape_key(const SandboxSpec& s) {
+  std::string key = s.rootfs;
+  for (auto& l : s.layers) key += "|" + l;
+  key += "|" + std::to_string(s.memory_bytes) + "|" + std::to_string(s.cpu_millis) + "|" + std::to_string(s.pids) +
+         "|" + std::to_string(s.disk_bytes) + "|" + std::to_string(s.shm_bytes) + "|" + (s.host_network ? "host" : "lo") +
+         "|" + s.upper_dir;
+  return key;
+}
+
+constexpr std::chrono::hours kPooledLifetime{1};
+
+}  // namespace
 
 Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
   std::string dir = options.state_dir.empty() ? default_state_dir() : options.state_dir;
@@ -59,7 +93,6 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
 Result<std::shared_ptr<Sandbox>> Engine::create(const SandboxSpec& spec) {
   BRIG_TRY(validate(spec));
   SandboxInfo info;
-  info.id = new_sandbox_id();
   info.template_name = spec.template_name;
   info.started_at_ms = now_unix_ms();
   info.end_at_ms = info.started_at_ms + spec.lifetime.count();
@@ -68,6 +101,29 @@ Result<std::shared_ptr<Sandbox>> Engine::create(const SandboxSpec& spec) {
   info.disk_bytes = spec.disk_bytes;
   info.metadata = spec.metadata;
   info.env = spec.env;
+
+  // A warm sandbox of this shape: apply what is per-sandbox and hand it over.
+  if (auto handle = take_pooled(shape_key(spec))) {
+    info.id = handle->id();
+    Result<> r = registry_->assign(info);
+    if (r && !spec.env.empty()) r = handle->set_env(spec.env);
+    if (r) r = handle->set_lifetime(spec.lifetime);
+    if (r) {
+      std::lock_guard lock(mu_);
+      owned_[info.id] = handle;
+      return std::shared_ptr<Sandbox>(handle);
+    }
+    (void)handle->destroy();
+    (void)registry_->remove(info.id);
+  }
+  BRIG_TRY_ASSIGN(handle, create_cold(spec, std::move(info)));
+  std::lock_guard lock(mu_);
+  owned_[handle->id()] = handle;
+  return std::shared_ptr<Sandbox>(handle);
+}
+
+Result<std::shared_ptr<SandboxHandle>> Engine::create_cold(const SandboxSpec& spec, SandboxInfo info) {
+  info.id = new_sandbox_id();
   BRIG_TRY_ASSIGN(slot, registry_->insert_creating(info, static_cast<int>(::getpid())));
   auto handle = backend_->create(info.id, slot, spec);
   if (!handle) {
@@ -80,9 +136,105 @@ Result<std::shared_ptr<Sandbox>> Engine::create(const SandboxSpec& spec) {
     (void)registry_->remove(info.id);
     return r.error();
   }
+  return shared;
+}
+
+std::shared_ptr<SandboxHandle> Engine::take_pooled(const std::string& key) {
+  std::shared_ptr<SandboxHandle> handle;
+  {
+    std::lock_guard lock(mu_);
+    auto it = pools_.find(key);
+    if (it == pools_.end()) return nullptr;
+    while (!it->second.ready.empty() && !handle) {
+      handle = std::move(it->second.ready.front());
+      it->second.ready.pop_front();
+      if (!handle->alive()) {
+        (void)handle->destroy();
+        (void)registry_->remove(handle->id());
+        handle.reset();
+      }
+    }
+    if (handle) ++stats_.hits;
+    else ++stats_.misses;
+  }
+  pool_cv_.notify_all();
+  return handle;
+}
+
+void Engine::set_pool(const SandboxSpec& shape, size_t size) {
+  std::vector<std::shared_ptr<SandboxHandle>> drop;
+  {
+    std::lock_guard lock(mu_);
+    std::string key = shape_key(shape);
+    if (size == 0) {
+      if (auto it = pools_.find(key); it != pools_.end()) {
+        drop.assign(it->second.ready.begin(), it->second.ready.end());
+        pools_.erase(it);
+      }
+    } else {
+      auto& pool = pools_[key];
+      pool.shape = shape;
+      pool.shape.env.clear();
+      pool.shape.metadata.clear();
+      pool.shape.template_name = "(pool)";
+      pool.shape.lifetime = kPooledLifetime;
+      pool.size = size;
+      if (!refiller_.joinable()) refiller_ = std::thread([this] { refill_loop(); });
+    }
+  }
+  for (auto& h : drop) {
+    (void)h->destroy();
+    (void)registry_->remove(h->id());
+  }
+  pool_cv_.notify_all();
+}
+
+Engine::PoolStats Engine::pool_stats() {
   std::lock_guard lock(mu_);
-  owned_[info.id] = shared;
-  return std::shared_ptr<Sandbox>(shared);
+  PoolStats s = stats_;
+  for (auto& [key, pool] : pools_) s.ready += pool.ready.size();
+  return s;
+}
+
+void Engine::refill_loop() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    // The first pool short of its size gets one more sandbox; creates happen unlocked.
+    std::optional<std::pair<std::string, SandboxSpec>> want;
+    for (auto& [key, pool] : pools_)
+      if (pool.ready.size() < pool.size) {
+        want.emplace(key, pool.shape);
+        break;
+      }
+    if (!want) {
+      pool_cv_.wait_for(lock, std::chrono::seconds(5));
+      continue;
+    }
+    lock.unlock();
+    SandboxInfo info;
+    info.template_name = want->second.template_name;
+    info.started_at_ms = now_unix_ms();
+    info.end_at_ms = info.started_at_ms + want->second.lifetime.count();
+    auto handle = create_cold(want->second, info);
+    if (handle && !registry_->mark_pooled((*handle)->id())) {
+      (void)(*handle)->destroy();
+      (void)registry_->remove((*handle)->id());
+      handle = Error::make(errc::protocol, "registry");
+    }
+    lock.lock();
+    auto it = pools_.find(want->first);
+    if (!handle) {
+      spdlog::warn("warm pool: {}", handle.error().message());
+      pool_cv_.wait_for(lock, std::chrono::seconds(1));  // do not spin on a persistent failure
+    } else if (it == pools_.end() || stopping_) {
+      lock.unlock();
+      (void)(*handle)->destroy();
+      (void)registry_->remove((*handle)->id());
+      lock.lock();
+    } else {
+      it->second.ready.push_back(std::move(*handle));
+    }
+  }
 }
 
 Result<std::shared_ptr<Sandbox>> Engine::get(const std::string& id) {
@@ -107,6 +259,7 @@ std::vector<SandboxInfo> Engine::list() {
       std::lock_guard lock(mu_);
       if (auto it = owned_.find(info.id); it != owned_.end()) handle = it->second;
     }
+    if (info.state == "pooled") continue;  // idle in a warm pool: not anyone's sandbox yet
     bool alive = handle ? handle->alive() : backend_->is_alive(row.record);
     if (info.state == "running" && !alive) info.state = "dead";
     out.push_back(std::move(info));

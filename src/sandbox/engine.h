@@ -5,7 +5,11 @@
 // Thread safety: all methods are thread-safe.
 #pragma once
 
+#include <condition_variable>
+#include <deque>
+#include <map>
 #include <memory>
+#include <thread>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -28,7 +32,19 @@ class Engine {
   static Result<std::unique_ptr<Engine>> open(const EngineOptions& options);
   ~Engine();
 
+  // A sandbox for `spec`: handed over from the warm pool when one of the same shape is
+  // ready (then only its env, lifetime and metadata are applied), else created cold.
   Result<std::shared_ptr<Sandbox>> create(const SandboxSpec& spec);
+
+  // Keeps `size` idle sandboxes of `shape`'s shape (root filesystem, limits, network) ready,
+  // refilled in the background. size 0 removes the pool. Env, lifetime and metadata of
+  // `shape` are ignored: they are applied at hand-over.
+  void set_pool(const SandboxSpec& shape, size_t size);
+  struct PoolStats {
+    uint64_t hits = 0, misses = 0;
+    size_t ready = 0;
+  };
+  PoolStats pool_stats();
   // The live sandbox owned by this process (for processes and files).
   Result<std::shared_ptr<Sandbox>> get(const std::string& id);
   std::vector<SandboxInfo> list();
@@ -45,12 +61,26 @@ class Engine {
  private:
   Engine(std::string state_dir, std::unique_ptr<Backend> backend, std::unique_ptr<Registry> registry);
   Result<> cleanup(const std::string& id);
+  Result<std::shared_ptr<SandboxHandle>> create_cold(const SandboxSpec& spec, SandboxInfo info);
+  std::shared_ptr<SandboxHandle> take_pooled(const std::string& key);
+  void refill_loop();
+
+  struct Pool {
+    SandboxSpec shape;
+    size_t size = 0;
+    std::deque<std::shared_ptr<SandboxHandle>> ready;
+  };
 
   std::string state_dir_;
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Registry> registry_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<SandboxHandle>> owned_;
+  std::map<std::string, Pool> pools_;  // by shape key
+  PoolStats stats_;
+  std::condition_variable pool_cv_;
+  bool stopping_ = false;
+  std::thread refiller_;
 };
 
 // The default state directory: /var/lib/brig as root, else $XDG_STATE_HOME/brig.

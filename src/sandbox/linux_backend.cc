@@ -260,7 +260,7 @@ class LinuxSandbox final : public SandboxHandle {
     return ok();
   }
 
-  Result<> set_env(const std::map<std::string, std::string>& env) {
+  Result<> set_env(const std::map<std::string, std::string>& env) override {
     initpb::InitRequest req;
     for (auto& [k, v] : env) (*req.mutable_set_env()->mutable_env())[k] = v;
     BRIG_TRY(channel_.call(std::move(req)));
@@ -317,11 +317,14 @@ class LinuxBackend final : public Backend {
   Result<std::unique_ptr<SandboxHandle>> create(const std::string& id, uint32_t slot,
                                                 const SandboxSpec& spec) override {
     BRIG_TRY(validate(spec));
-    struct stat st;
-    if (::stat(spec.rootfs.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-      return Error::make(errc::not_found, "rootfs '" + spec.rootfs + "' is not a directory");
-    if (st.st_uid != 0 || (st.st_mode & 022))
-      return Error::make(errc::invalid_argument, "rootfs '" + spec.rootfs + "' must be owned by root and not group/world-writable");
+    std::vector<std::string> layers = spec.layers.empty() ? std::vector<std::string>{spec.rootfs} : spec.layers;
+    for (auto& layer : layers) {
+      struct stat st;
+      if (::stat(layer.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+        return Error::make(errc::not_found, "rootfs '" + layer + "' is not a directory");
+      if (st.st_uid != 0 || (st.st_mode & 022))
+        return Error::make(errc::invalid_argument, "rootfs '" + layer + "' must be owned by root and not group/world-writable");
+    }
     BRIG_TRY_ASSIGN(cgroup, cgroups_->create(id, {spec.memory_bytes, spec.cpu_millis, spec.pids}));
     auto fail = [&](Error e) {
       (void)cgroup->destroy();
@@ -329,7 +332,8 @@ class LinuxBackend final : public Backend {
     };
     initpb::ZygoteRequest req;
     req.set_sandbox_id(id);
-    req.set_rootfs(spec.rootfs);
+    for (auto& layer : layers) req.add_layers(layer);
+    req.set_upper_dir(spec.upper_dir);
     req.set_uid_base(isolate::uid_base_for_slot(slot));
     req.set_disk_bytes(spec.disk_bytes);
     req.set_shm_bytes(spec.shm_bytes);

@@ -79,6 +79,10 @@ Result<std::unique_ptr<Registry>> Registry::open(const std::string& path) {
   std::unique_ptr<Registry> reg(new Registry(db));
   sqlite3_busy_timeout(db, 10'000);
   BRIG_TRY(reg->exec("PRAGMA journal_mode=WAL;"));
+  // In WAL mode NORMAL syncs only at checkpoints: a power cut may lose the last few
+  // transactions, never corrupt the database, and what is lost is re-discovered by the reaper
+  // (sandboxes do not survive a power cut anyway). FULL put an fdatasync in every create.
+  BRIG_TRY(reg->exec("PRAGMA synchronous=NORMAL;"));
   BRIG_TRY(reg->exec(kSchema));
   return reg;
 }
@@ -135,6 +139,27 @@ Result<> Registry::set_end_at(const std::string& id, int64_t end_at_ms) {
   std::lock_guard lock(mu_);
   Stmt q(db_, "UPDATE sandboxes SET end_at=? WHERE id=?;");
   q.bind(1, end_at_ms).bind(2, id);
+  if (q.step() != SQLITE_DONE) return db_error(db_, "update sandbox");
+  return ok();
+}
+
+Result<> Registry::mark_pooled(const std::string& id) {
+  std::lock_guard lock(mu_);
+  Stmt q(db_, "UPDATE sandboxes SET state='pooled' WHERE id=?;");
+  q.bind(1, id);
+  if (q.step() != SQLITE_DONE) return db_error(db_, "update sandbox");
+  return ok();
+}
+
+Result<> Registry::assign(const SandboxInfo& info) {
+  std::lock_guard lock(mu_);
+  std::map<std::string, std::string> env_keys;
+  for (auto& [k, v] : info.env) env_keys[k] = "";
+  Stmt q(db_,
+         "UPDATE sandboxes SET state='running', template=?, started_at=?, end_at=?, metadata=?, env_keys=? "
+         "WHERE id=?;");
+  q.bind(1, info.template_name).bind(2, info.started_at_ms).bind(3, info.end_at_ms);
+  q.bind(4, to_json(info.metadata)).bind(5, to_json(env_keys)).bind(6, info.id);
   if (q.step() != SQLITE_DONE) return db_error(db_, "update sandbox");
   return ok();
 }

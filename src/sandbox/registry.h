@@ -33,6 +33,10 @@ class Registry {
   Result<uint32_t> insert_creating(const SandboxInfo& info, int owner_pid);
   Result<> mark_running(const SandboxRecord& record);
   Result<> set_end_at(const std::string& id, int64_t end_at_ms);
+  // Parks a running sandbox in the warm pool (hidden from listings) ...
+  Result<> mark_pooled(const std::string& id);
+  // ... and hands it over: it becomes a running sandbox described by `info`.
+  Result<> assign(const SandboxInfo& info);
   Result<> remove(const std::string& id);
   Result<std::vector<RegistryRow>> all();
   Result<std::optional<RegistryRow>> get(const std::string& id);

@@ -19,7 +19,12 @@ const char* user_name(User u) { return u == User::root ? "root" : "user"; }
 
 Result<> validate(const SandboxSpec& spec) {
   auto bad = [](std::string msg) { return Error::make(errc::invalid_argument, std::move(msg)); };
-  if (spec.rootfs.empty() || spec.rootfs[0] != '/') return bad("rootfs must be an absolute path");
+  if (spec.rootfs.empty() == spec.layers.empty()) return bad("give either a rootfs or template layers");
+  if (spec.layers.size() > 64) return bad("too many template layers (64 at most)");
+  for (auto& layer : spec.layers)
+    if (layer.empty() || layer[0] != '/' || layer.find(':') != std::string::npos) return bad("invalid layer path");
+  if (!spec.rootfs.empty() && (spec.rootfs[0] != '/' || spec.rootfs.find(':') != std::string::npos))
+    return bad("rootfs must be an absolute path without ':'");
   if (spec.memory_bytes < (16ull << 20) || spec.memory_bytes > (256ull << 30))
     return bad("memory must be between 16 MiB and 256 GiB");
   if (spec.cpu_millis < 10 || spec.cpu_millis > 256'000) return bad("cpus must be between 0.01 and 256");

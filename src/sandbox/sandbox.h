@@ -25,7 +25,8 @@ Result<User> parse_user(std::string_view name);  // "user" | "root"
 const char* user_name(User u);
 
 struct SandboxSpec {
-  std::string rootfs;                       // template tree on the host (read-only lower)
+  std::string rootfs;                       // a single-tree root filesystem on the host, or
+  std::vector<std::string> layers;          // a template's layers, topmost first (read-only lowers)
   std::string template_name = "custom";     // shown in listings
   uint64_t memory_bytes = 512ull << 20;     // hard memory limit (no swap)
   uint32_t cpu_millis = 1000;               // CPU quota, thousandths of a CPU
@@ -36,6 +37,8 @@ struct SandboxSpec {
   std::map<std::string, std::string> env;       // sandbox-wide environment
   std::map<std::string, std::string> metadata;  // opaque key/values for listing filters
   bool host_network = false;                // build sandboxes only; default loopback-only
+  std::string upper_dir;                    // build sandboxes only: keep the writable layer in
+                                            // this host dir (created by brig, root-only)
 };
 
 // Validates bounds (a client mistake is errc::invalid_argument, never a crash).

@@ -146,7 +146,8 @@ Result<Zygote::Created> clone_sandbox(const initpb::ZygoteRequest& req, std::vec
         return abort(Error::from_errno(errno, "write(cgroup.procs)"));
   }
   if (auto r = isolate::write_id_maps(pid, req.uid_base()); !r) return abort(r.error());
-  auto overlay = isolate::prepare_rootfs(pid, {req.rootfs(), req.uid_base(), req.disk_bytes()});
+  isolate::RootfsSpec rootfs{{req.layers().begin(), req.layers().end()}, req.uid_base(), req.disk_bytes(), req.upper_dir()};
+  auto overlay = isolate::prepare_rootfs(pid, rootfs);
   if (!overlay) return abort(overlay.error().wrap("rootfs"));
   int fds[1] = {overlay->get()};
   if (auto r = sys::send_packet(ours.get(), "", fds); !r) return abort(r.error());
