@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   std::vector<brig::cli::Runner> runners = {
       brig::cli::add_run(app, globals),
       brig::cli::add_doctor(app, globals),
+      brig::cli::add_template(app, globals),
   };
   try {
     app.parse(argc, argv);

@@ -9,6 +9,7 @@
 
 #include "base/util.h"
 #include "cli/commands.h"
+#include "cli/templates.h"
 #include "sandbox/engine.h"
 
 namespace brig::cli {
@@ -17,13 +18,13 @@ namespace {
 struct RunArgs {
   std::string template_name;
   std::string rootfs;
-  std::string memory = "512M";
-  double cpus = 1.0;
+  std::string memory;  // "" = the template's default, else 512M
+  double cpus = 0;     // 0 = the template's default, else 1
   std::string disk = "1G";
   uint32_t pids = 512;
   std::string timeout = "300";
   std::vector<std::string> env;
-  std::string user = "user";
+  std::string user;    // "" = the template's default user
   std::string cwd;
   bool stdin_forward = false;
   std::vector<std::string> command;
@@ -38,28 +39,25 @@ void write_all(int fd, std::string_view data) {
   }
 }
 
-Result<sandbox::SandboxSpec> build_spec(const RunArgs& a, const std::string& state_dir,
-                                        std::chrono::milliseconds timeout) {
+Result<sandbox::SandboxSpec> build_spec(const RunArgs& a, const store::TemplateInfo* tpl,
+                                        const store::TemplateStore* store, std::chrono::milliseconds timeout) {
   sandbox::SandboxSpec spec;
-  if (!a.rootfs.empty()) {
+  if (tpl) {
+    spec.layers = store->layer_paths(*tpl);
+    spec.template_name = tpl->name;
+    spec.env = tpl->config.env;
+  } else {
     spec.rootfs = a.rootfs;
     spec.template_name = "rootfs";
-  } else {
-    std::string name = a.template_name.empty() ? "base" : a.template_name;
-    spec.rootfs = state_dir + "/templates/" + name + "/rootfs";
-    spec.template_name = name;
-    struct stat st;
-    if (::stat(spec.rootfs.c_str(), &st) != 0)
-      return Error::make(errc::not_found,
-                         "template '" + name + "' is not built on this host; pass a root filesystem with "
-                         "--rootfs DIR (scripts/build-test-rootfs.sh makes a minimal Debian one)");
   }
-  BRIG_TRY_ASSIGN(memory, parse_size(a.memory));
+  std::string memory = a.memory.empty() ? (tpl && tpl->config.memory_bytes ? std::to_string(tpl->config.memory_bytes) : "512M") : a.memory;
+  double cpus = a.cpus > 0 ? a.cpus : (tpl && tpl->config.cpus > 0 ? tpl->config.cpus : 1.0);
+  BRIG_TRY_ASSIGN(memory_bytes, parse_size(memory));
   BRIG_TRY_ASSIGN(disk, parse_size(a.disk));
-  spec.memory_bytes = memory;
+  spec.memory_bytes = memory_bytes;
   spec.disk_bytes = disk;
-  spec.shm_bytes = std::min<uint64_t>(64ull << 20, memory / 2);
-  spec.cpu_millis = static_cast<uint32_t>(a.cpus * 1000);
+  spec.shm_bytes = std::min<uint64_t>(64ull << 20, memory_bytes / 2);
+  spec.cpu_millis = static_cast<uint32_t>(cpus * 1000);
   spec.pids = a.pids;
   // The sandbox outlives the command by a little, so the command's own timeout fires first.
   spec.lifetime = timeout + std::chrono::seconds(5);
@@ -80,10 +78,8 @@ int run_command(const RunArgs& a, const Globals& g) {
   if (a.command.empty()) return fail(Error::make(errc::invalid_argument, "no command given (brig run [options] -- CMD ARGS...)"));
   auto timeout = parse_duration(a.timeout);
   if (!timeout) return fail(timeout.error());
-  auto user = sandbox::parse_user(a.user);
-  if (!user) return fail(user.error());
-  auto spec = build_spec(a, g.state_dir.empty() ? sandbox::default_state_dir() : g.state_dir, *timeout);
-  if (!spec) return fail(spec.error());
+  if (!a.rootfs.empty() && !a.template_name.empty())
+    return fail(Error::make(errc::invalid_argument, "give --template or --rootfs, not both"));
   std::string stdin_data;
   if (a.stdin_forward) {
     char buf[65536];
@@ -103,6 +99,21 @@ int run_command(const RunArgs& a, const Globals& g) {
   sigaddset(&sigs, SIGUSR1);  // our own "run is over" wake-up for the waiter
   auto engine = sandbox::Engine::open({g.state_dir});
   if (!engine) return fail(engine.error());
+  std::unique_ptr<store::TemplateStore> store;
+  std::optional<store::TemplateInfo> tpl;
+  if (a.rootfs.empty()) {
+    auto opened = store::TemplateStore::open((*engine)->state_dir());
+    if (!opened) return fail(opened.error());
+    store = std::move(*opened);
+    TerminalProgress progress(false);
+    auto found = resolve_template(**engine, *store, a.template_name.empty() ? "base" : a.template_name, progress);
+    if (!found) return fail(found.error());
+    tpl = std::move(*found);
+  }
+  auto spec = build_spec(a, tpl ? &*tpl : nullptr, store.get(), *timeout);
+  if (!spec) return fail(spec.error());
+  auto user = sandbox::parse_user(a.user.empty() ? (tpl ? tpl->config.user : "user") : a.user);
+  if (!user) return fail(user.error());
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   auto sb = (*engine)->create(*spec);
   if (!sb) return fail(sb.error());
@@ -120,7 +131,7 @@ int run_command(const RunArgs& a, const Globals& g) {
   ps.cmd = a.command[0];
   ps.args.assign(a.command.begin() + 1, a.command.end());
   ps.user = *user;
-  ps.cwd = a.cwd;
+  ps.cwd = a.cwd.empty() && tpl ? tpl->config.workdir : a.cwd;
   sandbox::RunOptions opts;
   opts.timeout = *timeout;
   opts.stdin_data = std::move(stdin_data);
@@ -140,7 +151,7 @@ int run_command(const RunArgs& a, const Globals& g) {
     std::cerr << "brig: command timed out after " << a.timeout << " and was killed\n";
     code = 124;
   } else if (result->oom_killed) {
-    std::cerr << "brig: command killed: out of memory (limit " << a.memory << ")\n";
+    std::cerr << "brig: command killed: out of memory (limit " << format_size(spec->memory_bytes) << ")\n";
     code = 137;
   } else {
     if (result->output_truncated) std::cerr << "brig: output truncated at the output cap\n";
@@ -158,20 +169,23 @@ Runner add_run(CLI::App& app, Globals& globals) {
   auto* sub = app.add_subcommand("run", "Run one command in a fresh sandbox, then destroy it.");
   sub->footer(
       "Examples:\n"
-      "  brig run --rootfs /var/cache/brig/rootfs/test-XXXX -- python3 -c 'print(1+1)'\n"
+      "  brig run --template python3 -- python3 -c 'print(1+1)'\n"
+      "  brig run --rootfs /var/cache/brig/rootfs/test-XXXX -- sh -c 'id; hostname'\n"
       "  echo hi | brig run -i --rootfs DIR -- cat\n"
       "  brig run --rootfs DIR --memory 256M --cpus 0.5 --timeout 10s -- bash -c 'yes > /dev/null'\n"
       "Exit status: the command's, 128+N if killed by signal N, 124 on timeout, 137 on OOM,\n"
       "125 if the sandbox could not be created, 126/127 if the command could not be started.");
-  sub->add_option("--template", args->template_name, "Template to use (default: base)");
+  sub->add_option("--template", args->template_name,
+                  "Template: base, python3, node, code-interpreter-v1 or one you built (default: base; "
+                  "a missing built-in is built on first use)");
   sub->add_option("--rootfs", args->rootfs, "A root filesystem directory to use instead of a template (read-only, root-owned)");
-  sub->add_option("--memory", args->memory, "Hard memory limit, e.g. 256M, 2G")->capture_default_str();
-  sub->add_option("--cpus", args->cpus, "CPU quota in CPUs, e.g. 0.5")->capture_default_str();
+  sub->add_option("--memory", args->memory, "Hard memory limit, e.g. 256M, 2G (default: the template's, else 512M)");
+  sub->add_option("--cpus", args->cpus, "CPU quota in CPUs, e.g. 0.5 (default: the template's, else 1)");
   sub->add_option("--disk", args->disk, "Size of the writable layer")->capture_default_str();
   sub->add_option("--pids", args->pids, "Maximum number of tasks")->capture_default_str();
   sub->add_option("--timeout", args->timeout, "Kill the command after this long, e.g. 30s, 5m")->capture_default_str();
   sub->add_option("-e,--env", args->env, "Environment variable KEY=VALUE (repeatable)");
-  sub->add_option("-u,--user", args->user, "user (uid 1000) or root (root inside the sandbox only)")->capture_default_str();
+  sub->add_option("-u,--user", args->user, "user (uid 1000) or root (root inside the sandbox only); default: the template's");
   sub->add_option("-w,--cwd", args->cwd, "Working directory inside the sandbox (default: the user's home)");
   sub->add_flag("-i,--stdin", args->stdin_forward, "Pass this process's stdin to the command");
   sub->add_option("command", args->command, "The command and its arguments (after --)")->required();

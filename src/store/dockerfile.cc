@@ -238,8 +238,11 @@ Result<Dockerfile> parse_dockerfile(std::string_view text, std::string_view name
             return err("--chmod wants an octal mode");
           }
         } else if (w.starts_with("--chown=")) {
-          // Ownership follows the sandbox user model; --chown=user is the common case.
-          continue;
+          std::string who = w.substr(8, w.find(':') == std::string::npos ? std::string::npos : w.find(':') - 8);
+          if (who == "1000") who = "user";
+          if (who == "0") who = "root";
+          if (who != "user" && who != "root") return err("--chown must be user or root");
+          ins.chown = who;
         } else if (w.starts_with("--")) {
           return err("flag '" + w + "' is not supported");
         } else {

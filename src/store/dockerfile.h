@@ -31,6 +31,7 @@ struct Instruction {
   bool exec_form = false;                // RUN ["a", "b"]
   std::vector<std::pair<std::string, std::string>> pairs;  // ENV / LABEL / ARG (value may be empty)
   uint32_t chmod = 0;                    // COPY --chmod
+  std::string chown;                     // COPY --chown: "", "user" or "root"
 };
 
 struct Dockerfile {

@@ -294,6 +294,41 @@ TEST(Engine, LifetimeExpiryKillsAndReaps) {
   EXPECT_FALSE(std::filesystem::exists(cgroup_of("memory", id)));
 }
 
+TEST(Engine, WarmPoolHandsOverAFreshlyConfiguredSandbox) {
+  BRIG_REQUIRE_SANDBOX_ENV();
+  auto& engine = shared_engine();
+  auto shape = TestSandbox::default_spec();
+  shape.pids = 77;  // a shape of its own
+  engine.set_pool(shape, 1);
+  for (int i = 0; i < 200 && engine.pool_stats().ready < 1; ++i) std::this_thread::sleep_for(20ms);
+  ASSERT_EQ(engine.pool_stats().ready, 1u);
+  for (auto& s : engine.list()) EXPECT_NE(s.template_name, "(pool)") << "pooled sandboxes are not listed";
+  auto before = engine.pool_stats();
+  auto spec = shape;
+  spec.env = {{"GREETING", "hello"}};
+  spec.metadata = {{"who", "pool-test"}};
+  spec.lifetime = 2s;
+  auto sb = engine.create(spec);
+  ASSERT_TRUE(sb) << sb.error().message();
+  EXPECT_EQ(engine.pool_stats().hits, before.hits + 1);
+  sandbox::ProcessSpec ps;
+  ps.cmd = "/bin/sh";
+  ps.args = {"-c", "echo $GREETING $(hostname)"};
+  auto r = (*sb)->run(ps, {});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->out, "hello " + (*sb)->id() + "\n");
+  auto info = engine.info((*sb)->id());
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->metadata.at("who"), "pool-test");
+  EXPECT_EQ(info->state, "running");
+  // The hand-over applied the 2 s lifetime, not the pool's hour.
+  std::this_thread::sleep_for(2500ms);
+  EXPECT_FALSE((*sb)->alive());
+  engine.set_pool(shape, 0);
+  EXPECT_EQ(engine.pool_stats().ready, 0u);
+  engine.reap();
+}
+
 TEST(Engine, InvalidSpecsAreClientErrors) {
   BRIG_REQUIRE_SANDBOX_ENV();
   auto& engine = shared_engine();

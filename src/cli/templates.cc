@@ -1,0 +1,90 @@
+#include "cli/templates.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "store/builtin.h"
+
+namespace brig::cli {
+
+TerminalProgress::TerminalProgress(bool verbose) : tty_(::isatty(2)), verbose_(verbose) {
+  if (tty_ && !verbose_)
+    ticker_ = std::thread([this] {
+      while (!stop_) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(250));
+        std::lock_guard lock(mu_);
+        if (in_step_) redraw_locked();
+      }
+    });
+}
+
+TerminalProgress::~TerminalProgress() {
+  stop_ = true;
+  if (ticker_.joinable()) ticker_.join();
+}
+
+void TerminalProgress::redraw_locked() {
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  std::fprintf(stderr, "\r\033[K%s  %.1fs", header_.c_str(), secs);
+  std::fflush(stderr);
+}
+
+void TerminalProgress::step_started(int index, int total, const std::string& text) {
+  std::lock_guard lock(mu_);
+  std::string shown = text;
+  for (auto& c : shown)
+    if (c == '\n' || c == '\t') c = ' ';
+  const size_t width = 72;
+  if (shown.size() > width) shown = shown.substr(0, width - 3) + "...";
+  header_ = "[" + std::to_string(index) + "/" + std::to_string(total) + "] " + shown;
+  started_ = std::chrono::steady_clock::now();
+  in_step_ = true;
+  if (tty_ && !verbose_) redraw_locked();
+  else std::fprintf(stderr, "%s\n", header_.c_str());
+}
+
+void TerminalProgress::step_output(std::string_view data) {
+  if (!verbose_) return;
+  std::lock_guard lock(mu_);
+  std::fwrite(data.data(), 1, data.size(), stderr);
+}
+
+void TerminalProgress::step_finished(int index, int total, bool cached, double seconds) {
+  std::lock_guard lock(mu_);
+  in_step_ = false;
+  char tail[64];
+  std::snprintf(tail, sizeof tail, cached ? "cached" : "done in %.1fs", seconds);
+  if (tty_ && !verbose_) std::fprintf(stderr, "\r\033[K%s  %s\n", header_.c_str(), tail);
+  else std::fprintf(stderr, "[%d/%d] %s\n", index, total, tail);
+  std::fflush(stderr);
+}
+
+Result<store::TemplateInfo> build_builtin(sandbox::Engine& engine, store::TemplateStore& store, const std::string& name,
+                                          store::BuildProgress& progress) {
+  auto it = store::builtin_templates().find(name);
+  if (it == store::builtin_templates().end())
+    return Error::make(errc::not_found, "template '" + name + "' not found");
+  std::fprintf(stderr, "brig: building built-in template '%s' (first use; later uses are instant)\n", name.c_str());
+  store::BuildRequest req;
+  req.definition = it->second;
+  req.definition_name = "templates/" + name + "/Dockerfile";
+  req.name = name;
+  req.resolve_parent = [&](const std::string& parent) { return resolve_template(engine, store, parent, progress); };
+  return store::build_template(engine, store, req, progress);
+}
+
+Result<store::TemplateInfo> resolve_template(sandbox::Engine& engine, store::TemplateStore& store,
+                                             const std::string& ref, store::BuildProgress& progress) {
+  BRIG_TRY_ASSIGN(found, store.find(ref));
+  if (found) {
+    bool complete = true;
+    for (auto& l : found->layers) complete &= store.has_layer(l);
+    if (complete) return *found;
+    if (!store::builtin_templates().count(ref))
+      return Error::make(errc::not_found, "template '" + ref + "' has missing layers; rebuild it");
+  }
+  return build_builtin(engine, store, ref, progress);
+}
+
+}  // namespace brig::cli
