@@ -106,7 +106,7 @@ int run_command(const RunArgs& a, const Globals& g) {
     if (!opened) return fail(opened.error());
     store = std::move(*opened);
     TerminalProgress progress(false);
-    auto found = resolve_template(**engine, *store, a.template_name.empty() ? "base" : a.template_name, progress);
+    auto found = store::resolve_template(**engine, *store, a.template_name.empty() ? "base" : a.template_name, progress);
     if (!found) return fail(found.error());
     tpl = std::move(*found);
   }

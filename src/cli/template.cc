@@ -84,7 +84,7 @@ int build(const TemplateArgs& a, const Globals& g) {
   }
   auto& engine = *opened->engine;
   auto& store = *opened->store;
-  req.resolve_parent = [&](const std::string& parent) { return resolve_template(engine, store, parent, progress); };
+  req.resolve_parent = [&](const std::string& parent) { return store::resolve_template(engine, store, parent, progress); };
   auto started = std::chrono::steady_clock::now();
   auto info = store::build_template(engine, store, req, progress);
   if (!info) return fail(info.error());

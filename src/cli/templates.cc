@@ -4,7 +4,6 @@
 
 #include <cstdio>
 
-#include "store/builtin.h"
 
 namespace brig::cli {
 
@@ -58,33 +57,6 @@ void TerminalProgress::step_finished(int index, int total, bool cached, double s
   if (tty_ && !verbose_) std::fprintf(stderr, "\r\033[K%s  %s\n", header_.c_str(), tail);
   else std::fprintf(stderr, "[%d/%d] %s\n", index, total, tail);
   std::fflush(stderr);
-}
-
-Result<store::TemplateInfo> build_builtin(sandbox::Engine& engine, store::TemplateStore& store, const std::string& name,
-                                          store::BuildProgress& progress) {
-  auto it = store::builtin_templates().find(name);
-  if (it == store::builtin_templates().end())
-    return Error::make(errc::not_found, "template '" + name + "' not found");
-  std::fprintf(stderr, "brig: building built-in template '%s' (first use; later uses are instant)\n", name.c_str());
-  store::BuildRequest req;
-  req.definition = it->second;
-  req.definition_name = "templates/" + name + "/Dockerfile";
-  req.name = name;
-  req.resolve_parent = [&](const std::string& parent) { return resolve_template(engine, store, parent, progress); };
-  return store::build_template(engine, store, req, progress);
-}
-
-Result<store::TemplateInfo> resolve_template(sandbox::Engine& engine, store::TemplateStore& store,
-                                             const std::string& ref, store::BuildProgress& progress) {
-  BRIG_TRY_ASSIGN(found, store.find(ref));
-  if (found) {
-    bool complete = true;
-    for (auto& l : found->layers) complete &= store.has_layer(l);
-    if (complete) return *found;
-    if (!store::builtin_templates().count(ref))
-      return Error::make(errc::not_found, "template '" + ref + "' has missing layers; rebuild it");
-  }
-  return build_builtin(engine, store, ref, progress);
 }
 
 }  // namespace brig::cli

@@ -1,5 +1,4 @@
-// What the CLI verbs share about templates: finding one (building a missing built-in on first
-// use) and showing build progress.
+// Build progress for the CLI verbs that build templates.
 #pragma once
 
 #include <atomic>
@@ -9,6 +8,7 @@
 
 #include "sandbox/engine.h"
 #include "store/builder.h"
+#include "store/builtin.h"
 #include "store/template_store.h"
 
 namespace brig::cli {
@@ -34,13 +34,5 @@ class TerminalProgress final : public store::BuildProgress {
   std::atomic<bool> stop_{false};
   std::thread ticker_;
 };
-
-// A template by name, "name:tag" or id. A missing built-in is built first (with progress).
-Result<store::TemplateInfo> resolve_template(sandbox::Engine& engine, store::TemplateStore& store,
-                                             const std::string& ref, store::BuildProgress& progress);
-
-// Builds built-in `name` (and, first, the built-ins it extends).
-Result<store::TemplateInfo> build_builtin(sandbox::Engine& engine, store::TemplateStore& store, const std::string& name,
-                                          store::BuildProgress& progress);
 
 }  // namespace brig::cli

@@ -48,7 +48,7 @@ TEST(CgroupLimits, ZeroMeansNoWrite) {
 TEST(CgroupDetect, RejectsPlainDirectory) {
   char tmpl[] = "/tmp/brig-cgtest-XXXXXX";
   std::string root = mkdtemp(tmpl);
-  auto r = CgroupDriver::detect(root);
+  auto r = CgroupDriver::detect("brig", root);
   ASSERT_FALSE(r);
   EXPECT_TRUE(r.error().is(errc::unsupported));
   rmdir(root.c_str());

@@ -1,0 +1,214 @@
+// Templates end to end (root, Debian archive reachable): caching, extension, failures, COPY,
+// and every built-in running its language. Layers are cached in BRIG_TEMPLATE_STATE_DIR
+// (default /var/cache/brig/state), so only the first run pays for mmdebstrap and apt.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "base/util.h"
+#include "fixtures/sandbox_fixture.h"
+#include "store/builtin.h"
+
+namespace brig::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using sandbox::User;
+
+struct Recorder final : store::BuildProgress {
+  std::vector<bool> cached;  // per step, in order
+  std::string output;
+  void step_started(int, int, const std::string&) override {}
+  void step_output(std::string_view d) override { output.append(d); }
+  void step_finished(int, int, bool was_cached, double) override { cached.push_back(was_cached); }
+};
+
+struct Env {
+  std::unique_ptr<sandbox::Engine> engine;
+  std::unique_ptr<store::TemplateStore> store;
+};
+
+Env& env() {
+  static Env e = [] {
+    Env out;
+    const char* dir = std::getenv("BRIG_TEMPLATE_STATE_DIR");
+    auto engine = sandbox::Engine::open({dir && *dir ? dir : "/var/cache/brig/state"});
+    if (!engine) throw std::runtime_error(engine.error().message());
+    out.engine = std::move(*engine);
+    auto store = store::TemplateStore::open(out.engine->state_dir());
+    if (!store) throw std::runtime_error(store.error().message());
+    out.store = std::move(*store);
+    return out;
+  }();
+  return e;
+}
+
+#define REQUIRE_ROOT() \
+  if (::geteuid() != 0) GTEST_SKIP() << "template builds need root"
+
+Result<store::TemplateInfo> build(const std::string& name, const std::string& dockerfile, Recorder& rec,
+                                  const std::string& context = "") {
+  store::BuildRequest req;
+  req.definition = dockerfile;
+  req.definition_name = name + ".Dockerfile";
+  req.context_dir = context;
+  req.name = name;
+  req.resolve_parent = [&](const std::string& p) { return store::resolve_template(*env().engine, *env().store, p, rec); };
+  return store::build_template(*env().engine, *env().store, req, rec);
+}
+
+// Runs `script` in a sandbox of template `t`, with the template's user and workdir.
+sandbox::RunResult run_in(const store::TemplateInfo& t, const std::string& script) {
+  sandbox::SandboxSpec spec;
+  spec.layers = env().store->layer_paths(t);
+  spec.template_name = t.name;
+  spec.env = t.config.env;
+  spec.lifetime = std::chrono::seconds(60);
+  auto sb = env().engine->create(spec);
+  EXPECT_TRUE(sb) << (sb ? "" : sb.error().message());
+  if (!sb) return {};
+  sandbox::ProcessSpec ps;
+  ps.cmd = "/bin/sh";
+  ps.args = {"-c", script};
+  ps.user = t.config.user == "root" ? User::root : User::user;
+  ps.cwd = t.config.workdir;
+  auto r = (*sb)->run(ps, {});
+  EXPECT_TRUE(r) << (r ? "" : r.error().message());
+  (void)env().engine->kill((*sb)->id());
+  return r ? *r : sandbox::RunResult{};
+}
+
+std::set<std::string> build_dirs() {
+  std::set<std::string> out;
+  for (auto& e : fs::directory_iterator(env().engine->state_dir() + "/layers"))
+    if (e.path().filename().string().starts_with(".build-")) out.insert(e.path().filename());
+  return out;
+}
+
+TEST(Templates, CachedRebuildIsANoOpAndAChangedRunInvalidatesOnlyWhatFollows) {
+  REQUIRE_ROOT();
+  const std::string nonce = new_sandbox_id();
+  const std::string first = "FROM base\nRUN echo " + nonce + " > /one\nRUN echo two > /two\n";
+  Recorder r1;
+  auto t1 = build("t-cache", first, r1);
+  ASSERT_TRUE(t1) << t1.error().message();
+  EXPECT_EQ(r1.cached, (std::vector<bool>{true, false, false}));
+  Recorder r2;
+  auto start = std::chrono::steady_clock::now();
+  auto t2 = build("t-cache", first, r2);
+  ASSERT_TRUE(t2);
+  EXPECT_EQ(r2.cached, (std::vector<bool>{true, true, true}));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  EXPECT_EQ(t2->id, t1->id);
+  Recorder r3;
+  auto t3 = build("t-cache", "FROM base\nRUN echo " + nonce + " > /one\nRUN echo changed > /two\n", r3);
+  ASSERT_TRUE(t3);
+  EXPECT_EQ(r3.cached, (std::vector<bool>{true, true, false}));
+  EXPECT_NE(t3->id, t1->id);
+  EXPECT_EQ(t3->layers[1], t1->layers[1]);  // the unchanged step's layer is shared
+  EXPECT_EQ(run_in(*t3, "cat /one /two").out, nonce + "\nchanged\n");
+}
+
+TEST(Templates, ExtendsAnotherTemplate) {
+  REQUIRE_ROOT();
+  Recorder rec;
+  auto parent = build("t-parent", "FROM base\nENV GREETING=hello\nRUN echo parent > /parent\n", rec);
+  ASSERT_TRUE(parent) << parent.error().message();
+  auto child = build("t-child", "FROM t-parent\nUSER root\nWORKDIR /srv/app\nRUN echo child > child.txt\n", rec);
+  ASSERT_TRUE(child) << child.error().message();
+  EXPECT_EQ(child->config.user, "root");
+  EXPECT_EQ(child->config.workdir, "/srv/app");
+  EXPECT_EQ(run_in(*child, "cat /parent child.txt; echo $GREETING; pwd; id -u").out,
+            "parent\nchild\nhello\n/srv/app\n0\n");
+  // Files made by build steps belong to the sandbox's root, not to a host uid range.
+  EXPECT_EQ(run_in(*child, "stat -c %U /srv/app/child.txt /parent").out, "root\nroot\n");
+}
+
+TEST(Templates, FailingStepShowsOutputAndExitCodeAndLeavesNothing) {
+  REQUIRE_ROOT();
+  Recorder rec;
+  ASSERT_TRUE(env().store->remove("t-broken"));
+  auto before = build_dirs();  // another build may be running on this state dir
+  auto t = build("t-broken", "FROM base\nRUN echo about to fail; echo boom >&2; exit 3\n", rec);
+  ASSERT_FALSE(t);
+  EXPECT_NE(t.error().message().find("exit code 3"), std::string::npos) << t.error().message();
+  EXPECT_NE(t.error().message().find("boom"), std::string::npos) << t.error().message();
+  EXPECT_NE(t.error().message().find("t-broken.Dockerfile:2"), std::string::npos) << t.error().message();
+  EXPECT_NE(rec.output.find("about to fail"), std::string::npos);
+  auto found = env().store->find("t-broken");
+  ASSERT_TRUE(found);
+  EXPECT_FALSE(*found);
+  for (auto& d : build_dirs()) EXPECT_TRUE(before.count(d)) << "left behind: " << d;
+}
+
+TEST(Templates, UnsupportedBaseImageIsAClearError) {
+  REQUIRE_ROOT();
+  Recorder rec;
+  auto t = build("t-alpine", "FROM alpine:3.19\nRUN true\n", rec);
+  ASSERT_FALSE(t);
+  EXPECT_NE(t.error().message().find("t-alpine.Dockerfile:1"), std::string::npos) << t.error().message();
+  EXPECT_NE(t.error().message().find("debian:bookworm"), std::string::npos) << t.error().message();
+}
+
+TEST(Templates, CopyFromTheContext) {
+  REQUIRE_ROOT();
+  char tmpl[] = "/tmp/brig-ctx-XXXXXX";
+  std::string ctx = mkdtemp(tmpl);
+  fs::create_directories(ctx + "/lib/sub");
+  std::ofstream(ctx + "/run.sh") << "#!/bin/sh\necho ran " << new_sandbox_id() << "\n";
+  std::ofstream(ctx + "/lib/sub/data.txt") << "data\n";
+  Recorder rec;
+  auto t = build("t-copy", "FROM base\nCOPY --chmod=755 run.sh /opt/app/\nCOPY --chown=user lib /home/user/lib\n", rec, ctx);
+  ASSERT_TRUE(t) << t.error().message();
+  auto r = run_in(*t, "/opt/app/run.sh; cat ~/lib/sub/data.txt; stat -c '%a %U' /opt/app/run.sh ~/lib/sub/data.txt");
+  EXPECT_EQ(r.out.substr(0, 4), "ran ");
+  EXPECT_NE(r.out.find("data\n755 root\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" user\n"), std::string::npos) << r.out;
+  fs::remove_all(ctx);
+}
+
+struct Builtin {
+  const char* name;
+  const char* script;
+  const char* expect;
+};
+
+class BuiltinTemplates : public ::testing::TestWithParam<Builtin> {};
+
+TEST_P(BuiltinTemplates, RunsItsLanguage) {
+  REQUIRE_ROOT();
+  Recorder rec;
+  auto t = store::resolve_template(*env().engine, *env().store, GetParam().name, rec);
+  ASSERT_TRUE(t) << t.error().message() << "\n" << rec.output.substr(rec.output.size() > 4000 ? rec.output.size() - 4000 : 0);
+  auto r = run_in(*t, GetParam().script);
+  EXPECT_EQ(r.status.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, GetParam().expect) << r.err;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    All, BuiltinTemplates,
+    ::testing::Values(
+        Builtin{"base", "bash -c 'echo $BASH_VERSION' | cut -c1; git --version | cut -d' ' -f1; id -un; pwd",
+                "5\ngit\nuser\n/home/user\n"},
+        Builtin{"python3",
+                "python3 -c 'import numpy, pandas, matplotlib, requests; print(int(numpy.arange(4).sum()))'; "
+                "python3 -m venv /tmp/v && /tmp/v/bin/python -c 'print(\"venv\")'",
+                "6\nvenv\n"},
+        Builtin{"node", "node -e 'console.log(1 + 1)'; npm --version | cut -c1 | tr -d '\\n' | wc -c", "2\n1\n"},
+        Builtin{"code-interpreter-v1",
+                "python3 -c 'import ipykernel, pandas; print(\"ipykernel\")'; node -e 'console.log(\"node\")'; "
+                "deno eval 'console.log(\"deno\")'; test -f /usr/local/share/jupyter/kernels/deno/kernel.json && echo kernelspec",
+                "ipykernel\nnode\ndeno\nkernelspec\n"}),
+    [](const auto& info) {
+      std::string n = info.param.name;
+      for (auto& c : n)
+        if (c == '-') c = '_';
+      return n;
+    });
+
+}  // namespace
+}  // namespace brig::testing
