@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # brig's main job on a fresh Debian 12 machine, as root: install what is needed, build brig,
-# install it to /usr/local/bin, prepare a root filesystem, and run a first sandbox.
+# install it to /usr/local/bin, build the built-in templates, and run a first sandbox.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CCACHE_DIR=${CCACHE_DIR:-${BRIG_CACHE_DIR:-/var/cache/brig}/ccache}
@@ -11,11 +11,14 @@ echo "==> building brig"
 cmake --preset dev >/dev/null
 cmake --build build --target brig
 install -m 0755 build/src/brig /usr/local/bin/brig
-echo "==> preparing a Debian root filesystem (once; cached under ${BRIG_CACHE_DIR:-/var/cache/brig})"
-rootfs=$(./scripts/build-test-rootfs.sh)
 echo "==> brig doctor"
 brig doctor
+echo "==> building the built-in templates (first time only: a few minutes; cached in /var/lib/brig)"
+for t in base python3 node code-interpreter-v1; do
+  brig run --template "$t" --timeout 60s -- true
+done
+brig template list
 echo "==> a first sandbox"
 set -x
-brig run --rootfs "$rootfs" --memory 256M --cpus 1 --timeout 30s -- \
-  sh -c 'echo "hello from sandbox $(hostname) as $(id -un)"; python3 -c "print(sum(range(10**6)))"'
+brig run --template python3 --memory 256M --cpus 1 --timeout 30s -- \
+  python3 -c 'import platform, numpy; print("hello from", platform.node(), "numpy", numpy.__version__)'

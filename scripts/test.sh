@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs brig's whole test suite: installs what is missing, builds, builds (or reuses) the test
-# rootfs under the cache directory, then runs each stage and prints one pass/fail line per stage.
+# rootfs and template layers under the cache directory (BRIG_CACHE_DIR, default /var/cache/brig),
+# then runs each stage and prints one pass/fail line per stage.
 # Needs root (the integration and security stages create real sandboxes).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +33,9 @@ ctest_label() { (cd build && ctest -L "$1" --output-on-failure --timeout 600); }
 run_stage unit ctest_label unit
 run_stage integration ctest_label integration
 run_stage security ctest_label security
+# Builds the four built-in templates on first run (~6 min), then reuses their cached layers.
+export BRIG_TEMPLATE_STATE_DIR=${BRIG_TEMPLATE_STATE_DIR:-${BRIG_CACHE_DIR:-/var/cache/brig}/state}
+run_stage templates ctest_label templates
 
 echo
 echo "== summary =="
