@@ -20,6 +20,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr uint64_t kMaxCopyBytes = 1ull << 30;
 constexpr size_t kMaxCopyFiles = 100'000;
+constexpr const char* kBuildDir = "/run/brig-build";  // build-time only; never in a layer
 constexpr const char* kDebianRecipe = "brig-debian-v2";  // bump when the recipe below changes
 
 double seconds_since(Clock::time_point t) {
@@ -328,6 +329,8 @@ class Builder {
     std::string what = "RUN " + nlohmann_like(ins.args) + "\nuser=" + sandbox::user_name(build_user_) + "\ncwd=" + workdir_;
     for (auto& [k, v] : ps.env) what += "\n" + k + "=" + v;
     return layer_step(what, [this, ps](sandbox::Sandbox& sb) -> Result<> {
+      sandbox::ProcessSpec step = ps;
+      BRIG_TRY(trust_host_cas(sb, step));
       sandbox::RunOptions opts;
       opts.timeout = std::chrono::hours(1);
       opts.output_limit = 1ull << 40;  // everything is shown; nothing is kept
@@ -339,13 +342,30 @@ class Builder {
       };
       opts.on_stdout = keep;
       opts.on_stderr = keep;
-      BRIG_TRY_ASSIGN(r, sb.run(ps, opts));
+      BRIG_TRY_ASSIGN(r, sb.run(step, opts));
       if (r.timed_out) return Error::make(errc::timed_out, "the command ran for more than an hour");
       if (r.shell_code() != 0)
         return Error::make(errc::invalid_argument, "the command failed with exit code " + std::to_string(r.shell_code()) +
                                                        (r.oom_killed ? " (out of memory)" : "") + "; last output:\n" + tail);
       return ok();
     });
+  }
+
+  // Build steps download over TLS (npm, pip, curl). Hosts behind a TLS-inspecting proxy trust
+  // its CA only in their own bundle, so the host's bundle is lent to each RUN step under
+  // kBuildDir and named by the usual variables. It is removed before the layer is committed and
+  // is not part of the cache key: it changes where a step may connect, not what it builds.
+  Result<> trust_host_cas(sandbox::Sandbox& sb, sandbox::ProcessSpec& step) {
+    const char* file = std::getenv("BRIG_BUILD_CA_FILE");
+    std::string path = file && *file ? file : "/etc/ssl/certs/ca-certificates.crt";
+    auto bundle = read_small_file(path, 16 << 20);
+    if (!bundle) return ok();  // no host bundle: the template's own CAs only
+    const std::string in_sandbox = std::string(kBuildDir) + "/ca-certificates.crt";
+    BRIG_TRY(sb.write_file(in_sandbox, *bundle, sandbox::User::root, 0644));
+    for (const char* var : {"SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+                            "GIT_SSL_CAINFO", "npm_config_cafile", "PIP_CERT", "DENO_CERT"})
+      if (!step.env.count(var)) step.env[var] = in_sandbox;
+    return ok();
   }
 
   static std::string nlohmann_like(const std::vector<std::string>& args) {
@@ -422,6 +442,7 @@ class Builder {
       return result ? killed : result;
     }
     const std::string upper = dir + "/upper";
+    remove_tree(upper + kBuildDir);
     struct stat st;
     if (::stat(upper.c_str(), &st) != 0) {
       remove_tree(dir);
