@@ -3,6 +3,7 @@
 // (default /var/cache/brig/state), so only the first run pays for mmdebstrap and apt.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -171,11 +172,44 @@ TEST(Templates, CopyFromTheContext) {
   fs::remove_all(ctx);
 }
 
+// `brig template rm` as a user runs it: refused while a sandbox uses the template.
+TEST(Templates, RemovingATemplateInUseIsRefused) {
+  REQUIRE_ROOT();
+  Recorder rec;
+  auto t = build("t-inuse", "FROM base\nRUN echo in-use > /marker\n", rec);
+  ASSERT_TRUE(t) << t.error().message();
+  sandbox::SandboxSpec spec;
+  spec.layers = env().store->layer_paths(*t);
+  spec.template_name = t->name;
+  auto sb = env().engine->create(spec);
+  ASSERT_TRUE(sb) << sb.error().message();
+  auto rm = [&] {
+    std::string cmd = brig_binary() + " --state-dir " + env().engine->state_dir() + " template rm t-inuse 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    std::string out;
+    char buf[512];
+    while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+    int status = pclose(p);
+    return std::make_pair(WEXITSTATUS(status), out);
+  };
+  auto [code, out] = rm();
+  EXPECT_NE(code, 0);
+  EXPECT_NE(out.find("in use by 1 sandbox"), std::string::npos) << out;
+  ASSERT_TRUE(env().engine->kill((*sb)->id()));
+  auto [code2, out2] = rm();
+  EXPECT_EQ(code2, 0) << out2;
+  auto gone = env().store->find("t-inuse");
+  ASSERT_TRUE(gone);
+  EXPECT_FALSE(*gone);
+}
+
 struct Builtin {
   const char* name;
   const char* script;
   const char* expect;
 };
+
+void PrintTo(const Builtin& b, std::ostream* os) { *os << b.name; }
 
 class BuiltinTemplates : public ::testing::TestWithParam<Builtin> {};
 
