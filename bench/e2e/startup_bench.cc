@@ -536,6 +536,9 @@ void brig_isolation_check(sb::Engine& engine, const sb::SandboxSpec& spec, std::
 }  // namespace
 
 int main(int argc, char** argv) {
+#ifndef BRIG_BENCH_NO_ENGINE
+  sb::run_zygote_if_requested(argc, argv);
+#endif
   Options opt = parse(argc, argv);
   signal(SIGPIPE, SIG_IGN);
   if (access(opt.rootfs.c_str(), F_OK) != 0) {

@@ -5,8 +5,10 @@
 
 #include "base/log.h"
 #include "cli/commands.h"
+#include "sandbox/engine.h"
 
 int main(int argc, char** argv) {
+  brig::sandbox::run_zygote_if_requested(argc, argv);
   CLI::App app{"brig: disposable, isolated Linux sandboxes for AI agents.\n"
                "Run `brig <command> --help` for the options of a command."};
   app.require_subcommand(1);

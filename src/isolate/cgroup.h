@@ -51,6 +51,8 @@ class CgroupDriver {
   virtual std::vector<std::string> list() = 0;
   // Human-readable facts for `brig doctor`.
   virtual std::vector<std::string> describe() = 0;
+  // Removes the group's directories if they are empty (best effort; on engine shutdown).
+  virtual void remove_group() = 0;
 
   // Picks v2 when `root` is a cgroup2 mount, v1 when it holds v1 hierarchies.
   static Result<std::unique_ptr<CgroupDriver>> detect(const std::string& group = "brig",

@@ -94,6 +94,17 @@ class CgroupDriverV1 final : public CgroupDriver {
     return out;
   }
 
+  void remove_group() override {
+    for (auto* c : kControllers) {
+      auto parts = split(group_, '/');
+      for (size_t n = parts.size(); n > 0; --n) {
+        std::string dir = root_ + "/" + c;
+        for (size_t i = 0; i < n; ++i) dir += "/" + parts[i];
+        if (::rmdir(dir.c_str()) != 0) break;  // not empty (or gone): leave the rest
+      }
+    }
+  }
+
   std::vector<std::string> describe() override {
     std::vector<std::string> out{"cgroup v1 hierarchies under " + root_};
     for (auto* c : kControllers) {
@@ -128,7 +139,12 @@ class CgroupDriverV1 final : public CgroupDriver {
       if (dup) continue;  // co-mounted with an earlier controller
       real_parents.emplace_back(real);
       std::string dir = parent + "/" + name;
-      if (create && ::mkdir(dir.c_str(), 0755) != 0) {
+      // Another engine on this state dir may have just removed the (empty) group: recreate it.
+      if (create && ::mkdir(dir.c_str(), 0755) != 0 && errno == ENOENT) {
+        std::string p = root_ + "/" + c;
+        for (auto& part : split(group_, '/')) ::mkdir((p += "/" + part).c_str(), 0755);
+      }
+      if (create && ::access(dir.c_str(), F_OK) != 0 && ::mkdir(dir.c_str(), 0755) != 0) {
         Error e = Error::from_errno(errno, "mkdir(" + dir + ")");
         for (auto& d : dirs) (void)remove_cgroup_dir(d);
         return e;

@@ -67,7 +67,11 @@ class CgroupDriverV2 final : public CgroupDriver {
   Result<std::unique_ptr<Cgroup>> create(const std::string& name, const CgroupLimits& limits) override {
     BRIG_TRY(ensure_parent());
     std::string dir = parent_ + "/" + name;
-    if (::mkdir(dir.c_str(), 0755) != 0) return Error::from_errno(errno, "mkdir(" + dir + ")");
+    if (::mkdir(dir.c_str(), 0755) != 0 && errno == ENOENT) {
+      BRIG_TRY(ensure_parent());  // removed by another engine in between: recreate it
+      ::mkdir(dir.c_str(), 0755);
+    }
+    if (::access(dir.c_str(), F_OK) != 0) return Error::from_errno(errno, "mkdir(" + dir + ")");
     auto cg = std::make_unique<CgroupV2>(dir);
     for (const auto& w : v2_limit_writes(limits)) {
       const std::string path = dir + "/" + w.file;
@@ -94,6 +98,15 @@ class CgroupDriverV2 final : public CgroupDriver {
       if (e->d_type == DT_DIR && e->d_name[0] != '.') out.emplace_back(e->d_name);
     ::closedir(d);
     return out;
+  }
+
+  void remove_group() override {
+    auto parts = split(group_, '/');
+    for (size_t n = parts.size(); n > 0; --n) {
+      std::string dir = root_;
+      for (size_t i = 0; i < n; ++i) dir += "/" + parts[i];
+      if (::rmdir(dir.c_str()) != 0) break;
+    }
   }
 
   std::vector<std::string> describe() override {

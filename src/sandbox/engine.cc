@@ -81,6 +81,8 @@ constexpr std::chrono::hours kPooledLifetime{1};
 Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
   std::string dir = options.state_dir.empty() ? default_state_dir() : options.state_dir;
   BRIG_TRY(make_dirs(dir, 0700));
+  // A process that exits while we write its stdin must be an EPIPE, not the end of brig.
+  ::signal(SIGPIPE, SIG_IGN);
   // The backend first: it forks the zygote, which must happen before the registry opens
   // files or anything starts a thread.
   BRIG_TRY_ASSIGN(backend, make_linux_backend({dir}));

@@ -83,6 +83,11 @@ class Engine {
   std::thread refiller_;
 };
 
+// Every program that opens an Engine calls this first thing in main(): the engine's zygote is
+// the same program re-exec'd from a sealed copy, and in that process this runs the zygote and
+// never returns. Otherwise it returns at once.
+void run_zygote_if_requested(int argc, char** argv);
+
 // The default state directory: /var/lib/brig as root, else $XDG_STATE_HOME/brig.
 std::string default_state_dir();
 

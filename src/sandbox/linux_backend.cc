@@ -311,6 +311,8 @@ class LinuxBackend final : public Backend {
   LinuxBackend(std::string mount_point, std::unique_ptr<isolate::CgroupDriver> cgroups,
                std::unique_ptr<Zygote> zygote)
       : mount_point_(std::move(mount_point)), cgroups_(std::move(cgroups)), zygote_(std::move(zygote)) {}
+  // The engine destroys its sandboxes first; an empty group is not left behind.
+  ~LinuxBackend() override { cgroups_->remove_group(); }
 
   std::string name() const override { return "linux"; }
 
@@ -414,14 +416,13 @@ Result<std::unique_ptr<Backend>> make_linux_backend(const LinuxBackendOptions& o
   if (::geteuid() != 0)
     return Error::make(errc::unsupported,
                        "the Linux backend needs root (rootless mode is not built yet); run brig as root");
-  BRIG_TRY_ASSIGN(policy, policy::compile_baseline_policy());
   BRIG_TRY_ASSIGN(cgroups, isolate::CgroupDriver::detect(cgroup_group(options.state_dir)));
   // A fixed, empty, root-only directory: each sandbox mounts its root here inside its own
   // mount namespace only, so one directory serves every sandbox.
   std::string mount_point = options.state_dir + "/mnt";
   if (::mkdir(mount_point.c_str(), 0700) != 0 && errno != EEXIST)
     return Error::from_errno(errno, "mkdir(" + mount_point + ")");
-  BRIG_TRY_ASSIGN(zygote, Zygote::start(std::move(policy)));
+  BRIG_TRY_ASSIGN(zygote, Zygote::start());
   return std::unique_ptr<Backend>(new LinuxBackend(mount_point, std::move(cgroups), std::move(zygote)));
 }
 

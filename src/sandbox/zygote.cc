@@ -1,6 +1,10 @@
 #include "sandbox/zygote.h"
 
+#include "sandbox/engine.h"
+
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <grp.h>
 #include <poll.h>
 #include <sched.h>
@@ -9,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 
 #include "init/init.h"
@@ -20,8 +25,11 @@
 namespace brig::sandbox {
 namespace {
 
-// The policy compiled by the engine, inherited by the zygote and every init it clones.
+// The seccomp program, compiled once when the zygote starts and inherited by every init.
 policy::SeccompProgram* g_policy = nullptr;
+
+constexpr const char* kZygoteArgv0 = "brig-zygote";
+constexpr const char* kZygoteEnv = "BRIG_ZYGOTE=1";
 
 constexpr int kSetupTimeoutMs = 10'000;
 
@@ -159,8 +167,20 @@ Result<Zygote::Created> clone_sandbox(const initpb::ZygoteRequest& req, std::vec
 [[noreturn]] void zygote_main(Fd sock) {
   ::prctl(PR_SET_NAME, "brig-zygote");
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() == 1) ::_exit(0);  // the engine died before we got here
   // Inits are our children; let the kernel reap them (their pidfds still report exit).
   ::signal(SIGCHLD, SIG_IGN);
+  initpb::ZygoteReply hello;
+  auto policy = policy::compile_baseline_policy();
+  if (policy) {
+    g_policy = new policy::SeccompProgram(std::move(*policy));
+  } else {
+    hello.set_err(EINVAL);
+    hello.set_error("seccomp policy: " + policy.error().message());
+  }
+  std::string hello_bytes;
+  hello.SerializeToString(&hello_bytes);
+  if (!sys::send_packet(sock.get(), hello_bytes) || !policy) ::_exit(1);
   for (;;) {
     auto packet = sys::recv_packet(sock.get());
     if (!packet) ::_exit(0);  // the engine is gone
@@ -185,25 +205,56 @@ Result<Zygote::Created> clone_sandbox(const initpb::ZygoteRequest& req, std::vec
 
 }  // namespace
 
-Result<std::unique_ptr<Zygote>> Zygote::start(policy::SeccompProgram policy) {
+void run_zygote_if_requested(int argc, char** argv) {
+  const char* flag = std::getenv("BRIG_ZYGOTE");
+  if (argc < 1 || !flag || std::strcmp(flag, "1") != 0 || std::strcmp(argv[0], kZygoteArgv0) != 0) return;
+  zygote_main(Fd(3));
+}
+
+namespace {
+
+// A sealed, in-memory copy of this program. The zygote is exec'd from it, so brig-init (forked
+// from the zygote) has no host file as its executable: `#!/proc/self/exe` in the sandbox finds
+// an anonymous, unwritable copy, never the brig binary on the host (runc CVE-2019-5736).
+Result<Fd> sealed_copy_of_self() {
+  Fd mem(::memfd_create("brig-init", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!mem) return Error::from_errno(errno, "memfd_create");
+  Fd self(::open("/proc/self/exe", O_RDONLY | O_CLOEXEC));
+  if (!self) return Error::from_errno(errno, "open(/proc/self/exe)");
+  for (;;) {
+    ssize_t n = ::sendfile(mem.get(), self.get(), nullptr, 1 << 30);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error::from_errno(errno, "sendfile(memfd)");
+    if (n == 0) break;
+  }
+  if (::fcntl(mem.get(), F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) != 0)
+    return Error::from_errno(errno, "fcntl(F_ADD_SEALS)");
+  return mem;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Zygote>> Zygote::start() {
+  BRIG_TRY_ASSIGN(image, sealed_copy_of_self());
   BRIG_TRY_ASSIGN(pair, sys::seqpacket_pair());
-  g_policy = new policy::SeccompProgram(std::move(policy));
   pid_t pid = ::fork();
   if (pid < 0) return Error::from_errno(errno, "fork(zygote)");
   if (pid == 0) {
-    pair.first.reset();
-    int keep = pair.second.get();
-    // Only stdio and our socket stay open in the zygote.
-    if (keep > 3) {
-      ::dup3(keep, 3, O_CLOEXEC);
-      (void)pair.second.release();
-      pair.second.reset(3);
-    }
-    sys::close_range(4, ~0U, 0);
-    zygote_main(std::move(pair.second));
+    // Only stdio, the socket (fd 3, kept across exec) and the image (fd 4) stay open.
+    // Move both above 4 first: dup2 onto an fd's own number would keep its CLOEXEC flag.
+    int sock = ::fcntl(pair.second.get(), F_DUPFD_CLOEXEC, 10);
+    int mem = ::fcntl(image.get(), F_DUPFD_CLOEXEC, 10);
+    if (sock < 0 || mem < 0 || ::dup2(sock, 3) < 0 || ::dup3(mem, 4, O_CLOEXEC) < 0) ::_exit(127);
+    sys::close_range(5, ~0U, 0);
+    char* argv[] = {const_cast<char*>(kZygoteArgv0), nullptr};
+    char* envp[] = {const_cast<char*>(kZygoteEnv), nullptr};
+    ::fexecve(4, argv, envp);
+    ::_exit(127);
   }
   pair.second.reset();
-  return std::unique_ptr<Zygote>(new Zygote(pid, std::move(pair.first)));
+  auto zygote = std::unique_ptr<Zygote>(new Zygote(pid, std::move(pair.first)));
+  BRIG_TRY(wrap(wait_ready(zygote->sock_.get()), "start zygote"));
+  return zygote;
 }
 
 Zygote::~Zygote() {

@@ -9,6 +9,10 @@
 // init's pidfd and the control channel. It parents (and auto-reaps) every init.
 //
 // Thread safety: create() is serialised internally.
+//
+// The zygote is this same program re-exec'd (see start()); every main() that can open an
+// Engine calls run_zygote_if_requested(argc, argv) first, which runs the zygote and never
+// returns when the process was started as one.
 #pragma once
 
 #include <sys/types.h>
@@ -26,8 +30,9 @@ namespace brig::sandbox {
 
 class Zygote {
  public:
-  // Forks the zygote. `policy` is compiled here, in the parent, and inherited.
-  static Result<std::unique_ptr<Zygote>> start(policy::SeccompProgram policy);
+  // Forks the zygote and execs it from a sealed memfd copy of this program; it compiles the
+  // seccomp policy and reports ready. The program's main() must call run_zygote_if_requested.
+  static Result<std::unique_ptr<Zygote>> start();
   ~Zygote();
 
   struct Created {

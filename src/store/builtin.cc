@@ -8,7 +8,9 @@ Result<TemplateInfo> build_builtin(sandbox::Engine& engine, TemplateStore& store
                                           BuildProgress& progress) {
   auto it = builtin_templates().find(name);
   if (it == builtin_templates().end())
-    return Error::make(errc::not_found, "template '" + name + "' not found");
+    return Error::make(errc::not_found, "template '" + name +
+                                            "' not found (built-ins: base, python3, node, code-interpreter-v1; "
+                                            "`brig template list` shows what is built; `brig run --rootfs DIR` uses a directory)");
   std::fprintf(stderr, "brig: building built-in template '%s' (first use; later uses are instant)\n", name.c_str());
   BuildRequest req;
   req.definition = it->second;

@@ -91,7 +91,8 @@ TEST(Cli, BadInputIsAClearErrorNotACrash) {
   EXPECT_EQ(r.code, 127);
   r = brig(state_flag() + " run --template nosuch -- true");
   EXPECT_EQ(r.code, 125);
-  EXPECT_NE(r.out.find("--rootfs"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("template 'nosuch' not found"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("brig template list"), std::string::npos) << r.out;
   r = brig("frobnicate");
   EXPECT_NE(r.code, 0);
 }
