@@ -118,6 +118,11 @@ int run_command(const RunArgs& a, const Globals& g) {
   auto sb = (*engine)->create(*spec);
   if (!sb) return fail(sb.error());
   const std::string id = (*sb)->id();
+  if (tpl)
+    if (auto r = store::start_template_services(**sb, *tpl); !r) {
+      (void)(*engine)->kill(id);
+      return fail(r.error());
+    }
   std::atomic<int> interrupted{0};
   std::thread waiter([&] {
     int sig = 0;

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 #include "base/util.h"
 #include "store/dockerfile.h"
@@ -482,6 +483,48 @@ class Builder {
 };
 
 }  // namespace
+
+Result<> start_template_services(sandbox::Sandbox& sandbox, const TemplateInfo& t, std::chrono::milliseconds timeout) {
+  const auto& c = t.config;
+  if (c.start_cmd.empty()) return ok();
+  sandbox::ProcessSpec start;
+  // Its output goes to a log inside the sandbox: nothing reads its pipes once we return.
+  constexpr const char* kStartLog = "/tmp/brig-start.log";
+  start.cmd = "/bin/sh";
+  start.args = {"-c", std::string("exec >>") + kStartLog + " 2>&1; " + c.start_cmd};
+  start.user = c.user == "root" ? sandbox::User::root : sandbox::User::user;
+  start.cwd = c.workdir;
+  start.tag = "start";
+  BRIG_TRY_ASSIGN(proc, sandbox.spawn(start));
+  proc.stdout_fd.reset();
+  proc.stderr_fd.reset();
+  if (c.ready_cmd.empty()) return ok();
+  sandbox::ProcessSpec ready = start;
+  ready.args = {"-c", c.ready_cmd};  // its own output is collected, not logged
+  ready.tag = "ready";
+  const auto deadline = Clock::now() + timeout;
+  std::string last;
+  for (;;) {
+    BRIG_TRY_ASSIGN(exited, sandbox.wait_exit(proc.pid, std::chrono::milliseconds(0)));
+    if (exited) {
+      auto log = sandbox.read_file(kStartLog, start.user, 64 << 10);
+      std::string tail = log ? log->substr(log->size() > 2000 ? log->size() - 2000 : 0) : "";
+      return Error::make(errc::invalid_argument, "template start command '" + c.start_cmd + "' exited with code " +
+                                                     std::to_string(exited->signal ? 128 + exited->signal : exited->exit_code) +
+                                                     (tail.empty() ? "" : "; its output:\n" + tail));
+    }
+    sandbox::RunOptions opts;
+    opts.timeout = std::chrono::seconds(10);
+    opts.output_limit = 4096;
+    BRIG_TRY_ASSIGN(r, sandbox.run(ready, opts));
+    if (r.shell_code() == 0) return ok();
+    last = r.out + r.err;
+    if (Clock::now() >= deadline)
+      return Error::make(errc::timed_out, "template readiness check '" + c.ready_cmd + "' did not pass within " +
+                                              std::to_string(timeout.count() / 1000) + " s; last output: " + last);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
 
 Result<TemplateInfo> build_template(sandbox::Engine& engine, TemplateStore& store, const BuildRequest& request,
                                     BuildProgress& progress) {

@@ -41,6 +41,12 @@ class BuildProgress {
   virtual void step_finished(int index, int total, bool cached, double seconds) = 0;
 };
 
+// Starts a template's start command (if any) in the background of a fresh sandbox, as the
+// template's user in its workdir, then runs its readiness check every 100 ms until it exits 0.
+// Fails (naming the command and its last output) if the start command dies or `timeout` passes.
+Result<> start_template_services(sandbox::Sandbox& sandbox, const TemplateInfo& t,
+                                 std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
 Result<TemplateInfo> build_template(sandbox::Engine& engine, TemplateStore& store, const BuildRequest& request,
                                     BuildProgress& progress);
 

@@ -203,6 +203,41 @@ TEST(Templates, RemovingATemplateInUseIsRefused) {
   EXPECT_FALSE(*gone);
 }
 
+// A template's start command runs when a sandbox starts, and the sandbox is handed out only
+// once its readiness check passes.
+TEST(Templates, StartCommandAndReadinessCheck) {
+  REQUIRE_ROOT();
+  Recorder rec;
+  auto t = build("t-service",
+                 "FROM python3\nRUN mkdir -p /srv/www && echo served > /srv/www/index.html\n"
+                 "# brig:start sleep 0.5 && cd /srv/www && exec python3 -m http.server 8000\n"
+                 "# brig:ready curl -sf http://127.0.0.1:8000/ >/dev/null\n",
+                 rec);
+  ASSERT_TRUE(t) << t.error().message();
+  EXPECT_FALSE(t->config.start_cmd.empty());
+  sandbox::SandboxSpec spec;
+  spec.layers = env().store->layer_paths(*t);
+  spec.template_name = t->name;
+  auto sb = env().engine->create(spec);
+  ASSERT_TRUE(sb);
+  ASSERT_TRUE(store::start_template_services(**sb, *t));
+  sandbox::ProcessSpec ps;
+  ps.cmd = "curl";
+  ps.args = {"-s", "http://127.0.0.1:8000/index.html"};
+  auto r = (*sb)->run(ps, {});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->out, "served\n");
+  // A start command that dies is reported, not waited on forever.
+  auto broken = *t;
+  broken.config.start_cmd = "echo giving up; exit 4";
+  broken.config.ready_cmd = "false";
+  auto failed = store::start_template_services(**sb, broken, std::chrono::seconds(5));
+  ASSERT_FALSE(failed);
+  EXPECT_NE(failed.error().message().find("exited with code 4"), std::string::npos) << failed.error().message();
+  EXPECT_NE(failed.error().message().find("giving up"), std::string::npos) << failed.error().message();
+  (void)env().engine->kill((*sb)->id());
+}
+
 struct Builtin {
   const char* name;
   const char* script;
