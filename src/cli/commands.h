@@ -17,5 +17,7 @@ using Runner = std::function<int()>;  // -1 when its subcommand was not given
 Runner add_run(CLI::App& app, Globals& globals);
 Runner add_doctor(CLI::App& app, Globals& globals);
 Runner add_template(CLI::App& app, Globals& globals);
+Runner add_serve(CLI::App& app, Globals& globals);
+Runner add_key(CLI::App& app, Globals& globals);
 
 }  // namespace brig::cli

@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
       brig::cli::add_run(app, globals),
       brig::cli::add_doctor(app, globals),
       brig::cli::add_template(app, globals),
+      brig::cli::add_serve(app, globals),
+      brig::cli::add_key(app, globals),
   };
   try {
     app.parse(argc, argv);

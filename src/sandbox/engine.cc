@@ -215,6 +215,9 @@ void Engine::refill_loop() {
     lock.unlock();
     SandboxInfo info;
     info.template_name = want->second.template_name;
+    info.memory_bytes = want->second.memory_bytes;
+    info.cpu_millis = want->second.cpu_millis;
+    info.disk_bytes = want->second.disk_bytes;
     info.started_at_ms = now_unix_ms();
     info.end_at_ms = info.started_at_ms + want->second.lifetime.count();
     auto handle = create_cold(want->second, info);

@@ -1,0 +1,114 @@
+// brig serve: the E2B-compatible HTTP daemon; brig key create: API keys.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include "base/log.h"
+#include "base/util.h"
+#include "cli/commands.h"
+#include "sandbox/engine.h"
+#include "server/daemon.h"
+
+namespace brig::cli {
+namespace {
+
+struct ServeArgs {
+  std::string listen = "127.0.0.1:49982";
+  std::string domain;
+  size_t pool = 1;
+};
+
+int fail(const Error& e) {
+  std::cerr << "brig: " << e.message() << "\n";
+  return 1;
+}
+
+// The key the README's command prints: kept (0600) in the state dir so local tools
+// (brig mcp, the CLI) find it when run by the same user.
+Result<std::string> local_key(server::KeyStore& keys, const std::string& state_dir) {
+  const std::string path = state_dir + "/api-key";
+  if (auto existing = read_small_file(path, 1024)) return std::string(trim(*existing));
+  BRIG_TRY_ASSIGN(key, keys.create("local"));
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return Error::from_errno(errno, "create " + path);
+  (void)!::write(fd, key.data(), key.size());
+  ::close(fd);
+  return key;
+}
+
+int serve(const ServeArgs& a, const Globals& g) {
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  auto engine = sandbox::Engine::open({g.state_dir});
+  if (!engine) return fail(engine.error());
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  auto store = store::TemplateStore::open((*engine)->state_dir());
+  if (!store) return fail(store.error());
+  auto keys = server::KeyStore::open((*engine)->state_dir());
+  if (!keys) return fail(keys.error());
+  if (const char* env_key = std::getenv("BRIG_API_KEY"); env_key && *env_key) (*keys)->add_ephemeral(env_key);
+  auto key = local_key(**keys, (*engine)->state_dir());
+  if (!key) return fail(key.error());
+  server::DaemonOptions opts;
+  opts.http.listen = a.listen;
+  opts.domain = a.domain;
+  opts.pool_size = a.pool;
+  auto daemon = server::Daemon::start(opts, **engine, **store, **keys);
+  if (!daemon) return fail(daemon.error());
+  std::string url = "http://" + (*daemon)->address();
+  std::printf("brig serve: listening on %s (state in %s)\n\n", url.c_str(), (*engine)->state_dir().c_str());
+  std::printf("export E2B_API_KEY=%s\nexport E2B_API_URL=%s\nexport E2B_SANDBOX_URL=%s\n\n", key->c_str(), url.c_str(),
+              url.c_str());
+  std::fflush(stdout);
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    spdlog::warn("signal {}: shutting down (sandboxes of this daemon end with it)", sig);
+    (*daemon)->stop();
+  });
+  (*daemon)->run();
+  pthread_kill(waiter.native_handle(), SIGTERM);
+  waiter.join();
+  return 0;
+}
+
+}  // namespace
+
+Runner add_serve(CLI::App& app, Globals& globals) {
+  auto a = std::make_shared<ServeArgs>();
+  auto* sub = app.add_subcommand("serve", "Serve the E2B-compatible HTTP API (control plane and sandbox data plane).");
+  sub->add_option("--listen", a->listen, "Address to listen on")->capture_default_str();
+  sub->add_option("--domain", a->domain, "Domain for <port>-<sandboxid>.<domain> Host routing (optional)");
+  sub->add_option("--pool", a->pool, "Warm sandboxes kept per built-in template")->capture_default_str();
+  sub->footer("Point the e2b SDK at it with the three export lines it prints. The API key is kept in\n"
+              "<state-dir>/api-key; more keys: brig key create. BRIG_API_KEY adds one for this run.");
+  return [sub, a, &globals]() -> int { return sub->parsed() ? serve(*a, globals) : -1; };
+}
+
+Runner add_key(CLI::App& app, Globals& globals) {
+  auto name = std::make_shared<std::string>("cli");
+  auto* sub = app.add_subcommand("key", "Manage API keys.");
+  sub->require_subcommand(1);
+  auto* create = sub->add_subcommand("create", "Create an API key (shown once; only its hash is stored).");
+  create->add_option("--name", *name, "A label for the key")->capture_default_str();
+  return [sub, create, name, &globals]() -> int {
+    if (!sub->parsed() || !create->parsed()) return -1;
+    std::string dir = globals.state_dir.empty() ? sandbox::default_state_dir() : globals.state_dir;
+    ::mkdir(dir.c_str(), 0700);
+    auto keys = server::KeyStore::open(dir);
+    if (!keys) return fail(keys.error());
+    auto key = (*keys)->create(*name);
+    if (!key) return fail(key.error());
+    std::printf("%s\n", key->c_str());
+    return 0;
+  };
+}
+
+}  // namespace brig::cli

@@ -1,0 +1,557 @@
+#include "server/daemon.h"
+
+#include <boost/url/decode_view.hpp>
+#include <boost/url/pct_string_view.hpp>
+#include <ctime>
+#include <nlohmann/json.hpp>
+
+#include "base/log.h"
+#include "base/util.h"
+#include "server/envd.h"
+#include "store/builtin.h"
+
+namespace brig::server {
+namespace {
+
+using nlohmann::json;
+constexpr const char* kEnvdVersion = "0.6.13";
+constexpr int kDefaultTimeoutS = 300;
+constexpr int kMaxTimeoutS = 30 * 24 * 3600;
+
+std::string rfc3339(int64_t ms) {
+  std::time_t t = ms / 1000;
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[48];
+  std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(ms % 1000));
+  return out;
+}
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+// Template defaults for a sandbox, and the shape the warm pool keys on.
+sandbox::SandboxSpec spec_for(const store::TemplateStore& store, const store::TemplateInfo& t) {
+  sandbox::SandboxSpec spec;
+  spec.layers = store.layer_paths(t);
+  spec.template_name = t.name;
+  spec.env = t.config.env;
+  if (t.config.memory_bytes) spec.memory_bytes = t.config.memory_bytes;
+  if (t.config.cpus > 0) spec.cpu_millis = static_cast<uint32_t>(t.config.cpus * 1000);
+  spec.shm_bytes = std::min<uint64_t>(64ull << 20, spec.memory_bytes / 2);
+  return spec;
+}
+
+// The E2B `metadata` list filter: decoded once by the URL parser already; then the whole
+// string, then each key and value (upstream's three layers).
+std::map<std::string, std::string> parse_metadata_filter(const std::string& raw) {
+  std::map<std::string, std::string> out;
+  auto decode = [](std::string_view s) {
+    auto pct = boost::urls::make_pct_string_view(s);
+    if (!pct) return std::string(s);  // not valid percent-encoding: take it literally
+    boost::urls::decode_view dv = **pct;
+    return std::string(dv.begin(), dv.end());
+  };
+  std::string whole = decode(raw);
+  for (auto& pair : split(whole, '&')) {
+    if (pair.empty()) continue;
+    auto eq = pair.find('=');
+    out[decode(pair.substr(0, eq))] = eq == std::string::npos ? "" : decode(pair.substr(eq + 1));
+  }
+  return out;
+}
+
+bool loopback_host(const std::string& host_header) {
+  std::string host = host_header;
+  if (host.starts_with("[")) host = host.substr(1, host.find(']') - 1);
+  else host = host.substr(0, host.find(':'));
+  return host == "localhost" || host == "127.0.0.1" || host == "::1";
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options, sandbox::Engine& engine,
+                                              store::TemplateStore& store, KeyStore& keys) {
+  std::unique_ptr<Daemon> d(new Daemon(options, engine, store, keys));
+  auto* self = d.get();
+  BRIG_TRY_ASSIGN(server, HttpServer::listen(
+                              options.http, [self](const Request& r) { return self->route(r); },
+                              [self](const Request& r, int status, double ms) { self->log(r, status, ms); }));
+  d->server_ = std::move(server);
+  // Warm sandboxes for the templates already built, so creates are hand-overs.
+  if (options.pool_size)
+    if (auto all = store.list())
+      for (auto& t : *all)
+        if (store::builtin_templates().count(t.name)) engine.set_pool(spec_for(store, t), options.pool_size);
+  d->reaper_ = std::thread([self] { self->reap_loop(); });
+  return d;
+}
+
+Daemon::Daemon(DaemonOptions options, sandbox::Engine& engine, store::TemplateStore& store, KeyStore& keys)
+    : options_(std::move(options)), engine_(engine), store_(store), keys_(keys) {}
+
+Daemon::~Daemon() {
+  stop();
+  if (reaper_.joinable()) reaper_.join();
+}
+
+void Daemon::run() { server_->run(); }
+
+void Daemon::stop() {
+  if (stopping_.exchange(true)) return;
+  if (server_) server_->stop(std::chrono::seconds(5));
+}
+
+void Daemon::log(const Request& req, int status, double ms) {
+  // Never the key or token: method, path (no query: it may carry a signature), status, time.
+  spdlog::info("request id={} {} {} status={} ms={:.1f} remote={}", req.request_id, req.method, req.path, status, ms,
+               req.remote);
+  if (status >= 400) {
+    std::lock_guard lock(metrics_.mu);
+    std::string key = req.method + " " + (req.path.size() > 64 ? req.path.substr(0, 64) : req.path);
+    if (metrics_.errors_by_route.size() < 1000 || metrics_.errors_by_route.count(key)) ++metrics_.errors_by_route[key];
+  }
+}
+
+void Daemon::reap_loop() {
+  while (!stopping_) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    std::vector<std::string> dead;
+    {
+      std::lock_guard lock(mu_);
+      for (auto& [id, l] : live_)
+        if (!l->sandbox->alive()) dead.push_back(id);
+      for (auto& id : dead) live_.erase(id);
+    }
+    if (!dead.empty()) engine_.reap();
+  }
+}
+
+std::shared_ptr<Live> Daemon::live(const std::string& id) {
+  std::lock_guard lock(mu_);
+  auto it = live_.find(id);
+  if (it == live_.end() || !it->second->sandbox->alive()) return nullptr;
+  return it->second;
+}
+
+Route Daemon::route(const Request& req) {
+  // DNS rebinding: a loopback daemon answers only to loopback names (and its own domain).
+  std::string host = req.header("host");
+  bool host_ok = loopback_host(host) || (!options_.domain.empty() && host.ends_with("." + options_.domain)) ||
+                 (!options_.domain.empty() && host == options_.domain);
+  std::string origin = req.header("origin");
+  bool origin_ok = origin.empty() || origin == "null" ? origin.empty() : [&] {
+    auto rest = origin.substr(origin.find("://") == std::string::npos ? 0 : origin.find("://") + 3);
+    return loopback_host(rest) || (!options_.domain.empty() && rest.find(options_.domain) != std::string::npos);
+  }();
+  if (!host_ok || !origin_ok) {
+    Route r;
+    r.respond = [](Request&) { return Response::error(403, "forbidden Host or Origin"); };
+    return r;
+  }
+  // Data plane: by headers, or by a <port>-<id>.<domain> Host.
+  std::string sid = req.header("e2b-sandbox-id"), sport = req.header("e2b-sandbox-port");
+  if (sid.empty() && !options_.domain.empty() && host.ends_with("." + options_.domain)) {
+    std::string label = host.substr(0, host.find('.'));
+    auto dash = label.find('-');
+    if (dash != std::string::npos) {
+      sport = label.substr(0, dash);
+      sid = label.substr(dash + 1);
+    }
+  }
+  if (!sid.empty() || !sport.empty()) {
+    int port = sport.size() <= 5 && !sport.empty() && sport.find_first_not_of("0123456789") == std::string::npos
+                   ? std::stoi(sport) : -1;
+    return data_plane(req, sid, port);
+  }
+  return control_plane(req);
+}
+
+Route Daemon::data_plane(const Request& head, const std::string& id, int port) {
+  Route r;
+  auto bad_gateway = [id](const std::string& why) {
+    return [id, why](Request&) {
+      return Response::json(502, dump({{"sandboxId", id}, {"message", why}, {"code", 502}}));
+    };
+  };
+  auto l = is_valid_sandbox_id(id) ? live(id) : nullptr;
+  if (!l) {
+    r.respond = bad_gateway("The sandbox was not found");
+    return r;
+  }
+  if (port != 49983) {
+    r.respond = bad_gateway(port == 49999 ? "the code interpreter is not available in this brig version"
+                                          : "port " + std::to_string(port) + " is not open in the sandbox");
+    return r;
+  }
+  const std::string& path = head.path;
+  if (path == "/health") {
+    r.respond = [](Request&) { return Response::empty(204); };
+    return r;
+  }
+  // Every route but /health and /files (which check signatures themselves) needs the token.
+  if (path != "/files" && head.header("x-access-token") != l->access_token) {
+    r.respond = [](Request&) { return Response::error(401, "unauthorized access, please provide a valid access token"); };
+    return r;
+  }
+  if (path == "/envs" && head.method == "GET") {
+    r.respond = [l](Request&) { return Response::json(200, dump(json(l->env))); };
+    return r;
+  }
+  if (path == "/metrics" && head.method == "GET") {
+    r.respond = [l](Request&) {
+      auto u = l->sandbox->usage();
+      json j = {{"ts", now_unix_ms() / 1000}, {"cpu_count", 1}, {"cpu_used_pct", 0.0},
+                {"mem_used", u ? u->memory_bytes : 0}, {"mem_used_mib", u ? u->memory_bytes >> 20 : 0}};
+      return Response::json(200, dump(j));
+    };
+    return r;
+  }
+  auto user = envd::user_of(head, *l);
+  if (!user) {
+    bool rpc = path.find('.') != std::string::npos;
+    r.respond = [rpc, msg = user.error().message()](Request&) {
+      return rpc ? Response::json(401, dump({{"code", "unauthenticated"}, {"message", msg}})) : Response::error(401, msg);
+    };
+    return r;
+  }
+  if (auto found = envd::route(l, head, *user, metrics_)) return *found;
+  r.respond = [](Request& req) {
+    if (req.path.find('.') != std::string::npos)
+      return Response::json(404, dump({{"code", "unimplemented"}, {"message", "no such method " + req.path}}));
+    return Response::error(404, "not found");
+  };
+  return r;
+}
+
+Route Daemon::control_plane(const Request& head) {
+  Route r;
+  const std::string method = head.method;
+  const std::string path = head.path;
+  if (path == "/health") {
+    r.respond = [](Request&) { return Response::json(200, "{\"status\":\"ok\"}"); };
+    return r;
+  }
+  if (path == "/metrics" && method == "GET") {
+    r.respond = [this](Request&) {
+      std::string out;
+      size_t running = 0;
+      for (auto& s : engine_.list()) running += s.state == "running";
+      out += "# TYPE brig_sandboxes gauge\nbrig_sandboxes{state=\"running\"} " + std::to_string(running) + "\n";
+      out += "brig_sandboxes{state=\"pooled\"} " + std::to_string(engine_.pool_stats().ready) + "\n";
+      out += "# TYPE brig_sandbox_creates_total counter\nbrig_sandbox_creates_total " + std::to_string(metrics_.creates) + "\n";
+      out += "brig_sandbox_create_errors_total " + std::to_string(metrics_.create_errors) + "\n";
+      out += "# TYPE brig_execs_total counter\nbrig_execs_total " + std::to_string(metrics_.execs) + "\n";
+      out += "# TYPE brig_stream_bytes_total counter\nbrig_stream_bytes_total " + std::to_string(metrics_.bytes_streamed) + "\n";
+      std::lock_guard lock(metrics_.mu);
+      out += "# TYPE brig_sandbox_create_duration_ms histogram\n";
+      uint64_t cumulative = 0;
+      for (size_t i = 0; i < metrics_.create_ms_buckets.size(); ++i) {
+        cumulative += metrics_.create_ms_counts[i];
+        out += "brig_sandbox_create_duration_ms_bucket{le=\"" + std::to_string(static_cast<int>(metrics_.create_ms_buckets[i])) +
+               "\"} " + std::to_string(cumulative) + "\n";
+      }
+      cumulative += metrics_.create_ms_counts.back();
+      out += "brig_sandbox_create_duration_ms_bucket{le=\"+Inf\"} " + std::to_string(cumulative) + "\n";
+      out += "brig_sandbox_create_duration_ms_sum " + std::to_string(metrics_.create_ms_sum) + "\n";
+      out += "brig_sandbox_create_duration_ms_count " + std::to_string(cumulative) + "\n";
+      out += "# TYPE brig_http_errors_total counter\n";
+      for (auto& [route, n] : metrics_.errors_by_route) {
+        std::string label;
+        for (char c : route) label += (c == '"' || c == '\\') ? '_' : c;
+        out += "brig_http_errors_total{route=\"" + label + "\"} " + std::to_string(n) + "\n";
+      }
+      Response res;
+      res.headers.emplace_back("Content-Type", "text/plain; version=0.0.4");
+      res.body = std::move(out);
+      return res;
+    };
+    return r;
+  }
+  // Everything else needs an API key (X-API-KEY, or Authorization: Bearer for non-E2B clients).
+  std::string key = head.header("x-api-key");
+  if (key.empty() && head.header("authorization").starts_with("Bearer ")) key = head.header("authorization").substr(7);
+  if (!keys_.valid(key)) {
+    r.respond = [](Request&) { return Response::error(401, "missing or invalid API key (X-API-KEY)"); };
+    return r;
+  }
+  auto parts = split(path, '/');  // "", "v2"?, "sandboxes", id, action
+  if (!parts.empty()) parts.erase(parts.begin());
+  bool v2 = !parts.empty() && parts[0] == "v2";
+  if (v2) parts.erase(parts.begin());
+
+  auto sandbox_json = [this](const std::string& id, const std::shared_ptr<Live>& l) {
+    return json{{"sandboxID", id},       {"templateID", l->tpl.id},  {"alias", l->tpl.name},
+                {"clientID", "brig"},    {"envdVersion", kEnvdVersion}, {"envdAccessToken", l->access_token},
+                {"trafficAccessToken", nullptr}, {"domain", options_.domain.empty() ? json(nullptr) : json(options_.domain)}};
+  };
+  auto detail_json = [this](const sandbox::SandboxInfo& s) {
+    auto t = store_.find(s.template_name);
+    std::string tid = t && *t ? (*t)->id : s.template_name;
+    json j = {{"sandboxID", s.id},
+              {"templateID", tid},
+              {"alias", s.template_name},
+              {"clientID", "brig"},
+              {"startedAt", rfc3339(s.started_at_ms)},
+              {"endAt", rfc3339(s.end_at_ms)},
+              {"state", "running"},
+              {"cpuCount", std::max<uint32_t>(1, s.cpu_millis / 1000)},
+              {"memoryMB", s.memory_bytes >> 20},
+              {"diskSizeMB", s.disk_bytes >> 20},
+              {"envdVersion", kEnvdVersion},
+              {"metadata", s.metadata}};
+    return j;
+  };
+  auto not_found = [](const std::string& id) { return Response::error(404, "sandbox '" + id + "' not found"); };
+
+  // POST /sandboxes, POST /v2/sandboxes
+  if (parts.size() == 1 && parts[0] == "sandboxes" && method == "POST") {
+    r.respond = [this, sandbox_json](Request& req) -> Response {
+      auto started = std::chrono::steady_clock::now();
+      auto body = json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
+      if (!body.is_object()) return Response::error(400, "the body must be a JSON object");
+      auto tpl_ref = body.value("templateID", std::string("base"));
+      if (!body.contains("templateID") || !body["templateID"].is_string()) tpl_ref = "base";
+      if (auto slash = tpl_ref.find('/'); slash != std::string::npos) tpl_ref = tpl_ref.substr(slash + 1);
+      int timeout = kDefaultTimeoutS;
+      if (body.contains("timeout")) {
+        if (!body["timeout"].is_number_integer()) return Response::error(400, "timeout must be an integer (seconds)");
+        timeout = body["timeout"].get<int>();
+      }
+      if (timeout < 1 || timeout > kMaxTimeoutS) return Response::error(400, "timeout must be between 1 and 2592000 seconds");
+      std::map<std::string, std::string> metadata, env;
+      for (auto [field, target] : {std::pair{"metadata", &metadata}, std::pair{"envVars", &env}}) {
+        if (!body.contains(field) || body[field].is_null()) continue;
+        if (!body[field].is_object()) return Response::error(400, std::string(field) + " must be an object of strings");
+        for (auto& [k, v] : body[field].items()) {
+          if (!v.is_string()) return Response::error(400, std::string(field) + " values must be strings");
+          (*target)[k] = v.get<std::string>();
+        }
+      }
+      class Quiet final : public store::BuildProgress {
+        void step_started(int i, int n, const std::string& t) override { spdlog::info("template build [{}/{}] {}", i, n, t); }
+        void step_output(std::string_view) override {}
+        void step_finished(int, int, bool, double) override {}
+      } progress;
+      auto tpl = store::resolve_template(engine_, store_, tpl_ref, progress);
+      if (!tpl) {
+        ++metrics_.create_errors;
+        return tpl.error().is(errc::not_found) ? Response::error(404, tpl.error().message())
+                                                : Response::error(500, tpl.error().message());
+      }
+      auto spec = spec_for(store_, *tpl);
+      for (auto& [k, v] : env) spec.env[k] = v;
+      spec.metadata = metadata;
+      spec.lifetime = std::chrono::seconds(timeout);
+      auto sb = engine_.create(spec);
+      if (!sb) {
+        ++metrics_.create_errors;
+        int status = sb.error().is(errc::invalid_argument) ? 400 : sb.error().is(errc::limit_exceeded) ? 429 : 500;
+        return Response::error(status, sb.error().message());
+      }
+      if (auto s = store::start_template_services(**sb, *tpl); !s) {
+        (void)engine_.kill((*sb)->id());
+        return Response::error(500, s.error().message());
+      }
+      auto l = std::make_shared<Live>();
+      l->sandbox = *sb;
+      l->id = (*sb)->id();
+      l->access_token = new_sandbox_id() + new_sandbox_id();
+      l->tpl = *tpl;
+      l->env = spec.env;
+      {
+        std::lock_guard lock(mu_);
+        live_[l->id] = l;
+      }
+      ++metrics_.creates;
+      double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+      {
+        std::lock_guard lock(metrics_.mu);
+        size_t b = 0;
+        while (b < metrics_.create_ms_buckets.size() && ms > metrics_.create_ms_buckets[b]) ++b;
+        ++metrics_.create_ms_counts[b];
+        metrics_.create_ms_sum += ms;
+      }
+      return Response::json(201, dump(sandbox_json(l->id, l)));
+    };
+    return r;
+  }
+  // GET /v2/sandboxes (and GET /sandboxes, the v1 list)
+  if (parts.size() == 1 && parts[0] == "sandboxes" && method == "GET") {
+    r.respond = [this, detail_json](Request& req) -> Response {
+      std::string state = req.param("state");
+      if (!state.empty()) {
+        bool wants_running = false;
+        for (auto& s : split(state, ',')) {
+          if (s != "running" && s != "paused") return Response::error(400, "state must be running and/or paused");
+          wants_running |= s == "running";
+        }
+        if (!wants_running) return Response::json(200, "[]");
+      }
+      auto filter = parse_metadata_filter(req.param("metadata"));
+      std::string tpl = req.param("template");
+      int64_t started_after = 0;
+      int limit = 100;
+      if (req.has_param("limit")) {
+        std::string l = req.param("limit");
+        if (l.empty() || l.size() > 5 || l.find_first_not_of("0123456789") != std::string::npos)
+          return Response::error(400, "limit must be an integer");
+        limit = std::clamp(std::stoi(l), 1, 1000);
+      }
+      size_t offset = 0;
+      if (std::string t = req.param("nextToken"); !t.empty()) {
+        if (t.size() > 10 || t.find_first_not_of("0123456789") != std::string::npos)
+          return Response::error(400, "invalid nextToken");
+        offset = std::stoul(t);
+      }
+      (void)started_after;
+      std::vector<sandbox::SandboxInfo> rows;
+      for (auto& s : engine_.list()) {
+        if (s.state != "running" || !live(s.id)) continue;
+        bool match = true;
+        for (auto& [k, v] : filter) match &= s.metadata.count(k) && s.metadata.at(k) == v;
+        if (!tpl.empty()) match &= s.template_name == tpl;
+        if (match) rows.push_back(s);
+      }
+      bool asc = req.param("order") == "asc";
+      std::sort(rows.begin(), rows.end(), [asc](auto& a, auto& b) {
+        return asc ? a.started_at_ms < b.started_at_ms : a.started_at_ms > b.started_at_ms;
+      });
+      json out = json::array();
+      for (size_t i = offset; i < rows.size() && out.size() < static_cast<size_t>(limit); ++i) out.push_back(detail_json(rows[i]));
+      Response res = Response::json(200, dump(out));
+      if (offset + out.size() < rows.size()) res.headers.emplace_back("X-Next-Token", std::to_string(offset + out.size()));
+      res.headers.emplace_back("Access-Control-Expose-Headers", "X-Next-Token");
+      return res;
+    };
+    return r;
+  }
+  if (parts.size() >= 2 && parts[0] == "sandboxes") {
+    std::string id = parts[1];
+    std::string action = parts.size() >= 3 ? parts[2] : "";
+    if (!is_valid_sandbox_id(id) || parts.size() > 3) {
+      r.respond = [id](Request&) { return Response::error(404, "sandbox '" + id.substr(0, 64) + "' not found"); };
+      return r;
+    }
+    if (action.empty() && method == "GET") {
+      r.respond = [this, id, detail_json, not_found](Request&) {
+        auto info = engine_.info(id);
+        if (!info || info->state != "running" || !live(id)) return not_found(id);
+        auto j = detail_json(*info);
+        if (auto l = live(id)) j["envdAccessToken"] = l->access_token;
+        j["domain"] = options_.domain.empty() ? json(nullptr) : json(options_.domain);
+        j["allowInternetAccess"] = false;
+        j["lifecycle"] = {{"onTimeout", "kill"}, {"autoResume", false}};
+        return Response::json(200, dump(j));
+      };
+      return r;
+    }
+    if (action.empty() && method == "DELETE") {
+      r.respond = [this, id, not_found](Request&) {
+        if (!live(id)) return not_found(id);
+        {
+          std::lock_guard lock(mu_);
+          live_.erase(id);
+        }
+        auto k = engine_.kill(id);
+        if (!k && k.error().is(errc::not_found)) return not_found(id);
+        if (!k) return Response::error(500, k.error().message());
+        return Response::empty(204);
+      };
+      return r;
+    }
+    auto parse_seconds = [](const Request& req, const char* field, std::optional<int> dflt) -> Result<int> {
+      auto body = json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
+      if (!body.is_object()) return Error::make(errc::invalid_argument, "the body must be a JSON object");
+      if (!body.contains(field) || body[field].is_null()) {
+        if (dflt) return *dflt;
+        return Error::make(errc::invalid_argument, std::string(field) + " is required");
+      }
+      if (!body[field].is_number_integer()) return Error::make(errc::invalid_argument, std::string(field) + " must be an integer");
+      int v = body[field].get<int>();
+      if (v < 1 || v > kMaxTimeoutS) return Error::make(errc::invalid_argument, std::string(field) + " must be between 1 and 2592000");
+      return v;
+    };
+    if ((action == "timeout" || action == "refreshes") && method == "POST") {
+      r.respond = [this, id, action, parse_seconds, not_found](Request& req) {
+        if (!live(id)) return not_found(id);
+        auto secs = parse_seconds(req, action == "timeout" ? "timeout" : "duration",
+                                  action == "refreshes" ? std::optional<int>(60) : std::nullopt);
+        if (!secs) return Response::error(400, secs.error().message());
+        auto set = engine_.set_timeout(id, std::chrono::seconds(*secs));
+        if (!set) return Response::error(set.error().is(errc::not_found) ? 404 : 500, set.error().message());
+        return Response::empty(204);
+      };
+      return r;
+    }
+    if (action == "connect" && method == "POST") {
+      r.respond = [this, id, parse_seconds, sandbox_json, not_found](Request& req) {
+        auto l = live(id);
+        if (!l) return not_found(id);
+        auto secs = parse_seconds(req, "timeout", kDefaultTimeoutS);
+        if (!secs) return Response::error(400, secs.error().message());
+        // Connecting extends the sandbox's life to at least now + timeout.
+        auto info = engine_.info(id);
+        if (info && info->end_at_ms < now_unix_ms() + int64_t{*secs} * 1000)
+          (void)engine_.set_timeout(id, std::chrono::seconds(*secs));
+        return Response::json(200, dump(sandbox_json(id, l)));
+      };
+      return r;
+    }
+    if (action == "pause" && method == "POST") {
+      r.respond = [this, id, not_found](Request&) {
+        if (!live(id)) return not_found(id);
+        return Response::error(501, "pause is not supported by brig yet: the sandbox keeps running (kill it or let it expire)");
+      };
+      return r;
+    }
+    if (action == "metrics" && method == "GET") {
+      r.respond = [this, id, not_found](Request&) {
+        auto l = live(id);
+        if (!l) return not_found(id);
+        auto info = engine_.info(id);
+        auto u = l->sandbox->usage();
+        int64_t now = now_unix_ms();
+        json m = {{"timestamp", rfc3339(now)},
+                  {"timestampUnix", now / 1000},
+                  {"cpuCount", info ? std::max<uint32_t>(1, info->cpu_millis / 1000) : 1},
+                  {"cpuUsedPct", 0.0},
+                  {"memUsed", u ? u->memory_bytes : 0},
+                  {"memTotal", info ? info->memory_bytes : 0},
+                  {"memCache", 0},
+                  {"diskUsed", 0},
+                  {"diskTotal", info ? info->disk_bytes : 0}};
+        return Response::json(200, dump(json::array({m})));
+      };
+      return r;
+    }
+  }
+  if (parts.size() == 1 && parts[0] == "templates" && method == "GET") {
+    r.respond = [this](Request&) {
+      json out = json::array();
+      if (auto all = store_.list())
+        for (auto& t : *all)
+          out.push_back({{"templateID", t.id},
+                         {"buildID", t.layers.empty() ? "" : t.layers.front().substr(0, 20)},
+                         {"aliases", json::array({t.name})},
+                         {"names", json::array({t.name + ":" + t.tag})},
+                         {"cpuCount", t.config.cpus > 0 ? static_cast<int>(t.config.cpus) : 1},
+                         {"memoryMB", t.config.memory_bytes ? t.config.memory_bytes >> 20 : 512},
+                         {"diskSizeMB", 1024},
+                         {"public", false},
+                         {"createdAt", rfc3339(t.created_ms)},
+                         {"updatedAt", rfc3339(t.created_ms)},
+                         {"createdBy", nullptr},
+                         {"buildStatus", "ready"},
+                         {"envdVersion", kEnvdVersion},
+                         {"sizeBytes", t.size_bytes}});
+      return Response::json(200, dump(out));
+    };
+    return r;
+  }
+  r.respond = [](Request& req) { return Response::error(404, "no route for " + req.method + " " + req.path.substr(0, 128)); };
+  return r;
+}
+
+}  // namespace brig::server

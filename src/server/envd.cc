@@ -1,0 +1,662 @@
+#include "server/envd.h"
+
+#include <openssl/evp.h>
+#include <signal.h>
+#include <zlib.h>
+
+#include <nlohmann/json.hpp>
+
+#include "base/util.h"
+#include "envd/filesystem.pb.h"
+#include "envd/process.pb.h"
+#include "server/connect.h"
+
+namespace brig::server::envd {
+namespace {
+
+using connect::Codec;
+using connect::RpcError;
+constexpr auto kDefaultKeepalive = std::chrono::seconds(50);
+constexpr size_t kMaxFileBytes = 512ull << 20;
+
+std::string base64(std::string_view in) {
+  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),  // SAFETY: byte buffers
+                          reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+Result<std::string> base64_decode(std::string_view in) {
+  if (in.size() > 4096 || in.size() % 4) return Error::make(errc::invalid_argument, "bad base64");
+  std::string out(in.size() / 4 * 3 + 1, '\0');
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),  // SAFETY: byte buffers
+                          reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+  if (n < 0) return Error::make(errc::invalid_argument, "bad base64");
+  size_t len = static_cast<size_t>(n);
+  for (size_t i = in.size(); i > 0 && in[i - 1] == '='; --i) --len;
+  out.resize(len);
+  return out;
+}
+
+// ---- filesystem ----------------------------------------------------------------------------
+
+std::string permissions_string(const sandbox::EntryInfo& e) {
+  std::string s(10, '-');
+  s[0] = e.type == sandbox::FileType::dir ? 'd' : e.type == sandbox::FileType::symlink ? 'L' : '-';
+  const char* rwx = "rwxrwxrwx";
+  for (int i = 0; i < 9; ++i)
+    if (e.mode & (0400u >> i)) s[static_cast<size_t>(i + 1)] = rwx[i];
+  return s;
+}
+
+std::string owner_name(uint32_t id) { return id == 0 ? "root" : id == 1000 ? "user" : std::to_string(id); }
+
+void to_pb(const sandbox::EntryInfo& e, filesystem::EntryInfo* out) {
+  out->set_name(e.name);
+  out->set_path(e.path);
+  switch (e.type) {
+    case sandbox::FileType::file: out->set_type(filesystem::FILE_TYPE_FILE); break;
+    case sandbox::FileType::dir: out->set_type(filesystem::FILE_TYPE_DIRECTORY); break;
+    case sandbox::FileType::symlink: out->set_type(filesystem::FILE_TYPE_SYMLINK); break;
+    default: out->set_type(filesystem::FILE_TYPE_UNSPECIFIED);
+  }
+  out->set_size(static_cast<int64_t>(e.size));
+  out->set_mode(e.mode & 0777);
+  out->set_permissions(permissions_string(e));
+  out->set_owner(owner_name(e.uid));
+  out->set_group(owner_name(e.gid));
+  out->mutable_modified_time()->set_seconds(e.mtime_ns / 1'000'000'000);
+  out->mutable_modified_time()->set_nanos(static_cast<int32_t>(e.mtime_ns % 1'000'000'000));
+  if (!e.symlink_target.empty()) out->set_symlink_target(e.symlink_target);
+}
+
+template <class Req, class Resp>
+Route unary(std::function<Result<Resp>(const Req&)> fn) {
+  Route r;
+  r.respond = [fn](Request& req) {
+    Req in;
+    auto codec = connect::decode_unary(req, &in);
+    if (!codec) return connect::unary_error({"invalid_argument", codec.error().message()});
+    auto out = fn(in);
+    if (!out) return connect::unary_error(connect::to_rpc_error(out.error()));
+    return connect::unary_ok(*codec, *out);
+  };
+  return r;
+}
+
+// Sends the trailers-only error of a stream (HTTP 200, EndStream with the error).
+void stream_error(Stream& s, Codec codec, const RpcError& e) {
+  s.begin(200, {{"Content-Type", connect::stream_content_type(codec)}});
+  s.write(connect::end_stream(e));
+}
+
+// ---- processes -----------------------------------------------------------------------------
+
+std::shared_ptr<ProcessHub> find_process(Live& live, const process::ProcessSelector& sel) {
+  std::lock_guard lock(live.mu);
+  if (sel.selector_case() == process::ProcessSelector::kPid) {
+    auto it = live.processes.find(static_cast<int>(sel.pid()));
+    return it == live.processes.end() ? nullptr : it->second;
+  }
+  if (sel.selector_case() == process::ProcessSelector::kTag)
+    for (auto& [pid, hub] : live.processes)
+      if (hub->spec().tag == sel.tag() && !hub->finished()) return hub;
+  return nullptr;
+}
+
+process::ProcessEvent::EndEvent end_event(const ProcessEvent& ev) {
+  process::ProcessEvent::EndEvent end;
+  if (ev.status.signal) {
+    std::string what = ev.status.signal == SIGKILL ? "signal: killed"
+                       : ev.status.signal == SIGTERM ? "signal: terminated"
+                                                     : "signal: " + std::string(strsignal(ev.status.signal));
+    end.set_exit_code(-1);
+    end.set_exited(false);
+    end.set_status(what);
+    end.set_error(what);
+  } else {
+    std::string what = "exit status " + std::to_string(ev.status.exit_code);
+    end.set_exit_code(ev.status.exit_code);
+    end.set_exited(true);
+    end.set_status(what);
+    if (ev.status.exit_code) end.set_error(what);
+  }
+  return end;
+}
+
+// Streams a process's events to one client: start, data..., end, EndStream. The process
+// survives the client going away.
+template <class Resp>
+void stream_process(std::shared_ptr<ProcessHub> hub, Codec codec, const Request& req, Stream& s,
+                    Daemon::Metrics& metrics) {
+  auto keepalive = kDefaultKeepalive;
+  if (auto k = req.header("keepalive-ping-interval"); !k.empty() && k.size() < 6 &&
+                                                      k.find_first_not_of("0123456789") == std::string::npos)
+    keepalive = std::chrono::seconds(std::max(1, std::stoi(k)));
+  uint64_t cursor = hub->subscribe();
+  struct Unsub {
+    ProcessHub& h;
+    uint64_t c;
+    ~Unsub() { h.unsubscribe(c); }
+  } unsub{*hub, cursor};
+  s.begin(200, {{"Content-Type", connect::stream_content_type(codec)}});
+  Resp start;
+  start.mutable_event()->mutable_start()->set_pid(static_cast<uint32_t>(hub->pid()));
+  if (!s.write(connect::frame(codec, start))) return;
+  // A process that already ended (late Connect) reports its end at once.
+  if (auto st = hub->exit_status(); st && hub->finished()) {
+    Resp end;
+    *end.mutable_event()->mutable_end() = end_event({ProcessEvent::end, "", *st, false});
+    s.write(connect::frame(codec, end));
+    s.write(connect::end_stream(std::nullopt));
+    return;
+  }
+  auto last_sent = std::chrono::steady_clock::now();
+  for (;;) {
+    auto events = hub->next(cursor, std::chrono::milliseconds(500));
+    for (auto& ev : events) {
+      Resp out;
+      auto* e = out.mutable_event();
+      if (ev.kind == ProcessEvent::end) {
+        *e->mutable_end() = end_event(ev);
+        if (!s.write(connect::frame(codec, out))) return;
+        std::optional<RpcError> err;
+        if (ev.killed_by_deadline) err = RpcError{"deadline_exceeded", "the process ran past Connect-Timeout-Ms and was killed"};
+        s.write(connect::end_stream(err));
+        return;
+      }
+      auto* d = e->mutable_data();
+      if (ev.kind == ProcessEvent::stdout_data) d->set_stdout(ev.data);
+      else if (ev.kind == ProcessEvent::stderr_data) d->set_stderr(ev.data);
+      else d->set_pty(ev.data);
+      metrics.bytes_streamed += ev.data.size();
+      if (!s.write(connect::frame(codec, out))) return;
+      last_sent = std::chrono::steady_clock::now();
+    }
+    if (events.empty()) {
+      if (s.peer_gone()) return;
+      if (std::chrono::steady_clock::now() - last_sent >= keepalive) {
+        Resp ka;
+        ka.mutable_event()->mutable_keepalive();
+        if (!s.write(connect::frame(codec, ka))) return;
+        last_sent = std::chrono::steady_clock::now();
+      }
+    }
+  }
+}
+
+Route start_route(std::shared_ptr<Live> live, sandbox::User user, Daemon::Metrics& metrics) {
+  Route r;
+  r.stream = [live, user, &metrics](Request& req, Stream& s) {
+    process::StartRequest in;
+    auto codec = connect::decode_stream_request(req, &in);
+    if (!codec) return stream_error(s, Codec::json, {"invalid_argument", codec.error().message()});
+    sandbox::ProcessSpec spec;
+    spec.cmd = in.process().cmd();
+    spec.args.assign(in.process().args().begin(), in.process().args().end());
+    for (auto& [k, v] : in.process().envs()) spec.env[k] = v;
+    spec.cwd = in.process().has_cwd() ? in.process().cwd() : live->tpl.config.workdir;
+    spec.user = user;
+    spec.stdin_pipe = !in.has_stdin() || in.stdin();
+    if (in.has_pty()) {
+      spec.pty = true;
+      spec.rows = static_cast<uint16_t>(in.pty().size().rows() ? in.pty().size().rows() : 24);
+      spec.cols = static_cast<uint16_t>(in.pty().size().cols() ? in.pty().size().cols() : 80);
+      spec.stdin_pipe = false;
+    }
+    if (in.has_tag()) spec.tag = in.tag();
+    auto proc = live->sandbox->spawn(spec);
+    if (!proc) {
+      RpcError e = connect::to_rpc_error(proc.error());
+      if (proc.error().message().find("chdir") != std::string::npos) e.code = "invalid_argument";
+      return stream_error(s, *codec, e);
+    }
+    ++metrics.execs;
+    auto hub = std::make_shared<ProcessHub>(live->sandbox, std::move(*proc), spec);
+    if (auto t = connect::timeout_of(req); t && t->count() > 0) hub->set_deadline(std::chrono::steady_clock::now() + *t);
+    {
+      std::lock_guard lock(live->mu);
+      // Forget processes that ended long enough ago for late Connects to have come.
+      for (auto it = live->processes.begin(); it != live->processes.end();)
+        it = it->second->finished() && live->processes.size() > 256 ? live->processes.erase(it) : std::next(it);
+      live->processes[hub->pid()] = hub;
+    }
+    stream_process<process::StartResponse>(hub, *codec, req, s, metrics);
+  };
+  return r;
+}
+
+Route connect_route(std::shared_ptr<Live> live, Daemon::Metrics& metrics) {
+  Route r;
+  r.stream = [live, &metrics](Request& req, Stream& s) {
+    process::ConnectRequest in;
+    auto codec = connect::decode_stream_request(req, &in);
+    if (!codec) return stream_error(s, Codec::json, {"invalid_argument", codec.error().message()});
+    auto hub = find_process(*live, in.process());
+    if (!hub) return stream_error(s, *codec, {"not_found", "process not found"});
+    stream_process<process::ConnectResponse>(hub, *codec, req, s, metrics);
+  };
+  return r;
+}
+
+process::ProcessConfig config_of(const sandbox::ProcessSpec& spec) {
+  process::ProcessConfig c;
+  c.set_cmd(spec.cmd);
+  for (auto& a : spec.args) c.add_args(a);
+  for (auto& [k, v] : spec.env) (*c.mutable_envs())[k] = v;
+  c.set_cwd(spec.cwd);
+  return c;
+}
+
+std::optional<Route> process_route(std::shared_ptr<Live> live, const std::string& method, sandbox::User user,
+                                   Daemon::Metrics& metrics) {
+  if (method == "Start") return start_route(live, user, metrics);
+  if (method == "Connect") return connect_route(live, metrics);
+  if (method == "List")
+    return unary<process::ListRequest, process::ListResponse>([live](const process::ListRequest&) -> Result<process::ListResponse> {
+      process::ListResponse out;
+      std::lock_guard lock(live->mu);
+      for (auto& [pid, hub] : live->processes) {
+        if (hub->finished()) continue;
+        auto* p = out.add_processes();
+        p->set_pid(static_cast<uint32_t>(pid));
+        *p->mutable_config() = config_of(hub->spec());
+        if (!hub->spec().tag.empty()) p->set_tag(hub->spec().tag);
+      }
+      return out;
+    });
+  if (method == "SendInput")
+    return unary<process::SendInputRequest, process::SendInputResponse>(
+        [live](const process::SendInputRequest& in) -> Result<process::SendInputResponse> {
+          auto hub = find_process(*live, in.process());
+          if (!hub || hub->finished()) return Error::from_errno(ENOENT, "process not found");
+          const auto& input = in.input();
+          BRIG_TRY(hub->write_stdin(input.input_case() == process::ProcessInput::kPty ? input.pty() : input.stdin()));
+          return process::SendInputResponse{};
+        });
+  if (method == "SendSignal")
+    return unary<process::SendSignalRequest, process::SendSignalResponse>(
+        [live](const process::SendSignalRequest& in) -> Result<process::SendSignalResponse> {
+          auto hub = find_process(*live, in.process());
+          if (!hub || hub->finished()) return Error::from_errno(ENOENT, "process not found");
+          int sig = in.signal() == process::SIGNAL_SIGTERM ? SIGTERM : in.signal() == process::SIGNAL_SIGKILL ? SIGKILL : 0;
+          if (!sig) return Error::make(errc::invalid_argument, "signal must be SIGNAL_SIGTERM or SIGNAL_SIGKILL");
+          BRIG_TRY(live->sandbox->signal(hub->pid(), sig, true));
+          return process::SendSignalResponse{};
+        });
+  if (method == "CloseStdin")
+    return unary<process::CloseStdinRequest, process::CloseStdinResponse>(
+        [live](const process::CloseStdinRequest& in) -> Result<process::CloseStdinResponse> {
+          auto hub = find_process(*live, in.process());
+          if (!hub) return Error::from_errno(ENOENT, "process not found");
+          BRIG_TRY(hub->close_stdin());
+          return process::CloseStdinResponse{};
+        });
+  if (method == "Update")
+    return unary<process::UpdateRequest, process::UpdateResponse>(
+        [live](const process::UpdateRequest& in) -> Result<process::UpdateResponse> {
+          auto hub = find_process(*live, in.process());
+          if (!hub) return Error::from_errno(ENOENT, "process not found");
+          if (in.has_pty())
+            BRIG_TRY(hub->resize(static_cast<uint16_t>(in.pty().size().rows()), static_cast<uint16_t>(in.pty().size().cols())));
+          return process::UpdateResponse{};
+        });
+  if (method == "StreamInput") {
+    Route r;  // client streaming needs HTTP/2 or bidi; over HTTP/1.1 answer honestly
+    r.respond = [](Request&) {
+      return connect::unary_error({"unimplemented", "StreamInput needs client streaming; use SendInput"});
+    };
+    return r;
+  }
+  return std::nullopt;
+}
+
+filesystem::EventType event_type(sandbox::WatchOp op) {
+  switch (op) {
+    case sandbox::WatchOp::create: return filesystem::EVENT_TYPE_CREATE;
+    case sandbox::WatchOp::write: return filesystem::EVENT_TYPE_WRITE;
+    case sandbox::WatchOp::remove: return filesystem::EVENT_TYPE_REMOVE;
+    case sandbox::WatchOp::rename: return filesystem::EVENT_TYPE_RENAME;
+    case sandbox::WatchOp::chmod: return filesystem::EVENT_TYPE_CHMOD;
+  }
+  return filesystem::EVENT_TYPE_UNSPECIFIED;
+}
+
+Route watch_route(std::shared_ptr<Live> live, sandbox::User user) {
+  Route r;
+  r.stream = [live, user](Request& req, Stream& s) {
+    filesystem::WatchDirRequest in;
+    auto codec = connect::decode_stream_request(req, &in);
+    if (!codec) return stream_error(s, Codec::json, {"invalid_argument", codec.error().message()});
+    auto st = live->sandbox->stat(in.path(), user);
+    if (!st) return stream_error(s, *codec, connect::to_rpc_error(st.error()));
+    if (st->type != sandbox::FileType::dir) return stream_error(s, *codec, {"invalid_argument", "not a directory"});
+    auto id = live->sandbox->watch(in.path(), in.recursive(), user);
+    if (!id) return stream_error(s, *codec, connect::to_rpc_error(id.error()));
+    struct Unwatch {
+      Live& l;
+      uint64_t id;
+      ~Unwatch() { (void)l.sandbox->unwatch(id); }
+    } unwatch{*live, *id};
+    auto deadline = std::chrono::steady_clock::time_point::max();
+    if (auto t = connect::timeout_of(req); t && t->count() > 0) deadline = std::chrono::steady_clock::now() + *t;
+    s.begin(200, {{"Content-Type", connect::stream_content_type(*codec)}});
+    filesystem::WatchDirResponse start;
+    start.mutable_start();
+    if (!s.write(connect::frame(*codec, start))) return;
+    auto last_sent = std::chrono::steady_clock::now();
+    std::string base = in.path();
+    for (;;) {
+      for (auto& ev : live->sandbox->take_watch_events(*id)) {
+        filesystem::WatchDirResponse out;
+        auto* fe = out.mutable_filesystem();
+        fe->set_name(ev.name);
+        fe->set_type(event_type(ev.op));
+        if (in.include_entry() && ev.op != sandbox::WatchOp::remove && ev.op != sandbox::WatchOp::rename)
+          if (auto e = live->sandbox->stat(base + "/" + ev.name, user)) to_pb(*e, fe->mutable_entry());
+        if (!s.write(connect::frame(*codec, out))) return;
+        last_sent = std::chrono::steady_clock::now();
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        s.write(connect::end_stream(RpcError{"deadline_exceeded", "watch ended at Connect-Timeout-Ms"}));
+        return;
+      }
+      if (s.peer_gone() || !live->sandbox->alive()) return;
+      if (std::chrono::steady_clock::now() - last_sent >= kDefaultKeepalive) {
+        filesystem::WatchDirResponse ka;
+        ka.mutable_keepalive();
+        if (!s.write(connect::frame(*codec, ka))) return;
+        last_sent = std::chrono::steady_clock::now();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  };
+  return r;
+}
+
+std::optional<Route> filesystem_route(std::shared_ptr<Live> live, const std::string& method, sandbox::User user) {
+  auto& sb = *live->sandbox;
+  if (method == "Stat")
+    return unary<filesystem::StatRequest, filesystem::StatResponse>(
+        [&sb, live, user](const filesystem::StatRequest& in) -> Result<filesystem::StatResponse> {
+          BRIG_TRY_ASSIGN(e, sb.stat(in.path(), user));
+          filesystem::StatResponse out;
+          to_pb(e, out.mutable_entry());
+          return out;
+        });
+  if (method == "MakeDir")
+    return unary<filesystem::MakeDirRequest, filesystem::MakeDirResponse>(
+        [&sb, live, user](const filesystem::MakeDirRequest& in) -> Result<filesystem::MakeDirResponse> {
+          if (auto existing = sb.stat(in.path(), user)) {
+            if (existing->type == sandbox::FileType::dir) return Error::from_errno(EEXIST, "directory already exists");
+            return Error::make(errc::invalid_argument, "a file exists at '" + in.path() + "'");
+          }
+          BRIG_TRY_ASSIGN(e, sb.make_dir(in.path(), user));
+          filesystem::MakeDirResponse out;
+          to_pb(e, out.mutable_entry());
+          return out;
+        });
+  if (method == "Move")
+    return unary<filesystem::MoveRequest, filesystem::MoveResponse>(
+        [&sb, live, user](const filesystem::MoveRequest& in) -> Result<filesystem::MoveResponse> {
+          BRIG_TRY_ASSIGN(e, sb.move(in.source(), in.destination(), user));
+          filesystem::MoveResponse out;
+          to_pb(e, out.mutable_entry());
+          return out;
+        });
+  if (method == "ListDir")
+    return unary<filesystem::ListDirRequest, filesystem::ListDirResponse>(
+        [&sb, live, user](const filesystem::ListDirRequest& in) -> Result<filesystem::ListDirResponse> {
+          BRIG_TRY_ASSIGN(st, sb.stat(in.path(), user));
+          if (st.type != sandbox::FileType::dir && st.type != sandbox::FileType::symlink)
+            return Error::make(errc::invalid_argument, "'" + in.path() + "' is not a directory");
+          BRIG_TRY_ASSIGN(entries, sb.list_dir(in.path(), in.depth() ? in.depth() : 1, user));
+          filesystem::ListDirResponse out;
+          for (auto& e : entries) to_pb(e, out.add_entries());
+          return out;
+        });
+  if (method == "Remove")
+    return unary<filesystem::RemoveRequest, filesystem::RemoveResponse>(
+        [&sb, live, user](const filesystem::RemoveRequest& in) -> Result<filesystem::RemoveResponse> {
+          auto r = sb.remove(in.path(), user);
+          if (!r && r.error().sys_errno() != ENOENT) return r.error();
+          return filesystem::RemoveResponse{};
+        });
+  if (method == "WatchDir") return watch_route(live, user);
+  if (method == "CreateWatcher")
+    return unary<filesystem::CreateWatcherRequest, filesystem::CreateWatcherResponse>(
+        [&sb, live, user](const filesystem::CreateWatcherRequest& in) -> Result<filesystem::CreateWatcherResponse> {
+          BRIG_TRY_ASSIGN(id, sb.watch(in.path(), in.recursive(), user));
+          filesystem::CreateWatcherResponse out;
+          out.set_watcher_id(new_sandbox_id());
+          std::lock_guard lock(live->mu);
+          if (live->watchers.size() >= 64) return Error::make(errc::limit_exceeded, "too many watchers");
+          live->watchers[out.watcher_id()] = id;
+          return out;
+        });
+  if (method == "GetWatcherEvents")
+    return unary<filesystem::GetWatcherEventsRequest, filesystem::GetWatcherEventsResponse>(
+        [&sb, live](const filesystem::GetWatcherEventsRequest& in) -> Result<filesystem::GetWatcherEventsResponse> {
+          uint64_t id;
+          {
+            std::lock_guard lock(live->mu);
+            auto it = live->watchers.find(in.watcher_id());
+            if (it == live->watchers.end()) return Error::from_errno(ENOENT, "watcher not found");
+            id = it->second;
+          }
+          filesystem::GetWatcherEventsResponse out;
+          for (auto& ev : sb.take_watch_events(id)) {
+            auto* fe = out.add_events();
+            fe->set_name(ev.name);
+            fe->set_type(event_type(ev.op));
+          }
+          return out;
+        });
+  if (method == "RemoveWatcher")
+    return unary<filesystem::RemoveWatcherRequest, filesystem::RemoveWatcherResponse>(
+        [&sb, live](const filesystem::RemoveWatcherRequest& in) -> Result<filesystem::RemoveWatcherResponse> {
+          std::lock_guard lock(live->mu);
+          auto it = live->watchers.find(in.watcher_id());
+          if (it == live->watchers.end()) return Error::from_errno(ENOENT, "watcher not found");
+          (void)sb.unwatch(it->second);
+          live->watchers.erase(it);
+          return filesystem::RemoveWatcherResponse{};
+        });
+  return std::nullopt;
+}
+
+// ---- /files --------------------------------------------------------------------------------
+
+Result<std::string> gunzip(const std::string& in) {
+  z_stream zs = {};
+  if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) return Error::make(errc::protocol, "inflateInit2");
+  std::string out;
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));  // SAFETY: zlib does not write input
+  zs.avail_in = static_cast<uInt>(in.size());
+  char buf[65536];
+  int rc;
+  do {
+    zs.next_out = reinterpret_cast<Bytef*>(buf);  // SAFETY: byte buffer
+    zs.avail_out = sizeof buf;
+    rc = inflate(&zs, Z_NO_FLUSH);
+    if (rc != Z_OK && rc != Z_STREAM_END) {
+      inflateEnd(&zs);
+      return Error::make(errc::invalid_argument, "body is not valid gzip");
+    }
+    out.append(buf, sizeof buf - zs.avail_out);
+    if (out.size() > kMaxFileBytes) {
+      inflateEnd(&zs);
+      return Error::make(errc::limit_exceeded, "decompressed body larger than 512 MiB");
+    }
+  } while (rc != Z_STREAM_END);
+  inflateEnd(&zs);
+  return out;
+}
+
+struct Part {
+  std::string name, filename, body;
+};
+
+// multipart/form-data (RFC 7578): parts separated by "--boundary", headers, blank line, body.
+Result<std::vector<Part>> parse_multipart(const std::string& body, const std::string& content_type) {
+  auto b = content_type.find("boundary=");
+  if (b == std::string::npos) return Error::make(errc::invalid_argument, "multipart body without a boundary");
+  std::string boundary = content_type.substr(b + 9);
+  if (auto semi = boundary.find(';'); semi != std::string::npos) boundary.resize(semi);
+  if (boundary.size() >= 2 && boundary.front() == '"') boundary = boundary.substr(1, boundary.size() - 2);
+  if (boundary.empty() || boundary.size() > 200) return Error::make(errc::invalid_argument, "bad multipart boundary");
+  const std::string delim = "--" + boundary;
+  std::vector<Part> parts;
+  size_t pos = body.find(delim);
+  if (pos == std::string::npos) return Error::make(errc::invalid_argument, "multipart body without parts");
+  for (;;) {
+    pos += delim.size();
+    if (body.compare(pos, 2, "--") == 0) break;  // the closing delimiter
+    if (body.compare(pos, 2, "\r\n") != 0) return Error::make(errc::invalid_argument, "malformed multipart delimiter");
+    pos += 2;
+    size_t headers_end = body.find("\r\n\r\n", pos);
+    if (headers_end == std::string::npos) return Error::make(errc::invalid_argument, "malformed multipart headers");
+    std::string headers = body.substr(pos, headers_end - pos);
+    size_t next = body.find("\r\n" + delim, headers_end + 4);
+    if (next == std::string::npos) return Error::make(errc::invalid_argument, "unterminated multipart part");
+    Part part;
+    part.body = body.substr(headers_end + 4, next - headers_end - 4);
+    for (auto& line : split(headers, '\n')) {
+      std::string lower(trim(line));
+      for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (!lower.starts_with("content-disposition:")) continue;
+      std::string l(trim(line));
+      auto param = [&](const std::string& key) -> std::string {
+        auto k = lower.find(" " + key + "=\"");
+        if (k == std::string::npos) k = lower.find(";" + key + "=\"");
+        if (k == std::string::npos) return "";
+        size_t start = k + key.size() + 3;
+        size_t end = l.find('"', start);
+        return end == std::string::npos ? "" : l.substr(start, end - start);
+      };
+      part.name = param("name");
+      part.filename = param("filename");
+    }
+    parts.push_back(std::move(part));
+    if (parts.size() > 1000) return Error::make(errc::limit_exceeded, "more than 1000 parts");
+    pos = next + 2;
+  }
+  return parts;
+}
+
+bool signature_ok(const Request& req, const Live& live, const std::string& path, const std::string& op,
+                  const std::string& user) {
+  if (!req.header("x-access-token").empty()) return req.header("x-access-token") == live.access_token;
+  std::string sig = req.param("signature");
+  if (sig.empty()) return false;
+  std::string exp = req.param("signature_expiration");
+  if (!exp.empty()) {
+    if (exp.size() > 12 || exp.find_first_not_of("0123456789") != std::string::npos) return false;
+    if (std::stoll(exp) < now_unix_ms() / 1000) return false;
+  }
+  return sig == file_signature(path, op, user, live.access_token, exp);
+}
+
+Route files_route(std::shared_ptr<Live> live, sandbox::User user, const Request& head) {
+  Route r;
+  r.body_limit = kMaxFileBytes;
+  std::string method = head.method;
+  r.respond = [live, user, method](Request& req) -> Response {
+    std::string uname = req.param("username");
+    std::string path = req.param("path");
+    if (method == "GET") {
+      if (path.empty()) return Response::error(400, "the path query parameter is required");
+      if (!signature_ok(req, *live, path, "read", uname)) return Response::error(401, "invalid access token or signature");
+      auto content = live->sandbox->read_file(path, user, kMaxFileBytes);
+      if (!content) {
+        int e = content.error().sys_errno();
+        if (e == ENOENT) return Response::error(404, "file not found: " + path);
+        if (e == EISDIR || content.error().is(errc::invalid_argument)) return Response::error(400, content.error().message());
+        if (e == EACCES || e == EPERM) return Response::error(401, content.error().message());
+        return Response::error(500, content.error().message());
+      }
+      Response res;
+      res.status = 200;
+      res.headers.emplace_back("Content-Type", "application/octet-stream");
+      res.body = std::move(*content);
+      return res;
+    }
+    if (method != "POST") return Response::error(405, "use GET or POST");
+    if (!signature_ok(req, *live, path, "write", uname)) return Response::error(401, "invalid access token or signature");
+    std::vector<std::pair<std::string, std::string>> files;  // destination, content
+    std::string ct = req.header("content-type");
+    if (ct.starts_with("multipart/form-data")) {
+      auto parts = parse_multipart(req.body, ct);
+      if (!parts) return Response::error(400, parts.error().message());
+      for (auto& p : *parts) {
+        if (p.name != "file") continue;
+        std::string dest = !path.empty() ? path : p.filename;
+        if (dest.empty()) return Response::error(400, "a file part without a path");
+        files.emplace_back(dest, std::move(p.body));
+      }
+    } else {
+      if (path.empty()) return Response::error(400, "the path query parameter is required");
+      std::string body = std::move(req.body);
+      if (req.header("content-encoding") == "gzip") {
+        auto plain = gunzip(body);
+        if (!plain) return Response::error(400, plain.error().message());
+        body = std::move(*plain);
+      }
+      files.emplace_back(path, std::move(body));
+    }
+    if (files.empty()) return Response::error(400, "no file in the request");
+    nlohmann::json out = nlohmann::json::array();
+    for (auto& [dest, content] : files) {
+      auto w = live->sandbox->write_file(dest, content, user, 0644);
+      if (!w) {
+        int e = w.error().sys_errno();
+        if (e == ENOSPC) return Response::error(507, "not enough space: " + w.error().message());
+        if (e == EACCES || e == EPERM) return Response::error(401, w.error().message());
+        if (e == EISDIR || e == ENOTDIR || w.error().is(errc::invalid_argument)) return Response::error(400, w.error().message());
+        return Response::error(500, w.error().message());
+      }
+      auto st = live->sandbox->stat(dest, user);
+      std::string full = st ? st->path : dest;
+      out.push_back({{"path", full}, {"name", full.substr(full.find_last_of('/') + 1)}, {"type", "file"}});
+    }
+    return Response::json(200, out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  };
+  return r;
+}
+
+}  // namespace
+
+std::string file_signature(const std::string& path, const std::string& op, const std::string& user,
+                           const std::string& token, const std::string& expiration) {
+  std::string raw = path + ":" + op + ":" + user + ":" + token;
+  if (!expiration.empty()) raw += ":" + expiration;
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(raw.data(), raw.size(), md, &len, EVP_sha256(), nullptr);
+  std::string sig = base64(std::string_view(reinterpret_cast<char*>(md), len));  // SAFETY: bytes
+  while (!sig.empty() && sig.back() == '=') sig.pop_back();
+  return "v1_" + sig;
+}
+
+Result<sandbox::User> user_of(const Request& req, const Live& live) {
+  std::string name = req.param("username");
+  std::string auth = req.header("authorization");
+  if (name.empty() && auth.starts_with("Basic ")) {
+    BRIG_TRY_ASSIGN(decoded, base64_decode(trim(std::string_view(auth).substr(6))));
+    name = decoded.substr(0, decoded.find(':'));
+  }
+  if (name.empty()) name = live.tpl.config.user;
+  return sandbox::parse_user(name);
+}
+
+std::optional<Route> route(std::shared_ptr<Live> live, const Request& req, sandbox::User user, Daemon::Metrics& metrics) {
+  const std::string& p = req.path;
+  if (p == "/files") return files_route(live, user, req);
+  if (req.method != "POST") return std::nullopt;
+  if (p.starts_with("/process.Process/")) return process_route(live, p.substr(17), user, metrics);
+  if (p.starts_with("/filesystem.Filesystem/")) return filesystem_route(live, p.substr(23), user);
+  return std::nullopt;
+}
+
+}  // namespace brig::server::envd

@@ -1,0 +1,65 @@
+#include "server/keys.h"
+
+#include <openssl/crypto.h>
+#include <sqlite3.h>
+
+#include "base/util.h"
+
+namespace brig::server {
+namespace {
+sqlite3* db(void* p) { return static_cast<sqlite3*>(p); }
+}  // namespace
+
+Result<std::unique_ptr<KeyStore>> KeyStore::open(const std::string& state_dir) {
+  sqlite3* handle = nullptr;
+  if (sqlite3_open_v2((state_dir + "/brig.db").c_str(), &handle,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
+    sqlite3_close(handle);
+    return Error::make(errc::protocol, "open brig.db for keys");
+  }
+  sqlite3_busy_timeout(handle, 10'000);
+  sqlite3_exec(handle,
+               "CREATE TABLE IF NOT EXISTS api_keys (hash TEXT PRIMARY KEY, name TEXT NOT NULL, created_at INTEGER NOT NULL);",
+               nullptr, nullptr, nullptr);
+  return std::unique_ptr<KeyStore>(new KeyStore(handle));
+}
+
+KeyStore::~KeyStore() { sqlite3_close(db(db_)); }
+
+Result<std::string> KeyStore::create(const std::string& name) {
+  std::string key = "brig_" + new_sandbox_id() + new_sandbox_id();
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(db(db_), "INSERT INTO api_keys (hash, name, created_at) VALUES (?, ?, ?);", -1, &st, nullptr);
+  std::string hash = store::sha256_hex(key);
+  sqlite3_bind_text(st, 1, hash.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 2, name.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(st, 3, now_unix_ms());
+  int rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) return Error::make(errc::protocol, "store key");
+  return key;
+}
+
+bool KeyStore::valid(const std::string& key) {
+  if (key.empty() || key.size() > 512) return false;
+  std::string hash = store::sha256_hex(key);
+  if (!ephemeral_hash_.empty() && CRYPTO_memcmp(hash.data(), ephemeral_hash_.data(), hash.size()) == 0) return true;
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(db(db_), "SELECT 1 FROM api_keys WHERE hash = ?;", -1, &st, nullptr);
+  sqlite3_bind_text(st, 1, hash.c_str(), -1, SQLITE_TRANSIENT);
+  bool found = sqlite3_step(st) == SQLITE_ROW;
+  sqlite3_finalize(st);
+  return found;
+}
+
+void KeyStore::add_ephemeral(const std::string& key) { ephemeral_hash_ = store::sha256_hex(key); }
+
+size_t KeyStore::count() {
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(db(db_), "SELECT COUNT(*) FROM api_keys;", -1, &st, nullptr);
+  size_t n = sqlite3_step(st) == SQLITE_ROW ? static_cast<size_t>(sqlite3_column_int64(st, 0)) : 0;
+  sqlite3_finalize(st);
+  return n + (ephemeral_hash_.empty() ? 0 : 1);
+}
+
+}  // namespace brig::server
