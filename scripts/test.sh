@@ -36,6 +36,8 @@ run_stage security ctest_label security
 # Builds the four built-in templates on first run (~6 min), then reuses their cached layers.
 export BRIG_TEMPLATE_STATE_DIR=${BRIG_TEMPLATE_STATE_DIR:-${BRIG_CACHE_DIR:-/var/cache/brig}/state}
 run_stage templates ctest_label templates
+# The official e2b SDK (2.51.0 and 2.50.0, pinned in tests/sdk) against a real brig serve.
+run_stage sdk tests/sdk/run.sh build/src/brig
 
 echo
 echo "== summary =="

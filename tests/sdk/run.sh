@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs the official e2b SDK suite (both pinned versions) against a fresh `brig serve`.
+#   tests/sdk/run.sh [path/to/brig]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+brig=${1:-$here/../../build/src/brig}
+state=${BRIG_TEMPLATE_STATE_DIR:-${BRIG_CACHE_DIR:-/var/cache/brig}/state}
+port=$((20000 + RANDOM % 20000))
+
+cd "$here"
+[[ -d node_modules/e2b && -d node_modules/e2b-2.50 ]] || npm ci --no-audit --no-fund >/dev/null
+
+log=$(mktemp /tmp/brig-sdk-serve-XXXXXX.log)
+"$brig" --state-dir "$state" --log-level info serve --listen "127.0.0.1:$port" --pool 2 >"$log" 2>&1 &
+daemon=$!
+trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
+  sleep 0.1
+done
+export E2B_API_KEY=$(cat "$state/api-key")
+export E2B_API_URL=http://127.0.0.1:$port
+export E2B_SANDBOX_URL=http://127.0.0.1:$port
+
+status=0
+for sdk in e2b e2b-2.50; do
+  echo "== SDK $sdk ($(node -p "require('./node_modules/$sdk/package.json').version"))"
+  SDK=$sdk node --test --test-concurrency=1 e2b.test.mjs || status=1
+done
+if ((status)); then echo "daemon log: $log"; tail -20 "$log"; fi
+exit $status
