@@ -129,12 +129,12 @@ process::ProcessEvent::EndEvent end_event(const ProcessEvent& ev) {
 // survives the client going away.
 template <class Resp>
 void stream_process(std::shared_ptr<ProcessHub> hub, Codec codec, const Request& req, Stream& s,
-                    Daemon::Metrics& metrics) {
+                    Daemon::Metrics& metrics, bool from_start) {
   auto keepalive = kDefaultKeepalive;
   if (auto k = req.header("keepalive-ping-interval"); !k.empty() && k.size() < 6 &&
                                                       k.find_first_not_of("0123456789") == std::string::npos)
     keepalive = std::chrono::seconds(std::max(1, std::stoi(k)));
-  uint64_t cursor = hub->subscribe();
+  uint64_t cursor = hub->subscribe(from_start);
   struct Unsub {
     ProcessHub& h;
     uint64_t c;
@@ -145,7 +145,7 @@ void stream_process(std::shared_ptr<ProcessHub> hub, Codec codec, const Request&
   start.mutable_event()->mutable_start()->set_pid(static_cast<uint32_t>(hub->pid()));
   if (!s.write(connect::frame(codec, start))) return;
   // A process that already ended (late Connect) reports its end at once.
-  if (auto st = hub->exit_status(); st && hub->finished()) {
+  if (auto st = hub->exit_status(); !from_start && st && hub->finished()) {
     Resp end;
     *end.mutable_event()->mutable_end() = end_event({ProcessEvent::end, "", *st, false});
     s.write(connect::frame(codec, end));
@@ -222,7 +222,7 @@ Route start_route(std::shared_ptr<Live> live, sandbox::User user, Daemon::Metric
         it = it->second->finished() && live->processes.size() > 256 ? live->processes.erase(it) : std::next(it);
       live->processes[hub->pid()] = hub;
     }
-    stream_process<process::StartResponse>(hub, *codec, req, s, metrics);
+    stream_process<process::StartResponse>(hub, *codec, req, s, metrics, /*from_start=*/true);
   };
   return r;
 }
@@ -235,7 +235,7 @@ Route connect_route(std::shared_ptr<Live> live, Daemon::Metrics& metrics) {
     if (!codec) return stream_error(s, Codec::json, {"invalid_argument", codec.error().message()});
     auto hub = find_process(*live, in.process());
     if (!hub) return stream_error(s, *codec, {"not_found", "process not found"});
-    stream_process<process::ConnectResponse>(hub, *codec, req, s, metrics);
+    stream_process<process::ConnectResponse>(hub, *codec, req, s, metrics, /*from_start=*/false);
   };
   return r;
 }

@@ -13,6 +13,7 @@
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
 #include <cstring>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "base/util.h"
@@ -281,6 +282,9 @@ void HttpServer::serve_connection(int fd, std::string remote) {
     stream.set_timeout(options_.idle_timeout);
     http::request_parser<http::string_body> parser;
     parser.header_limit(64 * 1024);
+    // The route decides the real limit once the headers are in; Beast would otherwise refuse a
+    // Content-Length above its 1 MiB default while still reading the headers.
+    parser.body_limit(std::numeric_limits<std::uint64_t>::max());
     boost::system::error_code ec;
     http::read_header(stream, buffer, parser, ec);
     if (ec) return;  // timeout, EOF, garbage: close quietly
@@ -325,9 +329,31 @@ void HttpServer::serve_connection(int fd, std::string remote) {
     // The body, within the route's limit, each read with the read timeout.
     stream.set_timeout(options_.read_timeout);
     parser.body_limit(route.body_limit);
-    if (!parser.is_done()) http::read(stream, buffer, parser, ec);
+    auto declared = parser.content_length();
+    if (declared && *declared > route.body_limit) ec = http::error::body_limit;
+    else if (!parser.is_done()) {
+      if (req.header("expect") == "100-continue") {
+        static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        net::write(stream, net::buffer(kContinue, sizeof kContinue - 1), ec);
+      }
+      if (!ec) http::read(stream, buffer, parser, ec);
+    }
     if (ec == http::error::body_limit) {
+      keep_alive = false;
       send(Response::error(413, "request body larger than " + format_size(route.body_limit)));
+      // Lingering close: let the client finish sending (bounded) so it reads our answer
+      // instead of a connection reset.
+      ::shutdown(fd, SHUT_WR);
+      char sink[65536];
+      auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+      size_t drained = 0;
+      while (drained < (64u << 20) && std::chrono::steady_clock::now() < until) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (::poll(&p, 1, 200) <= 0) continue;
+        ssize_t n = ::read(fd, sink, sizeof sink);
+        if (n <= 0) break;
+        drained += static_cast<size_t>(n);
+      }
       return;
     }
     if (ec) {

@@ -27,10 +27,10 @@ ProcessHub::~ProcessHub() {
   if (thread_.joinable()) thread_.join();
 }
 
-uint64_t ProcessHub::subscribe() {
+uint64_t ProcessHub::subscribe(bool from_start) {
   std::lock_guard lock(mu_);
   uint64_t id = next_cursor_++;
-  cursors_[id] = base_seq_ + events_.size();
+  cursors_[id] = from_start ? base_seq_ : base_seq_ + events_.size();
   return id;
 }
 

@@ -41,8 +41,9 @@ class ProcessHub {
   const sandbox::ProcessSpec& spec() const { return spec_; }
   bool pty() const { return spec_.pty; }
 
-  // A subscription starts at the live end of the output (earlier output is not replayed).
-  uint64_t subscribe();
+  // A subscription starts at the live end of the output (a Connect: earlier output is not
+  // replayed), or, for the Start stream, at the process's very first byte.
+  uint64_t subscribe(bool from_start = false);
   void unsubscribe(uint64_t cursor_id);
   // Waits up to `timeout` for events after the subscriber's cursor; returns them (may be empty).
   std::vector<ProcessEvent> next(uint64_t cursor_id, std::chrono::milliseconds timeout);

@@ -86,6 +86,8 @@ test(`${sdkName}: commands.run output, exit codes, cwd, env, user`, async () => 
   assert.equal((await s.commands.run('echo $A-$B', { envs: { A: '1', B: '2' } })).stdout, '1-2\n')
   assert.equal((await s.commands.run('id -u')).stdout, '1000\n')
   assert.equal((await s.commands.run('id -u', { user: 'root' })).stdout, '0\n')
+  // Fast commands: output written before the stream attaches is never lost.
+  for (let i = 0; i < 20; i++) assert.equal((await s.commands.run(`echo ${i}`)).stdout, `${i}\n`)
   const chunks = []
   await s.commands.run('for i in 1 2 3; do echo $i; sleep 0.2; done', { onStdout: (d) => chunks.push(d) })
   assert.ok(chunks.length >= 2, 'output arrives as it is produced')

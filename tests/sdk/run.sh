@@ -27,5 +27,7 @@ for sdk in e2b e2b-2.50; do
   echo "== SDK $sdk ($(node -p "require('./node_modules/$sdk/package.json').version"))"
   SDK=$sdk node --test --test-concurrency=1 e2b.test.mjs || status=1
 done
+echo "== protocol"
+node --test --test-concurrency=1 protocol.test.mjs || status=1
 if ((status)); then echo "daemon log: $log"; tail -20 "$log"; fi
 exit $status
