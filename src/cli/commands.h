@@ -19,5 +19,7 @@ Runner add_doctor(CLI::App& app, Globals& globals);
 Runner add_template(CLI::App& app, Globals& globals);
 Runner add_serve(CLI::App& app, Globals& globals);
 Runner add_key(CLI::App& app, Globals& globals);
+Runner add_sandbox(CLI::App& app, Globals& globals);
+Runner add_files(CLI::App& app, Globals& globals);
 
 }  // namespace brig::cli

@@ -24,6 +24,8 @@ int main(int argc, char** argv) {
       brig::cli::add_template(app, globals),
       brig::cli::add_serve(app, globals),
       brig::cli::add_key(app, globals),
+      brig::cli::add_sandbox(app, globals),
+      brig::cli::add_files(app, globals),
   };
   try {
     app.parse(argc, argv);

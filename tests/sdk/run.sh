@@ -27,6 +27,8 @@ for sdk in e2b e2b-2.50; do
   echo "== SDK $sdk ($(node -p "require('./node_modules/$sdk/package.json').version"))"
   SDK=$sdk node --test --test-concurrency=1 e2b.test.mjs || status=1
 done
+echo "== CLI client"
+BRIG_BIN=$(readlink -f "$brig") node --test cli.test.mjs || status=1
 echo "== protocol"
 node --test --test-concurrency=1 protocol.test.mjs || status=1
 if ((status)); then echo "daemon log: $log"; tail -20 "$log"; fi

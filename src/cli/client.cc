@@ -1,0 +1,110 @@
+#include "cli/client.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+
+#include "base/util.h"
+#include "sandbox/engine.h"
+
+namespace brig::cli {
+namespace net = boost::asio;
+namespace http = boost::beast::http;
+using tcp = net::ip::tcp;
+
+Result<ApiClient> ApiClient::from_env(const std::string& state_dir) {
+  ApiClient c;
+  const char* url = std::getenv("BRIG_URL");
+  c.url_ = url && *url ? url : "http://127.0.0.1:49982";
+  std::string rest = c.url_;
+  if (!rest.starts_with("http://")) return Error::make(errc::invalid_argument, "BRIG_URL must be http://HOST:PORT");
+  rest = rest.substr(7);
+  if (auto slash = rest.find('/'); slash != std::string::npos) rest.resize(slash);
+  auto colon = rest.rfind(':');
+  c.host_ = colon == std::string::npos ? rest : rest.substr(0, colon);
+  c.port_ = colon == std::string::npos ? "80" : rest.substr(colon + 1);
+  if (const char* key = std::getenv("BRIG_API_KEY"); key && *key) c.key_ = key;
+  else if (auto k = read_small_file((state_dir.empty() ? sandbox::default_state_dir() : state_dir) + "/api-key", 1024))
+    c.key_ = std::string(trim(*k));
+  return c;
+}
+
+namespace {
+Result<tcp::socket> connect_to(net::io_context& io, const std::string& host, const std::string& port, const std::string& url) {
+  tcp::resolver resolver(io);
+  boost::system::error_code ec;
+  auto endpoints = resolver.resolve(host, port, ec);
+  tcp::socket socket(io);
+  if (!ec) net::connect(socket, endpoints, ec);
+  if (ec)
+    return Error::make(errc::unsupported, "cannot reach brig at " + url + " (" + ec.message() +
+                                              "); start one with `brig serve`, or set BRIG_URL");
+  return socket;
+}
+}  // namespace
+
+Result<HttpResult> ApiClient::call(const std::string& method, const std::string& target, const std::string& body,
+                                   std::map<std::string, std::string> headers) {
+  HttpResult out;
+  BRIG_TRY_ASSIGN(status, stream(method, target, body, std::move(headers), [&](std::string_view d) {
+    out.body.append(d);
+    return true;
+  }));
+  out.status = status;
+  return out;
+}
+
+Result<int> ApiClient::stream(const std::string& method, const std::string& target, const std::string& body,
+                              std::map<std::string, std::string> headers,
+                              const std::function<bool(std::string_view)>& on_data) {
+  net::io_context io;
+  BRIG_TRY_ASSIGN(socket, connect_to(io, host_, port_, url_));
+  http::request<http::string_body> req{http::string_to_verb(method), target, 11};
+  req.set(http::field::host, host_ + ":" + port_);
+  req.set(http::field::user_agent, "brig-cli");
+  if (!key_.empty() && !headers.count("E2b-Sandbox-Id")) req.set("X-API-KEY", key_);
+  if (!body.empty() && !headers.count("Content-Type")) req.set(http::field::content_type, "application/json");
+  for (auto& [k, v] : headers) req.set(k, v);
+  req.body() = body;
+  req.prepare_payload();
+  boost::system::error_code ec;
+  http::write(socket, req, ec);
+  if (ec) return Error::make(errc::protocol, "send request: " + ec.message());
+  boost::beast::flat_buffer buffer;
+  http::response_parser<http::buffer_body> parser;
+  parser.body_limit(std::numeric_limits<std::uint64_t>::max());
+  http::read_header(socket, buffer, parser, ec);
+  if (ec) return Error::make(errc::protocol, "read response: " + ec.message());
+  char chunk[65536];
+  while (!parser.is_done()) {
+    parser.get().body().data = chunk;
+    parser.get().body().size = sizeof chunk;
+    http::read(socket, buffer, parser, ec);
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) return Error::make(errc::protocol, "read response: " + ec.message());
+    size_t got = sizeof chunk - parser.get().body().size;
+    if (got && !on_data(std::string_view(chunk, got))) break;
+  }
+  return static_cast<int>(parser.get().result_int());
+}
+
+Result<std::map<std::string, std::string>> ApiClient::envd_headers(const std::string& id) {
+  BRIG_TRY_ASSIGN(r, call("GET", "/sandboxes/" + id));
+  if (r.status != 200) return Error::make(r.status == 404 ? errc::not_found : errc::protocol, api_error(r));
+  auto j = nlohmann::json::parse(r.body, nullptr, false);
+  std::map<std::string, std::string> h = {{"E2b-Sandbox-Id", id}, {"E2b-Sandbox-Port", "49983"}};
+  if (j.is_object() && j.contains("envdAccessToken") && j["envdAccessToken"].is_string())
+    h["X-Access-Token"] = j["envdAccessToken"].get<std::string>();
+  return h;
+}
+
+std::string api_error(const HttpResult& r) {
+  auto j = nlohmann::json::parse(r.body, nullptr, false);
+  std::string msg = j.is_object() && j.contains("message") && j["message"].is_string() ? j["message"].get<std::string>()
+                                                                                        : r.body.substr(0, 200);
+  return msg + " (HTTP " + std::to_string(r.status) + ")";
+}
+
+}  // namespace brig::cli
