@@ -70,12 +70,15 @@ int serve(const ServeArgs& a, const Globals& g) {
   std::thread waiter([&] {
     int sig = 0;
     sigwait(&sigs, &sig);
-    spdlog::warn("signal {}: shutting down (sandboxes of this daemon end with it)", sig);
+    spdlog::warn("signal {}: shutting down; sandboxes keep running for the next brig serve", sig);
     (*daemon)->stop();
   });
   (*daemon)->run();
   pthread_kill(waiter.native_handle(), SIGTERM);
   waiter.join();
+  daemon->reset();
+  // Sandboxes keep running; the next `brig serve` on this state dir re-adopts them.
+  (*engine)->detach_persistent();
   return 0;
 }
 

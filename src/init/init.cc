@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
+#include <sys/socket.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
@@ -31,7 +32,8 @@ struct Watch {
 
 class Init {
  public:
-  Init(Fd control, InitConfig config) : control_(std::move(control)), env_(std::move(config.env)) {
+  Init(Fd control, InitConfig config)
+      : control_(std::move(control)), listener_(std::move(config.listener)), env_(std::move(config.env)) {
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGCHLD);
@@ -47,16 +49,19 @@ class Init {
 
   [[noreturn]] void run() {
     for (;;) {
-      struct pollfd fds[4] = {{control_.get(), POLLIN, 0},
+      // A closed control channel (fd -1) is skipped by poll.
+      struct pollfd fds[5] = {{control_.get(), POLLIN, 0},
                               {signals_.get(), POLLIN, 0},
                               {timer_.get(), POLLIN, 0},
-                              {inotify_.get(), POLLIN, 0}};
-      if (::poll(fds, 4, -1) < 0 && errno != EINTR) ::_exit(3);
+                              {inotify_.get(), POLLIN, 0},
+                              {listener_.get(), POLLIN, 0}};
+      if (::poll(fds, 5, -1) < 0 && errno != EINTR) ::_exit(3);
       if (fds[1].revents) on_signals();
       // The lifetime is over: exiting as PID 1 makes the kernel kill every process left.
       if (fds[2].revents) ::_exit(0);
       if (fds[3].revents) on_inotify();
       if (fds[0].revents) on_control();
+      if (fds[4].revents) on_accept();
     }
   }
 
@@ -70,17 +75,26 @@ class Init {
   }
 
   void send(const initpb::InitMessage& msg, std::span<const int> fds = {}) {
+    if (!control_) return;  // nobody connected: exits and events are dropped
     std::string bytes;
     msg.SerializeToString(&bytes);
     // A failed send means the engine is gone; the next read sees EOF and we exit.
     (void)sys::send_packet(control_.get(), bytes, fds);
   }
 
+  // A brig process (re)connects: it becomes the one control channel.
+  void on_accept() {
+    Fd conn(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (conn) control_ = std::move(conn);
+  }
+
   void on_control() {
     auto packet = sys::recv_packet(control_.get());
     if (!packet) {
-      // The brig process holding this sandbox is gone: take the sandbox down with it.
-      if (packet.error().is(errc::not_found) || packet.error().sys_errno() != EAGAIN) ::_exit(0);
+      // The brig process holding this sandbox is gone. A persistent sandbox waits for the
+      // next one (its lifetime timer still runs); any other goes down with it.
+      if (!listener_) ::_exit(0);
+      control_.reset();
       return;
     }
     initpb::InitRequest req;
@@ -286,7 +300,7 @@ class Init {
     }
   }
 
-  Fd control_, signals_, timer_, inotify_;
+  Fd control_, listener_, signals_, timer_, inotify_;
   std::map<std::string, std::string> env_;
   std::map<int, initpb::ProcessInfo> processes_;
   std::map<int, Watch> watches_;

@@ -5,8 +5,9 @@
 // process that created the sandbox is gone.
 //
 // It serves one control channel (SOCK_SEQPACKET; InitRequest in, InitMessage out, fds beside
-// them). When the channel closes, or the lifetime ends, it exits and the kernel kills every
-// process in the PID namespace with it.
+// them). When the lifetime ends it exits and the kernel kills every process in the PID
+// namespace with it. When the channel closes it does the same, unless the sandbox is
+// persistent: then it keeps running and accepts the next brig process on its listener.
 //
 // Single-threaded; runs with the baseline seccomp policy already installed.
 #pragma once
@@ -22,6 +23,7 @@ namespace brig::init {
 struct InitConfig {
   uint32_t lifetime_ms = 0;
   std::map<std::string, std::string> env;  // sandbox-wide env (SetEnv replaces it)
+  Fd listener;  // persistent sandboxes: accepts a new control connection after the old one closes
 };
 
 [[noreturn]] void run_init(Fd control, InitConfig config);

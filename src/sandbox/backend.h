@@ -29,6 +29,8 @@ class SandboxHandle : public Sandbox {
   virtual SandboxRecord record() const = 0;
   // Replaces the sandbox-wide environment (used when a pooled sandbox is handed over).
   virtual Result<> set_env(const std::map<std::string, std::string>& env) = 0;
+  // Lets go of a persistent sandbox without killing it (it waits for the next brig process).
+  virtual void detach() = 0;
 };
 
 class Backend {
@@ -39,6 +41,8 @@ class Backend {
                                                         const SandboxSpec& spec) = 0;
   // Is the sandbox of `record` still running (on this host, under any brig process)?
   virtual bool is_alive(const SandboxRecord& record) = 0;
+  // Reconnects to a persistent sandbox whose brig process is gone.
+  virtual Result<std::unique_ptr<SandboxHandle>> adopt(const SandboxRecord& record) = 0;
   // Kills what a record names (when its owner is gone or another process asks).
   virtual Result<> kill(const SandboxRecord& record) = 0;
   // Releases host resources left by a sandbox whose processes are gone (cgroups, ...).

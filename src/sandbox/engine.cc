@@ -70,7 +70,7 @@ std::string shape_key(const SandboxSpec& s) {
   for (auto& l : s.layers) key += "|" + l;
   key += "|" + std::to_string(s.memory_bytes) + "|" + std::to_string(s.cpu_millis) + "|" + std::to_string(s.pids) +
          "|" + std::to_string(s.disk_bytes) + "|" + std::to_string(s.shm_bytes) + "|" + (s.host_network ? "host" : "lo") +
-         "|" + s.upper_dir;
+         "|" + s.upper_dir + (s.persistent ? "|persistent" : "");
   return key;
 }
 
@@ -113,6 +113,7 @@ Result<std::shared_ptr<Sandbox>> Engine::create(const SandboxSpec& spec) {
     if (r) {
       std::lock_guard lock(mu_);
       owned_[info.id] = handle;
+      if (spec.persistent) persistent_.insert(info.id);
       return std::shared_ptr<Sandbox>(handle);
     }
     (void)handle->destroy();
@@ -121,6 +122,7 @@ Result<std::shared_ptr<Sandbox>> Engine::create(const SandboxSpec& spec) {
   BRIG_TRY_ASSIGN(handle, create_cold(spec, std::move(info)));
   std::lock_guard lock(mu_);
   owned_[handle->id()] = handle;
+  if (spec.persistent) persistent_.insert(handle->id());
   return std::shared_ptr<Sandbox>(handle);
 }
 
@@ -305,11 +307,49 @@ Result<> Engine::cleanup(const std::string& id) {
       owned_.erase(it);
     }
   }
+  {
+    std::lock_guard lock(mu_);
+    persistent_.erase(id);
+  }
   Result<> result = ok();
   if (handle) result = handle->destroy();
   else result = backend_->release(id);
   if (!result) return result.error().wrap("clean up sandbox " + id);
   return registry_->remove(id);
+}
+
+std::vector<std::string> Engine::adopt_orphans() {
+  std::vector<std::string> adopted;
+  auto rows = registry_->all();
+  if (!rows) return adopted;
+  for (auto& row : *rows) {
+    if (row.info.state != "running" || process_exists(row.record.owner_pid)) continue;
+    {
+      std::lock_guard lock(mu_);
+      if (owned_.count(row.info.id)) continue;
+    }
+    auto handle = backend_->adopt(row.record);
+    if (!handle) continue;  // not persistent, or gone: reap() deals with it
+    (void)registry_->set_owner(row.info.id, static_cast<int>(::getpid()));
+    std::lock_guard lock(mu_);
+    owned_[row.info.id] = std::shared_ptr<SandboxHandle>(std::move(*handle));
+    persistent_.insert(row.info.id);
+    adopted.push_back(row.info.id);
+  }
+  return adopted;
+}
+
+void Engine::detach_persistent() {
+  std::lock_guard lock(mu_);
+  for (auto it = owned_.begin(); it != owned_.end();) {
+    if (persistent_.count(it->first)) {
+      it->second->detach();
+      persistent_.erase(it->first);
+      it = owned_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 size_t Engine::reap() {
@@ -329,7 +369,11 @@ size_t Engine::reap() {
     bool gone;
     if (owned) gone = !handle->alive();
     else if (row.info.state == "creating") gone = !process_exists(row.record.owner_pid);
-    else gone = !backend_->is_alive(row.record);
+    else if (row.info.state == "pooled" && !process_exists(row.record.owner_pid)) {
+      // An idle pool sandbox whose brig process died: nobody will hand it over.
+      (void)backend_->kill(row.record);
+      gone = true;
+    } else gone = !backend_->is_alive(row.record);
     if (!gone) continue;
     if (auto r = cleanup(id); !r) {
       spdlog::warn("reap {}: {}", id, r.error().message());

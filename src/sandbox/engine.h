@@ -9,6 +9,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <set>
 #include <thread>
 #include <mutex>
 #include <string>
@@ -54,6 +55,11 @@ class Engine {
   Result<> kill(const std::string& id);
   // Cleans up sandboxes that are gone (expired, crashed, owner died). Returns how many.
   size_t reap();
+  // Takes over the persistent sandboxes whose brig process is gone; returns their ids.
+  std::vector<std::string> adopt_orphans();
+  // Lets go of every persistent sandbox without killing it (graceful daemon shutdown); the
+  // others are killed as usual when the engine closes.
+  void detach_persistent();
 
   Backend& backend() { return *backend_; }
   const std::string& state_dir() const { return state_dir_; }
@@ -76,6 +82,7 @@ class Engine {
   std::unique_ptr<Registry> registry_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<SandboxHandle>> owned_;
+  std::set<std::string> persistent_;  // owned ids created (or adopted) as persistent
   std::map<std::string, Pool> pools_;  // by shape key
   PoolStats stats_;
   std::condition_variable pool_cv_;

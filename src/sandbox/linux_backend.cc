@@ -3,12 +3,15 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <thread>
 
 #include "base/util.h"
@@ -70,9 +73,9 @@ bool pidfd_exited(int pidfd, int timeout_ms) {
 class LinuxSandbox final : public SandboxHandle {
  public:
   LinuxSandbox(std::string id, SandboxRecord record, Fd pidfd, Fd control,
-               std::unique_ptr<isolate::Cgroup> cgroup)
+               std::unique_ptr<isolate::Cgroup> cgroup, std::string socket_path)
       : id_(std::move(id)), record_(record), pidfd_(std::move(pidfd)), channel_(std::move(control)),
-        cgroup_(std::move(cgroup)) {}
+        cgroup_(std::move(cgroup)), socket_path_(std::move(socket_path)) {}
   ~LinuxSandbox() override { (void)destroy(); }
 
   const std::string& id() const override { return id_; }
@@ -274,9 +277,12 @@ class LinuxSandbox final : public SandboxHandle {
 
   bool alive() override { return !destroyed_ && !pidfd_exited(pidfd_.get(), 0); }
 
+  void detach() override { destroyed_ = true; }  // the channel closes with this object
+
   Result<> destroy() override {
     if (destroyed_) return ok();
     destroyed_ = true;
+    if (!socket_path_.empty()) ::unlink(socket_path_.c_str());
     // SIGKILL to PID 1 of the namespace: the kernel kills every process in it, and with the
     // last one go its mount namespace (overlay, tmpfs layer, /dev, /proc) and network namespace.
     (void)sys::pidfd_send_signal(pidfd_.get(), SIGKILL);
@@ -303,14 +309,16 @@ class LinuxSandbox final : public SandboxHandle {
   Fd pidfd_;
   InitChannel channel_;
   std::unique_ptr<isolate::Cgroup> cgroup_;
+  std::string socket_path_;  // persistent sandboxes: brig-init's listener on the host
   bool destroyed_ = false;
 };
 
 class LinuxBackend final : public Backend {
  public:
-  LinuxBackend(std::string mount_point, std::unique_ptr<isolate::CgroupDriver> cgroups,
+  LinuxBackend(std::string mount_point, std::string run_dir, std::unique_ptr<isolate::CgroupDriver> cgroups,
                std::unique_ptr<Zygote> zygote)
-      : mount_point_(std::move(mount_point)), cgroups_(std::move(cgroups)), zygote_(std::move(zygote)) {}
+      : mount_point_(std::move(mount_point)), run_dir_(std::move(run_dir)), cgroups_(std::move(cgroups)),
+        zygote_(std::move(zygote)) {}
   // The engine destroys its sandboxes first; an empty group is not left behind.
   ~LinuxBackend() override { cgroups_->remove_group(); }
 
@@ -342,6 +350,8 @@ class LinuxBackend final : public Backend {
     req.set_mount_point(mount_point_);
     req.set_lifetime_ms(static_cast<uint32_t>(spec.lifetime.count()));
     req.set_share_host_network(spec.host_network);
+    const std::string socket_path = spec.persistent ? socket_of(id) : "";
+    req.set_control_socket(socket_path);
     std::vector<Fd> fds;
     if (cgroups_->name() == "v2") {
       auto dir = cgroup->open_dir_for_clone();
@@ -358,10 +368,32 @@ class LinuxBackend final : public Backend {
     if (!created) return fail(created.error());
     SandboxRecord record{id, slot, created->init_pid, proc_start_time(created->init_pid), static_cast<int>(::getpid())};
     auto sandbox = std::make_unique<LinuxSandbox>(id, record, std::move(created->pidfd), std::move(created->control),
-                                                  std::move(cgroup));
+                                                  std::move(cgroup), socket_path);
     if (!spec.env.empty())
       if (auto r = sandbox->set_env(spec.env); !r) return r.error().wrap("create sandbox: set env");
     return std::unique_ptr<SandboxHandle>(std::move(sandbox));
+  }
+
+  Result<std::unique_ptr<SandboxHandle>> adopt(const SandboxRecord& record) override {
+    if (!is_alive(record)) return Error::make(errc::not_found, "sandbox " + record.id + " is gone");
+    Fd pidfd(sys::pidfd_open(record.init_pid, 0));
+    if (!pidfd) return Error::from_errno(errno, "pidfd_open");
+    if (!is_alive(record)) return Error::make(errc::not_found, "sandbox " + record.id + " is gone");
+    const std::string path = socket_of(record.id);
+    struct sockaddr_un addr = {};
+    addr.sun_family = AF_UNIX;
+    if (path.size() >= sizeof addr.sun_path) return Error::make(errc::invalid_argument, "socket path too long");
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    Fd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    if (!sock) return Error::from_errno(errno, "socket(AF_UNIX)");
+    // SAFETY: sockaddr_un is a sockaddr
+    if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+      return Error::from_errno(errno, "connect(" + path + ")");
+    BRIG_TRY_ASSIGN(cgroup, cgroups_->open(record.id));
+    SandboxRecord adopted = record;
+    adopted.owner_pid = static_cast<int>(::getpid());
+    return std::unique_ptr<SandboxHandle>(
+        new LinuxSandbox(record.id, adopted, std::move(pidfd), std::move(sock), std::move(cgroup), path));
   }
 
   bool is_alive(const SandboxRecord& record) override {
@@ -395,7 +427,10 @@ class LinuxBackend final : public Backend {
   }
 
  private:
+  std::string socket_of(const std::string& id) const { return run_dir_ + "/" + id + ".sock"; }
+
   std::string mount_point_;
+  std::string run_dir_;
   std::unique_ptr<isolate::CgroupDriver> cgroups_;
   std::unique_ptr<Zygote> zygote_;
 };
@@ -422,8 +457,11 @@ Result<std::unique_ptr<Backend>> make_linux_backend(const LinuxBackendOptions& o
   std::string mount_point = options.state_dir + "/mnt";
   if (::mkdir(mount_point.c_str(), 0700) != 0 && errno != EEXIST)
     return Error::from_errno(errno, "mkdir(" + mount_point + ")");
+  // Control sockets of persistent sandboxes: root-only, like the rest of the state dir.
+  std::string run_dir = options.state_dir + "/run";
+  if (::mkdir(run_dir.c_str(), 0700) != 0 && errno != EEXIST) return Error::from_errno(errno, "mkdir(" + run_dir + ")");
   BRIG_TRY_ASSIGN(zygote, Zygote::start());
-  return std::unique_ptr<Backend>(new LinuxBackend(mount_point, std::move(cgroups), std::move(zygote)));
+  return std::unique_ptr<Backend>(new LinuxBackend(mount_point, run_dir, std::move(cgroups), std::move(zygote)));
 }
 
 }  // namespace brig::sandbox

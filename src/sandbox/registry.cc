@@ -143,6 +143,14 @@ Result<> Registry::set_end_at(const std::string& id, int64_t end_at_ms) {
   return ok();
 }
 
+Result<> Registry::set_owner(const std::string& id, int owner_pid) {
+  std::lock_guard lock(mu_);
+  Stmt q(db_, "UPDATE sandboxes SET owner_pid=? WHERE id=?;");
+  q.bind(1, static_cast<int64_t>(owner_pid)).bind(2, id);
+  if (q.step() != SQLITE_DONE) return db_error(db_, "update sandbox");
+  return ok();
+}
+
 Result<> Registry::mark_pooled(const std::string& id) {
   std::lock_guard lock(mu_);
   Stmt q(db_, "UPDATE sandboxes SET state='pooled' WHERE id=?;");

@@ -35,6 +35,8 @@ class Registry {
   Result<> set_end_at(const std::string& id, int64_t end_at_ms);
   // Parks a running sandbox in the warm pool (hidden from listings) ...
   Result<> mark_pooled(const std::string& id);
+  // A new brig process took over the sandbox's control channel.
+  Result<> set_owner(const std::string& id, int owner_pid);
   // ... and hands it over: it becomes a running sandbox described by `info`.
   Result<> assign(const SandboxInfo& info);
   Result<> remove(const std::string& id);

@@ -37,6 +37,7 @@ struct SandboxSpec {
   std::map<std::string, std::string> env;       // sandbox-wide environment
   std::map<std::string, std::string> metadata;  // opaque key/values for listing filters
   bool host_network = false;                // build sandboxes only; default loopback-only
+  bool persistent = false;                  // outlives the brig process; a new one re-adopts it
   std::string upper_dir;                    // build sandboxes only: keep the writable layer in
                                             // this host dir (created by brig, root-only)
 };

@@ -10,6 +10,9 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -44,7 +47,7 @@ void report_step(int sock, const isolate::StepResult& step) {
 }
 
 // The sandbox's first process, in its new namespaces. Becomes brig-init; never returns.
-[[noreturn]] void sandbox_child(const initpb::ZygoteRequest& req, Fd sock) {
+[[noreturn]] void sandbox_child(const initpb::ZygoteRequest& req, Fd sock, Fd listener) {
   auto fail = [&](isolate::StepResult step) {
     report_step(sock.get(), step);
     ::_exit(1);
@@ -82,13 +85,17 @@ void report_step(int sock, const isolate::StepResult& step) {
   if (null < 0) fail(isolate::StepResult::fail("open(/dev/null)"));
   for (int fd = 0; fd < 3; ++fd)
     if (::dup2(null, fd) < 0) fail(isolate::StepResult::fail("dup2(/dev/null)"));
-  // Only the control socket survives (it is moved to fd 3; everything above is closed).
-  if (sock.get() != 3) {
-    if (::dup3(sock.get(), 3, O_CLOEXEC) < 0) fail(isolate::StepResult::fail("dup3(control)"));
-    (void)sock.release();
-    sock.reset(3);
-  }
-  if (sys::close_range(4, ~0U, 0) != 0) fail(isolate::StepResult::fail("close_range"));
+  // Only the control socket (fd 3) and the listener of a persistent sandbox (fd 4) survive.
+  // Both are moved above 9 first, so no dup lands on its own number.
+  int hi_sock = ::fcntl(sock.get(), F_DUPFD_CLOEXEC, 10);
+  int hi_listen = listener ? ::fcntl(listener.get(), F_DUPFD_CLOEXEC, 10) : -1;
+  if (hi_sock < 0 || ::dup3(hi_sock, 3, O_CLOEXEC) < 0) fail(isolate::StepResult::fail("dup3(control)"));
+  if (listener && (hi_listen < 0 || ::dup3(hi_listen, 4, O_CLOEXEC) < 0)) fail(isolate::StepResult::fail("dup3(listener)"));
+  (void)sock.release();
+  (void)listener.release();
+  sock.reset(3);
+  if (hi_listen >= 0) listener.reset(4);
+  if (sys::close_range(listener ? 5 : 4, ~0U, 0) != 0) fail(isolate::StepResult::fail("close_range"));
 
   // Nothing in the sandbox may ptrace brig-init or open /proc/1/{exe,root,fd} (its exe is the
   // host brig binary: CVE-2019-5736).
@@ -103,6 +110,7 @@ void report_step(int sock, const isolate::StepResult& step) {
   if (!sys::send_packet(sock.get(), bytes)) ::_exit(1);
   init::InitConfig config;
   config.lifetime_ms = req.lifetime_ms();
+  config.listener = std::move(listener);
   init::run_init(std::move(sock), std::move(config));
 }
 
@@ -119,10 +127,29 @@ Result<> wait_ready(int sock) {
   return ok();
 }
 
+// A root-only listening socket at `path` (host side, in brig's state dir), or none.
+Result<Fd> listen_control_socket(const std::string& path) {
+  if (path.empty()) return Fd();
+  struct sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) return Error::make(errc::invalid_argument, "control socket path too long");
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  Fd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  if (!fd) return Error::from_errno(errno, "socket(AF_UNIX)");
+  ::unlink(path.c_str());
+  mode_t old = ::umask(0177);  // the socket file is created 0600: only root may connect
+  int rc = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);  // SAFETY: sockaddr_un is a sockaddr
+  ::umask(old);
+  if (rc != 0) return Error::from_errno(errno, "bind(" + path + ")");
+  if (::listen(fd.get(), 4) != 0) return Error::from_errno(errno, "listen(" + path + ")");
+  return fd;
+}
+
 // The zygote side of one create.
 Result<Zygote::Created> clone_sandbox(const initpb::ZygoteRequest& req, std::vector<Fd>& cgroup_fds) {
   BRIG_TRY_ASSIGN(pair, sys::seqpacket_pair());
   auto& [ours, theirs] = pair;
+  BRIG_TRY_ASSIGN(listener, listen_control_socket(req.control_socket()));
 
   int pidfd = -1;
   struct clone_args args = {};
@@ -138,10 +165,11 @@ Result<Zygote::Created> clone_sandbox(const initpb::ZygoteRequest& req, std::vec
   if (pid < 0) return Error::from_errno(errno, "clone3");
   if (pid == 0) {
     ours.reset();
-    sandbox_child(req, std::move(theirs));
+    sandbox_child(req, std::move(theirs), std::move(listener));
   }
   Fd pid_fd(pidfd);
   theirs.reset();
+  listener.reset();
   auto abort = [&](Error e) {
     (void)sys::pidfd_send_signal(pid_fd.get(), SIGKILL);
     return e;

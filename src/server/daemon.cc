@@ -40,6 +40,7 @@ sandbox::SandboxSpec spec_for(const store::TemplateStore& store, const store::Te
   if (t.config.memory_bytes) spec.memory_bytes = t.config.memory_bytes;
   if (t.config.cpus > 0) spec.cpu_millis = static_cast<uint32_t>(t.config.cpus * 1000);
   spec.shm_bytes = std::min<uint64_t>(64ull << 20, spec.memory_bytes / 2);
+  spec.persistent = true;  // survives a daemon restart; the next daemon re-adopts it
   return spec;
 }
 
@@ -79,6 +80,9 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options, sand
                               options.http, [self](const Request& r) { return self->route(r); },
                               [self](const Request& r, int status, double ms) { self->log(r, status, ms); }));
   d->server_ = std::move(server);
+  BRIG_TRY_ASSIGN(state, DaemonState::open(engine.state_dir()));
+  d->state_ = std::move(state);
+  d->adopt();
   // Warm sandboxes for the templates already built, so creates are hand-overs.
   if (options.pool_size)
     if (auto all = store.list())
@@ -124,8 +128,42 @@ void Daemon::reap_loop() {
         if (!l->sandbox->alive()) dead.push_back(id);
       for (auto& id : dead) live_.erase(id);
     }
+    for (auto& id : dead) state_->forget(id);
     if (!dead.empty()) engine_.reap();
   }
+}
+
+void Daemon::adopt() {
+  for (auto& id : engine_.adopt_orphans()) {
+    auto sb = engine_.get(id);
+    auto info = engine_.info(id);
+    if (!sb || !info) continue;
+    auto l = std::make_shared<Live>();
+    l->sandbox = *sb;
+    l->id = id;
+    auto saved = state_->load(id);
+    l->access_token = saved ? saved->first : new_sandbox_id() + new_sandbox_id();
+    auto tpl = store_.find(saved ? saved->second : info->template_name);
+    if (tpl && *tpl) l->tpl = **tpl;
+    else l->tpl.name = info->template_name;
+    l->env = l->tpl.config.env;
+    add_live(l);
+    spdlog::info("re-adopted sandbox {} ({})", id, l->tpl.name);
+  }
+}
+
+void Daemon::add_live(std::shared_ptr<Live> l) {
+  state_->save(l->id, l->access_token, l->tpl.name);
+  std::lock_guard lock(mu_);
+  live_[l->id] = std::move(l);
+}
+
+void Daemon::forget(const std::string& id) {
+  {
+    std::lock_guard lock(mu_);
+    live_.erase(id);
+  }
+  state_->forget(id);
 }
 
 std::shared_ptr<Live> Daemon::live(const std::string& id) {
@@ -360,10 +398,7 @@ Route Daemon::control_plane(const Request& head) {
       l->access_token = new_sandbox_id() + new_sandbox_id();
       l->tpl = *tpl;
       l->env = spec.env;
-      {
-        std::lock_guard lock(mu_);
-        live_[l->id] = l;
-      }
+      add_live(l);
       ++metrics_.creates;
       double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
       {
@@ -450,10 +485,7 @@ Route Daemon::control_plane(const Request& head) {
     if (action.empty() && method == "DELETE") {
       r.respond = [this, id, not_found](Request&) {
         if (!live(id)) return not_found(id);
-        {
-          std::lock_guard lock(mu_);
-          live_.erase(id);
-        }
+        forget(id);
         auto k = engine_.kill(id);
         if (!k && k.error().is(errc::not_found)) return not_found(id);
         if (!k) return Response::error(500, k.error().message());

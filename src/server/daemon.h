@@ -43,6 +43,7 @@ class Daemon {
   ~Daemon();
   const std::string& address() const { return server_->address(); }
   void run();  // until stop()
+  // Stops accepting and ends streams; sandboxes keep running for the next daemon to adopt.
   void stop();
 
  private:
@@ -52,6 +53,9 @@ class Daemon {
   Route data_plane(const Request& req, const std::string& id, int port);
   std::shared_ptr<Live> live(const std::string& id);
   void reap_loop();
+  void adopt();
+  void add_live(std::shared_ptr<Live> l);
+  void forget(const std::string& id);
   void log(const Request& req, int status, double ms);
 
   DaemonOptions options_;
@@ -59,6 +63,7 @@ class Daemon {
   store::TemplateStore& store_;
   KeyStore& keys_;
   std::unique_ptr<HttpServer> server_;
+  std::unique_ptr<DaemonState> state_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Live>> live_;
   std::atomic<bool> stopping_{false};

@@ -62,4 +62,51 @@ size_t KeyStore::count() {
   return n + (ephemeral_hash_.empty() ? 0 : 1);
 }
 
+Result<std::unique_ptr<DaemonState>> DaemonState::open(const std::string& state_dir) {
+  sqlite3* handle = nullptr;
+  if (sqlite3_open_v2((state_dir + "/brig.db").c_str(), &handle,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
+    sqlite3_close(handle);
+    return Error::make(errc::protocol, "open brig.db for the daemon");
+  }
+  sqlite3_busy_timeout(handle, 10'000);
+  sqlite3_exec(handle,
+               "CREATE TABLE IF NOT EXISTS daemon_sandboxes (id TEXT PRIMARY KEY, token TEXT NOT NULL, template TEXT NOT NULL);",
+               nullptr, nullptr, nullptr);
+  return std::unique_ptr<DaemonState>(new DaemonState(handle));
+}
+
+DaemonState::~DaemonState() { sqlite3_close(db(db_)); }
+
+void DaemonState::save(const std::string& id, const std::string& token, const std::string& template_name) {
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(db(db_), "INSERT OR REPLACE INTO daemon_sandboxes (id, token, template) VALUES (?, ?, ?);", -1, &st,
+                     nullptr);
+  sqlite3_bind_text(st, 1, id.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 2, token.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 3, template_name.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_step(st);
+  sqlite3_finalize(st);
+}
+
+std::optional<std::pair<std::string, std::string>> DaemonState::load(const std::string& id) {
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(db(db_), "SELECT token, template FROM daemon_sandboxes WHERE id = ?;", -1, &st, nullptr);
+  sqlite3_bind_text(st, 1, id.c_str(), -1, SQLITE_TRANSIENT);
+  std::optional<std::pair<std::string, std::string>> out;
+  if (sqlite3_step(st) == SQLITE_ROW)
+    out.emplace(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)),  // SAFETY: SQLite text
+                reinterpret_cast<const char*>(sqlite3_column_text(st, 1)));  // SAFETY: SQLite text
+  sqlite3_finalize(st);
+  return out;
+}
+
+void DaemonState::forget(const std::string& id) {
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(db(db_), "DELETE FROM daemon_sandboxes WHERE id = ?;", -1, &st, nullptr);
+  sqlite3_bind_text(st, 1, id.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_step(st);
+  sqlite3_finalize(st);
+}
+
 }  // namespace brig::server

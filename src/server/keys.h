@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "base/result.h"
@@ -25,6 +26,21 @@ class KeyStore {
   explicit KeyStore(void* db) : db_(db) {}
   void* db_;
   std::string ephemeral_hash_;
+};
+
+// What the daemon must remember about its sandboxes across restarts (to re-adopt them): the
+// envd access token and the template. In the state dir's database, like the key hashes.
+class DaemonState {
+ public:
+  static Result<std::unique_ptr<DaemonState>> open(const std::string& state_dir);
+  ~DaemonState();
+  void save(const std::string& id, const std::string& token, const std::string& template_name);
+  std::optional<std::pair<std::string, std::string>> load(const std::string& id);  // token, template
+  void forget(const std::string& id);
+
+ private:
+  explicit DaemonState(void* db) : db_(db) {}
+  void* db_;
 };
 
 }  // namespace brig::server

@@ -29,6 +29,8 @@ for sdk in e2b e2b-2.50; do
 done
 echo "== CLI client"
 BRIG_BIN=$(readlink -f "$brig") node --test cli.test.mjs || status=1
+echo "== daemon restart"
+BRIG_BIN=$(readlink -f "$brig") BRIG_STATE=$state node --test restart.test.mjs || status=1
 echo "== protocol"
 node --test --test-concurrency=1 protocol.test.mjs || status=1
 if ((status)); then echo "daemon log: $log"; tail -20 "$log"; fi
