@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/fsuid.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -54,6 +55,24 @@ initpb::FileType type_of(mode_t m) {
   return initpb::FILE_TYPE_OTHER;
 }
 
+// File metadata (E2B's upload metadata) lives in user.e2b.* xattrs. Read through an O_PATH
+// fd of the entry itself (never following a symlink), named via our own /proc/self/fd link.
+void read_metadata(int dirfd, const std::string& name, initpb::EntryInfo* e) {
+  Fd fd(::openat(dirfd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return;
+  const std::string self = "/proc/self/fd/" + std::to_string(fd.get());
+  char names[4096];
+  ssize_t len = ::listxattr(self.c_str(), names, sizeof names);
+  for (ssize_t i = 0; i < len;) {
+    std::string key(names + i);
+    i += static_cast<ssize_t>(key.size()) + 1;
+    if (!key.starts_with("user.e2b.") || e->metadata_size() >= 64) continue;
+    char value[4096];
+    ssize_t n = ::getxattr(self.c_str(), key.c_str(), value, sizeof value);
+    if (n >= 0) (*e->mutable_metadata())[key.substr(9)] = std::string(value, static_cast<size_t>(n));
+  }
+}
+
 void fill(initpb::EntryInfo* e, const std::string& path, const std::string& name, const struct stat& st,
           int dirfd) {
   e->set_name(name);
@@ -68,6 +87,8 @@ void fill(initpb::EntryInfo* e, const std::string& path, const std::string& name
     char target[4096];
     ssize_t n = ::readlinkat(dirfd, name.c_str(), target, sizeof target - 1);
     if (n > 0) e->set_symlink_target(std::string(target, static_cast<size_t>(n)));
+  } else if (S_ISREG(st.st_mode)) {
+    read_metadata(dirfd, name, e);
   }
 }
 

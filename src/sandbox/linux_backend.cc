@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -45,6 +46,7 @@ EntryInfo from_pb(const initpb::EntryInfo& e) {
   out.gid = e.gid();
   out.mtime_ns = e.mtime_ns();
   out.symlink_target = e.symlink_target();
+  for (auto& [k, v] : e.metadata()) out.metadata[k] = v;
   return out;
 }
 
@@ -193,6 +195,26 @@ class LinuxSandbox final : public SandboxHandle {
 
   Result<Fd> open_write(const std::string& path, User user, uint32_t mode) override {
     return open(path, user, true, mode, nullptr);
+  }
+
+  Result<> set_metadata(const std::string& path, User user, const std::map<std::string, std::string>& metadata) override {
+    if (metadata.size() > 64) return Error::make(errc::invalid_argument, "at most 64 metadata entries");
+    // The file is opened by brig-init as the user; the attributes are set on that fd, so no
+    // path is resolved here. Files opened for writing are truncated, so open for reading.
+    BRIG_TRY_ASSIGN(fd, open_read(path, user, nullptr));
+    char names[8192];
+    ssize_t len = ::flistxattr(fd.get(), names, sizeof names);
+    for (ssize_t i = 0; i < len;) {
+      std::string key(names + i);
+      i += static_cast<ssize_t>(key.size()) + 1;
+      if (key.starts_with("user.e2b.")) ::fremovexattr(fd.get(), key.c_str());
+    }
+    for (auto& [k, v] : metadata) {
+      if (k.empty() || k.size() > 200 || v.size() > 4000) return Error::make(errc::invalid_argument, "metadata key or value too long");
+      if (::fsetxattr(fd.get(), ("user.e2b." + k).c_str(), v.data(), v.size(), 0) != 0)
+        return Error::from_errno(errno, "set metadata '" + k + "'");
+    }
+    return ok();
   }
 
   Result<std::string> read_file(const std::string& path, User user, size_t limit) override {

@@ -87,6 +87,7 @@ struct EntryInfo {
   uint32_t mode = 0, uid = 0, gid = 0;
   int64_t mtime_ns = 0;
   std::string symlink_target;
+  std::map<std::string, std::string> metadata;  // user metadata (E2B upload metadata)
 };
 
 enum class WatchOp { create, write, remove, rename, chmod };
@@ -159,6 +160,8 @@ class Sandbox {
   // An fd of a regular file opened inside the sandbox, for the caller to stream.
   virtual Result<Fd> open_read(const std::string& path, User user, EntryInfo* info = nullptr) = 0;
   virtual Result<Fd> open_write(const std::string& path, User user, uint32_t mode = 0644) = 0;
+  // Replaces a regular file's user metadata (stored as user.e2b.* extended attributes).
+  virtual Result<> set_metadata(const std::string& path, User user, const std::map<std::string, std::string>& metadata) = 0;
   virtual Result<std::string> read_file(const std::string& path, User user, size_t limit = 64 << 20) = 0;
   virtual Result<> write_file(const std::string& path, std::string_view content, User user,
                               uint32_t mode = 0644) = 0;

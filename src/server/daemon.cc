@@ -238,10 +238,20 @@ Route Daemon::data_plane(const Request& head, const std::string& id, int port) {
     return r;
   }
   if (path == "/metrics" && head.method == "GET") {
-    r.respond = [l](Request&) {
+    r.respond = [this, l](Request&) {
       auto u = l->sandbox->usage();
-      json j = {{"ts", now_unix_ms() / 1000}, {"cpu_count", 1}, {"cpu_used_pct", 0.0},
-                {"mem_used", u ? u->memory_bytes : 0}, {"mem_used_mib", u ? u->memory_bytes >> 20 : 0}};
+      auto info = engine_.info(l->id);
+      uint64_t mem_total = info ? info->memory_bytes : 0;
+      json j = {{"ts", now_unix_ms() / 1000},
+                {"cpu_count", info ? std::max<uint32_t>(1, info->cpu_millis / 1000) : 1},
+                {"cpu_used_pct", 0.0},
+                {"mem_used", u ? u->memory_bytes : 0},
+                {"mem_total", mem_total},
+                {"mem_used_mib", u ? u->memory_bytes >> 20 : 0},
+                {"mem_total_mib", mem_total >> 20},
+                {"mem_cache", 0},
+                {"disk_used", 0},
+                {"disk_total", info ? info->disk_bytes : 0}};
       return Response::json(200, dump(j));
     };
     return r;
@@ -427,6 +437,12 @@ Route Daemon::control_plane(const Request& head) {
       auto filter = parse_metadata_filter(req.param("metadata"));
       std::string tpl = req.param("template");
       int64_t started_after = 0;
+      if (std::string sa = req.param("startedAfter"); !sa.empty()) {
+        struct tm tm = {};
+        if (!strptime(sa.c_str(), "%Y-%m-%dT%H:%M:%S", &tm))
+          return Response::error(400, "startedAfter must be an RFC 3339 time");
+        started_after = static_cast<int64_t>(timegm(&tm)) * 1000;
+      }
       int limit = 100;
       if (req.has_param("limit")) {
         std::string l = req.param("limit");
@@ -440,13 +456,13 @@ Route Daemon::control_plane(const Request& head) {
           return Response::error(400, "invalid nextToken");
         offset = std::stoul(t);
       }
-      (void)started_after;
       std::vector<sandbox::SandboxInfo> rows;
       for (auto& s : engine_.list()) {
         if (s.state != "running" || !live(s.id)) continue;
         bool match = true;
         for (auto& [k, v] : filter) match &= s.metadata.count(k) && s.metadata.at(k) == v;
         if (!tpl.empty()) match &= s.template_name == tpl;
+        match &= s.started_at_ms >= started_after;
         if (match) rows.push_back(s);
       }
       bool asc = req.param("order") == "asc";

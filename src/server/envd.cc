@@ -69,6 +69,7 @@ void to_pb(const sandbox::EntryInfo& e, filesystem::EntryInfo* out) {
   out->mutable_modified_time()->set_seconds(e.mtime_ns / 1'000'000'000);
   out->mutable_modified_time()->set_nanos(static_cast<int32_t>(e.mtime_ns % 1'000'000'000));
   if (!e.symlink_target.empty()) out->set_symlink_target(e.symlink_target);
+  for (auto& [k, v] : e.metadata) (*out->mutable_metadata())[k] = v;
 }
 
 template <class Req, class Resp>
@@ -606,6 +607,14 @@ Route files_route(std::shared_ptr<Live> live, sandbox::User user, const Request&
       files.emplace_back(path, std::move(body));
     }
     if (files.empty()) return Response::error(400, "no file in the request");
+    // X-Metadata-<key>: value headers replace the files' metadata (keys lower-cased).
+    std::map<std::string, std::string> metadata;
+    bool has_metadata = false;
+    for (auto& [name, value] : req.headers)
+      if (name.starts_with("x-metadata-")) {
+        has_metadata = true;
+        metadata[name.substr(11)] = value;
+      }
     nlohmann::json out = nlohmann::json::array();
     for (auto& [dest, content] : files) {
       auto w = live->sandbox->write_file(dest, content, user, 0644);
@@ -616,9 +625,13 @@ Route files_route(std::shared_ptr<Live> live, sandbox::User user, const Request&
         if (e == EISDIR || e == ENOTDIR || w.error().is(errc::invalid_argument)) return Response::error(400, w.error().message());
         return Response::error(500, w.error().message());
       }
+      if (has_metadata)
+        if (auto m = live->sandbox->set_metadata(dest, user, metadata); !m) return Response::error(400, m.error().message());
       auto st = live->sandbox->stat(dest, user);
       std::string full = st ? st->path : dest;
-      out.push_back({{"path", full}, {"name", full.substr(full.find_last_of('/') + 1)}, {"type", "file"}});
+      nlohmann::json item = {{"path", full}, {"name", full.substr(full.find_last_of('/') + 1)}, {"type", "file"}};
+      if (has_metadata) item["metadata"] = metadata;
+      out.push_back(item);
     }
     return Response::json(200, out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   };

@@ -166,6 +166,16 @@ test(`${sdkName}: files write/read text and binary, multi-file write, list depth
   await assert.rejects(s.files.read('/home/user/nope.txt'), (e) => e instanceof NotFoundError || e.name.includes('NotFound'))
 })
 
+test(`${sdkName}: upload metadata is stored and returned`, async () => {
+  const s = await sandbox()
+  const info = await s.files.write('/home/user/m.txt', 'x', { metadata: { Origin: 'agent', run: '7' } })
+  const entry = await s.files.getInfo('/home/user/m.txt')
+  assert.deepEqual(entry.metadata, { origin: 'agent', run: '7' })
+  await s.files.write('/home/user/m.txt', 'y', { metadata: { only: 'this' } })
+  assert.deepEqual((await s.files.getInfo('/home/user/m.txt')).metadata, { only: 'this' })
+  assert.ok(info)
+})
+
 test(`${sdkName}: makeDir, rename, remove`, async () => {
   const s = await sandbox()
   assert.equal(await s.files.makeDir('/home/user/d1/d2'), true)
