@@ -38,23 +38,32 @@ bool is_valid_sandbox_id(std::string_view id) {
   return true;
 }
 
+namespace {
+// Splits "12.5MiB" into 12.5 and "MiB"; false if there is no leading number.
+bool split_number(std::string_view text, double* value, std::string_view* unit) {
+  size_t i = 0;
+  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
+  if (i == 0 || text.size() > 32) return false;
+  try {
+    *value = std::stod(std::string(text.substr(0, i)));
+  } catch (...) {
+    return false;
+  }
+  *unit = text.substr(i);
+  return true;
+}
+}  // namespace
+
 Result<uint64_t> parse_size(std::string_view text) {
   auto bad = [&] {
     return Error::make(errc::invalid_argument,
                        "invalid size '" + std::string(text) + "' (want e.g. 512M, 2G, 1048576)");
   };
   text = trim(text);
-  if (text.empty() || text.size() > 32) return bad();
-  size_t i = 0;
-  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
-  if (i == 0) return bad();
   double value = 0;
-  try {
-    value = std::stod(std::string(text.substr(0, i)));
-  } catch (...) {
-    return bad();
-  }
-  std::string unit(text.substr(i));
+  std::string_view unit_view;
+  if (!split_number(text, &value, &unit_view)) return bad();
+  std::string unit(unit_view);
   for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   if (unit.ends_with("IB")) unit.erase(unit.size() - 2);
   else if (unit.size() == 2 && unit.ends_with("B")) unit.erase(unit.size() - 1);
@@ -76,17 +85,9 @@ Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
                        "invalid duration '" + std::string(text) + "' (want e.g. 30, 30s, 5m, 1500ms)");
   };
   text = trim(text);
-  if (text.empty() || text.size() > 24) return bad();
-  size_t i = 0;
-  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
-  if (i == 0) return bad();
   double value = 0;
-  try {
-    value = std::stod(std::string(text.substr(0, i)));
-  } catch (...) {
-    return bad();
-  }
-  std::string_view unit = text.substr(i);
+  std::string_view unit;
+  if (!split_number(text, &value, &unit)) return bad();
   double ms = 0;
   if (unit.empty() || unit == "s") ms = value * 1000;
   else if (unit == "ms") ms = value;
@@ -150,18 +151,6 @@ Result<> write_small_file(const std::string& path, std::string_view content) {
   Fd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY));
   if (!fd) return Error::from_errno(errno, "open(" + path + ")");
   return write_fd_all(fd.get(), content, path);
-}
-
-Result<std::string> read_file_at(int dirfd, const char* name, size_t limit) {
-  Fd fd(::openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW));
-  if (!fd) return Error::from_errno(errno, std::string("open(") + name + ")");
-  return read_fd_bounded(fd.get(), limit, name);
-}
-
-Result<> write_file_at(int dirfd, const char* name, std::string_view content) {
-  Fd fd(::openat(dirfd, name, O_WRONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW));
-  if (!fd) return Error::from_errno(errno, std::string("open(") + name + ")");
-  return write_fd_all(fd.get(), content, name);
 }
 
 std::vector<std::string> split(std::string_view s, char sep) {

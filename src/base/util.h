@@ -24,9 +24,6 @@ std::string format_size(uint64_t bytes);
 // Reads a whole small file (bounded by `limit`), e.g. a cgroup or /proc file.
 Result<std::string> read_small_file(const std::string& path, size_t limit = 1 << 16);
 Result<> write_small_file(const std::string& path, std::string_view content);
-// The same relative to a directory fd (no symlink following in the last component).
-Result<std::string> read_file_at(int dirfd, const char* name, size_t limit = 1 << 16);
-Result<> write_file_at(int dirfd, const char* name, std::string_view content);
 
 std::vector<std::string> split(std::string_view s, char sep);
 std::string_view trim(std::string_view s);

@@ -71,6 +71,9 @@ struct LimitWrite {
 std::vector<LimitWrite> v1_limit_writes(const CgroupLimits& limits);
 std::vector<LimitWrite> v2_limit_writes(const CgroupLimits& limits);
 
+// Names of the directories directly under `path` (none if it does not exist).
+std::vector<std::string> list_subdirs(const std::string& path);
+
 // Removes a cgroup directory, retrying while the kernel still counts exiting tasks.
 Result<> remove_cgroup_dir(const std::string& path);
 

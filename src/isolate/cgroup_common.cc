@@ -1,3 +1,4 @@
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -9,6 +10,16 @@
 #include "isolate/cgroup.h"
 
 namespace brig::isolate {
+
+std::vector<std::string> list_subdirs(const std::string& path) {
+  std::vector<std::string> out;
+  DIR* d = ::opendir(path.c_str());
+  if (!d) return out;
+  while (auto* e = ::readdir(d))
+    if (e->d_type == DT_DIR && e->d_name[0] != '.') out.emplace_back(e->d_name);
+  ::closedir(d);
+  return out;
+}
 
 Result<> remove_cgroup_dir(const std::string& path) {
   // After a PID namespace dies its tasks are gone, but the cgroup may report busy for a few

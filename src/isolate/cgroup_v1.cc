@@ -84,15 +84,7 @@ class CgroupDriverV1 final : public CgroupDriver {
 
   Result<std::unique_ptr<Cgroup>> open(const std::string& name) override { return make(name, false); }
 
-  std::vector<std::string> list() override {
-    std::vector<std::string> out;
-    DIR* d = ::opendir((root_ + "/memory/" + group_).c_str());
-    if (!d) return out;
-    while (auto* e = ::readdir(d))
-      if (e->d_type == DT_DIR && e->d_name[0] != '.') out.emplace_back(e->d_name);
-    ::closedir(d);
-    return out;
-  }
+  std::vector<std::string> list() override { return list_subdirs(root_ + "/memory/" + group_); }
 
   void remove_group() override {
     for (auto* c : kControllers) {

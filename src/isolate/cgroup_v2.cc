@@ -90,15 +90,7 @@ class CgroupDriverV2 final : public CgroupDriver {
     return std::unique_ptr<Cgroup>(new CgroupV2(dir));
   }
 
-  std::vector<std::string> list() override {
-    std::vector<std::string> out;
-    DIR* d = ::opendir(parent_.c_str());
-    if (!d) return out;
-    while (auto* e = ::readdir(d))
-      if (e->d_type == DT_DIR && e->d_name[0] != '.') out.emplace_back(e->d_name);
-    ::closedir(d);
-    return out;
-  }
+  std::vector<std::string> list() override { return list_subdirs(parent_); }
 
   void remove_group() override {
     auto parts = split(group_, '/');

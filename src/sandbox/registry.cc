@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "isolate/userns.h"
+#include "sandbox/db.h"
 
 namespace brig::sandbox {
 namespace {
@@ -26,35 +27,8 @@ CREATE TABLE IF NOT EXISTS sandboxes (
 );
 )sql";
 
-Error db_error(sqlite3* db, std::string_view what) {
-  return Error::make(errc::protocol, std::string(what) + ": " + sqlite3_errmsg(db));
-}
-
-// A prepared statement, finalised on scope exit.
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) : db_(db) { sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr); }
-  ~Stmt() { sqlite3_finalize(stmt_); }
-  bool ok() const { return stmt_ != nullptr; }
-  Stmt& bind(int i, std::string_view v) {
-    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Stmt& bind(int i, int64_t v) {
-    sqlite3_bind_int64(stmt_, i, v);
-    return *this;
-  }
-  int step() { return sqlite3_step(stmt_); }
-  int64_t i64(int col) { return sqlite3_column_int64(stmt_, col); }
-  std::string text(int col) {
-    auto* p = sqlite3_column_text(stmt_, col);
-    return p ? reinterpret_cast<const char*>(p) : "";  // SAFETY: SQLite text is UTF-8 bytes
-  }
-
- private:
-  sqlite3* db_;
-  sqlite3_stmt* stmt_ = nullptr;
-};
+using db::Stmt;
+Error db_error(sqlite3* handle, std::string_view what) { return db::error(handle, what); }
 
 std::string to_json(const std::map<std::string, std::string>& m) { return nlohmann::json(m).dump(); }
 std::map<std::string, std::string> from_json(const std::string& s) {
@@ -69,22 +43,8 @@ std::map<std::string, std::string> from_json(const std::string& s) {
 }  // namespace
 
 Result<std::unique_ptr<Registry>> Registry::open(const std::string& path) {
-  sqlite3* db = nullptr;
-  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
-  if (sqlite3_open_v2(path.c_str(), &db, flags, nullptr) != SQLITE_OK) {
-    Error e = db_error(db, "open " + path);
-    sqlite3_close(db);
-    return e;
-  }
-  std::unique_ptr<Registry> reg(new Registry(db));
-  sqlite3_busy_timeout(db, 10'000);
-  BRIG_TRY(reg->exec("PRAGMA journal_mode=WAL;"));
-  // In WAL mode NORMAL syncs only at checkpoints: a power cut may lose the last few
-  // transactions, never corrupt the database, and what is lost is re-discovered by the reaper
-  // (sandboxes do not survive a power cut anyway). FULL put an fdatasync in every create.
-  BRIG_TRY(reg->exec("PRAGMA synchronous=NORMAL;"));
-  BRIG_TRY(reg->exec(kSchema));
-  return reg;
+  BRIG_TRY_ASSIGN(handle, db::open(path, kSchema));
+  return std::unique_ptr<Registry>(new Registry(handle));
 }
 
 Registry::~Registry() { sqlite3_close(db_); }

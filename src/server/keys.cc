@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include "base/util.h"
+#include "sandbox/db.h"
 
 namespace brig::server {
 namespace {
@@ -11,16 +12,9 @@ sqlite3* db(void* p) { return static_cast<sqlite3*>(p); }
 }  // namespace
 
 Result<std::unique_ptr<KeyStore>> KeyStore::open(const std::string& state_dir) {
-  sqlite3* handle = nullptr;
-  if (sqlite3_open_v2((state_dir + "/brig.db").c_str(), &handle,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
-    sqlite3_close(handle);
-    return Error::make(errc::protocol, "open brig.db for keys");
-  }
-  sqlite3_busy_timeout(handle, 10'000);
-  sqlite3_exec(handle,
-               "CREATE TABLE IF NOT EXISTS api_keys (hash TEXT PRIMARY KEY, name TEXT NOT NULL, created_at INTEGER NOT NULL);",
-               nullptr, nullptr, nullptr);
+  BRIG_TRY_ASSIGN(handle, db::open(state_dir + "/brig.db",
+                                    "CREATE TABLE IF NOT EXISTS api_keys (hash TEXT PRIMARY KEY, name TEXT NOT NULL, "
+                                    "created_at INTEGER NOT NULL);"));
   return std::unique_ptr<KeyStore>(new KeyStore(handle));
 }
 
@@ -63,16 +57,9 @@ size_t KeyStore::count() {
 }
 
 Result<std::unique_ptr<DaemonState>> DaemonState::open(const std::string& state_dir) {
-  sqlite3* handle = nullptr;
-  if (sqlite3_open_v2((state_dir + "/brig.db").c_str(), &handle,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
-    sqlite3_close(handle);
-    return Error::make(errc::protocol, "open brig.db for the daemon");
-  }
-  sqlite3_busy_timeout(handle, 10'000);
-  sqlite3_exec(handle,
-               "CREATE TABLE IF NOT EXISTS daemon_sandboxes (id TEXT PRIMARY KEY, token TEXT NOT NULL, template TEXT NOT NULL);",
-               nullptr, nullptr, nullptr);
+  BRIG_TRY_ASSIGN(handle, db::open(state_dir + "/brig.db",
+                                    "CREATE TABLE IF NOT EXISTS daemon_sandboxes (id TEXT PRIMARY KEY, token TEXT NOT "
+                                    "NULL, template TEXT NOT NULL);"));
   return std::unique_ptr<DaemonState>(new DaemonState(handle));
 }
 

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/util.h"
+#include "sandbox/db.h"
 
 namespace brig::store {
 namespace {
@@ -31,9 +32,7 @@ CREATE TABLE IF NOT EXISTS layers (
 );
 )sql";
 
-Error db_error(sqlite3* db, std::string_view what) {
-  return Error::make(errc::protocol, std::string(what) + ": " + sqlite3_errmsg(db));
-}
+Error db_error(sqlite3* handle, std::string_view what) { return db::error(handle, what); }
 
 nlohmann::json config_to_json(const TemplateConfig& c) {
   return {{"user", c.user}, {"workdir", c.workdir}, {"env", c.env}, {"labels", c.labels},
@@ -77,29 +76,7 @@ uint64_t tree_size(int dirfd) {
   return total;
 }
 
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) { sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr); }
-  ~Stmt() { sqlite3_finalize(stmt_); }
-  bool ok() const { return stmt_ != nullptr; }
-  Stmt& bind(int i, std::string_view v) {
-    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Stmt& bind(int i, int64_t v) {
-    sqlite3_bind_int64(stmt_, i, v);
-    return *this;
-  }
-  int step() { return sqlite3_step(stmt_); }
-  int64_t i64(int col) { return sqlite3_column_int64(stmt_, col); }
-  std::string text(int col) {
-    auto* p = sqlite3_column_text(stmt_, col);
-    return p ? reinterpret_cast<const char*>(p) : "";  // SAFETY: SQLite text is bytes
-  }
-
- private:
-  sqlite3_stmt* stmt_ = nullptr;
-};
+using db::Stmt;
 
 TemplateInfo row_to_info(Stmt& q) {
   TemplateInfo t;
@@ -137,18 +114,8 @@ std::string sha256_hex(std::string_view data) {
 Result<std::unique_ptr<TemplateStore>> TemplateStore::open(const std::string& state_dir) {
   std::string layers = state_dir + "/layers";
   if (::mkdir(layers.c_str(), 0755) != 0 && errno != EEXIST) return Error::from_errno(errno, "mkdir(" + layers + ")");
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2((state_dir + "/brig.db").c_str(), &db,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
-    Error e = db_error(db, "open brig.db");
-    sqlite3_close(db);
-    return e;
-  }
-  std::unique_ptr<TemplateStore> store(new TemplateStore(db, layers));
-  sqlite3_busy_timeout(db, 10'000);
-  if (sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", nullptr, nullptr, nullptr) != SQLITE_OK ||
-      sqlite3_exec(db, kSchema, nullptr, nullptr, nullptr) != SQLITE_OK)
-    return db_error(db, "template schema");
+  BRIG_TRY_ASSIGN(handle, db::open(state_dir + "/brig.db", kSchema));
+  std::unique_ptr<TemplateStore> store(new TemplateStore(handle, layers));
   return store;
 }
 
