@@ -3,7 +3,8 @@
 #   tests/sdk/run.sh [path/to/brig]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-brig=${1:-$here/../../build/src/brig}
+brig=$(readlink -f "${1:-$here/../../build/src/brig}")
+[[ -x $brig ]] || { echo "sdk: no brig binary at ${1:-build/src/brig}" >&2; exit 1; }
 state=${BRIG_TEMPLATE_STATE_DIR:-${BRIG_CACHE_DIR:-/var/cache/brig}/state}
 port=$((20000 + RANDOM % 20000))
 
@@ -14,10 +15,12 @@ log=$(mktemp /tmp/brig-sdk-serve-XXXXXX.log)
 "$brig" --state-dir "$state" --log-level info serve --listen "127.0.0.1:$port" --pool 2 >"$log" 2>&1 &
 daemon=$!
 trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null || true' EXIT
+up=0
 for _ in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
+  curl -sf "http://127.0.0.1:$port/health" >/dev/null && { up=1; break; }
   sleep 0.1
 done
+((up)) || { echo "sdk: brig serve did not start:"; cat "$log"; exit 1; }
 export E2B_API_KEY=$(cat "$state/api-key")
 export E2B_API_URL=http://127.0.0.1:$port
 export E2B_SANDBOX_URL=http://127.0.0.1:$port
@@ -28,9 +31,9 @@ for sdk in e2b e2b-2.50; do
   SDK=$sdk node --test --test-concurrency=1 e2b.test.mjs || status=1
 done
 echo "== CLI client"
-BRIG_BIN=$(readlink -f "$brig") node --test cli.test.mjs || status=1
+BRIG_BIN=$brig node --test cli.test.mjs || status=1
 echo "== daemon restart"
-BRIG_BIN=$(readlink -f "$brig") BRIG_STATE=$state node --test restart.test.mjs || status=1
+BRIG_BIN=$brig BRIG_STATE=$state node --test restart.test.mjs || status=1
 echo "== protocol"
 node --test --test-concurrency=1 protocol.test.mjs || status=1
 if ((status)); then echo "daemon log: $log"; tail -20 "$log"; fi
