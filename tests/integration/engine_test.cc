@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "fixtures/sandbox_fixture.h"
@@ -165,6 +166,30 @@ TEST(Engine, SignalsListAndBackgroundProcessesSurvive) {
   ASSERT_TRUE(ex && *ex);
   EXPECT_EQ((*ex)->signal, SIGUSR1);
   EXPECT_TRUE(sb->list_processes()->empty());
+}
+
+// brig-init forwards SIGTERM it receives (from the host) to every process in the sandbox.
+TEST(Engine, InitForwardsSigtermToSandboxProcesses) {
+  BRIG_REQUIRE_SANDBOX_ENV();
+  TestSandbox sb;
+  sandbox::ProcessSpec ps;
+  ps.cmd = "/bin/sh";
+  ps.args = {"-c", "trap 'echo got-term > /tmp/term; exit 0' TERM; while true; do sleep 0.1; done"};
+  auto p = sb->spawn(ps);
+  ASSERT_TRUE(p);
+  std::this_thread::sleep_for(300ms);
+  // brig-init's host pid: the first task in the sandbox's cgroup.
+  std::ifstream procs(cgroup_of("pids", sb.id()) + "/cgroup.procs");
+  pid_t init = 0, pid;
+  while (procs >> pid)
+    if (!init || pid < init) init = pid;
+  ASSERT_GT(init, 0);
+  ASSERT_EQ(::kill(init, SIGTERM), 0);
+  auto ex = sb->wait_exit(p->pid, 5s);
+  ASSERT_TRUE(ex && *ex) << "the trap never ran";
+  EXPECT_EQ((*ex)->exit_code, 0);
+  EXPECT_EQ(*sb->read_file("/tmp/term", sandbox::User::user), "got-term\n");
+  EXPECT_TRUE(sb->alive());  // init itself ignores the signal
 }
 
 TEST(Engine, PerCommandTimeoutKillsTheProcessGroup) {
