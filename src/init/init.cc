@@ -243,6 +243,28 @@ class Init {
     return ok();
   }
 
+  // A directory appeared under a recursive watch. What is created in it before its own watch
+  // exists would be missed (the inotify race), so it is watched first, then listed, and what
+  // is already there is reported as created (at worst twice, never not at all).
+  void watch_new_dir(const Watch& parent, const std::string& rel) {
+    const std::string path = roots_[parent.id] + "/" + rel;
+    auto sub = watch_dir(path, parent.user);
+    if (!sub) return;
+    watches_[*sub] = {parent.id, rel, true, parent.user};
+    FsCreds creds(parent.user);
+    auto listing = list_dir(path, 1);
+    if (!listing) return;
+    for (auto& e : listing->entries()) {
+      initpb::InitMessage msg;
+      auto* we = msg.mutable_watch_event();
+      we->set_watch_id(parent.id);
+      we->set_name(rel + "/" + e.name());
+      we->set_op(initpb::WATCH_OP_CREATE);
+      send(msg);
+      if (e.type() == initpb::FILE_TYPE_DIR) watch_new_dir(parent, rel + "/" + e.name());
+    }
+  }
+
   void on_inotify() {
     alignas(struct inotify_event) char buf[16384];
     for (;;) {
@@ -271,10 +293,7 @@ class Init {
         else if (ev->mask & IN_ATTRIB) we->set_op(initpb::WATCH_OP_CHMOD);
         else continue;
         send(msg);
-        if (w.recursive && (ev->mask & IN_CREATE) && (ev->mask & IN_ISDIR)) {
-          auto sub = watch_dir(roots_[w.id] + "/" + rel, w.user);
-          if (sub) watches_[*sub] = {w.id, rel, true, w.user};
-        }
+        if (w.recursive && (ev->mask & IN_CREATE) && (ev->mask & IN_ISDIR)) watch_new_dir(w, rel);
       }
     }
   }
