@@ -255,29 +255,31 @@ Result<std::shared_ptr<Sandbox>> Engine::get(const std::string& id) {
                                          std::to_string(row->record.owner_pid));
 }
 
+SandboxInfo Engine::describe(const RegistryRow& row) {
+  SandboxInfo info = row.info;
+  std::shared_ptr<SandboxHandle> handle;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = owned_.find(info.id); it != owned_.end()) handle = it->second;
+  }
+  bool alive = handle ? handle->alive() : backend_->is_alive(row.record);
+  if (info.state == "running" && !alive) info.state = "dead";
+  return info;
+}
+
 std::vector<SandboxInfo> Engine::list() {
   std::vector<SandboxInfo> out;
   auto rows = registry_->all();
   if (!rows) return out;
-  for (auto& row : *rows) {
-    SandboxInfo info = row.info;
-    std::shared_ptr<SandboxHandle> handle;
-    {
-      std::lock_guard lock(mu_);
-      if (auto it = owned_.find(info.id); it != owned_.end()) handle = it->second;
-    }
-    if (info.state == "pooled") continue;  // idle in a warm pool: not anyone's sandbox yet
-    bool alive = handle ? handle->alive() : backend_->is_alive(row.record);
-    if (info.state == "running" && !alive) info.state = "dead";
-    out.push_back(std::move(info));
-  }
+  for (auto& row : *rows)
+    if (row.info.state != "pooled") out.push_back(describe(row));  // idle pool members are no one's yet
   return out;
 }
 
 Result<SandboxInfo> Engine::info(const std::string& id) {
-  for (auto& s : list())
-    if (s.id == id) return s;
-  return Error::make(errc::not_found, "sandbox '" + id + "' not found");
+  BRIG_TRY_ASSIGN(row, registry_->get(id));
+  if (!row || row->info.state == "pooled") return Error::make(errc::not_found, "sandbox '" + id + "' not found");
+  return describe(*row);
 }
 
 Result<> Engine::set_timeout(const std::string& id, std::chrono::milliseconds from_now) {

@@ -22,6 +22,7 @@
 namespace brig::sandbox {
 
 class Registry;
+struct RegistryRow;
 
 struct EngineOptions {
   std::string state_dir;  // created if missing; default chosen by the caller
@@ -67,6 +68,8 @@ class Engine {
  private:
   Engine(std::string state_dir, std::unique_ptr<Backend> backend, std::unique_ptr<Registry> registry);
   Result<> cleanup(const std::string& id);
+  // The row's info with its state checked against the live sandbox ("running" -> "dead").
+  SandboxInfo describe(const RegistryRow& row);
   Result<std::shared_ptr<SandboxHandle>> create_cold(const SandboxSpec& spec, SandboxInfo info);
   std::shared_ptr<SandboxHandle> take_pooled(const std::string& key);
   void refill_loop();
