@@ -11,7 +11,7 @@ packages=(
   nlohmann-json3-dev libssl-dev libarchive-dev libprotobuf-dev protobuf-compiler
   libgtest-dev libgmock-dev libbenchmark-dev
   # rootfs builds and peers for the benchmarks
-  mmdebstrap debian-archive-keyring bubblewrap runc
+  mmdebstrap debian-archive-keyring bubblewrap runc crun
   # tests
   iproute2 procps psmisc
 )

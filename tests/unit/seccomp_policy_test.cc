@@ -11,7 +11,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <fstream>
 #include <functional>
+#include <sstream>
 #include <set>
 
 #include "sys/syscalls.h"
@@ -47,6 +50,30 @@ TEST(SeccompPolicy, CompilesWithinBpfLimits) {
   ASSERT_TRUE(prog) << prog.error().message();
   EXPECT_GT(prog->filter.size(), 50u);
   EXPECT_LE(prog->filter.size(), static_cast<size_t>(BPF_MAXINSNS));
+}
+
+// The compiled program is reviewed as data: any change to the policy (or to libseccomp's
+// output) shows up as a diff of src/policy/golden/baseline_x86_64.bpf.txt in review.
+// Regenerate with BRIG_UPDATE_GOLDEN=1 after checking the change is intended.
+TEST(SeccompPolicy, MatchesTheReviewedGoldenDump) {
+  auto prog = compile_baseline_policy();
+  ASSERT_TRUE(prog) << prog.error().message();
+  std::string dump;
+  char line[64];
+  for (auto& f : prog->filter) {
+    std::snprintf(line, sizeof line, "%04x %3u %3u 0x%08x\n", f.code, f.jt, f.jf, f.k);
+    dump += line;
+  }
+  const std::string path = std::string(BRIG_SOURCE_DIR) + "/src/policy/golden/baseline_x86_64.bpf.txt";
+  if (std::getenv("BRIG_UPDATE_GOLDEN")) {
+    std::ofstream(path) << dump;
+    GTEST_SKIP() << "golden dump rewritten: " << path;
+  }
+  std::ifstream in(path);
+  ASSERT_TRUE(in) << "missing " << path << " (run with BRIG_UPDATE_GOLDEN=1)";
+  std::stringstream golden;
+  golden << in.rdbuf();
+  EXPECT_EQ(dump, golden.str()) << "the seccomp program changed; review it and regenerate the golden dump";
 }
 
 TEST(SeccompPolicy, EveryRuleSaysWhy) {
