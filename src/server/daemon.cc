@@ -2,6 +2,8 @@
 
 #include <boost/url/decode_view.hpp>
 #include <boost/url/pct_string_view.hpp>
+#include <openssl/crypto.h>
+
 #include <ctime>
 #include <nlohmann/json.hpp>
 
@@ -179,10 +181,17 @@ Route Daemon::route(const Request& req) {
   bool host_ok = loopback_host(host) || (!options_.domain.empty() && host.ends_with("." + options_.domain)) ||
                  (!options_.domain.empty() && host == options_.domain);
   std::string origin = req.header("origin");
-  bool origin_ok = origin.empty() || origin == "null" ? origin.empty() : [&] {
-    auto rest = origin.substr(origin.find("://") == std::string::npos ? 0 : origin.find("://") + 3);
-    return loopback_host(rest) || (!options_.domain.empty() && rest.find(options_.domain) != std::string::npos);
-  }();
+  bool origin_ok = true;
+  if (!origin.empty()) {
+    // The Origin's host (no scheme, no port) must be loopback, the domain, or under it.
+    auto scheme = origin.find("://");
+    std::string ohost = scheme == std::string::npos ? "" : origin.substr(scheme + 3);
+    origin_ok = loopback_host(ohost);
+    if (!origin_ok && !options_.domain.empty()) {
+      ohost = ohost.substr(0, ohost.find(':'));
+      origin_ok = ohost == options_.domain || ohost.ends_with("." + options_.domain);
+    }
+  }
   if (!host_ok || !origin_ok) {
     Route r;
     r.respond = [](Request&) { return Response::error(403, "forbidden Host or Origin"); };
@@ -229,7 +238,10 @@ Route Daemon::data_plane(const Request& head, const std::string& id, int port) {
     return r;
   }
   // Every route but /health and /files (which check signatures themselves) needs the token.
-  if (path != "/files" && head.header("x-access-token") != l->access_token) {
+  const std::string token = head.header("x-access-token");
+  if (path != "/files" &&
+      (token.size() != l->access_token.size() ||
+       CRYPTO_memcmp(token.data(), l->access_token.data(), token.size()) != 0)) {
     r.respond = [](Request&) { return Response::error(401, "unauthorized access, please provide a valid access token"); };
     return r;
   }

@@ -1,5 +1,6 @@
 #include "server/envd.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <signal.h>
 #include <zlib.h>
@@ -546,9 +547,13 @@ Result<std::vector<Part>> parse_multipart(const std::string& body, const std::st
   return parts;
 }
 
+bool same(const std::string& a, const std::string& b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
 bool signature_ok(const Request& req, const Live& live, const std::string& path, const std::string& op,
                   const std::string& user) {
-  if (!req.header("x-access-token").empty()) return req.header("x-access-token") == live.access_token;
+  if (!req.header("x-access-token").empty()) return same(req.header("x-access-token"), live.access_token);
   std::string sig = req.param("signature");
   if (sig.empty()) return false;
   std::string exp = req.param("signature_expiration");
@@ -556,7 +561,7 @@ bool signature_ok(const Request& req, const Live& live, const std::string& path,
     if (exp.size() > 12 || exp.find_first_not_of("0123456789") != std::string::npos) return false;
     if (std::stoll(exp) < now_unix_ms() / 1000) return false;
   }
-  return sig == file_signature(path, op, user, live.access_token, exp);
+  return same(sig, file_signature(path, op, user, live.access_token, exp));
 }
 
 Route files_route(std::shared_ptr<Live> live, sandbox::User user, const Request& head) {

@@ -196,6 +196,10 @@ test('data plane: routing, tokens, Host and Origin', async () => {
   assert.equal(status, 403)
   res = await control('GET', '/v2/sandboxes', undefined, { Origin: 'http://evil.example' })
   assert.equal(res.status, 403)
+  res = await control('GET', '/v2/sandboxes', undefined, { Origin: 'http://localhost.evil.example:3000' })
+  assert.equal(res.status, 403)
+  res = await control('GET', '/v2/sandboxes', undefined, { Origin: 'http://localhost:3000' })
+  assert.equal(res.status, 200)
 })
 
 test('/files: errors, gzip upload, Content-Length', async () => {
