@@ -270,8 +270,15 @@ void HttpServer::stop(std::chrono::milliseconds grace) {
   auto deadline = std::chrono::steady_clock::now() + grace;
   while (active_ > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  std::lock_guard lock(mu_);
-  for (int fd : connections_) ::shutdown(fd, SHUT_RDWR);  // wakes readers; threads then exit
+  {
+    std::lock_guard lock(mu_);
+    for (int fd : connections_) ::shutdown(fd, SHUT_RDWR);  // wakes readers; streams fail their next write
+  }
+  // Connection threads use the router (and what it points to): they must be gone before the
+  // caller destroys it. Streams notice a dead socket within a poll interval.
+  auto hard = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (active_ > 0 && std::chrono::steady_clock::now() < hard)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
 }
 
 void HttpServer::serve_connection(int fd, std::string remote) {
