@@ -21,5 +21,6 @@ Runner add_serve(CLI::App& app, Globals& globals);
 Runner add_key(CLI::App& app, Globals& globals);
 Runner add_sandbox(CLI::App& app, Globals& globals);
 Runner add_files(CLI::App& app, Globals& globals);
+Runner add_mcp(CLI::App& app, Globals& globals);
 
 }  // namespace brig::cli

@@ -32,6 +32,8 @@ for sdk in e2b e2b-2.50; do
 done
 echo "== CLI client"
 BRIG_BIN=$brig node --test cli.test.mjs || status=1
+echo "== MCP (stdio, official SDK client)"
+BRIG_BIN=$brig node --test mcp.test.mjs || status=1
 echo "== daemon restart"
 BRIG_BIN=$brig BRIG_STATE=$state node --test restart.test.mjs || status=1
 echo "== protocol"
