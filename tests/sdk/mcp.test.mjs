@@ -18,7 +18,7 @@ test('initialize negotiates 2025-11-25 and tools/list has valid schemas', async 
   assert.equal(client.getServerVersion().name, 'brig')
   const { tools } = await client.listTools()
   const names = tools.map((t) => t.name).sort()
-  assert.deepEqual(names, ['create_sandbox', 'kill_sandbox', 'list_sandboxes', 'read_file', 'run_command', 'set_sandbox_timeout', 'write_file'])
+  assert.deepEqual(names, ['create_sandbox', 'kill_sandbox', 'list_files', 'list_sandboxes', 'read_file', 'run_command', 'set_sandbox_timeout', 'write_file'])
   for (const t of tools) {
     assert.equal(t.inputSchema.type, 'object')
     assert.equal(t.outputSchema.type, 'object')
@@ -41,6 +41,18 @@ test('create, run, write, read, list, timeout, kill', async () => {
   await client.callTool({ name: 'write_file', arguments: { sandbox_id: id, path: '/home/user/n.txt', content: 'note' } })
   const read = await client.callTool({ name: 'read_file', arguments: { sandbox_id: id, path: '/home/user/n.txt' } })
   assert.equal(read.structuredContent.content, 'note')
+  const files = await client.callTool({ name: 'list_files', arguments: { sandbox_id: id, path: '/home/user' } })
+  assert.ok(files.structuredContent.entries.some((e) => e.path === '/home/user/n.txt' && e.type === 'file' && e.size === 4))
+  const progress = []
+  const slow = await client.callTool(
+    { name: 'run_command', arguments: { sandbox_id: id, command: 'for i in 1 2 3; do echo step$i; sleep 0.3; done' } },
+    undefined,
+    { onprogress: (p) => progress.push(p) },
+  )
+  assert.equal(slow.structuredContent.stdout, 'step1\nstep2\nstep3\n')
+  // The last notification may share a chunk with the response and be dropped by the client.
+  assert.ok(progress.length >= 2, JSON.stringify(progress))
+  assert.match(progress[0].message, /step1/)
   const listed = await client.callTool({ name: 'list_sandboxes', arguments: { metadata: { via: 'mcp' } } })
   assert.ok(listed.structuredContent.sandboxes.some((s) => s.sandbox_id === id))
   assert.match(listed.content[0].text, /\| Sandbox ID \| Template \| Status \| Info \|/)
