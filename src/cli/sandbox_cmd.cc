@@ -11,11 +11,14 @@
 #include <sstream>
 
 #include "base/util.h"
-#include "cli/client.h"
+#include "client/api_client.h"
 #include "cli/commands.h"
 
 namespace brig::cli {
 namespace {
+
+using client::ApiClient;
+using client::api_error;
 
 using nlohmann::json;
 

@@ -9,6 +9,8 @@
 
 #include "base/log.h"
 #include "base/util.h"
+#include "client/api_client.h"
+#include "mcp/server.h"
 #include "server/envd.h"
 #include "store/builtin.h"
 
@@ -285,10 +287,79 @@ Route Daemon::data_plane(const Request& head, const std::string& id, int port) {
   return r;
 }
 
+// MCP over Streamable HTTP, stateless: each POST carries one JSON-RPC message; the tools call
+// this daemon's own API as the caller (their key), so nothing bypasses authorisation.
+Route Daemon::mcp_route(const Request& head) {
+  Route r;
+  r.body_limit = 1 << 20;
+  auto rpc_error = [](int status, int code, const std::string& message) {
+    return Response::json(status, dump({{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", {{"code", code}, {"message", message}}}}));
+  };
+  if (head.method != "POST") {
+    r.respond = [rpc_error](Request&) {
+      auto res = rpc_error(405, -32000, "Method not allowed: this MCP endpoint is stateless (POST only).");
+      res.headers.emplace_back("Allow", "POST");
+      return res;
+    };
+    return r;
+  }
+  std::string key = head.header("x-api-key");
+  if (head.header("authorization").starts_with("Bearer ")) key = head.header("authorization").substr(7);
+  if (!keys_.valid(key)) {
+    r.respond = [rpc_error](Request&) {
+      auto res = rpc_error(401, -32000, "missing or invalid API key (Authorization: Bearer <key>)");
+      res.headers.emplace_back("WWW-Authenticate", "Bearer error=\"invalid_token\", error_description=\"missing or invalid API key\"");
+      return res;
+    };
+    return r;
+  }
+  std::string accept = head.header("accept");
+  if (accept.find("application/json") == std::string::npos || accept.find("text/event-stream") == std::string::npos) {
+    r.respond = [rpc_error](Request&) {
+      return rpc_error(406, -32000, "Accept must list application/json and text/event-stream");
+    };
+    return r;
+  }
+  if (!head.header("content-type").starts_with("application/json")) {
+    r.respond = [rpc_error](Request&) { return rpc_error(415, -32000, "Content-Type must be application/json"); };
+    return r;
+  }
+  if (auto v = head.header("mcp-protocol-version"); !v.empty() && !mcp::supported_protocol_version(v)) {
+    r.respond = [rpc_error, v](Request&) { return rpc_error(400, -32000, "unsupported MCP-Protocol-Version " + v.substr(0, 32)); };
+    return r;
+  }
+  r.stream = [this, key, rpc_error](Request& req, Stream& s) {
+    auto msg = json::parse(req.body, nullptr, false);
+    auto reply = [&](const Response& res) {
+      s.begin(res.status, res.headers);
+      s.write(res.body);
+    };
+    if (msg.is_discarded()) return reply(rpc_error(400, -32700, "parse error"));
+    if (msg.is_array()) return reply(rpc_error(400, -32600, "batches are not supported"));
+    if (!msg.is_object() || (msg.contains("id") && msg["id"].is_null()))
+      return reply(rpc_error(400, -32600, "invalid JSON-RPC message"));
+    if (!msg.contains("id") || !msg.contains("method")) return reply(Response::empty(202));  // notification or response
+    auto api = client::ApiClient::to(server_->address(), key);
+    if (!api) return reply(rpc_error(500, -32603, api.error().message()));
+    bool sse = msg.contains("params") && msg["params"].is_object() && msg["params"].contains("_meta") &&
+               msg["params"]["_meta"].is_object() && msg["params"]["_meta"].contains("progressToken");
+    auto event = [](const json& j) { return "event: message\ndata: " + dump(j) + "\n\n"; };
+    if (sse) s.begin(200, {{"Content-Type", "text/event-stream"}, {"Cache-Control", "no-cache"}});
+    mcp::Server server(std::move(*api), /*stateless=*/true, [&](const json& note) {
+      if (sse) s.write(event(note));
+    });
+    json response = server.handle(msg);
+    if (sse) s.write(event(response));
+    else reply(Response::json(200, dump(response)));
+  };
+  return r;
+}
+
 Route Daemon::control_plane(const Request& head) {
   Route r;
   const std::string method = head.method;
   const std::string path = head.path;
+  if (path == "/mcp") return mcp_route(head);
   if (path == "/health") {
     r.respond = [](Request&) { return Response::json(200, "{\"status\":\"ok\"}"); };
     return r;

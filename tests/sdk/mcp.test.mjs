@@ -94,3 +94,69 @@ test('raw stdio: parse errors, requests before initialize, server/discover', asy
   assert.equal(lines[3].result.protocolVersion, '2025-11-25')
   assert.deepEqual(lines[4], { jsonrpc: '2.0', id: 3, result: {} })
 })
+
+// ---- Streamable HTTP at /mcp on the daemon (stateless) ----
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+const mcpUrl = new URL('/mcp', process.env.E2B_API_URL)
+const bearer = { Authorization: `Bearer ${process.env.E2B_API_KEY}` }
+
+test('HTTP: the official client lists tools and runs a command, with progress over SSE', async () => {
+  const http = new Client({ name: 'brig-tests-http', version: '1.0.0' })
+  await http.connect(new StreamableHTTPClientTransport(mcpUrl, { requestInit: { headers: bearer } }))
+  const { tools } = await http.listTools()
+  assert.ok(tools.some((t) => t.name === 'run_command'))
+  const created = await http.callTool({ name: 'create_sandbox', arguments: {} })
+  const id = created.structuredContent.sandbox_id
+  const progress = []
+  const run = await http.callTool(
+    { name: 'run_command', arguments: { sandbox_id: id, command: 'for i in 1 2 3; do echo s$i; sleep 0.2; done' } },
+    undefined,
+    { onprogress: (p) => progress.push(p) },
+  )
+  assert.equal(run.structuredContent.stdout, 's1\ns2\ns3\n')
+  assert.ok(progress.length >= 3, JSON.stringify(progress))
+  const killed = await http.callTool({ name: 'kill_sandbox', arguments: { sandbox_id: id } })
+  assert.equal(killed.structuredContent.killed, true)
+  await http.close()
+})
+
+test('HTTP: status codes of the transport', async () => {
+  const post = (body, headers = {}) =>
+    fetch(mcpUrl, {
+      method: 'POST',
+      headers: { ...bearer, Accept: 'application/json, text/event-stream', 'Content-Type': 'application/json', ...headers },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+    })
+  const ping = { jsonrpc: '2.0', id: 1, method: 'ping' }
+  let res = await post(ping)
+  assert.equal(res.status, 200)
+  assert.deepEqual(await res.json(), { jsonrpc: '2.0', id: 1, result: {} })
+  res = await post(ping, { Authorization: 'Bearer wrong' })
+  assert.equal(res.status, 401)
+  assert.match(res.headers.get('www-authenticate'), /^Bearer /)
+  res = await post(ping, { Accept: 'application/json' })
+  assert.equal(res.status, 406)
+  res = await post(ping, { 'Content-Type': 'text/plain' })
+  assert.equal(res.status, 415)
+  res = await post(ping, { 'MCP-Protocol-Version': '1999-01-01' })
+  assert.equal(res.status, 400)
+  res = await post('{broken')
+  assert.equal(res.status, 400)
+  assert.equal((await res.json()).error.code, -32700)
+  res = await post([ping])
+  assert.equal(res.status, 400)
+  res = await post({ jsonrpc: '2.0', method: 'notifications/initialized' })
+  assert.equal(res.status, 202)
+  res = await post({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'nope', arguments: {} } })
+  assert.equal(res.status, 200)
+  assert.equal((await res.json()).error.code, -32602)
+  res = await post('{"jsonrpc":"2.0","id":3,"method":"ping","pad":"' + 'x'.repeat(2 << 20) + '"}')
+  assert.equal(res.status, 413)
+  res = await post(ping, { Origin: 'http://evil.example' })
+  assert.equal(res.status, 403)
+  res = await fetch(mcpUrl, { headers: { ...bearer, Accept: 'text/event-stream' } })
+  assert.equal(res.status, 405)
+  assert.equal(res.headers.get('allow'), 'POST')
+  res = await fetch(mcpUrl, { method: 'DELETE', headers: bearer })
+  assert.equal(res.status, 405)
+})

@@ -1,4 +1,4 @@
-#include "cli/client.h"
+#include "client/api_client.h"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -9,7 +9,7 @@
 #include "base/util.h"
 #include "sandbox/engine.h"
 
-namespace brig::cli {
+namespace brig::client {
 namespace net = boost::asio;
 namespace http = boost::beast::http;
 using tcp = net::ip::tcp;
@@ -28,6 +28,17 @@ Result<ApiClient> ApiClient::from_env(const std::string& state_dir) {
   if (const char* key = std::getenv("BRIG_API_KEY"); key && *key) c.key_ = key;
   else if (auto k = read_small_file((state_dir.empty() ? sandbox::default_state_dir() : state_dir) + "/api-key", 1024))
     c.key_ = std::string(trim(*k));
+  return c;
+}
+
+Result<ApiClient> ApiClient::to(const std::string& host_port, const std::string& key) {
+  ApiClient c;
+  auto colon = host_port.rfind(':');
+  if (colon == std::string::npos) return Error::make(errc::invalid_argument, "want HOST:PORT");
+  c.host_ = host_port.substr(0, colon);
+  c.port_ = host_port.substr(colon + 1);
+  c.url_ = "http://" + host_port;
+  c.key_ = key;
   return c;
 }
 
@@ -107,4 +118,4 @@ std::string api_error(const HttpResult& r) {
   return msg + " (HTTP " + std::to_string(r.status) + ")";
 }
 
-}  // namespace brig::cli
+}  // namespace brig::client

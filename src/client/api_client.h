@@ -1,4 +1,4 @@
-// A small HTTP/1.1 client for the CLI verbs that talk to a running `brig serve`
+// A small HTTP/1.1 client of a running `brig serve` (the CLI verbs, the MCP tools)
 // (BRIG_URL, default http://127.0.0.1:49982; BRIG_API_KEY, else the local state dir's key).
 #pragma once
 
@@ -8,7 +8,7 @@
 
 #include "base/result.h"
 
-namespace brig::cli {
+namespace brig::client {
 
 struct HttpResult {
   int status = 0;
@@ -19,6 +19,8 @@ struct HttpResult {
 class ApiClient {
  public:
   static Result<ApiClient> from_env(const std::string& state_dir);
+  // A client of the daemon at http://HOST:PORT acting with `key`.
+  static Result<ApiClient> to(const std::string& host_port, const std::string& key);
   Result<HttpResult> call(const std::string& method, const std::string& target, const std::string& body = "",
                           std::map<std::string, std::string> headers = {});
   // Streams the response body to `on_data` as it arrives (for Connect server streams).
@@ -35,4 +37,4 @@ class ApiClient {
 // "{"code":404,"message":"..."}" -> "... (HTTP 404)"
 std::string api_error(const HttpResult& r);
 
-}  // namespace brig::cli
+}  // namespace brig::client
