@@ -1,6 +1,7 @@
 #include "base/util.h"
 
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -151,6 +152,26 @@ Result<> write_small_file(const std::string& path, std::string_view content) {
   Fd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY));
   if (!fd) return Error::from_errno(errno, "open(" + path + ")");
   return write_fd_all(fd.get(), content, path);
+}
+
+std::string base64_encode(std::string_view in) {
+  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),  // SAFETY: byte buffers
+                          reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+Result<std::string> base64_decode(std::string_view in) {
+  if (in.size() % 4) return Error::make(errc::invalid_argument, "malformed base64");
+  std::string out(in.size() / 4 * 3 + 1, '\0');
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),  // SAFETY: byte buffers
+                          reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+  if (n < 0) return Error::make(errc::invalid_argument, "malformed base64");
+  size_t len = static_cast<size_t>(n);
+  for (size_t i = in.size(); i > 0 && in[i - 1] == '=' && len > 0; --i) --len;  // EVP counts padding as zeros
+  out.resize(len);
+  return out;
 }
 
 std::vector<std::string> split(std::string_view s, char sep) {

@@ -25,6 +25,10 @@ std::string format_size(uint64_t bytes);
 Result<std::string> read_small_file(const std::string& path, size_t limit = 1 << 16);
 Result<> write_small_file(const std::string& path, std::string_view content);
 
+// Standard base64 with padding (RFC 4648); decoding rejects malformed input.
+std::string base64_encode(std::string_view bytes);
+Result<std::string> base64_decode(std::string_view text);
+
 std::vector<std::string> split(std::string_view s, char sep);
 std::string_view trim(std::string_view s);
 

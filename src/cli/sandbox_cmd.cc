@@ -1,6 +1,5 @@
 // brig sandbox create|list|info|kill|timeout|exec and brig files ls|cat|put|get: the CLI as a
 // client of a running `brig serve`.
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -45,17 +44,6 @@ Result<std::map<std::string, std::string>> pairs(const std::vector<std::string>&
 }
 
 std::string short_time(const std::string& rfc3339) { return rfc3339.size() >= 19 ? rfc3339.substr(11, 8) : rfc3339; }
-
-std::string b64decode(const std::string& in) {
-  std::string out(in.size() / 4 * 3 + 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),  // SAFETY: byte buffers
-                          reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
-  if (n < 0) return "";
-  size_t len = static_cast<size_t>(n);
-  for (size_t i = in.size(); i > 0 && in[i - 1] == '='; --i) --len;
-  out.resize(len);
-  return out;
-}
 
 int create(ApiClient& c, const Args& a) {
   auto env = pairs(a.env, "--env");
@@ -118,72 +106,16 @@ int set_timeout(ApiClient& c, const Args& a) {
 int exec(ApiClient& c, Args a) {
   if (!a.command.empty() && a.command.front() == "--") a.command.erase(a.command.begin());
   if (a.command.empty()) return fail("no command given (brig sandbox exec ID -- CMD ARGS...)");
-  auto headers = c.envd_headers(a.id);
-  if (!headers) return fail(headers.error().message());
-  (*headers)["Content-Type"] = "application/connect+json";
-  (*headers)["Connect-Protocol-Version"] = "1";
-  if (!a.user.empty()) {
-    std::string raw = a.user + ":";
-    std::string b64(4 * ((raw.size() + 2) / 3) + 1, '\0');
-    int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(b64.data()),  // SAFETY: byte buffers
-                            reinterpret_cast<const unsigned char*>(raw.data()), static_cast<int>(raw.size()));
-    b64.resize(static_cast<size_t>(n));
-    (*headers)["Authorization"] = "Basic " + b64;
-  }
-  json proc = {{"cmd", a.command[0]}, {"args", std::vector<std::string>(a.command.begin() + 1, a.command.end())}};
-  if (!a.cwd.empty()) proc["cwd"] = a.cwd;
   auto env = pairs(a.env, "--env");
   if (!env) return fail(env.error().message());
-  if (!env->empty()) proc["envs"] = *env;
-  std::string msg = json{{"process", proc}, {"stdin", false}}.dump();
-  std::string body(5, '\0');
-  body[1] = static_cast<char>(msg.size() >> 24);
-  body[2] = static_cast<char>(msg.size() >> 16);
-  body[3] = static_cast<char>(msg.size() >> 8);
-  body[4] = static_cast<char>(msg.size());
-  body += msg;
-  std::string pending;
-  int exit_code = -1;
-  std::string error;
-  auto on_data = [&](std::string_view d) {
-    pending.append(d);
-    while (pending.size() >= 5) {
-      uint32_t n = (static_cast<uint32_t>(static_cast<uint8_t>(pending[1])) << 24) |
-                   (static_cast<uint32_t>(static_cast<uint8_t>(pending[2])) << 16) |
-                   (static_cast<uint32_t>(static_cast<uint8_t>(pending[3])) << 8) | static_cast<uint8_t>(pending[4]);
-      if (pending.size() < 5 + n) break;
-      bool end_stream = pending[0] & 2;
-      auto j = json::parse(pending.substr(5, n), nullptr, false);
-      pending.erase(0, 5 + n);
-      if (end_stream) {
-        if (j.is_object() && j.contains("error")) error = j["error"].value("message", "error");
-        continue;
-      }
-      if (!j.is_object() || !j.contains("event")) continue;
-      auto& ev = j["event"];
-      if (ev.contains("data")) {
-        auto& data = ev["data"];
-        if (data.contains("stdout")) {
-          auto s = b64decode(data["stdout"].get<std::string>());
-          std::fwrite(s.data(), 1, s.size(), stdout);
-          std::fflush(stdout);
-        }
-        if (data.contains("stderr")) {
-          auto s = b64decode(data["stderr"].get<std::string>());
-          std::fwrite(s.data(), 1, s.size(), stderr);
-        }
-      } else if (ev.contains("end")) {
-        auto& end = ev["end"];
-        exit_code = end.value("exited", false) ? end.value("exitCode", 0) : 128 + 9;
-      }
-    }
-    return true;
-  };
-  auto status = c.stream("POST", "/process.Process/Start", body, *headers, on_data);
-  if (!status) return fail(status.error().message());
-  if (*status != 200) return fail("exec failed (HTTP " + std::to_string(*status) + ")");
-  if (!error.empty() && exit_code < 0) return fail(error, 126);
-  return exit_code < 0 ? 1 : exit_code;
+  client::ExecRequest req{a.id, a.command[0], {a.command.begin() + 1, a.command.end()}, a.cwd, a.user, *env};
+  auto r = client::exec(c, req, [](bool is_stderr, std::string_view d) {
+    std::fwrite(d.data(), 1, d.size(), is_stderr ? stderr : stdout);
+    if (!is_stderr) std::fflush(stdout);
+  });
+  if (!r) return fail(r.error().message());
+  if (!r->exited && r->exit_code < 0 && !r->error.empty()) return fail(r->error, 126);
+  return r->exited ? r->exit_code : 128 + 9;
 }
 
 int files(ApiClient& c, const std::string& verb, const Args& a) {

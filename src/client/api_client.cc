@@ -92,7 +92,9 @@ Result<int> ApiClient::stream(const std::string& method, const std::string& targ
   while (!parser.is_done()) {
     parser.get().body().data = chunk;
     parser.get().body().size = sizeof chunk;
-    http::read(socket, buffer, parser, ec);
+    // read_some, not read: deliver each chunk as it arrives (live output, progress), instead
+    // of waiting until the buffer is full or the body ends.
+    http::read_some(socket, buffer, parser, ec);
     if (ec == http::error::need_buffer) ec = {};
     if (ec) return Error::make(errc::protocol, "read response: " + ec.message());
     size_t got = sizeof chunk - parser.get().body().size;
@@ -109,6 +111,57 @@ Result<std::map<std::string, std::string>> ApiClient::envd_headers(const std::st
   if (j.is_object() && j.contains("envdAccessToken") && j["envdAccessToken"].is_string())
     h["X-Access-Token"] = j["envdAccessToken"].get<std::string>();
   return h;
+}
+
+Result<ExecResult> exec(ApiClient& api, const ExecRequest& req,
+                        const std::function<void(bool is_stderr, std::string_view)>& on_output) {
+  using nlohmann::json;
+  BRIG_TRY_ASSIGN(headers, api.envd_headers(req.sandbox_id));
+  headers["Content-Type"] = "application/connect+json";
+  headers["Connect-Protocol-Version"] = "1";
+  if (req.timeout_ms > 0) headers["Connect-Timeout-Ms"] = std::to_string(req.timeout_ms);
+  if (!req.user.empty()) headers["Authorization"] = "Basic " + base64_encode(req.user + ":");
+  json proc = {{"cmd", req.cmd}, {"args", req.args}};
+  if (!req.cwd.empty()) proc["cwd"] = req.cwd;
+  if (!req.env.empty()) proc["envs"] = req.env;
+  std::string msg = json{{"process", proc}, {"stdin", false}}.dump();
+  // One Connect envelope: flags 0, big-endian length, the JSON message.
+  std::string body(5, '\0');
+  for (int i = 0; i < 4; ++i) body[static_cast<size_t>(1 + i)] = static_cast<char>(msg.size() >> (24 - 8 * i));
+  body += msg;
+  ExecResult result;
+  std::string pending;
+  auto on_data = [&](std::string_view d) {
+    pending.append(d);
+    while (pending.size() >= 5) {
+      uint32_t n = 0;
+      for (size_t i = 1; i <= 4; ++i) n = (n << 8) | static_cast<uint8_t>(pending[i]);
+      if (pending.size() < 5 + static_cast<size_t>(n)) break;
+      bool end_stream = pending[0] & 2;
+      auto j = json::parse(pending.substr(5, n), nullptr, false);
+      pending.erase(0, 5 + static_cast<size_t>(n));
+      if (!j.is_object()) continue;
+      if (end_stream) {
+        if (j.contains("error") && j["error"].is_object()) result.error = j["error"].value("message", "error");
+        continue;
+      }
+      if (!j.contains("event") || !j["event"].is_object()) continue;
+      auto& ev = j["event"];
+      if (ev.contains("data") && ev["data"].is_object()) {
+        for (const char* stream : {"stdout", "stderr"})
+          if (ev["data"].contains(stream) && ev["data"][stream].is_string())
+            if (auto bytes = base64_decode(ev["data"][stream].get<std::string>()))
+              on_output(std::string_view(stream) == "stderr", *bytes);
+      } else if (ev.contains("end") && ev["end"].is_object()) {
+        result.exited = ev["end"].value("exited", false);
+        result.exit_code = result.exited ? ev["end"].value("exitCode", 0) : -1;
+      }
+    }
+    return true;
+  };
+  BRIG_TRY_ASSIGN(status, api.stream("POST", "/process.Process/Start", body, headers, on_data));
+  if (status != 200) return Error::make(errc::protocol, "exec failed (HTTP " + std::to_string(status) + ")");
+  return result;
 }
 
 std::string api_error(const HttpResult& r) {

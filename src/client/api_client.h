@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <map>
+#include <vector>
 #include <string>
 
 #include "base/result.h"
@@ -33,6 +34,25 @@ class ApiClient {
  private:
   std::string host_, port_, url_, key_;
 };
+
+// One command through envd's process.Process/Start (Connect, JSON codec).
+struct ExecRequest {
+  std::string sandbox_id;
+  std::string cmd;
+  std::vector<std::string> args;
+  std::string cwd;   // "" = the template's default
+  std::string user;  // "" = the template's default
+  std::map<std::string, std::string> env;
+  int timeout_ms = 0;  // 0 = none (Connect-Timeout-Ms)
+};
+struct ExecResult {
+  bool exited = false;  // false: killed by a signal or the stream ended early
+  int exit_code = -1;   // when exited
+  std::string error;    // the stream's error (e.g. deadline_exceeded), if any
+};
+// Runs `req`, calling `on_output(is_stderr, bytes)` as output arrives.
+Result<ExecResult> exec(ApiClient& api, const ExecRequest& req,
+                        const std::function<void(bool is_stderr, std::string_view)>& on_output);
 
 // "{"code":404,"message":"..."}" -> "... (HTTP 404)"
 std::string api_error(const HttpResult& r);

@@ -5,8 +5,6 @@
 // wrapped in an envelope with a per-call random marker, and the tool descriptions say so.
 #include "mcp/server.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <string>
@@ -278,71 +276,25 @@ class Server::Impl {
   }
 
   json run_command(const json& args, const json& progress_token) {
-    std::string id = sandbox_arg(args);
-    auto headers = client_.envd_headers(id);
-    if (!headers) return tool_error(headers.error().message() + "; list_sandboxes shows the live ones");
-    (*headers)["Content-Type"] = "application/json";
-    (*headers)["Connect-Protocol-Version"] = "1";
-    (*headers)["Content-Type"] = "application/connect+json";
-    (*headers)["Connect-Timeout-Ms"] = std::to_string(1000 * args.value("timeout", 60));
-    if (args.contains("user")) {
-      std::string raw = args["user"].get<std::string>() + ":";
-      std::string b64(4 * ((raw.size() + 2) / 3) + 1, '\0');
-      int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(b64.data()),  // SAFETY: byte buffers
-                              reinterpret_cast<const unsigned char*>(raw.data()), static_cast<int>(raw.size()));
-      b64.resize(static_cast<size_t>(n));
-      (*headers)["Authorization"] = "Basic " + b64;
-    }
-    json proc = {{"cmd", "/bin/bash"}, {"args", {"-l", "-c", args.at("command").get<std::string>()}}};
-    if (args.contains("cwd")) proc["cwd"] = args["cwd"];
-    if (args.contains("env")) proc["envs"] = args["env"];
-    std::string msg = dump({{"process", proc}, {"stdin", false}});
-    std::string body(5, '\0');
-    for (int i = 0; i < 4; ++i) body[static_cast<size_t>(1 + i)] = static_cast<char>(msg.size() >> (24 - 8 * i));
-    body += msg;
-    std::string pending, out, err, failure;
-    int exit_code = -1;
-    uint64_t progress_bytes = 0;
-    auto status = client_.stream("POST", "/process.Process/Start", body, *headers, [&](std::string_view d) {
-      pending.append(d);
-      while (pending.size() >= 5) {
-        uint32_t n = 0;
-        for (int i = 1; i <= 4; ++i) n = (n << 8) | static_cast<uint8_t>(pending[static_cast<size_t>(i)]);
-        if (pending.size() < 5 + n) break;
-        bool end_stream = pending[0] & 2;
-        auto j = json::parse(pending.substr(5, n), nullptr, false);
-        pending.erase(0, 5 + n);
-        if (end_stream) {
-          if (j.is_object() && j.contains("error")) failure = j["error"].value("message", "error");
-          continue;
-        }
-        if (!j.is_object() || !j.contains("event")) continue;
-        auto& ev = j["event"];
-        auto decode = [](const std::string& b) {
-          std::string o(b.size() / 4 * 3 + 3, '\0');
-          int k = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(o.data()),  // SAFETY: byte buffers
-                                  reinterpret_cast<const unsigned char*>(b.data()), static_cast<int>(b.size()));
-          size_t len = k < 0 ? 0 : static_cast<size_t>(k);
-          for (size_t i = b.size(); i > 0 && b[i - 1] == '=' && len > 0; --i) --len;
-          o.resize(len);
-          return o;
-        };
-        if (ev.contains("data")) {
-          std::string chunk;
-          if (ev["data"].contains("stdout")) chunk = decode(ev["data"]["stdout"]);
-          if (ev["data"].contains("stderr")) chunk = decode(ev["data"]["stderr"]);
-          if (ev["data"].contains("stdout") && out.size() < 4 * kMaxOutputChars) out += chunk;
-          if (ev["data"].contains("stderr") && err.size() < 4 * kMaxOutputChars) err += chunk;
-          progress_bytes += chunk.size();
-          progress(progress_token, progress_bytes, chunk);
-        } else if (ev.contains("end")) {
-          exit_code = ev["end"].value("exited", false) ? ev["end"].value("exitCode", 0) : -1;
-        }
-      }
-      return true;
+    client::ExecRequest req;
+    req.sandbox_id = sandbox_arg(args);
+    req.cmd = "/bin/bash";
+    req.args = {"-l", "-c", args.at("command").get<std::string>()};
+    req.cwd = args.value("cwd", std::string());
+    req.user = args.value("user", std::string());
+    if (args.contains("env")) req.env = args["env"].get<std::map<std::string, std::string>>();
+    req.timeout_ms = 1000 * args.value("timeout", 60);
+    std::string out, err;
+    uint64_t streamed = 0;
+    auto r = client::exec(client_, req, [&](bool is_stderr, std::string_view chunk) {
+      std::string& sink = is_stderr ? err : out;
+      if (sink.size() < 4 * kMaxOutputChars) sink.append(chunk);
+      streamed += chunk.size();
+      progress(progress_token, streamed, std::string(chunk));
     });
-    if (!status) return tool_error(status.error().message());
-    if (exit_code < 0 && !failure.empty()) return tool_error("the command did not finish: " + failure);
+    if (!r) return tool_error(r.error().message() + "; list_sandboxes shows the live ones");
+    if (!r->exited && !r->error.empty()) return tool_error("the command did not finish: " + r->error);
+    int exit_code = r->exited ? r->exit_code : -1;
     std::string text = "Exit code: " + std::to_string(exit_code) + "\n" + untrusted("stdout", out) + "\n" + untrusted("stderr", err);
     json structured = {{"stdout", out.substr(0, kMaxOutputChars)}, {"stderr", err.substr(0, kMaxOutputChars)}, {"exit_code", exit_code}};
     return text_result(text, structured, exit_code != 0);

@@ -20,26 +20,6 @@ using connect::RpcError;
 constexpr auto kDefaultKeepalive = std::chrono::seconds(50);
 constexpr size_t kMaxFileBytes = 512ull << 20;
 
-std::string base64(std::string_view in) {
-  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),  // SAFETY: byte buffers
-                          reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
-}
-
-Result<std::string> base64_decode(std::string_view in) {
-  if (in.size() > 4096 || in.size() % 4) return Error::make(errc::invalid_argument, "bad base64");
-  std::string out(in.size() / 4 * 3 + 1, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),  // SAFETY: byte buffers
-                          reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
-  if (n < 0) return Error::make(errc::invalid_argument, "bad base64");
-  size_t len = static_cast<size_t>(n);
-  for (size_t i = in.size(); i > 0 && in[i - 1] == '='; --i) --len;
-  out.resize(len);
-  return out;
-}
-
 // ---- filesystem ----------------------------------------------------------------------------
 
 std::string permissions_string(const sandbox::EntryInfo& e) {
@@ -652,7 +632,7 @@ std::string file_signature(const std::string& path, const std::string& op, const
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_Digest(raw.data(), raw.size(), md, &len, EVP_sha256(), nullptr);
-  std::string sig = base64(std::string_view(reinterpret_cast<char*>(md), len));  // SAFETY: bytes
+  std::string sig = base64_encode(std::string_view(reinterpret_cast<char*>(md), len));  // SAFETY: bytes
   while (!sig.empty() && sig.back() == '=') sig.pop_back();
   return "v1_" + sig;
 }
@@ -661,7 +641,9 @@ Result<sandbox::User> user_of(const Request& req, const Live& live) {
   std::string name = req.param("username");
   std::string auth = req.header("authorization");
   if (name.empty() && auth.starts_with("Basic ")) {
-    BRIG_TRY_ASSIGN(decoded, base64_decode(trim(std::string_view(auth).substr(6))));
+    auto header = trim(std::string_view(auth).substr(6));
+    if (header.size() > 4096) return Error::make(errc::invalid_argument, "Authorization header too long");
+    BRIG_TRY_ASSIGN(decoded, base64_decode(header));
     name = decoded.substr(0, decoded.find(':'));
   }
   if (name.empty()) name = live.tpl.config.user;

@@ -47,6 +47,17 @@ TEST(ParseDuration, Units) {
   EXPECT_FALSE(parse_duration("100d"));
 }
 
+TEST(Base64, RoundTripsAndRejectsGarbage) {
+  for (const std::string& s : std::vector<std::string>{"", "f", "fo", "foo", "foob", "fooba", "foobar", std::string("\0\xff\x10", 3)}) {
+    auto back = base64_decode(base64_encode(s));
+    ASSERT_TRUE(back);
+    EXPECT_EQ(*back, s);
+  }
+  EXPECT_EQ(base64_encode("user:"), "dXNlcjo=");
+  EXPECT_FALSE(base64_decode("abc"));
+  EXPECT_FALSE(base64_decode("ab!="));
+}
+
 TEST(ErrorContext, WrapsOutermostFirst) {
   Error e = Error::from_errno(EINVAL, "pivot_root(\".\", \".\")");
   EXPECT_EQ(e.sys_errno(), EINVAL);
