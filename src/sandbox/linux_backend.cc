@@ -22,6 +22,7 @@
 #include "sandbox/init_channel.h"
 #include "sandbox/run.h"
 #include "sandbox/zygote.h"
+#include "sys/seqpacket.h"
 #include "sys/syscalls.h"
 
 namespace brig::sandbox {
@@ -402,15 +403,7 @@ class LinuxBackend final : public Backend {
     if (!pidfd) return Error::from_errno(errno, "pidfd_open");
     if (!is_alive(record)) return Error::make(errc::not_found, "sandbox " + record.id + " is gone");
     const std::string path = socket_of(record.id);
-    struct sockaddr_un addr = {};
-    addr.sun_family = AF_UNIX;
-    if (path.size() >= sizeof addr.sun_path) return Error::make(errc::invalid_argument, "socket path too long");
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    Fd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-    if (!sock) return Error::from_errno(errno, "socket(AF_UNIX)");
-    // SAFETY: sockaddr_un is a sockaddr
-    if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-      return Error::from_errno(errno, "connect(" + path + ")");
+    BRIG_TRY_ASSIGN(sock, sys::seqpacket_connect(path));
     BRIG_TRY_ASSIGN(cgroup, cgroups_->open(record.id));
     SandboxRecord adopted = record;
     adopted.owner_pid = static_cast<int>(::getpid());

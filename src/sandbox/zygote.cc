@@ -130,19 +130,7 @@ Result<> wait_ready(int sock) {
 // A root-only listening socket at `path` (host side, in brig's state dir), or none.
 Result<Fd> listen_control_socket(const std::string& path) {
   if (path.empty()) return Fd();
-  struct sockaddr_un addr = {};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) return Error::make(errc::invalid_argument, "control socket path too long");
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  Fd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-  if (!fd) return Error::from_errno(errno, "socket(AF_UNIX)");
-  ::unlink(path.c_str());
-  mode_t old = ::umask(0177);  // the socket file is created 0600: only root may connect
-  int rc = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);  // SAFETY: sockaddr_un is a sockaddr
-  ::umask(old);
-  if (rc != 0) return Error::from_errno(errno, "bind(" + path + ")");
-  if (::listen(fd.get(), 4) != 0) return Error::from_errno(errno, "listen(" + path + ")");
-  return fd;
+  return sys::seqpacket_listen(path);
 }
 
 // The zygote side of one create.

@@ -67,6 +67,13 @@ std::map<std::string, std::string> parse_metadata_filter(const std::string& raw)
   return out;
 }
 
+// The caller's API key: X-API-KEY (E2B clients), else Authorization: Bearer (everyone else).
+std::string api_key_of(const Request& req) {
+  std::string key = req.header("x-api-key");
+  if (key.empty() && req.header("authorization").starts_with("Bearer ")) key = req.header("authorization").substr(7);
+  return key;
+}
+
 bool loopback_host(const std::string& host_header) {
   std::string host = host_header;
   if (host.starts_with("[")) host = host.substr(1, host.find(']') - 1);
@@ -303,8 +310,7 @@ Route Daemon::mcp_route(const Request& head) {
     };
     return r;
   }
-  std::string key = head.header("x-api-key");
-  if (head.header("authorization").starts_with("Bearer ")) key = head.header("authorization").substr(7);
+  const std::string key = api_key_of(head);
   if (!keys_.valid(key)) {
     r.respond = [rpc_error](Request&) {
       auto res = rpc_error(401, -32000, "missing or invalid API key (Authorization: Bearer <key>)");
@@ -401,9 +407,7 @@ Route Daemon::control_plane(const Request& head) {
     return r;
   }
   // Everything else needs an API key (X-API-KEY, or Authorization: Bearer for non-E2B clients).
-  std::string key = head.header("x-api-key");
-  if (key.empty() && head.header("authorization").starts_with("Bearer ")) key = head.header("authorization").substr(7);
-  if (!keys_.valid(key)) {
+  if (!keys_.valid(api_key_of(head))) {
     r.respond = [](Request&) { return Response::error(401, "missing or invalid API key (X-API-KEY)"); };
     return r;
   }

@@ -1,6 +1,9 @@
 #include "sys/seqpacket.h"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <cstring>
 
@@ -11,6 +14,39 @@ Result<std::pair<Fd, Fd>> seqpacket_pair() {
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
     return Error::from_errno(errno, "socketpair(AF_UNIX, SOCK_SEQPACKET)");
   return std::pair<Fd, Fd>{Fd(sv[0]), Fd(sv[1])};
+}
+
+namespace {
+Result<std::pair<Fd, struct sockaddr_un>> unix_socket(const std::string& path) {
+  struct sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof addr.sun_path)
+    return Error::make(errc::invalid_argument, "unix socket path empty or too long: " + path);
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  Fd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  if (!fd) return Error::from_errno(errno, "socket(AF_UNIX)");
+  return std::pair<Fd, struct sockaddr_un>{std::move(fd), addr};
+}
+}  // namespace
+
+Result<Fd> seqpacket_listen(const std::string& path) {
+  BRIG_TRY_ASSIGN(sock, unix_socket(path));
+  ::unlink(path.c_str());
+  mode_t old = ::umask(0177);
+  // SAFETY: sockaddr_un is a sockaddr
+  int rc = ::bind(sock.first.get(), reinterpret_cast<sockaddr*>(&sock.second), sizeof sock.second);
+  ::umask(old);
+  if (rc != 0) return Error::from_errno(errno, "bind(" + path + ")");
+  if (::listen(sock.first.get(), 4) != 0) return Error::from_errno(errno, "listen(" + path + ")");
+  return std::move(sock.first);
+}
+
+Result<Fd> seqpacket_connect(const std::string& path) {
+  BRIG_TRY_ASSIGN(sock, unix_socket(path));
+  // SAFETY: sockaddr_un is a sockaddr
+  if (::connect(sock.first.get(), reinterpret_cast<sockaddr*>(&sock.second), sizeof sock.second) != 0)
+    return Error::from_errno(errno, "connect(" + path + ")");
+  return std::move(sock.first);
 }
 
 Result<> send_packet(int sock, std::string_view data, std::span<const int> fds) {

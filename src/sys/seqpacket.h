@@ -24,6 +24,12 @@ struct Packet {
 // A connected SOCK_SEQPACKET pair, both ends CLOEXEC.
 Result<std::pair<Fd, Fd>> seqpacket_pair();
 
+// A SOCK_SEQPACKET unix socket listening at `path` (replacing a stale file), created 0600 so
+// only its owner (root) can connect.
+Result<Fd> seqpacket_listen(const std::string& path);
+// A SOCK_SEQPACKET connection to the unix socket at `path`.
+Result<Fd> seqpacket_connect(const std::string& path);
+
 // Sends `data` with `fds` (borrowed; the caller still owns them).
 [[nodiscard]] Result<> send_packet(int sock, std::string_view data, std::span<const int> fds = {});
 // Receives one packet; an orderly shutdown of the peer is errc::not_found ("peer closed").
