@@ -125,6 +125,7 @@ int show(const TemplateArgs& a, const Globals& g) {
   if (c.memory_bytes) std::printf("memory:    %s\n", format_size(c.memory_bytes).c_str());
   if (!c.start_cmd.empty()) std::printf("start:     %s\n", c.start_cmd.c_str());
   if (!c.ready_cmd.empty()) std::printf("ready:     %s\n", c.ready_cmd.c_str());
+  for (auto& k : c.kernels) std::printf("kernel:    %s (started with each sandbox)\n", k.c_str());
   for (auto& [k, v] : c.env) std::printf("env:       %s=%s\n", k.c_str(), v.c_str());
   for (auto& [k, v] : c.labels) std::printf("label:     %s=%s\n", k.c_str(), v.c_str());
   std::printf("layers (topmost first):\n");

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "init/file_ops.h"
+#include "init/kernel_host.h"
 #include "init/spawn.h"
 #include "init.pb.h"
 #include "sys/seqpacket.h"
@@ -45,6 +46,7 @@ class Init {
     timer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
     inotify_.reset(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
     set_lifetime(config.lifetime_ms);
+    if (!config.kernels.empty()) (void)ensure_kernel_host(config.kernels);
   }
 
   [[noreturn]] void run() {
@@ -72,6 +74,26 @@ class Init {
     its.it_value.tv_sec = ms / 1000;
     its.it_value.tv_nsec = static_cast<long>(ms % 1000) * 1'000'000;
     ::timerfd_settime(timer_.get(), 0, &its, nullptr);
+  }
+
+  // The kernel host runs until the sandbox ends; if it died (its user can kill it), the next
+  // request starts a new one.
+  Result<> ensure_kernel_host(const std::vector<std::string>& prestart = {}) {
+    if (kernel_host_.pid > 0) return ok();
+    BRIG_TRY_ASSIGN(host, start_kernel_host(env_, prestart));
+    kernel_host_ = std::move(host);
+    return ok();
+  }
+
+  Result<Fd> open_kernel_connection() {
+    BRIG_TRY(ensure_kernel_host());
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return Error::from_errno(errno, "socketpair");
+    Fd ours(sv[0]), theirs(sv[1]);
+    int fd = theirs.get();
+    // Non-blocking: a kernel host that stopped reading makes this request fail, not brig-init hang.
+    BRIG_TRY(sys::send_packet(kernel_host_.control.get(), kernel_host_conn_message(), std::span<const int>(&fd, 1)));
+    return ours;
   }
 
   void send(const initpb::InitMessage& msg, std::span<const int> fds = {}) {
@@ -203,7 +225,13 @@ class Init {
       case initpb::InitRequest::kSetEnv:
         env_.clear();
         for (auto& [k, v] : req.set_env().env()) env_[k] = v;
+        if (kernel_host_.pid > 0) (void)sys::send_packet(kernel_host_.control.get(), kernel_host_env_message(env_));
         return ok();
+      case initpb::InitRequest::kOpenKernels: {
+        BRIG_TRY_ASSIGN(conn, open_kernel_connection());
+        fds->push_back(std::move(conn));
+        return ok();
+      }
       case initpb::InitRequest::OP_NOT_SET: break;
     }
     return Error::make(errc::invalid_argument, "unknown request");
@@ -310,6 +338,7 @@ class Init {
       int status;
       pid_t pid = ::waitpid(-1, &status, WNOHANG);
       if (pid <= 0) break;
+      if (pid == kernel_host_.pid) kernel_host_ = {};
       auto it = processes_.find(pid);
       if (it == processes_.end()) continue;
       processes_.erase(it);
@@ -324,6 +353,7 @@ class Init {
 
   Fd control_, listener_, signals_, timer_, inotify_;
   std::map<std::string, std::string> env_;
+  KernelHost kernel_host_;
   std::map<int, initpb::ProcessInfo> processes_;
   std::map<int, Watch> watches_;
   std::map<uint64_t, std::string> roots_;

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "base/fd.h"
 
@@ -24,6 +25,7 @@ struct InitConfig {
   uint32_t lifetime_ms = 0;
   std::map<std::string, std::string> env;  // sandbox-wide env (SetEnv replaces it)
   Fd listener;  // persistent sandboxes: accepts a new control connection after the old one closes
+  std::vector<std::string> kernels;  // languages whose kernel starts at once (the kernel host)
 };
 
 [[noreturn]] void run_init(Fd control, InitConfig config);

@@ -71,6 +71,7 @@ std::string shape_key(const SandboxSpec& s) {
   key += "|" + std::to_string(s.memory_bytes) + "|" + std::to_string(s.cpu_millis) + "|" + std::to_string(s.pids) +
          "|" + std::to_string(s.disk_bytes) + "|" + std::to_string(s.shm_bytes) + "|" + (s.host_network ? "host" : "lo") +
          "|" + s.upper_dir + (s.persistent ? "|persistent" : "");
+  for (auto& k : s.kernels) key += "|kernel:" + k;
   return key;
 }
 

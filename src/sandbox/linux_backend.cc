@@ -298,6 +298,14 @@ class LinuxSandbox final : public SandboxHandle {
     return Usage{u.memory_bytes, u.cpu_usage_ns, u.oom_kills, u.tasks};
   }
 
+  Result<Fd> open_kernels() override {
+    initpb::InitRequest req;
+    req.mutable_open_kernels();
+    BRIG_TRY_ASSIGN(reply, channel_.call(std::move(req)));
+    if (reply.fds.size() != 1) return Error::make(errc::protocol, "kernel reply without fd");
+    return std::move(reply.fds[0]);
+  }
+
   bool alive() override { return !destroyed_ && !pidfd_exited(pidfd_.get(), 0); }
 
   void detach() override { destroyed_ = true; }  // the channel closes with this object
@@ -373,6 +381,7 @@ class LinuxBackend final : public Backend {
     req.set_mount_point(mount_point_);
     req.set_lifetime_ms(static_cast<uint32_t>(spec.lifetime.count()));
     req.set_share_host_network(spec.host_network);
+    for (auto& k : spec.kernels) req.add_kernels(k);
     const std::string socket_path = spec.persistent ? socket_of(id) : "";
     req.set_control_socket(socket_path);
     std::vector<Fd> fds;

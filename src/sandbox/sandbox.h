@@ -38,6 +38,8 @@ struct SandboxSpec {
   std::map<std::string, std::string> metadata;  // opaque key/values for listing filters
   bool host_network = false;                // build sandboxes only; default loopback-only
   bool persistent = false;                  // outlives the brig process; a new one re-adopts it
+  std::vector<std::string> kernels;         // code-interpreter languages whose kernel starts with
+                                            // the sandbox (before it is handed out, if pooled)
   std::string upper_dir;                    // build sandboxes only: keep the writable layer in
                                             // this host dir (created by brig, root-only)
 };
@@ -168,6 +170,10 @@ class Sandbox {
   virtual Result<uint64_t> watch(const std::string& path, bool recursive, User user) = 0;
   virtual Result<> unwatch(uint64_t watch_id) = 0;
   virtual std::vector<WatchEvent> take_watch_events(uint64_t watch_id) = 0;
+
+  // A connection to the sandbox's code-interpreter kernel host (init/kernel_host.h), which
+  // starts on first use. The peer runs as the sandbox user: what it sends is untrusted.
+  virtual Result<Fd> open_kernels() = 0;
 
   virtual Result<> set_lifetime(std::chrono::milliseconds remaining) = 0;
   virtual Result<Usage> usage() = 0;

@@ -111,6 +111,7 @@ void report_step(int sock, const isolate::StepResult& step) {
   init::InitConfig config;
   config.lifetime_ms = req.lifetime_ms();
   config.listener = std::move(listener);
+  config.kernels.assign(req.kernels().begin(), req.kernels().end());
   init::run_init(std::move(sock), std::move(config));
 }
 

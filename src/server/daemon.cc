@@ -11,6 +11,7 @@
 #include "base/util.h"
 #include "client/api_client.h"
 #include "mcp/server.h"
+#include "server/code_interpreter.h"
 #include "server/envd.h"
 #include "store/builtin.h"
 
@@ -41,6 +42,7 @@ sandbox::SandboxSpec spec_for(const store::TemplateStore& store, const store::Te
   spec.layers = store.layer_paths(t);
   spec.template_name = t.name;
   spec.env = t.config.env;
+  spec.kernels = t.config.kernels;
   if (t.config.memory_bytes) spec.memory_bytes = t.config.memory_bytes;
   if (t.config.cpus > 0) spec.cpu_millis = static_cast<uint32_t>(t.config.cpus * 1000);
   spec.shm_bytes = std::min<uint64_t>(64ull << 20, spec.memory_bytes / 2);
@@ -236,15 +238,27 @@ Route Daemon::data_plane(const Request& head, const std::string& id, int port) {
     r.respond = bad_gateway("The sandbox was not found");
     return r;
   }
-  if (port != 49983) {
-    r.respond = bad_gateway(port == 49999 ? "the code interpreter is not available in this brig version"
-                                          : "port " + std::to_string(port) + " is not open in the sandbox");
+  if (port != 49983 && port != 49999) {
+    r.respond = bad_gateway("port " + std::to_string(port) + " is not open in the sandbox");
     return r;
   }
   const std::string& path = head.path;
   if (path == "/health") {
     r.respond = [](Request&) { return Response::empty(204); };
     return r;
+  }
+  if (port == 49999) {
+    // The code-interpreter SDK sends the envd token on /execute only; its /contexts calls carry
+    // the traffic token that create returns, so either one is accepted here.
+    auto same = [](const std::string& a, const std::string& b) {
+      return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+    };
+    if (!same(head.header("x-access-token"), l->access_token) &&
+        !same(head.header("e2b-traffic-access-token"), l->traffic_token())) {
+      r.respond = [](Request&) { return Response::error(401, "unauthorized access, please provide a valid access token"); };
+      return r;
+    }
+    return code_interpreter::route(l, head);
   }
   // Every route but /health and /files (which check signatures themselves) needs the token.
   const std::string token = head.header("x-access-token");
@@ -419,7 +433,7 @@ Route Daemon::control_plane(const Request& head) {
   auto sandbox_json = [this](const std::string& id, const std::shared_ptr<Live>& l) {
     return json{{"sandboxID", id},       {"templateID", l->tpl.id},  {"alias", l->tpl.name},
                 {"clientID", "brig"},    {"envdVersion", kEnvdVersion}, {"envdAccessToken", l->access_token},
-                {"trafficAccessToken", nullptr}, {"domain", options_.domain.empty() ? json(nullptr) : json(options_.domain)}};
+                {"trafficAccessToken", l->traffic_token()}, {"domain", options_.domain.empty() ? json(nullptr) : json(options_.domain)}};
   };
   auto detail_json = [this](const sandbox::SandboxInfo& s) {
     auto t = store_.find(s.template_name);

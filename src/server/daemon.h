@@ -29,6 +29,8 @@ struct Live {
   std::shared_ptr<sandbox::Sandbox> sandbox;
   std::string id;
   std::string access_token;  // envdAccessToken
+  // trafficAccessToken: derived from the envd token, so it needs no storage of its own.
+  std::string traffic_token() const { return store::sha256_hex("brig-traffic|" + access_token).substr(0, 32); }
   store::TemplateInfo tpl;
   std::map<std::string, std::string> env;
   std::mutex mu;

@@ -221,6 +221,8 @@ class Builder {
     info.config.env = env_;
     info.config.start_cmd = df.start_cmd;
     info.config.ready_cmd = df.ready_cmd;
+    info.config.kernels = df.kernels;
+    info.config.definition_sha = sha256_hex(req_.definition);
     if (df.cpus) info.config.cpus = df.cpus;
     if (df.memory_bytes) info.config.memory_bytes = df.memory_bytes;
     info.created_ms = now_unix_ms();

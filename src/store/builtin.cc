@@ -26,7 +26,11 @@ Result<TemplateInfo> resolve_template(sandbox::Engine& engine, TemplateStore& st
   if (found) {
     bool complete = true;
     for (auto& l : found->layers) complete &= store.has_layer(l);
-    if (complete) return *found;
+    // A built-in whose definition changed with this brig version is rebuilt (unchanged
+    // steps come from the layer cache).
+    auto builtin = builtin_templates().find(ref);
+    bool current = builtin == builtin_templates().end() || found->config.definition_sha == sha256_hex(builtin->second);
+    if (complete && current) return *found;
     if (!builtin_templates().count(ref))
       return Error::make(errc::not_found, "template '" + ref + "' has missing layers; rebuild it");
   }

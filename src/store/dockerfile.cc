@@ -151,6 +151,14 @@ Result<Dockerfile> parse_dockerfile(std::string_view text, std::string_view name
     if (value.empty()) return line_error(name, d.line, "brig:" + key + " needs a value");
     if (key == "start") df.start_cmd = value;
     else if (key == "ready") df.ready_cmd = value;
+    else if (key == "kernels") {
+      for (auto& k : split(value, ' ')) {
+        if (k.empty()) continue;
+        if (k != "python" && k != "javascript" && k != "typescript" && k != "bash" && k != "r")
+          return line_error(name, d.line, "brig:kernels: unknown language '" + k + "' (python, javascript, typescript, bash, r)");
+        df.kernels.push_back(k);
+      }
+    }
     else if (key == "cpus") {
       try {
         df.cpus = std::stod(value);
@@ -163,7 +171,7 @@ Result<Dockerfile> parse_dockerfile(std::string_view text, std::string_view name
       if (!m) return line_error(name, d.line, m.error().message());
       df.memory_bytes = *m;
     } else {
-      return line_error(name, d.line, "unknown directive 'brig:" + key + "' (known: start, ready, cpus, memory)");
+      return line_error(name, d.line, "unknown directive 'brig:" + key + "' (known: start, ready, kernels, cpus, memory)");
     }
   }
 

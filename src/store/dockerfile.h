@@ -37,6 +37,7 @@ struct Instruction {
 struct Dockerfile {
   std::vector<Instruction> steps;        // steps[0] is FROM
   std::string start_cmd, ready_cmd;
+  std::vector<std::string> kernels;  // brig:kernels python [javascript ...]: started with each sandbox
   double cpus = 0;                       // 0 = brig's default
   uint64_t memory_bytes = 0;
 };

@@ -36,7 +36,8 @@ Error db_error(sqlite3* handle, std::string_view what) { return db::error(handle
 
 nlohmann::json config_to_json(const TemplateConfig& c) {
   return {{"user", c.user}, {"workdir", c.workdir}, {"env", c.env}, {"labels", c.labels},
-          {"start_cmd", c.start_cmd}, {"ready_cmd", c.ready_cmd}, {"cpus", c.cpus}, {"memory", c.memory_bytes}};
+          {"start_cmd", c.start_cmd}, {"ready_cmd", c.ready_cmd}, {"kernels", c.kernels},
+          {"definition_sha", c.definition_sha}, {"cpus", c.cpus}, {"memory", c.memory_bytes}};
 }
 
 TemplateConfig config_from_json(const std::string& text) {
@@ -49,6 +50,8 @@ TemplateConfig config_from_json(const std::string& text) {
   c.labels = j.value("labels", std::map<std::string, std::string>{});
   c.start_cmd = j.value("start_cmd", "");
   c.ready_cmd = j.value("ready_cmd", "");
+  c.kernels = j.value("kernels", std::vector<std::string>{});
+  c.definition_sha = j.value("definition_sha", "");
   c.cpus = j.value("cpus", 0.0);
   c.memory_bytes = j.value("memory", uint64_t{0});
   return c;

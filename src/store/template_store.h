@@ -28,6 +28,8 @@ struct TemplateConfig {
   std::map<std::string, std::string> env;
   std::map<std::string, std::string> labels;
   std::string start_cmd, ready_cmd;
+  std::vector<std::string> kernels;  // code-interpreter kernels started with each sandbox
+  std::string definition_sha;        // sha256 of the Dockerfile it was built from
   double cpus = 0;            // 0 = brig's default
   uint64_t memory_bytes = 0;  // 0 = brig's default
 };
