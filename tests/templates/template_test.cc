@@ -238,6 +238,62 @@ TEST(Templates, StartCommandAndReadinessCheck) {
   (void)env().engine->kill((*sb)->id());
 }
 
+// One request to a sandbox's kernel host; every line it sends back until it closes.
+std::vector<std::string> kernel_call(sandbox::Sandbox& sb, const std::string& request) {
+  auto fd = sb.open_kernels();
+  EXPECT_TRUE(fd) << (fd ? "" : fd.error().message());
+  if (!fd) return {};
+  std::string line = request + "\n";
+  EXPECT_EQ(::write(fd->get(), line.data(), line.size()), static_cast<ssize_t>(line.size()));
+  std::string all;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fd->get(), buf, sizeof buf)) > 0) all.append(buf, static_cast<size_t>(n));
+  return split(all, '\n');
+}
+
+// security-cases.md (code interpreter): the kernel host that brig-init forks runs as the sandbox
+// user, with no capabilities, and is not dumpable (nothing in the sandbox can read its fds or
+// ptrace it); the template's python kernel is already running when the sandbox is handed out.
+TEST(Templates, CodeInterpreterKernelHostIsUnprivilegedAndPrestartsPython) {
+  REQUIRE_ROOT();
+  Recorder rec;
+  auto t = store::resolve_template(*env().engine, *env().store, "code-interpreter-v1", rec);
+  ASSERT_TRUE(t) << t.error().message();
+  ASSERT_EQ(t->config.kernels, std::vector<std::string>{"python"});
+  sandbox::SandboxSpec spec;
+  spec.layers = env().store->layer_paths(*t);
+  spec.env = t->config.env;
+  spec.kernels = t->config.kernels;
+  spec.memory_bytes = 1ull << 30;
+  auto sb = env().engine->create(spec);
+  ASSERT_TRUE(sb) << sb.error().message();
+  // The default python context exists before any cell ran: the zygote request started it.
+  auto contexts = kernel_call(**sb, R"({"op":"list_contexts"})");
+  ASSERT_FALSE(contexts.empty());
+  EXPECT_NE(contexts[0].find(R"("language":"python")"), std::string::npos) << contexts[0];
+  auto lines = kernel_call(**sb, R"({"op":"execute","code":"import os\nprint(os.getuid(), os.getcwd())\n6*7"})");
+  std::string all;
+  for (auto& l : lines) all += l + "\n";
+  EXPECT_NE(all.find(R"("status":200)"), std::string::npos) << all;
+  EXPECT_NE(all.find(R"("text":"1000 /home/user\n")"), std::string::npos) << all;
+  EXPECT_NE(all.find(R"("is_main_result":true,"text":"42")"), std::string::npos) << all;
+  EXPECT_NE(all.find(R"({"type":"end_of_execution"})"), std::string::npos) << all;
+  sandbox::ProcessSpec ps;
+  ps.cmd = "/bin/sh";
+  ps.args = {"-c",
+             "for p in /proc/[0-9]*; do [ \"$(cat $p/comm 2>/dev/null)\" = brig-kernels ] || continue; "
+             "echo uid=$(awk '/^Uid:/{print $2 $3 $4 $5}' $p/status); echo $(grep ^CapEff $p/status); "
+             "ls $p/fd >/dev/null 2>&1 && echo fds-visible || echo fds-hidden; done"};
+  for (auto user : {User::user, User::root}) {
+    ps.user = user;
+    auto r = (*sb)->run(ps, {});
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->out, "uid=1000100010001000\nCapEff: 0000000000000000\nfds-hidden\n") << sandbox::user_name(user);
+  }
+  (void)env().engine->kill((*sb)->id());
+}
+
 struct Builtin {
   const char* name;
   const char* script;
