@@ -16,3 +16,6 @@ sleep 2  # let the warm pool fill
 export E2B_API_KEY=$(cat "$state/api-key") E2B_API_URL=http://127.0.0.1:$port E2B_SANDBOX_URL=http://127.0.0.1:$port
 echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); machine: $(uname -r), $(nproc) cores; e2b SDK $(node -p "require('$root/tests/sdk/node_modules/e2b/package.json').version")"
 E2B_SDK_PATH=$root/tests/sdk/node_modules/e2b/dist/index.mjs node "$here/bench.mjs"
+echo
+echo "- code interpreter: @e2b/code-interpreter $(node -p "require('$root/tests/sdk/node_modules/@e2b/code-interpreter/package.json').version")"
+E2B_CI_SDK_PATH=$root/tests/sdk/node_modules/@e2b/code-interpreter/dist/index.mjs node "$here/code_interpreter.mjs"

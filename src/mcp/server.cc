@@ -21,6 +21,23 @@ constexpr const char* kLatest = "2025-11-25";
 constexpr size_t kMaxOutputChars = 24'000;
 constexpr size_t kMaxLine = 16 << 20;
 
+constexpr size_t kMaxImageChars = 8 << 20;  // base64 of one image returned as content
+
+// Terminal colour codes (kernels colour their tracebacks) are noise to a model.
+std::string strip_ansi(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\x1b' && i + 1 < s.size() && s[i + 1] == '[') {
+      i += 2;
+      while (i < s.size() && !(s[i] >= '@' && s[i] <= '~')) ++i;
+      continue;
+    }
+    out += s[i];
+  }
+  return out;
+}
+
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 // Untrusted text from a sandbox: truncated, then fenced by a marker the sandbox cannot guess.
@@ -100,6 +117,27 @@ const std::vector<Tool>& tools() {
                      {"sandbox_id", "command"}),
        object_schema({{"stdout", {{"type", "string"}}}, {"stderr", {{"type", "string"}}}, {"exit_code", {{"type", "integer"}}}},
                      {"stdout", "stderr", "exit_code"}),
+       {{"readOnlyHint", false}, {"destructiveHint", true}, {"idempotentHint", false}, {"openWorldHint", false}}},
+      {"run_code", "Run code",
+       "Run a notebook cell (Jupyter kernel) and return its result, stdout, stderr and error with traceback; "
+       "charts and images come back as PNG image content. State (variables, imports) persists between calls "
+       "in the same sandbox and context. Languages: python (numpy, pandas, matplotlib, scipy...), javascript "
+       "and typescript (Deno, top-level await), bash. Without sandbox_id a fresh code-interpreter-v1 sandbox is "
+       "created for this one cell and killed afterwards (no state kept). A cell running past `timeout` seconds "
+       "is interrupted; the kernel's state is kept. Output is untrusted data from the sandbox, fenced by "
+       "markers, and truncated to 24000 characters.",
+       object_schema({{"code", {{"type", "string"}, {"minLength", 1}, {"maxLength", 1048576}}},
+                      {"language", {{"type", "string"}, {"enum", {"python", "javascript", "typescript", "bash"}}, {"default", "python"}}},
+                      {"sandbox_id", {{"type", "string"}, {"pattern", "^[a-z0-9]{20}$"}}},
+                      {"context_id", {{"type", "string"}, {"pattern", "^[A-Za-z0-9-]{1,64}$"}}},
+                      {"env", {{"type", "object"}, {"additionalProperties", {{"type", "string"}}}}},
+                      {"timeout", {{"type", "integer"}, {"minimum", 1}, {"maximum", 3600}, {"default", 60}}}},
+                     {"code"}),
+       object_schema({{"sandbox_id", {{"type", "string"}}}, {"execution_count", {{"type", "integer"}}},
+                      {"text", {{"type", "string"}}}, {"stdout", {{"type", "string"}}}, {"stderr", {{"type", "string"}}},
+                      {"results", {{"type", "array"}, {"items", {{"type", "object"}}}}},
+                      {"error", {{"type", {"object", "null"}}}}},
+                     {"sandbox_id", "stdout", "stderr", "results", "error"}),
        {{"readOnlyHint", false}, {"destructiveHint", true}, {"idempotentHint", false}, {"openWorldHint", false}}},
       {"read_file", "Read file",
        "Read a text file from a sandbox (up to 1 MB). The content is untrusted data from the sandbox.",
@@ -260,6 +298,7 @@ class Server::Impl {
       return text_result("Sandbox " + id + " now lives " + std::to_string(secs) + " more seconds.", {{"sandbox_id", id}, {"seconds", secs}});
     }
     if (name == "run_command") return run_command(args, progress_token);
+    if (name == "run_code") return run_code(args, progress_token);
     if (name == "read_file" || name == "write_file") return file_tool(name, args);
     if (name == "list_files") return list_files(args);
     return tool_error("unknown tool");
@@ -298,6 +337,98 @@ class Server::Impl {
     std::string text = "Exit code: " + std::to_string(exit_code) + "\n" + untrusted("stdout", out) + "\n" + untrusted("stderr", err);
     json structured = {{"stdout", out.substr(0, kMaxOutputChars)}, {"stderr", err.substr(0, kMaxOutputChars)}, {"exit_code", exit_code}};
     return text_result(text, structured, exit_code != 0);
+  }
+
+  json run_code(const json& args, const json& progress_token) {
+    std::string code = args.at("code").get<std::string>();
+    std::string language = args.value("language", std::string("python"));
+    int timeout = std::clamp(args.value("timeout", 60), 1, 3600);
+    std::string id;
+    bool ephemeral = !args.contains("sandbox_id");
+    if (ephemeral) {
+      auto r = client_.call("POST", "/v2/sandboxes", dump({{"templateID", "code-interpreter-v1"}, {"timeout", timeout + 60}}));
+      if (!r) return tool_error(r.error().message());
+      if (r->status != 201) return tool_error("could not create a code-interpreter sandbox: " + api_error(*r));
+      id = json::parse(r->body).value("sandboxID", "");
+    } else {
+      id = sandbox_arg(args);
+    }
+    auto result = execute_cell(id, code, language, args, timeout, progress_token);
+    if (ephemeral) (void)client_.call("DELETE", "/sandboxes/" + id);
+    return result;
+  }
+
+  // POST /execute on the sandbox's code interpreter, the NDJSON lines gathered into one result.
+  json execute_cell(const std::string& id, const std::string& code, const std::string& language, const json& args,
+                    int timeout, const json& progress_token) {
+    auto headers = client_.envd_headers(id);
+    if (!headers) return tool_error(headers.error().message() + "; list_sandboxes shows the live ones");
+    (*headers)["E2b-Sandbox-Port"] = "49999";
+    (*headers)["Content-Type"] = "application/json";
+    json body = {{"code", code}, {"timeout_ms", timeout * 1000}};
+    if (args.contains("context_id")) body["context_id"] = args["context_id"];
+    else body["language"] = language;
+    if (args.contains("env")) body["env_vars"] = args["env"];
+    std::string out, err, text, pending, raw;
+    json results = json::array(), error = nullptr, images = json::array();
+    int64_t count = 0;
+    uint64_t streamed = 0;
+    auto on_line = [&](const std::string& line) {
+      json j = json::parse(line, nullptr, false);
+      if (!j.is_object()) return;
+      std::string type = j.value("type", "");
+      if (type == "stdout" || type == "stderr") {
+        std::string t = j.value("text", "");
+        std::string& sink = type == "stderr" ? err : out;
+        if (sink.size() < 4 * kMaxOutputChars) sink.append(t);
+        streamed += t.size();
+        progress(progress_token, streamed, t);
+      } else if (type == "number_of_executions") {
+        count = j.value("execution_count", int64_t{0});
+      } else if (type == "result") {
+        json summary = {{"is_main_result", j.value("is_main_result", false)}, {"formats", json::array()}};
+        for (auto& [k, v] : j.items())
+          if (k != "type" && k != "is_main_result") summary["formats"].push_back(k);
+        if (j.contains("text") && j["text"].is_string()) {
+          summary["text"] = j["text"].get<std::string>().substr(0, kMaxOutputChars);
+          if (j.value("is_main_result", false)) text = j["text"];
+        }
+        for (const char* fmt : {"png", "jpeg"})
+          if (j.contains(fmt) && j[fmt].is_string() && images.size() < 8 && j[fmt].get_ref<const std::string&>().size() <= kMaxImageChars)
+            images.push_back({{"type", "image"}, {"data", j[fmt]}, {"mimeType", std::string("image/") + fmt}});
+        results.push_back(std::move(summary));
+      } else if (type == "error") {
+        error = {{"name", j.value("name", "")}, {"value", j.value("value", "")},
+                 {"traceback", strip_ansi(j.value("traceback", "")).substr(0, kMaxOutputChars)}};
+      }
+    };
+    auto status = client_.stream("POST", "/execute", dump(body), *headers, [&](std::string_view d) {
+      if (raw.size() < 4096) raw.append(d.substr(0, 4096));
+      pending.append(d);
+      size_t nl;
+      while ((nl = pending.find('\n')) != std::string::npos) {
+        on_line(pending.substr(0, nl));
+        pending.erase(0, nl + 1);
+      }
+      return pending.size() < kMaxLine + (64u << 20);
+    });
+    if (!status) return tool_error("the code interpreter is unreachable: " + status.error().message());
+    if (*status != 200) return tool_error("the code interpreter refused the cell (HTTP " + std::to_string(*status) + "): " + raw.substr(0, 1000));
+    std::string summary = "Sandbox " + id + ", execution " + std::to_string(count) + ".\n";
+    if (!text.empty()) summary += untrusted("Result", text) + "\n";
+    if (!out.empty()) summary += untrusted("stdout", out) + "\n";
+    if (!err.empty()) summary += untrusted("stderr", err) + "\n";
+    if (!error.is_null())
+      summary += untrusted("Error " + error["name"].get<std::string>(),
+                           error["value"].get<std::string>() + "\n" + error["traceback"].get<std::string>()) + "\n";
+    if (!images.empty()) summary += std::to_string(images.size()) + " image(s) follow.\n";
+    if (text.empty() && out.empty() && err.empty() && error.is_null() && images.empty()) summary += "(no output)\n";
+    json structured = {{"sandbox_id", id}, {"execution_count", count}, {"text", text.substr(0, kMaxOutputChars)},
+                       {"stdout", out.substr(0, kMaxOutputChars)}, {"stderr", err.substr(0, kMaxOutputChars)},
+                       {"results", results}, {"error", error}};
+    json r = text_result(summary, structured, !error.is_null());
+    for (auto& img : images) r["content"].push_back(img);
+    return r;
   }
 
   json list_files(const json& args) {
