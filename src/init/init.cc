@@ -13,6 +13,7 @@
 #include <map>
 #include <vector>
 
+#include "init/archive.h"
 #include "init/file_ops.h"
 #include "init/kernel_host.h"
 #include "init/spawn.h"
@@ -227,6 +228,22 @@ class Init {
         for (auto& [k, v] : req.set_env().env()) env_[k] = v;
         if (kernel_host_.pid > 0) (void)sys::send_packet(kernel_host_.control.get(), kernel_host_env_message(env_));
         return ok();
+      case initpb::InitRequest::kArchive: {
+        const auto& a = req.archive();
+        BRIG_TRY_ASSIGN(format, parse_archive_format(a.format()));
+        ArchiveLimits limits;
+        if (a.max_bytes()) limits.max_bytes = a.max_bytes();
+        if (a.max_entries()) limits.max_entries = a.max_entries();
+        if (a.extract()) {
+          BRIG_TRY_ASSIGN(pipes, start_import(a.path(), a.user(), format, limits));
+          fds->push_back(std::move(pipes.first));
+          fds->push_back(std::move(pipes.second));
+        } else {
+          BRIG_TRY_ASSIGN(out, start_export(a.path(), a.user(), format, limits));
+          fds->push_back(std::move(out));
+        }
+        return ok();
+      }
       case initpb::InitRequest::kOpenKernels: {
         BRIG_TRY_ASSIGN(conn, open_kernel_connection());
         fds->push_back(std::move(conn));

@@ -741,11 +741,7 @@ Result<KernelHost> start_kernel_host(const std::map<std::string, std::string>& e
   if (pid < 0) return Error::from_errno(errno, "fork the kernel host");
   if (pid == 0) {
     // Nothing of brig-init's stays: signals, fds (but 0-2 and our socket), ids, capabilities.
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    for (int s = 1; s < NSIG; ++s) ::signal(s, SIG_DFL);
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (!become_user(initpb::USER_USER)) ::_exit(121);
     ::setsid();
     int keep = theirs.get();
     if (keep != 3) {
@@ -761,12 +757,6 @@ Result<KernelHost> start_kernel_host(const std::map<std::string, std::string>& e
       for (int fd = 0; fd < 3; ++fd) ::dup2(null, fd);
       ::close(null);
     }
-    struct rlimit core = {0, 0};
-    ::setrlimit(RLIMIT_CORE, &core);
-    gid_t groups[] = {1000};
-    if (!isolate::apply_bounding_set(0) || ::setgroups(1, groups) != 0 || ::setresgid(1000, 1000, 1000) != 0 ||
-        ::setresuid(1000, 1000, 1000) != 0 || !isolate::apply_caps(0))
-      ::_exit(121);
     ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     ::prctl(PR_SET_NAME, "brig-kernels", 0, 0, 0);
     if (::chdir(kHome) != 0) (void)!::chdir("/");

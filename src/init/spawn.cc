@@ -97,6 +97,22 @@ int exec_search(const std::string& cmd, char* const argv[], char* const envp[], 
 
 }  // namespace
 
+bool become_user(initpb::User user) {
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  for (int s = 1; s < NSIG; ++s) ::signal(s, SIG_DFL);
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  struct rlimit core = {0, 0};
+  ::setrlimit(RLIMIT_CORE, &core);
+  const UserIds ids = ids_for(user);
+  const uint64_t keep_caps = ids.uid == 0 ? isolate::sandbox_root_caps() : 0;
+  gid_t groups[] = {ids.gid};
+  return isolate::apply_bounding_set(keep_caps) && ::setgroups(1, groups) == 0 &&
+         ::setresgid(ids.gid, ids.gid, ids.gid) == 0 && ::setresuid(ids.uid, ids.uid, ids.uid) == 0 &&
+         isolate::apply_caps(keep_caps);
+}
+
 Result<Started> spawn_process(const initpb::Spawn& spec, const std::map<std::string, std::string>& sandbox_env) {
   if (spec.cmd().empty()) return Error::make(errc::invalid_argument, "empty command");
   const UserIds ids = ids_for(spec.user());

@@ -27,6 +27,11 @@ struct Started {
   std::vector<Fd> fds;  // pipe mode: [stdin w (if stdin_pipe)], stdout r, stderr r; PTY: [master]
 };
 
+// In a freshly forked child of brig-init (no exec follows): default signals, dies with its
+// parent, no core dumps, and becomes `user` with that user's capabilities (none for `user`,
+// the sandbox-root set for root). false if a step failed.
+bool become_user(initpb::User user);
+
 // Forks and execs. Errors from the child before exec (missing cwd, command not found, ...)
 // come back as errors, the child reaped.
 Result<Started> spawn_process(const initpb::Spawn& spec, const std::map<std::string, std::string>& sandbox_env);

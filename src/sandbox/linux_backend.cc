@@ -298,6 +298,20 @@ class LinuxSandbox final : public SandboxHandle {
     return Usage{u.memory_bytes, u.cpu_usage_ns, u.oom_kills, u.tasks};
   }
 
+  Result<Fd> export_archive(const std::string& path, User user, const std::string& format, uint64_t max_bytes,
+                            uint32_t max_entries) override {
+    BRIG_TRY_ASSIGN(reply, channel_.call(archive_request(path, user, false, format, max_bytes, max_entries)));
+    if (reply.fds.size() != 1) return Error::make(errc::protocol, "archive reply without fd");
+    return std::move(reply.fds[0]);
+  }
+
+  Result<std::pair<Fd, Fd>> import_archive(const std::string& dir, User user, const std::string& format,
+                                           uint64_t max_bytes, uint32_t max_entries) override {
+    BRIG_TRY_ASSIGN(reply, channel_.call(archive_request(dir, user, true, format, max_bytes, max_entries)));
+    if (reply.fds.size() != 2) return Error::make(errc::protocol, "archive reply without fds");
+    return std::make_pair(std::move(reply.fds[0]), std::move(reply.fds[1]));
+  }
+
   Result<Fd> open_kernels() override {
     initpb::InitRequest req;
     req.mutable_open_kernels();
@@ -322,6 +336,19 @@ class LinuxSandbox final : public SandboxHandle {
   }
 
  private:
+  static initpb::InitRequest archive_request(const std::string& path, User user, bool extract, const std::string& format,
+                                            uint64_t max_bytes, uint32_t max_entries) {
+    initpb::InitRequest req;
+    auto* a = req.mutable_archive();
+    a->set_path(path);
+    a->set_user(to_pb(user));
+    a->set_extract(extract);
+    a->set_format(format);
+    a->set_max_bytes(max_bytes);
+    a->set_max_entries(max_entries);
+    return req;
+  }
+
   Result<Fd> open(const std::string& path, User user, bool write, uint32_t mode, EntryInfo* info) {
     initpb::InitRequest req;
     auto* o = req.mutable_open_file();

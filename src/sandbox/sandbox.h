@@ -175,6 +175,15 @@ class Sandbox {
   // starts on first use. The peer runs as the sandbox user: what it sends is untrusted.
   virtual Result<Fd> open_kernels() = 0;
 
+  // A tar.gz or zip of `path` made inside the sandbox as `user` (symlinks stored as links):
+  // a pipe yielding one JSON status line, then the archive (init/archive.h).
+  virtual Result<Fd> export_archive(const std::string& path, User user, const std::string& format,
+                                    uint64_t max_bytes, uint32_t max_entries) = 0;
+  // Unpacks into directory `dir` as `user`: write the archive to .first and close it, then
+  // read the JSON result line from .second. Entries escaping `dir` are refused up front.
+  virtual Result<std::pair<Fd, Fd>> import_archive(const std::string& dir, User user, const std::string& format,
+                                                   uint64_t max_bytes, uint32_t max_entries) = 0;
+
   virtual Result<> set_lifetime(std::chrono::milliseconds remaining) = 0;
   virtual Result<Usage> usage() = 0;
   virtual bool alive() = 0;

@@ -134,7 +134,9 @@ test('code-interpreter: contexts: create, run, list, restart, remove', async () 
 
   await sbx.removeCodeContext(ctx)
   assert.ok(!(await sbx.listCodeContexts()).some((c) => c.id === ctx.id))
-  await assert.rejects(sbx.runCode('1', { context: ctx }), (e) => {
+  // requestTimeoutMs: the SDK leaves its request timer running when the response is an HTTP
+  // error, which would keep this process alive for the default 60 s after the last test.
+  await assert.rejects(sbx.runCode('1', { context: ctx, requestTimeoutMs: 5_000 }), (e) => {
     assert.ok(e instanceof NotFoundError || /not found/i.test(e.message), `${e.name}: ${e.message}`)
     return true
   })
@@ -177,13 +179,40 @@ test('code-interpreter: a cell printing 10 MB', async () => {
 })
 
 test('code-interpreter: errors: unknown language; context and language together', async () => {
-  await assert.rejects(sbx.runCode('1', { language: 'cobol' }))
+  await assert.rejects(sbx.runCode('1', { language: 'cobol', requestTimeoutMs: 5_000 }))
   const ctx = await sbx.createCodeContext({ language: 'python' })
   try {
     await assert.rejects(sbx.runCode('1', { context: ctx, language: 'python' }), InvalidArgumentError)
   } finally {
     await sbx.removeCodeContext(ctx)
   }
+})
+
+// ipykernel aborts the execute requests that reach it just after a cell raised (stop_on_error), so
+// a cell queued behind a failing one, or the step that restores per-run env vars, must still run.
+test('code-interpreter: a cell queued behind a failing cell still runs', async () => {
+  assert.equal((await sbx.runCode('queued = 7')).error, undefined)
+  const empty = []
+  for (let i = 0; i < 20; i++) {
+    const failing = sbx.runCode('import time; time.sleep(0.2); 1/0')
+    await new Promise((r) => setTimeout(r, 50))
+    const [a, b] = await Promise.all([failing, sbx.runCode('queued')])
+    assert.equal(a.error?.name, 'ZeroDivisionError')
+    if (b.text !== '7') empty.push({ i, results: b.results, error: b.error, executionCount: b.executionCount })
+  }
+  assert.deepEqual(empty, [])
+})
+
+test('code-interpreter: per-run env vars do not outlive a failing cell', async () => {
+  const leaked = []
+  for (let i = 0; i < 20; i++) {
+    const failing = await sbx.runCode('1/0', { envs: { BRIG_LEAK: `leak-${i}` } })
+    assert.equal(failing.error?.name, 'ZeroDivisionError')
+    const after = await sbx.runCode("import os; os.environ.get('BRIG_LEAK')")
+    if (after.text !== undefined) leaked.push({ i, text: after.text })
+    await sbx.runCode("import os; os.environ.pop('BRIG_LEAK', None); None")
+  }
+  assert.deepEqual(leaked, [])
 })
 
 test('code-interpreter: a trivial cell', async () => {
