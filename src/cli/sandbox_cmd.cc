@@ -1,7 +1,11 @@
 // brig sandbox create|list|info|kill|timeout|exec and brig files ls|cat|put|get: the CLI as a
 // client of a running `brig serve`.
+#include <archive.h>
+#include <archive_entry.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
@@ -26,6 +30,7 @@ struct Args {
   int timeout = 300;
   std::vector<std::string> env, metadata, command;
   uint32_t depth = 1;
+  bool recursive = false;
 };
 
 int fail(const std::string& msg, int code = 1) {
@@ -118,6 +123,94 @@ int exec(ApiClient& c, Args a) {
   return r->exited ? r->exit_code : 128 + 9;
 }
 
+// Unpacks the tar.gz or zip in `in` into directory `dir` (created). The archive came from a
+// sandbox, so it is untrusted: no absolute paths, no "..", nothing written through a symlink,
+// no owners or set-id bits restored.
+Result<std::pair<uint64_t, uint64_t>> extract_local(FILE* in, const std::string& dir) {
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return Error::from_errno(errno, "mkdir " + dir);
+  if (::chdir(dir.c_str()) != 0) return Error::from_errno(errno, "cd " + dir);
+  struct archive* r = archive_read_new();
+  archive_read_support_filter_gzip(r);
+  archive_read_support_format_tar(r);
+  archive_read_support_format_zip(r);
+  struct archive* w = archive_write_disk_new();
+  archive_write_disk_set_options(w, ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
+                                        ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS);
+  std::string err;
+  uint64_t entries = 0, bytes = 0;
+  if (archive_read_open_FILE(r, in) != ARCHIVE_OK) err = archive_error_string(r);
+  struct archive_entry* e;
+  int rc = ARCHIVE_OK;
+  while (err.empty() && ((rc = archive_read_next_header(r, &e)) == ARCHIVE_OK || rc == ARCHIVE_WARN)) {
+    if (archive_write_header(w, e) < ARCHIVE_WARN) {
+      err = std::string("refused '") + archive_entry_pathname(e) + "': " + archive_error_string(w);
+      break;
+    }
+    const void* block;
+    size_t size;
+    la_int64_t offset;
+    while (archive_read_data_block(r, &block, &size, &offset) == ARCHIVE_OK) {
+      archive_write_data_block(w, block, size, offset);
+      bytes += size;
+    }
+    archive_write_finish_entry(w);
+    ++entries;
+  }
+  if (err.empty() && rc != ARCHIVE_EOF) err = archive_error_string(r) ? archive_error_string(r) : "truncated archive";
+  archive_write_free(w);
+  archive_read_free(r);
+  if (!err.empty()) return Error::make(errc::protocol, err);
+  return std::make_pair(entries, bytes);
+}
+
+// files get -r: the remote directory as an archive, kept as is (LOCAL ends in .tar.gz, .tgz or
+// .zip) or unpacked into the directory LOCAL.
+int get_recursive(ApiClient& c, std::map<std::string, std::string> headers, const Args& a, const std::string& qpath) {
+  auto ends = [&](const char* s) { return a.local.ends_with(s); };
+  bool keep = ends(".tar.gz") || ends(".tgz") || ends(".zip");
+  std::string format = ends(".zip") ? "zip" : "tar.gz";
+  FILE* out = keep ? std::fopen(a.local.c_str(), "wb") : std::tmpfile();
+  if (!out) return fail("cannot write " + a.local);
+  uint64_t got = 0;
+  auto last = std::chrono::steady_clock::now();
+  bool tty = ::isatty(2);
+  auto status = c.stream("GET", "/files/archive?format=" + format + "&path=" + qpath, "", headers, [&](std::string_view d) {
+    std::fwrite(d.data(), 1, d.size(), out);
+    got += d.size();
+    if (tty && std::chrono::steady_clock::now() - last > std::chrono::milliseconds(500)) {
+      std::fprintf(stderr, "\r%s received", format_size(got).c_str());
+      last = std::chrono::steady_clock::now();
+    }
+    return true;
+  });
+  if (tty && got) std::fprintf(stderr, "\r\033[K");
+  std::fflush(out);
+  auto body = [&] {
+    std::rewind(out);
+    std::string s(std::min<uint64_t>(got, 4096), '\0');
+    s.resize(std::fread(s.data(), 1, s.size(), out));
+    return s;
+  };
+  if (!status || *status != 200) {
+    std::string msg = status ? api_error({*status, {}, body()}) : status.error().message();
+    std::fclose(out);
+    if (keep) ::unlink(a.local.c_str());
+    return fail("cannot download " + a.path + ": " + msg);
+  }
+  if (keep) {
+    std::fclose(out);
+    std::printf("%s -> %s (%s)\n", a.path.c_str(), a.local.c_str(), format_size(got).c_str());
+    return 0;
+  }
+  std::rewind(out);
+  auto done = extract_local(out, a.local);
+  std::fclose(out);
+  if (!done) return fail("cannot unpack into " + a.local + ": " + done.error().message());
+  std::printf("%s -> %s/ (%llu entries, %s)\n", a.path.c_str(), a.local.c_str(),
+              static_cast<unsigned long long>(done->first), format_size(done->second).c_str());
+  return 0;
+}
+
 int files(ApiClient& c, const std::string& verb, const Args& a) {
   auto headers = c.envd_headers(a.id);
   if (!headers) return fail(headers.error().message());
@@ -146,6 +239,7 @@ int files(ApiClient& c, const std::string& verb, const Args& a) {
                   e.value("size", std::string("0")).c_str(), e.value("path", "").c_str());
     return 0;
   }
+  if (verb == "get" && a.recursive) return get_recursive(c, *headers, a, q(a.path));
   if (verb == "cat" || verb == "get") {
     auto r = c.call("GET", "/files?path=" + q(a.path), "", *headers);
     if (!r) return fail(r.error().message());
@@ -228,10 +322,16 @@ Runner add_files(CLI::App& app, Globals& globals) {
   put->add_option("id", a->id)->required();
   put->add_option("local", a->local)->required();
   put->add_option("path", a->path, "Destination in the sandbox")->required();
-  auto* get = f->add_subcommand("get", "Download a file.");
+  auto* get = f->add_subcommand("get", "Download a file, or with -r a directory.");
   get->add_option("id", a->id)->required();
   get->add_option("path", a->path)->required();
-  get->add_option("local", a->local)->required();
+  get->add_option("local", a->local,
+                  "Local file; with -r a directory to unpack into, or an archive to keep (.tar.gz, .tgz, .zip)")
+      ->required();
+  get->add_flag("-r,--recursive", a->recursive,
+                "Download the directory PATH as an archive (symlinks stay links; nothing outside LOCAL is written)");
+  get->footer("Examples:\n  brig files get ID /home/user/out.csv out.csv\n  brig files get -r ID /home/user/project ./project\n"
+              "  brig files get -r ID /home/user/project project.zip");
   return [=, &globals]() -> int {
     if (!f->parsed()) return -1;
     auto c = ApiClient::from_env(globals.state_dir);
