@@ -1,5 +1,7 @@
 #include "client/api_client.h"
 
+#include <sys/socket.h>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
@@ -67,11 +69,41 @@ Result<HttpResult> ApiClient::call(const std::string& method, const std::string&
   return out;
 }
 
+void CancelToken::cancel() {
+  std::lock_guard lock(mu_);
+  cancelled_ = true;
+  if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
+}
+
+bool CancelToken::cancelled() {
+  std::lock_guard lock(mu_);
+  return cancelled_;
+}
+
+void CancelToken::attach(int fd) {
+  std::lock_guard lock(mu_);
+  fd_ = fd;
+  if (cancelled_) ::shutdown(fd_, SHUT_RDWR);
+}
+
+void CancelToken::detach() {
+  std::lock_guard lock(mu_);
+  fd_ = -1;
+}
+
 Result<int> ApiClient::stream(const std::string& method, const std::string& target, const std::string& body,
                               std::map<std::string, std::string> headers,
-                              const std::function<bool(std::string_view)>& on_data) {
+                              const std::function<bool(std::string_view)>& on_data, CancelToken* cancel) {
   net::io_context io;
   BRIG_TRY_ASSIGN(socket, connect_to(io, host_, port_, url_));
+  struct Attach {
+    CancelToken* token;
+    ~Attach() {
+      if (token) token->detach();
+    }
+  } attached{cancel};
+  if (cancel) cancel->attach(socket.native_handle());
+  auto cancelled = [&] { return cancel && cancel->cancelled(); };
   http::request<http::string_body> req{http::string_to_verb(method), target, 11};
   req.set(http::field::host, host_ + ":" + port_);
   req.set(http::field::user_agent, "brig-cli");
@@ -82,11 +114,13 @@ Result<int> ApiClient::stream(const std::string& method, const std::string& targ
   req.prepare_payload();
   boost::system::error_code ec;
   http::write(socket, req, ec);
+  if (cancelled()) return Error::make(errc::conflict, "cancelled");
   if (ec) return Error::make(errc::protocol, "send request: " + ec.message());
   boost::beast::flat_buffer buffer;
   http::response_parser<http::buffer_body> parser;
   parser.body_limit(std::numeric_limits<std::uint64_t>::max());
   http::read_header(socket, buffer, parser, ec);
+  if (cancelled()) return Error::make(errc::conflict, "cancelled");
   if (ec) return Error::make(errc::protocol, "read response: " + ec.message());
   char chunk[65536];
   while (!parser.is_done()) {
@@ -95,6 +129,7 @@ Result<int> ApiClient::stream(const std::string& method, const std::string& targ
     // read_some, not read: deliver each chunk as it arrives (live output, progress), instead
     // of waiting until the buffer is full or the body ends.
     http::read_some(socket, buffer, parser, ec);
+    if (cancelled()) return Error::make(errc::conflict, "cancelled");
     if (ec == http::error::need_buffer) ec = {};
     if (ec) return Error::make(errc::protocol, "read response: " + ec.message());
     size_t got = sizeof chunk - parser.get().body().size;
@@ -114,7 +149,7 @@ Result<std::map<std::string, std::string>> ApiClient::envd_headers(const std::st
 }
 
 Result<ExecResult> exec(ApiClient& api, const ExecRequest& req,
-                        const std::function<void(bool is_stderr, std::string_view)>& on_output) {
+                        const std::function<void(bool is_stderr, std::string_view)>& on_output, CancelToken* cancel) {
   using nlohmann::json;
   BRIG_TRY_ASSIGN(headers, api.envd_headers(req.sandbox_id));
   headers["Content-Type"] = "application/connect+json";
@@ -131,6 +166,7 @@ Result<ExecResult> exec(ApiClient& api, const ExecRequest& req,
   body += msg;
   ExecResult result;
   std::string pending;
+  int pid = 0;
   auto on_data = [&](std::string_view d) {
     pending.append(d);
     while (pending.size() >= 5) {
@@ -147,6 +183,7 @@ Result<ExecResult> exec(ApiClient& api, const ExecRequest& req,
       }
       if (!j.contains("event") || !j["event"].is_object()) continue;
       auto& ev = j["event"];
+      if (ev.contains("start") && ev["start"].is_object()) pid = ev["start"].value("pid", 0);
       if (ev.contains("data") && ev["data"].is_object()) {
         for (const char* stream : {"stdout", "stderr"})
           if (ev["data"].contains(stream) && ev["data"][stream].is_string())
@@ -159,8 +196,17 @@ Result<ExecResult> exec(ApiClient& api, const ExecRequest& req,
     }
     return true;
   };
-  BRIG_TRY_ASSIGN(status, api.stream("POST", "/process.Process/Start", body, headers, on_data));
-  if (status != 200) return Error::make(errc::protocol, "exec failed (HTTP " + std::to_string(status) + ")");
+  auto status = api.stream("POST", "/process.Process/Start", body, headers, on_data, cancel);
+  if (!status && status.error().is(errc::conflict) && pid > 0) {
+    // Cancelled: a process outlives its stream (E2B semantics), so it is killed explicitly.
+    auto kill_headers = headers;
+    kill_headers["Content-Type"] = "application/json";
+    kill_headers.erase("Connect-Timeout-Ms");
+    (void)api.call("POST", "/process.Process/SendSignal",
+                   json{{"process", {{"pid", pid}}}, {"signal", "SIGNAL_SIGKILL"}}.dump(), kill_headers);
+  }
+  if (!status) return status.error();
+  if (*status != 200) return Error::make(errc::protocol, "exec failed (HTTP " + std::to_string(*status) + ")");
   return result;
 }
 

@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <map>
+#include <mutex>
 #include <vector>
 #include <string>
 
@@ -17,6 +18,21 @@ struct HttpResult {
   std::string body;
 };
 
+// Cancels a streaming call from another thread: the call's socket is shut down, so a read
+// blocked on a silent stream returns at once.
+class CancelToken {
+ public:
+  void cancel();
+  bool cancelled();
+  void attach(int fd);  // the socket of the call in progress
+  void detach();
+
+ private:
+  std::mutex mu_;
+  bool cancelled_ = false;
+  int fd_ = -1;
+};
+
 class ApiClient {
  public:
   static Result<ApiClient> from_env(const std::string& state_dir);
@@ -25,8 +41,10 @@ class ApiClient {
   Result<HttpResult> call(const std::string& method, const std::string& target, const std::string& body = "",
                           std::map<std::string, std::string> headers = {});
   // Streams the response body to `on_data` as it arrives (for Connect server streams).
+  // errc::conflict ("cancelled") when `cancel` fired.
   Result<int> stream(const std::string& method, const std::string& target, const std::string& body,
-                     std::map<std::string, std::string> headers, const std::function<bool(std::string_view)>& on_data);
+                     std::map<std::string, std::string> headers, const std::function<bool(std::string_view)>& on_data,
+                     CancelToken* cancel = nullptr);
   // Headers that route a request to sandbox `id`'s envd, with its access token.
   Result<std::map<std::string, std::string>> envd_headers(const std::string& id);
   const std::string& url() const { return url_; }
@@ -50,9 +68,11 @@ struct ExecResult {
   int exit_code = -1;   // when exited
   std::string error;    // the stream's error (e.g. deadline_exceeded), if any
 };
-// Runs `req`, calling `on_output(is_stderr, bytes)` as output arrives.
+// Runs `req`, calling `on_output(is_stderr, bytes)` as output arrives. When `cancel` fires the
+// process is killed (processes outlive their stream otherwise) and the result is errc::conflict.
 Result<ExecResult> exec(ApiClient& api, const ExecRequest& req,
-                        const std::function<void(bool is_stderr, std::string_view)>& on_output);
+                        const std::function<void(bool is_stderr, std::string_view)>& on_output,
+                        CancelToken* cancel = nullptr);
 
 // "{"code":404,"message":"..."}" -> "... (HTTP 404)"
 std::string api_error(const HttpResult& r);

@@ -43,6 +43,7 @@ constexpr size_t kMaxQueued = 64;                // executions waiting per conte
 constexpr size_t kStreamChunk = 1 << 20;         // stdout/stderr text per NDJSON line
 constexpr auto kStartTimeout = 60s;
 constexpr auto kInterruptGrace = 3s;
+constexpr auto kDenoSettle = 25ms;
 constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 constexpr const char* kHome = "/home/user";
 
@@ -130,7 +131,7 @@ struct Exec {
   bool got_reply = false, got_idle = false, saw_error = false;
   bool began = false;          // a step was sent
   int64_t timeout_ms = 0;
-  std::optional<Clock::time_point> deadline, interrupted_at;
+  std::optional<Clock::time_point> deadline, interrupted_at, settle_until;
   bool timed_out = false;
 };
 
@@ -171,7 +172,7 @@ class Host {
         }
       }
       try {
-        zmq::poll(items.data(), items.size(), std::chrono::milliseconds(100));
+        zmq::poll(items.data(), items.size(), std::chrono::milliseconds(settling_ ? 5 : 100));
       } catch (const zmq::error_t&) {
       }
       if (items[0].revents) on_control();
@@ -180,6 +181,7 @@ class Host {
       for (size_t i = 0; i < socks.size(); ++i)
         if (items[base + i].revents) drain(*socks[i].first, *socks[i].second);
       reap();
+      settling_ = false;
       for (auto& [id, c] : contexts_) tick(*c);
       std::erase_if(conns_, [](const std::shared_ptr<Conn>& c) { return c->gone || (c->finish && c->out.empty()); });
       std::erase_if(contexts_, [](const auto& kv) { return kv.second->id.empty(); });  // removed
@@ -530,14 +532,19 @@ class Host {
     if (!e || m.parent_id() != e->msg_id || m.msg_type() != "execute_reply") return;
     e->got_reply = true;
     bool main = e->steps.front().main;
-    if (main && m.content.value("status", "") == "error" && !e->saw_error && e->conn && !e->timed_out)
+    const std::string status = m.content.value("status", "");
+    if (main && status == "error" && !e->saw_error && e->conn && !e->timed_out)
       e->conn->line(jupyter::error_line(m.content));
+    if (main && status == "aborted" && e->conn && !e->timed_out)
+      e->conn->line({{"type", "error"}, {"name", "ExecutionAborted"},
+                     {"value", "the kernel aborted the cell without running it"}, {"traceback", ""}});
   }
 
   void on_iopub(Context& c, const jupyter::Message& m) {
     c.kernel.got_iopub = true;
     Exec* e = current(c);
     if (!e || m.parent_id() != e->msg_id) return;
+    if (e->settle_until) e->settle_until = Clock::now() + kDenoSettle;
     const std::string type = m.msg_type();
     if (type == "status") {
       if (m.content.value("execution_state", "") == "idle") e->got_idle = true;
@@ -657,14 +664,26 @@ class Host {
         }
         const Step& s = e.steps.front();
         json content = {{"code", s.code}, {"silent", !s.main}, {"store_history", s.main},
-                        {"user_expressions", json::object()}, {"allow_stdin", false}, {"stop_on_error", true}};
+                        {"user_expressions", json::object()}, {"allow_stdin", false}, {"stop_on_error", false}};
+        // stop_on_error would make ipykernel abort whatever arrives just after a failing cell
+        // (the next cell, or the step restoring its env_vars); cells run one at a time anyway.
         auto m = jupyter::make_request(k.session, "execute_request", std::move(content));
         e.msg_id = m.msg_id();
         e.got_reply = e.got_idle = e.saw_error = false;
+        e.settle_until.reset();
         e.began = true;
         if (s.main && e.timeout_ms > 0) e.deadline = now + std::chrono::milliseconds(e.timeout_ms);
         send(k, *k.shell, m);
         return;
+      }
+      if (e.got_reply && e.got_idle && c.kernel_name == "deno" && e.steps.front().main) {
+        // Deno's kernel may publish a cell's result after its idle status: give late output a
+        // moment (any message for the cell restarts the wait) before the cell is over.
+        if (!e.settle_until) e.settle_until = now + kDenoSettle;
+        if (now < *e.settle_until) {
+          settling_ = true;
+          return;
+        }
       }
       if (e.got_reply && e.got_idle) {
         e.steps.pop_front();
@@ -723,6 +742,7 @@ class Host {
   std::vector<std::shared_ptr<Conn>> conns_;
   std::map<std::string, std::unique_ptr<Context>> contexts_;
   std::map<std::string, std::string> defaults_;  // kernel name -> context id
+  bool settling_ = false;                        // a cell waits for late output: poll briefly
 };
 
 }  // namespace

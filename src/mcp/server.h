@@ -7,20 +7,38 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "client/api_client.h"
 
 namespace brig::mcp {
 
+// The tools/call requests in flight, by "<scope><request id>", so notifications/cancelled
+// (which may arrive on another connection, over HTTP) can stop them. Thread-safe.
+class CancelRegistry {
+ public:
+  std::shared_ptr<client::CancelToken> begin(const std::string& key);
+  void end(const std::string& key);
+  void cancel(const std::string& key);
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<client::CancelToken>> live_;
+};
+
 class Server {
  public:
   using Notify = std::function<void(const nlohmann::json&)>;
   // `stateless`: serve requests without a prior initialize (Streamable HTTP, no sessions).
-  Server(client::ApiClient client, bool stateless, Notify notify);
+  // `scope` keeps callers apart in a shared `cancels` (e.g. a hash of the API key).
+  Server(client::ApiClient client, bool stateless, Notify notify, std::shared_ptr<CancelRegistry> cancels = nullptr,
+         std::string scope = "");
   ~Server();
-  // One JSON-RPC message in; the response to send, or null for a notification.
+  // One JSON-RPC message in; the response to send, or null for a notification or a request
+  // that was cancelled (no response is sent for those). Calls may run concurrently.
   nlohmann::json handle(const nlohmann::json& msg);
 
  private:

@@ -358,17 +358,31 @@ Route Daemon::mcp_route(const Request& head) {
     if (msg.is_array()) return reply(rpc_error(400, -32600, "batches are not supported"));
     if (!msg.is_object() || (msg.contains("id") && msg["id"].is_null()))
       return reply(rpc_error(400, -32600, "invalid JSON-RPC message"));
-    if (!msg.contains("id") || !msg.contains("method")) return reply(Response::empty(202));  // notification or response
+    // A caller's requests are known by its key (hashed) and request id, so its cancellation
+    // reaches a tools/call running on another connection.
+    const std::string scope = store::sha256_hex(key) + "|";
+    if (!msg.contains("id") || !msg.contains("method")) {  // a notification or a response
+      if (msg.value("method", "") == "notifications/cancelled" && msg.contains("params") && msg["params"].is_object() &&
+          msg["params"].contains("requestId"))
+        mcp_cancels_->cancel(scope + msg["params"]["requestId"].dump());
+      return reply(Response::empty(202));
+    }
     auto api = client::ApiClient::to(server_->address(), key);
     if (!api) return reply(rpc_error(500, -32603, api.error().message()));
     bool sse = msg.contains("params") && msg["params"].is_object() && msg["params"].contains("_meta") &&
                msg["params"]["_meta"].is_object() && msg["params"]["_meta"].contains("progressToken");
     auto event = [](const json& j) { return "event: message\ndata: " + dump(j) + "\n\n"; };
     if (sse) s.begin(200, {{"Content-Type", "text/event-stream"}, {"Cache-Control", "no-cache"}});
-    mcp::Server server(std::move(*api), /*stateless=*/true, [&](const json& note) {
-      if (sse) s.write(event(note));
-    });
+    mcp::Server server(
+        std::move(*api), /*stateless=*/true, [&](const json& note) {
+          if (sse) s.write(event(note));
+        },
+        mcp_cancels_, scope);
     json response = server.handle(msg);
+    if (response.is_null()) {  // cancelled: nobody is waiting for an answer
+      if (!sse) reply(Response::empty(202));
+      return;
+    }
     if (sse) s.write(event(response));
     else reply(Response::json(200, dump(response)));
   };

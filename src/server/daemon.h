@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "sandbox/engine.h"
+#include "mcp/server.h"
 #include "server/http.h"
 #include "server/keys.h"
 #include "server/process_hub.h"
@@ -71,6 +72,7 @@ class Daemon {
   std::map<std::string, std::shared_ptr<Live>> live_;
   std::atomic<bool> stopping_{false};
   std::thread reaper_;
+  std::shared_ptr<mcp::CancelRegistry> mcp_cancels_ = std::make_shared<mcp::CancelRegistry>();
 
   friend struct Handlers;
  public:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the official e2b SDK suite (both pinned versions) against a fresh `brig serve`.
+# Runs the official e2b SDK suite (both pinned versions) and the code-interpreter SDK suite
+# against a fresh `brig serve`.
 #   tests/sdk/run.sh [path/to/brig]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -9,7 +10,7 @@ state=${BRIG_TEMPLATE_STATE_DIR:-${BRIG_CACHE_DIR:-/var/cache/brig}/state}
 port=$((20000 + RANDOM % 20000))
 
 cd "$here"
-[[ -d node_modules/e2b && -d node_modules/e2b-2.50 ]] || npm ci --no-audit --no-fund >/dev/null
+[[ -d node_modules/e2b && -d node_modules/e2b-2.50 && -d node_modules/@e2b/code-interpreter ]] || npm ci --no-audit --no-fund >/dev/null
 
 log=$(mktemp /tmp/brig-sdk-serve-XXXXXX.log)
 "$brig" --state-dir "$state" --log-level info serve --listen "127.0.0.1:$port" --pool 2 >"$log" 2>&1 &
@@ -30,6 +31,8 @@ for sdk in e2b e2b-2.50; do
   echo "== SDK $sdk ($(node -p "require('./node_modules/$sdk/package.json').version"))"
   SDK=$sdk node --test --test-concurrency=1 e2b.test.mjs || status=1
 done
+echo "== code interpreter (@e2b/code-interpreter $(node -p "require('./node_modules/@e2b/code-interpreter/package.json').version"))"
+node --test --test-concurrency=1 code-interpreter.test.mjs || status=1
 echo "== CLI client"
 BRIG_BIN=$brig node --test cli.test.mjs || status=1
 echo "== MCP (stdio, official SDK client)"
