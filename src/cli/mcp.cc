@@ -1,5 +1,9 @@
 // brig mcp: the MCP server (mcp/server.h) on stdio, newline-delimited JSON-RPC 2.0.
+#include <atomic>
 #include <cstdio>
+#include <mutex>
+#include <thread>
+#include <vector>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -16,7 +20,19 @@ using client::ApiClient;
 using nlohmann::json;
 constexpr size_t kMaxLine = 16 << 20;
 
-int serve_stdio(const Globals& g) {
+constexpr int kMaxCallsInFlight = 16;
+
+// One JSON-RPC message per line on stdout, whole lines only (calls answer from several threads).
+void write_line(const json& msg) {
+  static std::mutex mu;
+  std::string out = msg.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  std::lock_guard lock(mu);
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  std::fflush(stdout);
+}
+
+int serve_stdio(const Globals& g, const std::string& mode_name) {
+  const mcp::Mode mode = mode_name == "code" ? mcp::Mode::code : mcp::Mode::tools;
   auto client = ApiClient::from_env(g.state_dir);
   if (!client) {
     std::cerr << "brig mcp: " << client.error().message() << "\n";
@@ -25,30 +41,39 @@ int serve_stdio(const Globals& g) {
   // Fail early, on stderr, if no daemon is reachable: an MCP host shows stderr to its user.
   if (auto probe = client->call("GET", "/health"); !probe)
     std::cerr << "brig mcp: " << probe.error().message() << "\n";
-  mcp::Server server(std::move(*client), /*stateless=*/false, [](const json& note) {
-    std::string out = note.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
-    std::fwrite(out.data(), 1, out.size(), stdout);
-    std::fflush(stdout);
-  });
+  mcp::Server server(
+      std::move(*client), /*stateless=*/false, [](const json& note) { write_line(note); }, nullptr, "", mode);
+  // Tool calls run on their own threads, so the reader keeps reading: a notifications/cancelled
+  // for a running call is seen while it runs.
+  std::vector<std::thread> calls;
+  std::atomic<int> in_flight{0};
   std::string line;
   while (std::getline(std::cin, line)) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty()) continue;
-    json reply;
     if (line.size() > kMaxLine) {
-      reply = {{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", {{"code", -32600}, {"message", "message too large"}}}};
-    } else {
-      auto msg = json::parse(line, nullptr, false);
-      reply = msg.is_discarded()
-                  ? json{{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", {{"code", -32700}, {"message", "parse error"}}}}
-                  : server.handle(msg);
+      write_line({{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", {{"code", -32600}, {"message", "message too large"}}}});
+      continue;
     }
-    if (!reply.is_null()) {
-      std::string out = reply.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
-      std::fwrite(out.data(), 1, out.size(), stdout);
-      std::fflush(stdout);
+    auto msg = json::parse(line, nullptr, false);
+    if (msg.is_discarded()) {
+      write_line({{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", {{"code", -32700}, {"message", "parse error"}}}});
+      continue;
     }
+    bool tool_call = msg.is_object() && msg.value("method", "") == "tools/call" && msg.contains("id");
+    if (tool_call && in_flight < kMaxCallsInFlight) {
+      ++in_flight;
+      calls.emplace_back([&server, &in_flight, msg] {
+        json reply = server.handle(msg);
+        if (!reply.is_null()) write_line(reply);
+        --in_flight;
+      });
+      continue;
+    }
+    json reply = server.handle(msg);
+    if (!reply.is_null()) write_line(reply);
   }
+  for (auto& t : calls) t.join();  // stdin closed: finish what was asked, then exit
   return 0;
 }
 
@@ -58,7 +83,13 @@ Runner add_mcp(CLI::App& app, Globals& globals) {
   auto* sub = app.add_subcommand("mcp", "Serve MCP on stdio: sandbox tools for AI agents, backed by a running `brig serve`.");
   sub->footer("Desktop MCP clients: {\"command\": \"brig\", \"args\": [\"mcp\"]}. The daemon is found through\n"
               "BRIG_URL (default http://127.0.0.1:49982) and BRIG_API_KEY (default: the state directory's key).");
-  return [sub, &globals]() -> int { return sub->parsed() ? serve_stdio(globals) : -1; };
+  auto mode = std::make_shared<std::string>("tools");
+  sub->add_option("--mode", *mode,
+                  "tools: one tool per operation (default); code: search / execute_read / execute_write, which run "
+                  "the agent's JavaScript against brig's API in a fresh sandbox")
+      ->check(CLI::IsMember({"tools", "code"}))
+      ->capture_default_str();
+  return [sub, mode, &globals]() -> int { return sub->parsed() ? serve_stdio(globals, *mode) : -1; };
 }
 
 }  // namespace brig::cli

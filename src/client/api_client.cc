@@ -159,7 +159,7 @@ Result<ExecResult> exec(ApiClient& api, const ExecRequest& req,
   json proc = {{"cmd", req.cmd}, {"args", req.args}};
   if (!req.cwd.empty()) proc["cwd"] = req.cwd;
   if (!req.env.empty()) proc["envs"] = req.env;
-  std::string msg = json{{"process", proc}, {"stdin", false}}.dump();
+  std::string msg = json{{"process", proc}, {"stdin", req.stdin}}.dump();
   // One Connect envelope: flags 0, big-endian length, the JSON message.
   std::string body(5, '\0');
   for (int i = 0; i < 4; ++i) body[static_cast<size_t>(1 + i)] = static_cast<char>(msg.size() >> (24 - 8 * i));
@@ -183,7 +183,10 @@ Result<ExecResult> exec(ApiClient& api, const ExecRequest& req,
       }
       if (!j.contains("event") || !j["event"].is_object()) continue;
       auto& ev = j["event"];
-      if (ev.contains("start") && ev["start"].is_object()) pid = ev["start"].value("pid", 0);
+      if (ev.contains("start") && ev["start"].is_object()) {
+        pid = ev["start"].value("pid", 0);
+        if (req.on_start) req.on_start(pid);
+      }
       if (ev.contains("data") && ev["data"].is_object()) {
         for (const char* stream : {"stdout", "stderr"})
           if (ev["data"].contains(stream) && ev["data"][stream].is_string())

@@ -62,6 +62,8 @@ struct ExecRequest {
   std::string user;  // "" = the template's default
   std::map<std::string, std::string> env;
   int timeout_ms = 0;  // 0 = none (Connect-Timeout-Ms)
+  bool stdin = false;  // a stdin pipe (write with process.Process/SendInput), else /dev/null
+  std::function<void(int pid)> on_start;
 };
 struct ExecResult {
   bool exited = false;  // false: killed by a signal or the stream ended early

@@ -346,9 +346,10 @@ class Init {
   void on_signals() {
     struct signalfd_siginfo si;
     while (::read(signals_.get(), &si, sizeof si) == sizeof si) {
-      // SIGTERM, SIGINT or SIGHUP sent to the sandbox's PID 1 (from the host: processes inside
-      // cannot signal it) go on to every process in the sandbox, as an init should.
-      if (si.ssi_signo != SIGCHLD) ::kill(-1, static_cast<int>(si.ssi_signo));
+      // SIGTERM, SIGINT or SIGHUP sent to the sandbox's PID 1 from the host go on to every
+      // process in the sandbox, as an init should. Sandbox root can signal PID 1 too (its
+      // sender pid is then visible, non-zero): that is not relayed to everyone else.
+      if (si.ssi_signo != SIGCHLD && si.ssi_pid == 0) ::kill(-1, static_cast<int>(si.ssi_signo));
     }
     // Reap everything: our processes, and orphans re-parented to us as PID 1.
     for (;;) {

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "base/util.h"
+#include "mcp/code_mode.h"
 
 namespace brig::mcp {
 namespace {
@@ -196,9 +197,9 @@ const std::vector<Tool>& tools() {
 
 class Server::Impl {
  public:
-  Impl(ApiClient client, bool stateless, Notify notify, std::shared_ptr<CancelRegistry> cancels, std::string scope)
+  Impl(ApiClient client, bool stateless, Notify notify, std::shared_ptr<CancelRegistry> cancels, std::string scope, Mode mode)
       : client_(std::move(client)), initialized_(stateless), notify_(std::move(notify)),
-        cancels_(cancels ? std::move(cancels) : std::make_shared<CancelRegistry>()), scope_(std::move(scope)) {}
+        cancels_(cancels ? std::move(cancels) : std::make_shared<CancelRegistry>()), scope_(std::move(scope)), mode_(mode) {}
 
   // One JSON-RPC message in; the response to write, or null for notifications.
   json handle(const json& msg) {
@@ -227,6 +228,7 @@ class Server::Impl {
     }
     if (method == "server/discover") return error(id, -32601, "server/discover is not supported; use initialize");
     if (!initialized_) return error(id, -32600, "send initialize first");
+    if (method == "tools/list" && mode_ == Mode::code) return result(id, {{"tools", code_mode::tool_definitions()}});
     if (method == "tools/list") {
       json list = json::array();
       for (auto& t : tools())
@@ -239,7 +241,11 @@ class Server::Impl {
         return error(id, -32602, "tools/call needs a tool name");
       const std::string name = params["name"];
       bool known = false;
-      for (auto& t : tools()) known |= name == t.name;
+      if (mode_ == Mode::code) {
+        for (auto& t : code_mode::tool_definitions()) known |= name == t["name"].get<std::string>();
+      } else {
+        for (auto& t : tools()) known |= name == t.name;
+      }
       if (!known) return error(id, -32602, "unknown tool '" + name + "'");
       json args = params.value("arguments", json::object());
       if (!args.is_object()) return error(id, -32602, "arguments must be an object");
@@ -252,7 +258,16 @@ class Server::Impl {
           const std::string& k;
           ~End() { r.end(k); }
         } end{*cancels_, key};
-        json out = call(name, args, token, *cancel);
+        json out;
+        if (mode_ == Mode::code) {
+          if (!args.contains("code") || !args["code"].is_string() || args["code"].get_ref<const std::string&>().empty() ||
+              args["code"].get_ref<const std::string&>().size() > 100'000)
+            out = tool_error("code must be a non-empty string (at most 100000 characters): async () => { ... }");
+          else
+            out = code_mode::run(client_, name, args["code"], cancel.get());
+        } else {
+          out = call(name, args, token, *cancel);
+        }
         if (cancel->cancelled()) return nullptr;  // the client gave up on it: no response
         return result(id, std::move(out));
       } catch (const json::exception& e) {
@@ -587,6 +602,7 @@ class Server::Impl {
   Notify notify_;
   std::shared_ptr<CancelRegistry> cancels_;
   std::string scope_;
+  Mode mode_;
 };
 
 
@@ -611,8 +627,10 @@ void CancelRegistry::cancel(const std::string& key) {
   if (t) t->cancel();
 }
 
-Server::Server(ApiClient client, bool stateless, Notify notify, std::shared_ptr<CancelRegistry> cancels, std::string scope)
-    : impl_(std::make_unique<Impl>(std::move(client), stateless, std::move(notify), std::move(cancels), std::move(scope))) {}
+Server::Server(ApiClient client, bool stateless, Notify notify, std::shared_ptr<CancelRegistry> cancels, std::string scope,
+               Mode mode)
+    : impl_(std::make_unique<Impl>(std::move(client), stateless, std::move(notify), std::move(cancels), std::move(scope),
+                                   mode)) {}
 Server::~Server() = default;
 json Server::handle(const json& msg) { return impl_->handle(msg); }
 

@@ -29,13 +29,17 @@ class CancelRegistry {
   std::map<std::string, std::shared_ptr<client::CancelToken>> live_;
 };
 
+// The default toolset (one tool per operation), or code mode (search / execute_read /
+// execute_write over brig's own API, mcp/code_mode.h).
+enum class Mode { tools, code };
+
 class Server {
  public:
   using Notify = std::function<void(const nlohmann::json&)>;
   // `stateless`: serve requests without a prior initialize (Streamable HTTP, no sessions).
   // `scope` keeps callers apart in a shared `cancels` (e.g. a hash of the API key).
   Server(client::ApiClient client, bool stateless, Notify notify, std::shared_ptr<CancelRegistry> cancels = nullptr,
-         std::string scope = "");
+         std::string scope = "", Mode mode = Mode::tools);
   ~Server();
   // One JSON-RPC message in; the response to send, or null for a notification or a request
   // that was cancelled (no response is sent for those). Calls may run concurrently.

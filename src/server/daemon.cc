@@ -11,6 +11,7 @@
 #include "base/util.h"
 #include "client/api_client.h"
 #include "mcp/server.h"
+#include "mcp/code_mode.h"
 #include "server/code_interpreter.h"
 #include "server/envd.h"
 #include "store/builtin.h"
@@ -310,7 +311,7 @@ Route Daemon::data_plane(const Request& head, const std::string& id, int port) {
 
 // MCP over Streamable HTTP, stateless: each POST carries one JSON-RPC message; the tools call
 // this daemon's own API as the caller (their key), so nothing bypasses authorisation.
-Route Daemon::mcp_route(const Request& head) {
+Route Daemon::mcp_route(const Request& head, mcp::Mode mode) {
   Route r;
   r.body_limit = 1 << 20;
   auto rpc_error = [](int status, int code, const std::string& message) {
@@ -348,7 +349,7 @@ Route Daemon::mcp_route(const Request& head) {
     r.respond = [rpc_error, v](Request&) { return rpc_error(400, -32000, "unsupported MCP-Protocol-Version " + v.substr(0, 32)); };
     return r;
   }
-  r.stream = [this, key, rpc_error](Request& req, Stream& s) {
+  r.stream = [this, key, rpc_error, mode](Request& req, Stream& s) {
     auto msg = json::parse(req.body, nullptr, false);
     auto reply = [&](const Response& res) {
       s.begin(res.status, res.headers);
@@ -377,7 +378,7 @@ Route Daemon::mcp_route(const Request& head) {
         std::move(*api), /*stateless=*/true, [&](const json& note) {
           if (sse) s.write(event(note));
         },
-        mcp_cancels_, scope);
+        mcp_cancels_, scope, mode);
     json response = server.handle(msg);
     if (response.is_null()) {  // cancelled: nobody is waiting for an answer
       if (!sse) reply(Response::empty(202));
@@ -393,7 +394,12 @@ Route Daemon::control_plane(const Request& head) {
   Route r;
   const std::string method = head.method;
   const std::string path = head.path;
-  if (path == "/mcp") return mcp_route(head);
+  if (path == "/mcp") return mcp_route(head, mcp::Mode::tools);
+  if (path == "/mcp/code") return mcp_route(head, mcp::Mode::code);
+  if (path == "/openapi.json" && method == "GET") {
+    r.respond = [](Request&) { return Response::json(200, mcp::code_mode::openapi_text()); };
+    return r;
+  }
   if (path == "/health") {
     r.respond = [](Request&) { return Response::json(200, "{\"status\":\"ok\"}"); };
     return r;

@@ -53,7 +53,7 @@ class Daemon {
   Daemon(DaemonOptions options, sandbox::Engine& engine, store::TemplateStore& store, KeyStore& keys);
   Route route(const Request& req);
   Route control_plane(const Request& req);
-  Route mcp_route(const Request& req);
+  Route mcp_route(const Request& req, mcp::Mode mode);
   Route data_plane(const Request& req, const std::string& id, int port);
   std::shared_ptr<Live> live(const std::string& id);
   void reap_loop();

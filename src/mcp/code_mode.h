@@ -1,0 +1,53 @@
+// MCP code mode (`brig mcp --mode code`, `/mcp/code`): three tools, search / execute_read /
+// execute_write, each running the agent's JavaScript `async () => {...}` in a fresh `node`
+// sandbox with no network. `search` sees the OpenAPI document as `spec`; the execute tools see
+// `api.request({method, path, query?, body?})`, which reaches brig over the runner's stdio and
+// is checked here, in C++, before brig makes the call itself with the caller's key (the key
+// never enters the sandbox).
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "base/result.h"
+#include "client/api_client.h"
+
+namespace brig::mcp::code_mode {
+
+// The OpenAPI 3.1 document of brig's REST API (api/openapi.json, embedded).
+const std::string& openapi_text();
+// What `search` sees: paths callable from code mode, each operation reduced to summary,
+// description, tags, parameters, requestBody and responses, every $ref resolved inline.
+const nlohmann::json& search_spec();
+
+enum class Access { read, write };
+
+struct CheckedRequest {
+  std::string method;  // upper case
+  std::string path;    // normalised, matched a spec template
+  std::string target;  // path + encoded query
+  std::string body;    // JSON, or empty
+};
+
+// The guards of one api.request: the method allowed for the tool and documented for the path;
+// the path a plain absolute path (no scheme or host, no CR/LF or control characters, no
+// backslash, no query or fragment, no empty, "." or ".." segment, at any level of
+// percent-decoding) matching a spec template callable from code mode. errc::invalid_argument
+// with a message the agent can act on.
+Result<CheckedRequest> check_request(const nlohmann::json& request, Access access);
+
+// The tools' definitions (name, title, description with TypeScript declarations and
+// examples, schemas, annotations), for tools/list.
+nlohmann::json tool_definitions();
+
+struct Limits {
+  int max_calls = 50;
+  int timeout_ms = 30'000;
+  size_t max_result_chars = 24'000;
+};
+
+// Runs one tool call ("search", "execute_read", "execute_write") and returns the MCP result.
+nlohmann::json run(client::ApiClient& api, const std::string& tool, const std::string& code,
+                   client::CancelToken* cancel, const Limits& limits = {});
+
+}  // namespace brig::mcp::code_mode
