@@ -178,7 +178,10 @@ Result<ExecResult> exec(ApiClient& api, const ExecRequest& req,
       pending.erase(0, 5 + static_cast<size_t>(n));
       if (!j.is_object()) continue;
       if (end_stream) {
-        if (j.contains("error") && j["error"].is_object()) result.error = j["error"].value("message", "error");
+        if (j.contains("error") && j["error"].is_object()) {
+          result.error = j["error"].value("message", "error");
+          result.error_code = j["error"].value("code", "");
+        }
         continue;
       }
       if (!j.contains("event") || !j["event"].is_object()) continue;

@@ -68,7 +68,8 @@ struct ExecRequest {
 struct ExecResult {
   bool exited = false;  // false: killed by a signal or the stream ended early
   int exit_code = -1;   // when exited
-  std::string error;    // the stream's error (e.g. deadline_exceeded), if any
+  std::string error;    // the stream's error message, if any
+  std::string error_code;  // its Connect code (e.g. deadline_exceeded)
 };
 // Runs `req`, calling `on_output(is_stderr, bytes)` as output arrives. When `cancel` fires the
 // process is killed (processes outlive their stream otherwise) and the result is errc::conflict.

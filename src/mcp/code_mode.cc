@@ -113,6 +113,15 @@ const char* kDeclarations = R"(Globals (TypeScript):
 
 }  // namespace
 
+Limits Limits::from_env() {
+  Limits l;
+  if (const char* t = std::getenv("BRIG_CODE_MODE_TIMEOUT_MS"); t && *t) {
+    long v = std::strtol(t, nullptr, 10);
+    if (v >= 1000 && v <= 600'000) l.timeout_ms = static_cast<int>(v);
+  }
+  return l;
+}
+
 const std::string& openapi_text() {
   static const std::string text = brig_openapi_json;
   return text;
@@ -385,7 +394,7 @@ json run(ApiClient& api, const std::string& tool, const std::string& code, clien
     for (auto& l : (*final)["logs"])
       if (l.is_string()) logs.push_back(l);
   if (!final) {
-    if (ran->error.find("deadline") != std::string::npos || (!ran->exited && ran->error.empty()))
+    if (ran->error_code == "deadline_exceeded")
       return envelope("the code ran longer than " + std::to_string(limits.timeout_ms / 1000) + " s and was killed", logs, calls, true);
     return envelope("the code ended without a result (exit code " + std::to_string(ran->exit_code) +
                         (ran->error.empty() ? "" : ", " + ran->error) + "); out of memory?",

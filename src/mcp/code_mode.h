@@ -44,6 +44,8 @@ struct Limits {
   int max_calls = 50;
   int timeout_ms = 30'000;
   size_t max_result_chars = 24'000;
+  // The defaults, with the wall-clock timeout from BRIG_CODE_MODE_TIMEOUT_MS if set (1 s - 10 min).
+  static Limits from_env();
 };
 
 // Runs one tool call ("search", "execute_read", "execute_write") and returns the MCP result.

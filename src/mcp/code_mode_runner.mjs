@@ -10,7 +10,7 @@ import { inspect } from 'node:util'
 const MARK = process.env.BRIG_MARK
 const MODE = process.env.BRIG_MODE
 const LOG_CAP = 8192
-const send = (o) => process.stdout.write(MARK + JSON.stringify(o) + '\n')
+const send = (o, done) => process.stdout.write(MARK + JSON.stringify(o) + '\n', done)
 
 const logs = []
 let logChars = 0
@@ -53,14 +53,16 @@ if (MODE === 'search') {
   })
 }
 
+// Writes to a pipe are asynchronous: exit only once the last line is out.
+const finish = (o) => send(o, () => process.exit(0))
 const code = readFileSync('/tmp/brig-code.js', 'utf8')
 try {
   // The newline keeps a trailing `// comment` in the code from swallowing the parenthesis.
   const fn = (0, eval)('(' + code + '\n)')
   if (typeof fn !== 'function') throw new TypeError('code must be a function expression: async () => { ... }')
   const value = await fn()
-  send({ type: 'result', value: value === undefined ? null : value, logs })
+  const line = JSON.stringify(value === undefined ? null : value)  // throws on cycles or BigInt
+  finish({ type: 'result', value: JSON.parse(line), logs })
 } catch (e) {
-  send({ type: 'error', error: e && e.stack ? String(e.stack) : String(e), logs })
+  finish({ type: 'error', error: e && e.stack ? String(e.stack) : String(e), logs })
 }
-process.exit(0)

@@ -264,7 +264,7 @@ class Server::Impl {
               args["code"].get_ref<const std::string&>().size() > 100'000)
             out = tool_error("code must be a non-empty string (at most 100000 characters): async () => { ... }");
           else
-            out = code_mode::run(client_, name, args["code"], cancel.get());
+            out = code_mode::run(client_, name, args["code"], cancel.get(), code_mode::Limits::from_env());
         } else {
           out = call(name, args, token, *cancel);
         }
