@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <thread>
 
 #include "base/util.h"
 
@@ -307,10 +308,14 @@ json run(ApiClient& api, const std::string& tool, const std::string& code, clien
   if (!created) return fail("cannot create the executor sandbox: " + created.error().message());
   if (created->status != 201) return fail("cannot create the executor sandbox: " + client::api_error(*created));
   const std::string id = json::parse(created->body).value("sandboxID", "");
+  // The executor is killed off the answer's path (its lifetime is the backstop).
   struct Kill {
-    ApiClient& api;
-    const std::string& id;
-    ~Kill() { (void)api.call("DELETE", "/sandboxes/" + id); }
+    ApiClient api;
+    std::string id;
+    ~Kill() {
+      std::thread([api = std::move(api), id = std::move(id)]() mutable { (void)api.call("DELETE", "/sandboxes/" + id); })
+          .detach();
+    }
   } kill{api, id};
 
   auto headers = api.envd_headers(id);
@@ -322,10 +327,7 @@ json run(ApiClient& api, const std::string& tool, const std::string& code, clien
     if (r.status != 200) return Error::make(errc::protocol, client::api_error(r));
     return ok();
   };
-  for (auto [path, content] : {std::pair<std::string, std::string>{"/tmp/brig-runner.mjs", brig_code_mode_runner_mjs},
-                               {"/tmp/brig-code.js", code}}) {
-    if (auto w = put(path, content); !w) return fail("cannot prepare the executor: " + w.error().message());
-  }
+  if (auto w = put("/tmp/brig-code.js", code); !w) return fail("cannot prepare the executor: " + w.error().message());
   if (tool == "search")
     if (auto w = put("/tmp/brig-spec.json", dump(search_spec())); !w) return fail("cannot prepare the executor: " + w.error().message());
 
@@ -333,7 +335,7 @@ json run(ApiClient& api, const std::string& tool, const std::string& code, clien
   client::ExecRequest req;
   req.sandbox_id = id;
   req.cmd = "node";
-  req.args = {"/tmp/brig-runner.mjs"};
+  req.args = {"--input-type=module", "-e", brig_code_mode_runner_mjs};  // one file write fewer
   req.env = {{"BRIG_MARK", mark}, {"BRIG_MODE", tool}, {"NODE_OPTIONS", "--max-old-space-size=192"}};
   req.timeout_ms = limits.timeout_ms;
   req.stdin = true;
