@@ -2,6 +2,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <optional>
 #include <thread>
 
 #include "base/util.h"
@@ -280,6 +284,130 @@ json tool_definitions() {
   });
 }
 
+namespace {
+
+// An executor: a fresh `node` sandbox whose runner has started and waits for its one job on
+// stdin. One is kept ready (per process), so a call does not wait for a sandbox or for Node.
+struct Executor {
+  std::string id, mark;
+  std::map<std::string, std::string> headers;  // the sandbox's envd headers
+  std::chrono::steady_clock::time_point born = std::chrono::steady_clock::now();
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::string> lines;  // protocol lines from the runner, marker stripped
+  int pid = 0;
+  bool ended = false;
+  std::optional<client::ExecResult> result;  // how the runner ended
+  std::string failure;                       // or why its stream broke
+};
+
+constexpr auto kExecutorLifetime = std::chrono::seconds(600);  // of an idle ready executor's sandbox
+constexpr auto kExecutorFresh = std::chrono::seconds(480);     // older ready ones are replaced
+
+Result<std::shared_ptr<Executor>> start_executor(ApiClient api) {
+  BRIG_TRY_ASSIGN(created, api.call("POST", "/v2/sandboxes",
+                                    dump({{"templateID", "node"},
+                                          {"timeout", kExecutorLifetime.count()},
+                                          {"metadata", {{"brig.role", "code-mode-executor"}}}})));
+  if (created.status != 201) return Error::make(errc::protocol, "cannot create the executor sandbox: " + client::api_error(created));
+  auto ex = std::make_shared<Executor>();
+  ex->id = json::parse(created.body).value("sandboxID", "");
+  auto headers = api.envd_headers(ex->id);
+  if (!headers) {
+    (void)api.call("DELETE", "/sandboxes/" + ex->id);
+    return headers.error();
+  }
+  ex->headers = *headers;
+  ex->mark = "\x1e" "brig-" + new_sandbox_id() + ":";
+  client::ExecRequest req;
+  req.sandbox_id = ex->id;
+  req.cmd = "node";
+  req.args = {"--input-type=module", "-e", brig_code_mode_runner_mjs};
+  req.env = {{"BRIG_MARK", ex->mark}, {"NODE_OPTIONS", "--max-old-space-size=192"}};
+  req.stdin = true;
+  req.on_start = [ex](int pid) {
+    std::lock_guard lock(ex->mu);
+    ex->pid = pid;
+    ex->cv.notify_all();
+  };
+  std::thread([api, ex, req]() mutable {
+    std::string pending;
+    auto ran = client::exec(api, req, [&](bool is_stderr, std::string_view chunk) {
+      if (is_stderr) return;
+      pending.append(chunk);
+      size_t nl;
+      while ((nl = pending.find('\n')) != std::string::npos) {
+        std::string line = pending.substr(0, nl);
+        pending.erase(0, nl + 1);
+        if (!line.starts_with(ex->mark)) continue;  // anything else the code printed is not protocol
+        std::lock_guard lock(ex->mu);
+        ex->lines.push_back(line.substr(ex->mark.size()));
+        ex->cv.notify_all();
+      }
+      if (pending.size() > kMaxLineBytes) pending.clear();
+    });
+    std::lock_guard lock(ex->mu);
+    ex->ended = true;
+    if (ran) ex->result = *ran;
+    else ex->failure = ran.error().message();
+    ex->cv.notify_all();
+  }).detach();
+  std::unique_lock lock(ex->mu);
+  ex->cv.wait_for(lock, std::chrono::seconds(10), [&] { return ex->pid > 0 || ex->ended; });
+  if (ex->pid <= 0) {
+    lock.unlock();
+    (void)api.call("DELETE", "/sandboxes/" + ex->id);
+    return Error::make(errc::protocol, "the executor did not start" + (ex->failure.empty() ? "" : ": " + ex->failure));
+  }
+  return ex;
+}
+
+struct ReadyPool {
+  std::mutex mu;
+  std::shared_ptr<Executor> ready;
+  bool refilling = false;
+};
+ReadyPool& ready_pool() {
+  static ReadyPool* pool = new ReadyPool;  // lives as long as the process (detached refills use it)
+  return *pool;
+}
+
+void refill(ApiClient api) {
+  auto& pool = ready_pool();
+  {
+    std::lock_guard lock(pool.mu);
+    if (pool.refilling || pool.ready) return;
+    pool.refilling = true;
+  }
+  std::thread([api]() {
+    auto ex = start_executor(api);
+    auto& pool = ready_pool();
+    std::lock_guard lock(pool.mu);
+    pool.refilling = false;
+    if (ex) pool.ready = *ex;
+  }).detach();
+}
+
+std::shared_ptr<Executor> take_ready(ApiClient& api) {
+  auto& pool = ready_pool();
+  std::shared_ptr<Executor> ex;
+  {
+    std::lock_guard lock(pool.mu);
+    ex = std::move(pool.ready);
+  }
+  if (ex) {
+    std::lock_guard lock(ex->mu);
+    if (ex->ended || std::chrono::steady_clock::now() - ex->born > kExecutorFresh) {
+      std::thread([api, id = ex->id]() mutable { (void)api.call("DELETE", "/sandboxes/" + id); }).detach();
+      ex.reset();
+    }
+  }
+  refill(api);
+  return ex;
+}
+
+}  // namespace
+
 json run(ApiClient& api, const std::string& tool, const std::string& code, client::CancelToken* cancel, const Limits& limits) {
   const Access access = tool == "execute_write" ? Access::write : Access::read;
   auto envelope = [&](json value, const std::vector<std::string>& logs, int calls, bool is_error) {
@@ -301,107 +429,124 @@ json run(ApiClient& api, const std::string& tool, const std::string& code, clien
   };
   auto fail = [&](const std::string& why) { return envelope(why, {}, 0, true); };
 
-  auto created = api.call("POST", "/v2/sandboxes",
-                          dump({{"templateID", "node"},
-                                {"timeout", limits.timeout_ms / 1000 + 30},
-                                {"metadata", {{"brig.role", "code-mode-executor"}}}}));
-  if (!created) return fail("cannot create the executor sandbox: " + created.error().message());
-  if (created->status != 201) return fail("cannot create the executor sandbox: " + client::api_error(*created));
-  const std::string id = json::parse(created->body).value("sandboxID", "");
-  // The executor is killed off the answer's path (its lifetime is the backstop).
+  // A fresh executor for every run: the ready one if there is one, else a new one now.
+  std::shared_ptr<Executor> ex = take_ready(api);
+  if (!ex) {
+    auto started = start_executor(api);
+    if (!started) return fail(started.error().message());
+    ex = *started;
+  }
+  // It is killed off the answer's path once the run is over (its lifetime is the backstop).
   struct Kill {
     ApiClient api;
     std::string id;
+    bool now = false;
     ~Kill() {
+      if (now) {
+        (void)api.call("DELETE", "/sandboxes/" + id);
+        return;
+      }
       std::thread([api = std::move(api), id = std::move(id)]() mutable { (void)api.call("DELETE", "/sandboxes/" + id); })
           .detach();
     }
-  } kill{api, id};
+  } kill{api, ex->id};
 
-  auto headers = api.envd_headers(id);
-  if (!headers) return fail(headers.error().message());
-  auto put = [&](const std::string& path, const std::string& content) -> Result<> {
-    auto h = *headers;
-    h["Content-Type"] = "application/octet-stream";
-    BRIG_TRY_ASSIGN(r, api.call("POST", "/files?path=" + path, content, h));
-    if (r.status != 200) return Error::make(errc::protocol, client::api_error(r));
-    return ok();
-  };
-  if (auto w = put("/tmp/brig-code.js", code); !w) return fail("cannot prepare the executor: " + w.error().message());
-  if (tool == "search")
-    if (auto w = put("/tmp/brig-spec.json", dump(search_spec())); !w) return fail("cannot prepare the executor: " + w.error().message());
-
-  const std::string mark = "\x1e" "brig-" + new_sandbox_id() + ":";
-  client::ExecRequest req;
-  req.sandbox_id = id;
-  req.cmd = "node";
-  req.args = {"--input-type=module", "-e", brig_code_mode_runner_mjs};  // one file write fewer
-  req.env = {{"BRIG_MARK", mark}, {"BRIG_MODE", tool}, {"NODE_OPTIONS", "--max-old-space-size=192"}};
-  req.timeout_ms = limits.timeout_ms;
-  req.stdin = true;
-  int pid = 0;
-  req.on_start = [&](int p) { pid = p; };
-  int calls = 0;
-  std::string pending;
-  std::optional<json> final;
-  auto reply = [&](const json& msg) {
-    auto h = *headers;
+  auto send = [&](const json& msg) {
+    auto h = ex->headers;
     h["Content-Type"] = "application/json";
     h["Connect-Protocol-Version"] = "1";
-    (void)api.call("POST", "/process.Process/SendInput",
-                   dump({{"process", {{"pid", pid}}}, {"input", {{"stdin", base64_encode(dump(msg) + "\n")}}}}), h);
+    auto r = api.call("POST", "/process.Process/SendInput",
+                      dump({{"process", {{"pid", ex->pid}}}, {"input", {{"stdin", base64_encode(dump(msg) + "\n")}}}}), h);
+    return r && r->status == 200;
   };
+  json job = {{"code", code}, {"mode", tool}};
+  if (tool == "search") job["spec"] = search_spec();
+  if (!send(job)) return fail("cannot start the code in the executor");
+
+  int calls = 0;
+  std::optional<json> final;
   auto on_line = [&](const std::string& line) {
-    if (!line.starts_with(mark)) return;  // anything else the code printed is not protocol
-    json m = json::parse(line.substr(mark.size()), nullptr, false);
+    json m = json::parse(line, nullptr, false);
     if (!m.is_object()) return;
     std::string type = m.value("type", "");
     if (type == "result" || type == "error") {
       final = m;
       return;
     }
-    if (type != "request" || final) return;
+    if (type != "request") return;
     json rid = m.value("id", json());
-    if (access == Access::read && tool == "search") return reply({{"id", rid}, {"error", "search has no API access"}});
-    if (calls >= limits.max_calls)
-      return reply({{"id", rid}, {"error", "too many API calls in one run (" + std::to_string(limits.max_calls) + ")"}});
+    if (tool == "search") {
+      send({{"id", rid}, {"error", "search has no API access"}});
+      return;
+    }
+    if (calls >= limits.max_calls) {
+      send({{"id", rid}, {"error", "too many API calls in one run (" + std::to_string(limits.max_calls) + ")"}});
+      return;
+    }
     auto checked = check_request(m.value("request", json()), access);
-    if (!checked) return reply({{"id", rid}, {"error", checked.error().message()}});
+    if (!checked) {
+      send({{"id", rid}, {"error", checked.error().message()}});
+      return;
+    }
     ++calls;
     std::map<std::string, std::string> h;
     if (!checked->body.empty()) h["Content-Type"] = "application/json";
     auto r = api.call(checked->method, checked->target, checked->body, h);
-    if (!r) return reply({{"id", rid}, {"error", "the call failed: " + r.error().message()}});
-    if (r->body.size() > kMaxResponseBytes) return reply({{"id", rid}, {"error", "the answer is larger than 4 MiB"}});
+    if (!r) {
+      send({{"id", rid}, {"error", "the call failed: " + r.error().message()}});
+      return;
+    }
+    if (r->body.size() > kMaxResponseBytes) {
+      send({{"id", rid}, {"error", "the answer is larger than 4 MiB"}});
+      return;
+    }
     json data = r->body.empty() ? json(nullptr) : json::parse(r->body, nullptr, false);
     if (data.is_discarded()) data = r->body;
-    reply({{"id", rid}, {"response", {{"status", r->status}, {"ok", r->status >= 200 && r->status < 300}, {"data", data}}}});
+    send({{"id", rid}, {"response", {{"status", r->status}, {"ok", r->status >= 200 && r->status < 300}, {"data", data}}}});
   };
-  auto ran = client::exec(
-      api, req,
-      [&](bool is_stderr, std::string_view chunk) {
-        if (is_stderr) return;
-        pending.append(chunk);
-        size_t nl;
-        while ((nl = pending.find('\n')) != std::string::npos) {
-          on_line(pending.substr(0, nl));
-          pending.erase(0, nl + 1);
-        }
-        if (pending.size() > kMaxLineBytes) pending.clear();
-      },
-      cancel);
-  if (!ran) return fail(ran.error().is(errc::conflict) ? "cancelled" : "the executor failed: " + ran.error().message());
+
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(limits.timeout_ms);
+  bool timed_out = false, cancelled = false, ended = false;
+  std::optional<client::ExecResult> how;
+  std::string broke;
+  while (!final) {
+    std::deque<std::string> batch;
+    {
+      std::unique_lock lock(ex->mu);
+      ex->cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return !ex->lines.empty() || ex->ended; });
+      batch.swap(ex->lines);
+      ended = ex->ended;
+      how = ex->result;
+      broke = ex->failure;
+    }
+    for (auto& l : batch) {
+      on_line(l);  // API calls happen here, unlocked
+      if (final) break;
+    }
+    if (final || (ended && batch.empty())) break;
+    if (cancel && cancel->cancelled()) {
+      cancelled = true;
+      break;
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      timed_out = true;
+      break;
+    }
+  }
+  if (timed_out || cancelled) kill.now = true;  // stop the runaway code at once
   std::vector<std::string> logs;
   if (final && final->contains("logs") && (*final)["logs"].is_array())
     for (auto& l : (*final)["logs"])
       if (l.is_string()) logs.push_back(l);
-  if (!final) {
-    if (ran->error_code == "deadline_exceeded")
-      return envelope("the code ran longer than " + std::to_string(limits.timeout_ms / 1000) + " s and was killed", logs, calls, true);
-    return envelope("the code ended without a result (exit code " + std::to_string(ran->exit_code) +
-                        (ran->error.empty() ? "" : ", " + ran->error) + "); out of memory?",
+  if (cancelled) return fail("cancelled");
+  if (timed_out)
+    return envelope("the code ran longer than " + std::to_string(limits.timeout_ms / 1000) + " s and was killed", logs, calls, true);
+  if (!final)
+    return envelope("the code ended without a result (" +
+                        (how ? "exit code " + std::to_string(how->exit_code) + (how->error.empty() ? "" : ", " + how->error)
+                             : broke) +
+                        "); out of memory?",
                     logs, calls, true);
-  }
   if ((*final)["type"] == "error") return envelope(final->value("error", "error"), logs, calls, true);
   return envelope((*final)["value"], logs, calls, false);
 }

@@ -3,12 +3,10 @@
 // that start with the per-run marker are protocol, everything else is ignored. api.request()
 // is only a message to brig; brig checks it (method, path, count) and makes the call itself,
 // with the caller's key, which never enters this sandbox.
-import { readFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { inspect } from 'node:util'
 
 const MARK = process.env.BRIG_MARK
-const MODE = process.env.BRIG_MODE
 const LOG_CAP = 8192
 const send = (o, done) => process.stdout.write(MARK + JSON.stringify(o) + '\n', done)
 
@@ -30,9 +28,16 @@ for (const level of ['log', 'info', 'warn', 'error', 'debug']) {
 
 const pending = new Map()
 let seq = 0
+let job = null
+// The first line on stdin is the job ({code, mode, spec?}); later ones answer api.request calls.
 createInterface({ input: process.stdin }).on('line', (line) => {
   let m
   try { m = JSON.parse(line) } catch { return }
+  if (!job) {
+    job = m
+    run(m)
+    return
+  }
   const p = pending.get(m.id)
   if (!p) return
   pending.delete(m.id)
@@ -40,29 +45,30 @@ createInterface({ input: process.stdin }).on('line', (line) => {
   else p.resolve(m.response)
 })
 
-if (MODE === 'search') {
-  globalThis.spec = JSON.parse(readFileSync('/tmp/brig-spec.json', 'utf8'))
-} else {
-  globalThis.api = Object.freeze({
-    request: (req) =>
-      new Promise((resolve, reject) => {
-        const id = ++seq
-        pending.set(id, { resolve, reject })
-        send({ type: 'request', id, request: req })
-      }),
-  })
-}
-
 // Writes to a pipe are asynchronous: exit only once the last line is out.
 const finish = (o) => send(o, () => process.exit(0))
-const code = readFileSync('/tmp/brig-code.js', 'utf8')
-try {
-  // The newline keeps a trailing `// comment` in the code from swallowing the parenthesis.
-  const fn = (0, eval)('(' + code + '\n)')
-  if (typeof fn !== 'function') throw new TypeError('code must be a function expression: async () => { ... }')
-  const value = await fn()
-  const line = JSON.stringify(value === undefined ? null : value)  // throws on cycles or BigInt
-  finish({ type: 'result', value: JSON.parse(line), logs })
-} catch (e) {
-  finish({ type: 'error', error: e && e.stack ? String(e.stack) : String(e), logs })
+
+async function run({ code, mode, spec }) {
+  if (mode === 'search') {
+    globalThis.spec = spec
+  } else {
+    globalThis.api = Object.freeze({
+      request: (req) =>
+        new Promise((resolve, reject) => {
+          const id = ++seq
+          pending.set(id, { resolve, reject })
+          send({ type: 'request', id, request: req })
+        }),
+    })
+  }
+  try {
+    // The newline keeps a trailing `// comment` in the code from swallowing the parenthesis.
+    const fn = (0, eval)('(' + code + '\n)')
+    if (typeof fn !== 'function') throw new TypeError('code must be a function expression: async () => { ... }')
+    const value = await fn()
+    const line = JSON.stringify(value === undefined ? null : value)  // throws on cycles or BigInt
+    finish({ type: 'result', value: JSON.parse(line), logs })
+  } catch (e) {
+    finish({ type: 'error', error: e && e.stack ? String(e.stack) : String(e), logs })
+  }
 }
