@@ -1,5 +1,5 @@
 // brig mcp: the MCP server (mcp/server.h) on stdio, newline-delimited JSON-RPC 2.0.
-#include <atomic>
+#include <condition_variable>
 #include <cstdio>
 #include <mutex>
 #include <thread>
@@ -45,8 +45,9 @@ int serve_stdio(const Globals& g, const std::string& mode_name) {
       std::move(*client), /*stateless=*/false, [](const json& note) { write_line(note); }, nullptr, "", mode);
   // Tool calls run on their own threads, so the reader keeps reading: a notifications/cancelled
   // for a running call is seen while it runs.
-  std::vector<std::thread> calls;
-  std::atomic<int> in_flight{0};
+  std::mutex mu;
+  std::condition_variable cv;
+  int in_flight = 0;
   std::string line;
   while (std::getline(std::cin, line)) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
@@ -61,19 +62,27 @@ int serve_stdio(const Globals& g, const std::string& mode_name) {
       continue;
     }
     bool tool_call = msg.is_object() && msg.value("method", "") == "tools/call" && msg.contains("id");
-    if (tool_call && in_flight < kMaxCallsInFlight) {
+    if (tool_call) {
+      // At most 16 at once: the 17th waits for a slot (the reader waits with it).
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return in_flight < kMaxCallsInFlight; });
       ++in_flight;
-      calls.emplace_back([&server, &in_flight, msg] {
+      lock.unlock();
+      std::thread([&server, &mu, &cv, &in_flight, msg] {
         json reply = server.handle(msg);
         if (!reply.is_null()) write_line(reply);
+        std::lock_guard done(mu);
         --in_flight;
-      });
+        cv.notify_all();
+      }).detach();
       continue;
     }
     json reply = server.handle(msg);
     if (!reply.is_null()) write_line(reply);
   }
-  for (auto& t : calls) t.join();  // stdin closed: finish what was asked, then exit
+  // stdin closed: finish what was asked, then exit.
+  std::unique_lock lock(mu);
+  cv.wait(lock, [&] { return in_flight == 0; });
   return 0;
 }
 

@@ -61,10 +61,13 @@ Result<tcp::socket> connect_to(net::io_context& io, const std::string& host, con
 Result<HttpResult> ApiClient::call(const std::string& method, const std::string& target, const std::string& body,
                                    std::map<std::string, std::string> headers) {
   HttpResult out;
-  BRIG_TRY_ASSIGN(status, stream(method, target, body, std::move(headers), [&](std::string_view d) {
-    out.body.append(d);
-    return true;
-  }));
+  BRIG_TRY_ASSIGN(status, stream(
+                              method, target, body, std::move(headers),
+                              [&](std::string_view d) {
+                                out.body.append(d);
+                                return true;
+                              },
+                              nullptr, &out.headers));
   out.status = status;
   return out;
 }
@@ -93,7 +96,8 @@ void CancelToken::detach() {
 
 Result<int> ApiClient::stream(const std::string& method, const std::string& target, const std::string& body,
                               std::map<std::string, std::string> headers,
-                              const std::function<bool(std::string_view)>& on_data, CancelToken* cancel) {
+                              const std::function<bool(std::string_view)>& on_data, CancelToken* cancel,
+                              std::map<std::string, std::string>* response_headers) {
   net::io_context io;
   BRIG_TRY_ASSIGN(socket, connect_to(io, host_, port_, url_));
   struct Attach {
@@ -122,6 +126,12 @@ Result<int> ApiClient::stream(const std::string& method, const std::string& targ
   http::read_header(socket, buffer, parser, ec);
   if (cancelled()) return Error::make(errc::conflict, "cancelled");
   if (ec) return Error::make(errc::protocol, "read response: " + ec.message());
+  if (response_headers)
+    for (auto& f : parser.get()) {
+      std::string name(f.name_string());
+      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      (*response_headers)[name] = std::string(f.value());
+    }
   char chunk[65536];
   while (!parser.is_done()) {
     parser.get().body().data = chunk;

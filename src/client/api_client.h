@@ -42,9 +42,10 @@ class ApiClient {
                           std::map<std::string, std::string> headers = {});
   // Streams the response body to `on_data` as it arrives (for Connect server streams).
   // errc::conflict ("cancelled") when `cancel` fired.
+  // `response_headers`, if given, receives the response's headers (lower-case names).
   Result<int> stream(const std::string& method, const std::string& target, const std::string& body,
                      std::map<std::string, std::string> headers, const std::function<bool(std::string_view)>& on_data,
-                     CancelToken* cancel = nullptr);
+                     CancelToken* cancel = nullptr, std::map<std::string, std::string>* response_headers = nullptr);
   // Headers that route a request to sandbox `id`'s envd, with its access token.
   Result<std::map<std::string, std::string>> envd_headers(const std::string& id);
   const std::string& url() const { return url_; }

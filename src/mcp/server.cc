@@ -137,8 +137,8 @@ const std::vector<Tool>& tools() {
        object_schema({{"sandbox_id", {{"type", "string"}}}, {"execution_count", {{"type", "integer"}}},
                       {"text", {{"type", "string"}}}, {"stdout", {{"type", "string"}}}, {"stderr", {{"type", "string"}}},
                       {"results", {{"type", "array"}, {"items", {{"type", "object"}}}}},
-                      {"error", {{"type", {"object", "null"}}}}},
-                     {"sandbox_id", "stdout", "stderr", "results", "error"}),
+                      {"error", {{"type", "object"}, {"description", "present when the cell raised"}}}},
+                     {"sandbox_id", "stdout", "stderr", "results"}),
        {{"readOnlyHint", false}, {"destructiveHint", true}, {"idempotentHint", false}, {"openWorldHint", false}}},
       {"download_files", "Download files",
        "Download a file or directory from a sandbox as one archive (tar.gz or zip), returned as an embedded "
@@ -256,8 +256,9 @@ class Server::Impl {
         struct End {
           CancelRegistry& r;
           const std::string& k;
-          ~End() { r.end(k); }
-        } end{*cancels_, key};
+          const std::shared_ptr<client::CancelToken>& t;
+          ~End() { r.end(k, t); }
+        } end{*cancels_, key, cancel};
         json out;
         if (mode_ == Mode::code) {
           if (!args.contains("code") || !args["code"].is_string() || args["code"].get_ref<const std::string&>().empty() ||
@@ -479,7 +480,8 @@ class Server::Impl {
     if (text.empty() && out.empty() && err.empty() && error.is_null() && images.empty()) summary += "(no output)\n";
     json structured = {{"sandbox_id", id}, {"execution_count", count}, {"text", text.substr(0, kMaxOutputChars)},
                        {"stdout", out.substr(0, kMaxOutputChars)}, {"stderr", err.substr(0, kMaxOutputChars)},
-                       {"results", results}, {"error", error}};
+                       {"results", results}};
+    if (!error.is_null()) structured["error"] = error;
     json r = text_result(summary, structured, !error.is_null());
     for (auto& img : images) r["content"].push_back(img);
     return r;
@@ -609,20 +611,23 @@ class Server::Impl {
 std::shared_ptr<client::CancelToken> CancelRegistry::begin(const std::string& key) {
   auto t = std::make_shared<client::CancelToken>();
   std::lock_guard lock(mu_);
-  if (live_.size() < 10'000) live_[key] = t;
+  if (live_.size() < 10'000) live_[key].push_back(t);
   return t;
 }
 
-void CancelRegistry::end(const std::string& key) {
+void CancelRegistry::end(const std::string& key, const std::shared_ptr<client::CancelToken>& token) {
   std::lock_guard lock(mu_);
-  live_.erase(key);
+  auto it = live_.find(key);
+  if (it == live_.end()) return;
+  std::erase(it->second, token);
+  if (it->second.empty()) live_.erase(it);
 }
 
 void CancelRegistry::cancel(const std::string& key) {
   std::shared_ptr<client::CancelToken> t;
   {
     std::lock_guard lock(mu_);
-    if (auto it = live_.find(key); it != live_.end()) t = it->second;
+    if (auto it = live_.find(key); it != live_.end() && it->second.size() == 1) t = it->second.front();
   }
   if (t) t->cancel();
 }

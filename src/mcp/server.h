@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <vector>
 #include <nlohmann/json.hpp>
 
 #include "client/api_client.h"
@@ -18,15 +19,17 @@ namespace brig::mcp {
 
 // The tools/call requests in flight, by "<scope><request id>", so notifications/cancelled
 // (which may arrive on another connection, over HTTP) can stop them. Thread-safe.
+// Two callers sharing a key can have calls with the same id in flight (every client numbers
+// from 0): a cancellation that matches more than one call is ambiguous and stops none.
 class CancelRegistry {
  public:
   std::shared_ptr<client::CancelToken> begin(const std::string& key);
-  void end(const std::string& key);
+  void end(const std::string& key, const std::shared_ptr<client::CancelToken>& token);
   void cancel(const std::string& key);
 
  private:
   std::mutex mu_;
-  std::map<std::string, std::shared_ptr<client::CancelToken>> live_;
+  std::map<std::string, std::vector<std::shared_ptr<client::CancelToken>>> live_;
 };
 
 // The default toolset (one tool per operation), or code mode (search / execute_read /

@@ -84,12 +84,14 @@ for (const t of transports) {
   })
 
   test(`execute_read refuses a POST before any call is made (${t})`, async () => {
-    const before = (await api('GET', '/v2/sandboxes')).length
+    // Executors (the one kept ready included) come and go; count the other sandboxes.
+    const others = async () => (await api('GET', '/v2/sandboxes')).filter((s) => s.metadata?.['brig.role'] !== 'code-mode-executor').length
+    const before = await others()
     const r = await run(t, 'execute_read', "async () => api.request({ method: 'POST', path: '/v2/sandboxes', body: { templateID: 'base' } })")
     assert.equal(r.isError, true)
     assert.match(r.structuredContent.untrusted_data, /POST is not allowed here/)
     assert.equal(r.structuredContent.api_calls, 0)
-    assert.ok((await api('GET', '/v2/sandboxes')).length <= before)
+    assert.equal(await others(), before)
   })
 
   test(`execute_write creates and kills a sandbox (${t})`, async () => {

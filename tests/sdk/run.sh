@@ -35,11 +35,11 @@ echo "== code interpreter (@e2b/code-interpreter $(node -p "require('./node_modu
 node --test --test-concurrency=1 code-interpreter.test.mjs || status=1
 echo "== CLI client"
 BRIG_BIN=$brig node --test cli.test.mjs || status=1
-echo "== MCP (stdio, official SDK client)"
-BRIG_BIN=$brig node --test mcp.test.mjs || status=1
 echo "== daemon restart"
 BRIG_BIN=$brig BRIG_STATE=$state node --test restart.test.mjs || status=1
 echo "== protocol"
 node --test --test-concurrency=1 protocol.test.mjs || status=1
+echo "== OpenAPI document (api/openapi.json) against the daemon"
+node --test --test-concurrency=1 openapi.test.mjs || status=1
 if ((status)); then echo "daemon log: $log"; tail -20 "$log"; fi
 exit $status
