@@ -210,7 +210,7 @@ EnvCode env_code(const std::string& language, const json& set) {
       names += (names.empty() ? "" : ", ") + quote(k);
       assigns += (assigns.empty() ? "" : ", ") + quote(k) + " = " + quote(v.get<std::string>());
     }
-    c.apply = ".brig_saved <- Sys.getenv(c(" + names + "), unset = NA)\nSys.setenv(" + assigns + ")\n";
+    c.apply = ".brig_saved <- Sys.getenv(c(" + names + "), unset = NA, names = TRUE)\nSys.setenv(" + assigns + ")\n";
     c.restore = "for (.brig_k in names(.brig_saved)) { if (is.na(.brig_saved[[.brig_k]])) Sys.unsetenv(.brig_k) "
                 "else do.call(Sys.setenv, setNames(list(.brig_saved[[.brig_k]]), .brig_k)) }\n"
                 "rm(.brig_saved, .brig_k)\n";

@@ -106,6 +106,25 @@ test('code-interpreter: bash cells keep shell state', async () => {
   assert.ok(lines.includes('/tmp'), JSON.stringify(second.logs))
 })
 
+test('code-interpreter: R cells (IRkernel) keep state and take per-run env vars', async () => {
+  // IRkernel shows a cell's value as display data, not as an execute_result: it is a result,
+  // but not the main one (execution.text stays empty), as with upstream.
+  const shown = (e) => e.results.map((r) => r.text).join('\n')
+  const first = await sbx.runCode('x <- c(1, 2, 3)\nprint("from r")\nsum(x) * 2', { language: 'r' })
+  assert.equal(first.error, undefined, JSON.stringify(first.error))
+  assert.match(shown(first), /\[1\] 12/)
+  assert.match(stdout(first), /from r/)
+  const second = await sbx.runCode('length(x)', { language: 'R' })
+  assert.match(shown(second), /\[1\] 3/)
+  const env = await sbx.runCode('Sys.getenv("PER_RUN_R")', { language: 'r', envs: { PER_RUN_R: 'yes-r' } })
+  assert.match(shown(env), /yes-r/)
+  const after = await sbx.runCode('Sys.getenv("PER_RUN_R")', { language: 'r' })
+  assert.doesNotMatch(shown(after), /yes-r/)
+  const err = await sbx.runCode('stop("boom")', { language: 'r' })
+  assert.ok(err.error, 'an R error is an execution error')
+  assert.match(err.error.value + err.error.traceback, /boom/)
+})
+
 test('code-interpreter: contexts: create, run, list, restart, remove', async () => {
   const ctx = await sbx.createCodeContext({ language: 'python', cwd: '/tmp' })
   assert.equal(typeof ctx.id, 'string')
