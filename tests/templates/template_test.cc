@@ -326,8 +326,9 @@ INSTANTIATE_TEST_SUITE_P(
         Builtin{"node", "node -e 'console.log(1 + 1)'; npm --version | cut -c1 | tr -d '\\n' | wc -c", "2\n1\n"},
         Builtin{"code-interpreter-v1",
                 "python3 -c 'import ipykernel, pandas; print(\"ipykernel\")'; node -e 'console.log(\"node\")'; "
-                "deno eval 'console.log(\"deno\")'; test -f /usr/local/share/jupyter/kernels/deno/kernel.json && echo kernelspec",
-                "ipykernel\nnode\ndeno\nkernelspec\n"}),
+                "deno eval 'console.log(\"deno\")'; test -f /usr/local/share/jupyter/kernels/deno/kernel.json && echo kernelspec; "
+                "Rscript -e 'cat(\"r\\n\")'; test -f /usr/share/jupyter/kernels/ir/kernel.json && echo irkernel",
+                "ipykernel\nnode\ndeno\nkernelspec\nr\nirkernel\n"}),
     [](const auto& info) {
       std::string n = info.param.name;
       for (auto& c : n)
