@@ -63,9 +63,15 @@ int serve_stdio(const Globals& g, const std::string& mode_name) {
     }
     bool tool_call = msg.is_object() && msg.value("method", "") == "tools/call" && msg.contains("id");
     if (tool_call) {
-      // At most 16 at once: the 17th waits for a slot (the reader waits with it).
+      // At most 16 at once; the reader never blocks (it must hear cancellations), so a 17th
+      // call is answered with an error at once.
       std::unique_lock lock(mu);
-      cv.wait(lock, [&] { return in_flight < kMaxCallsInFlight; });
+      if (in_flight >= kMaxCallsInFlight) {
+        lock.unlock();
+        write_line({{"jsonrpc", "2.0"}, {"id", msg["id"]},
+                    {"error", {{"code", -32000}, {"message", "too many tool calls in progress (16); retry when one has finished"}}}});
+        continue;
+      }
       ++in_flight;
       lock.unlock();
       std::thread([&server, &mu, &cv, &in_flight, msg] {

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <iostream>
@@ -138,12 +139,19 @@ Result<std::pair<uint64_t, uint64_t>> extract_local(FILE* in, const std::string&
                                         ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS);
   std::string err;
   uint64_t entries = 0, bytes = 0;
-  if (archive_read_open_FILE(r, in) != ARCHIVE_OK) err = archive_error_string(r);
+  if (archive_read_open_FILE(r, in) != ARCHIVE_OK) err = archive_error_string(r) ? archive_error_string(r) : "unreadable";
   struct archive_entry* e;
   int rc = ARCHIVE_OK;
+  auto str = [](const char* s) { return std::string(s ? s : "?"); };
   while (err.empty() && ((rc = archive_read_next_header(r, &e)) == ARCHIVE_OK || rc == ARCHIVE_WARN)) {
+    // Only files, directories and symlinks: no hard links, devices or FIFOs on the host.
+    auto type = archive_entry_filetype(e);
+    if (archive_entry_hardlink(e) || (type != AE_IFREG && type != AE_IFDIR && type != AE_IFLNK)) {
+      err = "refused '" + str(archive_entry_pathname(e)) + "': not a file, directory or symlink";
+      break;
+    }
     if (archive_write_header(w, e) < ARCHIVE_WARN) {
-      err = std::string("refused '") + archive_entry_pathname(e) + "': " + archive_error_string(w);
+      err = "refused '" + str(archive_entry_pathname(e)) + "': " + str(archive_error_string(w));
       break;
     }
     const void* block;
@@ -169,8 +177,10 @@ int get_recursive(ApiClient& c, std::map<std::string, std::string> headers, cons
   auto ends = [&](const char* s) { return a.local.ends_with(s); };
   bool keep = ends(".tar.gz") || ends(".tgz") || ends(".zip");
   std::string format = ends(".zip") ? "zip" : "tar.gz";
-  FILE* out = keep ? std::fopen(a.local.c_str(), "wb") : std::tmpfile();
-  if (!out) return fail("cannot write " + a.local);
+  // A kept archive is written beside LOCAL and renamed over it only when complete.
+  const std::string partial = a.local + ".part";
+  FILE* out = keep ? std::fopen(partial.c_str(), "wbx") : std::tmpfile();
+  if (!out) return fail("cannot write " + (keep ? partial : std::string("a temporary file")) + ": " + std::strerror(errno));
   uint64_t got = 0;
   auto last = std::chrono::steady_clock::now();
   bool tty = ::isatty(2);
@@ -194,11 +204,12 @@ int get_recursive(ApiClient& c, std::map<std::string, std::string> headers, cons
   if (!status || *status != 200) {
     std::string msg = status ? api_error({*status, {}, body()}) : status.error().message();
     std::fclose(out);
-    if (keep) ::unlink(a.local.c_str());
+    if (keep) ::unlink(partial.c_str());
     return fail("cannot download " + a.path + ": " + msg);
   }
   if (keep) {
     std::fclose(out);
+    if (::rename(partial.c_str(), a.local.c_str()) != 0) return fail("cannot write " + a.local + ": " + std::strerror(errno));
     std::printf("%s -> %s (%s)\n", a.path.c_str(), a.local.c_str(), format_size(got).c_str());
     return 0;
   }

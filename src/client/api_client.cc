@@ -59,15 +59,18 @@ Result<tcp::socket> connect_to(net::io_context& io, const std::string& host, con
 }  // namespace
 
 Result<HttpResult> ApiClient::call(const std::string& method, const std::string& target, const std::string& body,
-                                   std::map<std::string, std::string> headers) {
+                                   std::map<std::string, std::string> headers, size_t max_body) {
   HttpResult out;
+  bool over = false;
   BRIG_TRY_ASSIGN(status, stream(
                               method, target, body, std::move(headers),
                               [&](std::string_view d) {
-                                out.body.append(d);
-                                return true;
+                                over = out.body.size() + d.size() > max_body;
+                                if (!over) out.body.append(d);
+                                return !over;
                               },
                               nullptr, &out.headers));
+  if (over) return Error::make(errc::limit_exceeded, "the response is larger than " + format_size(max_body));
   out.status = status;
   return out;
 }

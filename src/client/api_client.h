@@ -38,8 +38,9 @@ class ApiClient {
   static Result<ApiClient> from_env(const std::string& state_dir);
   // A client of the daemon at http://HOST:PORT acting with `key`.
   static Result<ApiClient> to(const std::string& host_port, const std::string& key);
+  // `max_body`: a longer response body is errc::limit_exceeded (read no further).
   Result<HttpResult> call(const std::string& method, const std::string& target, const std::string& body = "",
-                          std::map<std::string, std::string> headers = {});
+                          std::map<std::string, std::string> headers = {}, size_t max_body = 256u << 20);
   // Streams the response body to `on_data` as it arrives (for Connect server streams).
   // errc::conflict ("cancelled") when `cancel` fired.
   // `response_headers`, if given, receives the response's headers (lower-case names).

@@ -349,7 +349,7 @@ class Init {
       // SIGTERM, SIGINT or SIGHUP sent to the sandbox's PID 1 from the host go on to every
       // process in the sandbox, as an init should. Sandbox root can signal PID 1 too (its
       // sender pid is then visible, non-zero): that is not relayed to everyone else.
-      if (si.ssi_signo != SIGCHLD && si.ssi_pid == 0) ::kill(-1, static_cast<int>(si.ssi_signo));
+      if (si.ssi_signo != SIGCHLD && si.ssi_pid == 0 && si.ssi_code == SI_USER) ::kill(-1, static_cast<int>(si.ssi_signo));
     }
     // Reap everything: our processes, and orphans re-parented to us as PID 1.
     for (;;) {

@@ -174,9 +174,17 @@ json error_line(const json& content) {
   return {{"type", "error"}, {"name", str("ename")}, {"value", str("evalue")}, {"traceback", traceback}};
 }
 
-EnvCode env_code(const std::string& language, const json& set) {
+EnvCode env_code(const std::string& language, const json& in) {
   EnvCode c;
-  if (!set.is_object() || set.empty()) return c;
+  if (!in.is_object() || in.empty()) return c;
+  // Only variable names and string values: a name is pasted into code (bash above all).
+  json set = json::object();
+  for (auto& [k, v] : in.items()) {
+    bool ok = !k.empty() && k.size() <= 256 && !std::isdigit(static_cast<unsigned char>(k[0])) && v.is_string();
+    for (char ch : k) ok = ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '_');
+    if (ok) set[k] = v;
+  }
+  if (set.empty()) return c;
   if (language == "python") {
     std::string d = "{";
     for (auto& [k, v] : set.items()) d += quote(k) + ": " + quote(v.get<std::string>()) + ", ";

@@ -55,7 +55,8 @@ json result_line(const json& data, bool is_main_result);
 json error_line(const json& content);
 
 // Code that sets the variables `set` for one execution and code that restores what they were,
-// in the kernel's language (empty strings when the language has no way to do it).
+// in the kernel's language (empty strings when the language has no way to do it). Entries whose
+// name is not a variable name or whose value is not a string are left out.
 struct EnvCode {
   std::string apply, restore;
 };

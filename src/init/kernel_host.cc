@@ -44,6 +44,7 @@ constexpr size_t kStreamChunk = 1 << 20;         // stdout/stderr text per NDJSO
 constexpr auto kStartTimeout = 60s;
 constexpr auto kInterruptGrace = 3s;
 constexpr auto kDenoSettle = 25ms;
+constexpr auto kHousekeepingTimeout = 10s;  // a silent env step
 constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 constexpr const char* kHome = "/home/user";
 
@@ -116,6 +117,7 @@ struct Kernel {
   bool ready = false, got_info = false, got_iopub = false;
   Clock::time_point started, last_info;
   std::string log_path;
+  uint64_t generation = 0;  // which start of the context's kernel this is
   bool running() const { return pid > 0; }
 };
 
@@ -163,26 +165,40 @@ class Host {
         if (!c->gone) ev |= ZMQ_POLLIN;
         items.push_back({nullptr, c->fd.get(), ev, 0});
       }
-      std::vector<std::pair<Context*, zmq::socket_t*>> socks;
+      struct Polled {
+        Context* context;
+        zmq::socket_t* socket;
+        uint64_t generation;  // a kernel restarted meanwhile has new sockets: skip the old ones
+      };
+      std::vector<Polled> socks;
       for (auto& [id, c] : contexts_) {
         if (!c->kernel.running()) continue;
         for (auto* s : {c->kernel.shell.get(), c->kernel.iopub.get(), c->kernel.control.get()}) {
           items.push_back({s->handle(), 0, ZMQ_POLLIN, 0});
-          socks.emplace_back(c.get(), s);
+          socks.push_back({c.get(), s, c->kernel.generation});
         }
       }
+      const size_t polled_conns = conns_.size();
       try {
         zmq::poll(items.data(), items.size(), std::chrono::milliseconds(settling_ ? 5 : 100));
       } catch (const zmq::error_t&) {
       }
-      if (items[0].revents) on_control();
-      for (size_t i = 0; i < conns_.size(); ++i) on_conn(*conns_[i], items[1 + i].revents);
-      size_t base = 1 + conns_.size();
-      for (size_t i = 0; i < socks.size(); ++i)
-        if (items[base + i].revents) drain(*socks[i].first, *socks[i].second);
-      reap();
-      settling_ = false;
-      for (auto& [id, c] : contexts_) tick(*c);
+      // Anything a kernel or a connection sends is untrusted: a malformed message is dropped,
+      // never allowed to end the host (and every context with it).
+      try {
+        for (size_t i = 0; i < polled_conns; ++i) on_conn(*conns_[i], items[1 + i].revents);
+        for (size_t i = 0; i < socks.size(); ++i) {
+          auto& p = socks[i];
+          if (items[1 + polled_conns + i].revents && p.context->kernel.running() &&
+              p.context->kernel.generation == p.generation)
+            drain(*p.context, *p.socket);
+        }
+        if (items[0].revents) on_control();  // last: it may add connections
+        reap();
+        settling_ = false;
+        for (auto& [id, c] : contexts_) tick(*c);
+      } catch (const std::exception&) {
+      }
       std::erase_if(conns_, [](const std::shared_ptr<Conn>& c) { return c->gone || (c->finish && c->out.empty()); });
       std::erase_if(contexts_, [](const auto& kv) { return kv.second->id.empty(); });  // removed
     }
@@ -387,6 +403,7 @@ class Host {
     }
     held.clear();
     k = Kernel{};
+    k.generation = ++generations_;
     k.key = jupyter::random_hex(32);
     k.session = jupyter::random_hex(16);
     k.message_interrupt = spec.message_interrupt;
@@ -513,8 +530,12 @@ class Host {
       for (auto& p : parts) frames.push_back(p.to_string());
       auto m = jupyter::parse(frames, c.kernel.key);
       if (!m) continue;  // not from our kernel, or malformed: dropped
-      if (&s == c.kernel.iopub.get()) on_iopub(c, *m);
-      else if (&s == c.kernel.shell.get()) on_shell(c, *m);
+      try {
+        if (&s == c.kernel.iopub.get()) on_iopub(c, *m);
+        else if (&s == c.kernel.shell.get()) on_shell(c, *m);
+      } catch (const nlohmann::json::exception&) {
+        // A signed but ill-typed message (user code can sign with the kernel's key): dropped.
+      }
     }
   }
 
@@ -673,6 +694,7 @@ class Host {
         e.settle_until.reset();
         e.began = true;
         if (s.main && e.timeout_ms > 0) e.deadline = now + std::chrono::milliseconds(e.timeout_ms);
+        if (!s.main) e.deadline = now + kHousekeepingTimeout;  // env set/restore must not hang the queue
         send(k, *k.shell, m);
         return;
       }
@@ -693,11 +715,11 @@ class Host {
         if (e.steps.empty()) finish_front(c);
         continue;
       }
-      if (e.steps.front().main && !e.interrupted_at) {
-        if (e.conn && e.conn->gone) {
+      if (!e.interrupted_at) {
+        if (e.steps.front().main && e.conn && e.conn->gone) {
           interrupt(c, e);
         } else if (e.deadline && now > *e.deadline) {
-          e.timed_out = true;
+          e.timed_out = e.steps.front().main;
           interrupt(c, e);
         }
       } else if (e.interrupted_at && now - *e.interrupted_at > kInterruptGrace) {
@@ -743,6 +765,7 @@ class Host {
   std::map<std::string, std::unique_ptr<Context>> contexts_;
   std::map<std::string, std::string> defaults_;  // kernel name -> context id
   bool settling_ = false;                        // a cell waits for late output: poll briefly
+  uint64_t generations_ = 0;
 };
 
 }  // namespace

@@ -21,6 +21,8 @@ using client::ApiClient;
 constexpr size_t kMaxResponseBytes = 4 << 20;  // one API answer handed to the agent's code
 constexpr size_t kMaxLineBytes = 8 << 20;      // one protocol line from the runner
 constexpr size_t kMaxBodyBytes = 1 << 20;      // one request body from the agent's code
+constexpr size_t kMaxQueuedLines = 256;        // protocol lines not yet handled
+constexpr size_t kStdinChunk = 512 << 10;      // one SendInput (its body, base64, stays < 1 MiB)
 
 std::string dump(const json& j, int indent = -1) { return j.dump(indent, ' ', false, json::error_handler_t::replace); }
 
@@ -297,6 +299,7 @@ struct Executor {
   std::deque<std::string> lines;  // protocol lines from the runner, marker stripped
   int pid = 0;
   bool ended = false;
+  bool flooded = false;  // the runner sent more protocol lines than are ever waited for
   std::optional<client::ExecResult> result;  // how the runner ended
   std::string failure;                       // or why its stream broke
 };
@@ -341,7 +344,8 @@ Result<std::shared_ptr<Executor>> start_executor(ApiClient api) {
         pending.erase(0, nl + 1);
         if (!line.starts_with(ex->mark)) continue;  // anything else the code printed is not protocol
         std::lock_guard lock(ex->mu);
-        ex->lines.push_back(line.substr(ex->mark.size()));
+        if (ex->lines.size() >= kMaxQueuedLines) ex->flooded = true;
+        else ex->lines.push_back(line.substr(ex->mark.size()));
         ex->cv.notify_all();
       }
       if (pending.size() > kMaxLineBytes) pending.clear();
@@ -451,19 +455,26 @@ json run(ApiClient& api, const std::string& tool, const std::string& code, clien
     }
   } kill{api, ex->id};
 
+  bool broken = false;  // a reply could not be delivered: the run cannot go on
   auto send = [&](const json& msg) {
     auto h = ex->headers;
     h["Content-Type"] = "application/json";
     h["Connect-Protocol-Version"] = "1";
-    auto r = api.call("POST", "/process.Process/SendInput",
-                      dump({{"process", {{"pid", ex->pid}}}, {"input", {{"stdin", base64_encode(dump(msg) + "\n")}}}}), h);
-    return r && r->status == 200;
+    const std::string line = dump(msg) + "\n";
+    for (size_t off = 0; off < line.size() && !broken; off += kStdinChunk) {
+      auto r = api.call("POST", "/process.Process/SendInput",
+                        dump({{"process", {{"pid", ex->pid}}},
+                              {"input", {{"stdin", base64_encode(std::string_view(line).substr(off, kStdinChunk))}}}}),
+                        h);
+      broken = !r || r->status != 200;
+    }
+    return !broken;
   };
   json job = {{"code", code}, {"mode", tool}};
   if (tool == "search") job["spec"] = search_spec();
   if (!send(job)) return fail("cannot start the code in the executor");
 
-  int calls = 0;
+  int calls = 0, requests = 0;
   std::optional<json> final;
   auto on_line = [&](const std::string& line) {
     json m = json::parse(line, nullptr, false);
@@ -474,6 +485,7 @@ json run(ApiClient& api, const std::string& tool, const std::string& code, clien
       return;
     }
     if (type != "request") return;
+    ++requests;  // refused ones too: each costs an answer
     json rid = m.value("id", json());
     if (tool == "search") {
       send({{"id", rid}, {"error", "search has no API access"}});
@@ -509,36 +521,41 @@ json run(ApiClient& api, const std::string& tool, const std::string& code, clien
   bool timed_out = false, cancelled = false, ended = false;
   std::optional<client::ExecResult> how;
   std::string broke;
-  while (!final) {
+  bool flooded = false;
+  auto stop_now = [&] {
+    if (cancel && cancel->cancelled()) cancelled = true;
+    else if (std::chrono::steady_clock::now() > deadline) timed_out = true;
+    else if (broken || requests > 2 * limits.max_calls) flooded = true;
+    return cancelled || timed_out || flooded;
+  };
+  while (!final && !stop_now()) {
     std::deque<std::string> batch;
     {
       std::unique_lock lock(ex->mu);
       ex->cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return !ex->lines.empty() || ex->ended; });
       batch.swap(ex->lines);
       ended = ex->ended;
+      flooded = ex->flooded;
       how = ex->result;
       broke = ex->failure;
     }
     for (auto& l : batch) {
+      if (final || stop_now()) break;
       on_line(l);  // API calls happen here, unlocked
-      if (final) break;
     }
-    if (final || (ended && batch.empty())) break;
-    if (cancel && cancel->cancelled()) {
-      cancelled = true;
-      break;
-    }
-    if (std::chrono::steady_clock::now() > deadline) {
-      timed_out = true;
-      break;
-    }
+    if (final || flooded || (ended && batch.empty())) break;
   }
-  if (timed_out || cancelled) kill.now = true;  // stop the runaway code at once
+  if (timed_out || cancelled || flooded) kill.now = true;  // stop the runaway code at once
   std::vector<std::string> logs;
   if (final && final->contains("logs") && (*final)["logs"].is_array())
     for (auto& l : (*final)["logs"])
       if (l.is_string()) logs.push_back(l);
   if (cancelled) return fail("cancelled");
+  if (flooded && !final)
+    return envelope(broken ? "an answer could not be delivered to the code; the run was stopped"
+                           : "the code sent too many requests (at most " + std::to_string(limits.max_calls) +
+                                 " API calls per run); the run was stopped",
+                    logs, calls, true);
   if (timed_out)
     return envelope("the code ran longer than " + std::to_string(limits.timeout_ms / 1000) + " s and was killed", logs, calls, true);
   if (!final)

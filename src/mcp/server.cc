@@ -23,6 +23,7 @@ constexpr size_t kMaxOutputChars = 24'000;
 constexpr size_t kMaxLine = 16 << 20;
 
 constexpr size_t kMaxImageChars = 8 << 20;  // base64 of one image returned as content
+constexpr size_t kMaxResults = 100;           // results of one cell listed in structuredContent
 
 // Terminal colour codes (kernels colour their tracebacks) are noise to a model.
 std::string strip_ansi(const std::string& s) {
@@ -408,9 +409,15 @@ class Server::Impl {
     } else {
       id = sandbox_arg(args);
     }
-    auto result = execute_cell(id, code, language, args, timeout, progress_token, cancel);
-    if (ephemeral) (void)client_.call("DELETE", "/sandboxes/" + id);
-    return result;
+    struct Ephemeral {  // killed however the cell ends (an exception included)
+      ApiClient& api;
+      std::string id;
+      bool on;
+      ~Ephemeral() {
+        if (on) (void)api.call("DELETE", "/sandboxes/" + id);
+      }
+    } ephemeral_sandbox{client_, id, ephemeral};
+    return execute_cell(id, code, language, args, timeout, progress_token, cancel);
   }
 
   // POST /execute on the sandbox's code interpreter, the NDJSON lines gathered into one result.
@@ -426,6 +433,7 @@ class Server::Impl {
     if (args.contains("env")) body["env_vars"] = args["env"];
     std::string out, err, text, pending, raw;
     json results = json::array(), error = nullptr, images = json::array();
+    bool results_dropped = false;
     int64_t count = 0;
     uint64_t streamed = 0;
     auto on_line = [&](const std::string& line) {
@@ -451,7 +459,8 @@ class Server::Impl {
         for (const char* fmt : {"png", "jpeg"})
           if (j.contains(fmt) && j[fmt].is_string() && images.size() < 8 && j[fmt].get_ref<const std::string&>().size() <= kMaxImageChars)
             images.push_back({{"type", "image"}, {"data", j[fmt]}, {"mimeType", std::string("image/") + fmt}});
-        results.push_back(std::move(summary));
+        if (results.size() < kMaxResults) results.push_back(std::move(summary));
+        else results_dropped = true;
       } else if (type == "error") {
         error = {{"name", j.value("name", "")}, {"value", j.value("value", "")},
                  {"traceback", strip_ansi(j.value("traceback", "")).substr(0, kMaxOutputChars)}};
@@ -477,6 +486,7 @@ class Server::Impl {
       summary += untrusted("Error " + error["name"].get<std::string>(),
                            error["value"].get<std::string>() + "\n" + error["traceback"].get<std::string>()) + "\n";
     if (!images.empty()) summary += std::to_string(images.size()) + " image(s) follow.\n";
+    if (results_dropped) summary += "Only the first " + std::to_string(kMaxResults) + " results are listed.\n";
     if (text.empty() && out.empty() && err.empty() && error.is_null() && images.empty()) summary += "(no output)\n";
     json structured = {{"sandbox_id", id}, {"execution_count", count}, {"text", text.substr(0, kMaxOutputChars)},
                        {"stdout", out.substr(0, kMaxOutputChars)}, {"stderr", err.substr(0, kMaxOutputChars)},
@@ -506,10 +516,10 @@ class Server::Impl {
     if (!headers) return tool_error(headers.error().message() + "; list_sandboxes shows the live ones");
     std::string target = "/files/archive?format=" + format + "&path=" + query_escape(path);
     if (name == "download_files") {
-      auto r = client_.call("GET", target + "&max_bytes=10485760&max_entries=10000", "", *headers);
+      auto r = client_.call("GET", target + "&max_bytes=10485760&max_entries=10000", "", *headers, 16u << 20);
+      if (!r && r.error().is(errc::limit_exceeded)) return tool_error("the archive of " + path + " is larger than 16 MB");
       if (!r) return tool_error(r.error().message());
       if (r->status != 200) return tool_error("cannot download " + path + ": " + api_error(*r));
-      if (r->body.size() > (16u << 20)) return tool_error("the archive of " + path + " is larger than 16 MB");
       auto num = [&](const char* h) {
         auto it = r->headers.find(h);
         return it == r->headers.end() ? 0ull : std::strtoull(it->second.c_str(), nullptr, 10);
@@ -584,10 +594,11 @@ class Server::Impl {
       q += std::isalnum(c) || c == '/' || c == '.' || c == '-' || c == '_' ? std::string(1, static_cast<char>(c)) : std::string(b);
     }
     if (name == "read_file") {
-      auto r = client_.call("GET", "/files?path=" + q, "", *headers);
+      auto r = client_.call("GET", "/files?path=" + q, "", *headers, 1u << 20);
+      if (!r && r.error().is(errc::limit_exceeded))
+        return tool_error(path + " is larger than 1 MB; use run_command with head or grep");
       if (!r) return tool_error(r.error().message());
       if (r->status != 200) return tool_error("cannot read " + path + ": " + api_error(*r));
-      if (r->body.size() > (1u << 20)) return tool_error(path + " is larger than 1 MB; use run_command with head or grep");
       return text_result(untrusted("Content of " + path, r->body),
                          {{"path", path}, {"content", r->body.substr(0, kMaxOutputChars)}, {"size", r->body.size()}});
     }
@@ -637,7 +648,14 @@ Server::Server(ApiClient client, bool stateless, Notify notify, std::shared_ptr<
     : impl_(std::make_unique<Impl>(std::move(client), stateless, std::move(notify), std::move(cancels), std::move(scope),
                                    mode)) {}
 Server::~Server() = default;
-json Server::handle(const json& msg) { return impl_->handle(msg); }
+json Server::handle(const json& msg) {
+  try {
+    return impl_->handle(msg);
+  } catch (const json::exception& e) {  // a field of the wrong type outside a tool's arguments
+    json id = msg.is_object() && msg.contains("id") && (msg["id"].is_string() || msg["id"].is_number()) ? msg["id"] : json(nullptr);
+    return {{"jsonrpc", "2.0"}, {"id", id}, {"error", {{"code", -32600}, {"message", std::string("invalid request: ") + e.what()}}}};
+  }
+}
 
 bool supported_protocol_version(const std::string& v) {
   return v == "2025-11-25" || v == "2025-06-18" || v == "2025-03-26";

@@ -47,9 +47,18 @@ class HostCall {
     BRIG_TRY_ASSIGN(fd, live.sandbox->open_kernels());
     std::string line = request.dump() + "\n";
     size_t off = 0;
+    // The kernel host runs as the sandbox user, who can stop it: bounded waits only.
+    auto deadline = Clock::now() + kReplyTimeout;
     while (off < line.size()) {
-      ssize_t n = ::send(fd.get(), line.data() + off, line.size() - off, MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
+      struct pollfd p = {fd.get(), POLLOUT, 0};
+      int ready = ::poll(&p, 1, 1000);
+      if (ready < 0 && errno != EINTR) return Error::from_errno(errno, "poll");
+      if (ready <= 0) {
+        if (Clock::now() > deadline) return Error::make(errc::timed_out, "the kernel host is not reading");
+        continue;
+      }
+      ssize_t n = ::send(fd.get(), line.data() + off, line.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
       if (n <= 0) return Error::from_errno(errno, "send to the kernel host");
       off += static_cast<size_t>(n);
     }

@@ -2,6 +2,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <zlib.h>
@@ -656,6 +657,7 @@ Result<sandbox::User> user_of(const Request& req, const Live& live) {
 constexpr uint64_t kMaxArchiveExportBytes = 4ull << 30;
 constexpr uint32_t kMaxArchiveEntries = 100'000;
 constexpr uint64_t kMaxArchiveUploadBytes = 256ull << 20;
+constexpr auto kArchiveStall = std::chrono::seconds(60);  // the helper made no progress this long
 
 // Reads one line (the archive child's JSON status) from `fd`, waiting up to `timeout`.
 Result<nlohmann::json> read_status_line(int fd, std::chrono::seconds timeout) {
@@ -719,12 +721,23 @@ Route archive_route(std::shared_ptr<Live> live, sandbox::User user, const Reques
                          {"X-Archive-Entries", std::to_string(status->value("entries", 0))},
                          {"X-Archive-Bytes", std::to_string(status->value("bytes", 0))}}))
         return;
+      // The helper runs as the sandbox user, who can stop it: never wait on it for long, and
+      // notice a client that left.
       char buf[1 << 16];
+      auto last = std::chrono::steady_clock::now();
       for (;;) {
+        struct pollfd p = {fd->get(), POLLIN, 0};
+        int ready = ::poll(&p, 1, 1000);
+        if (ready < 0 && errno != EINTR) return;
+        if (ready <= 0) {
+          if (s.peer_gone() || std::chrono::steady_clock::now() - last > kArchiveStall) return;
+          continue;
+        }
         ssize_t n = ::read(fd->get(), buf, sizeof buf);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) return;
         if (!s.write(std::string_view(buf, static_cast<size_t>(n)))) return;
+        last = std::chrono::steady_clock::now();
       }
     };
     return r;
@@ -741,12 +754,23 @@ Route archive_route(std::shared_ptr<Live> live, sandbox::User user, const Reques
     if (!pipes) return Response::error(500, pipes.error().message());
     {
       Fd in = std::move(pipes->first);
+      ::fcntl(in.get(), F_SETFL, ::fcntl(in.get(), F_GETFL) | O_NONBLOCK);
       std::string_view body = req.body;
+      auto last = std::chrono::steady_clock::now();
       while (!body.empty()) {
+        struct pollfd p = {in.get(), POLLOUT, 0};
+        int ready = ::poll(&p, 1, 1000);
+        if (ready < 0 && errno != EINTR) break;
+        if (ready <= 0) {
+          if (std::chrono::steady_clock::now() - last > kArchiveStall)
+            return Response::error(504, "the archive helper stopped reading");
+          continue;
+        }
         ssize_t n = ::write(in.get(), body.data(), body.size());
-        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
         if (n <= 0) break;  // the helper gave up early: its answer says why
         body.remove_prefix(static_cast<size_t>(n));
+        last = std::chrono::steady_clock::now();
       }
     }
     auto status = read_status_line(pipes->second.get(), std::chrono::seconds(300));

@@ -109,6 +109,13 @@ TEST(Jupyter, EnvCodeQuotesValues) {
   EXPECT_NE(env_code("typescript", set).apply.find("Deno.env.set"), std::string::npos);
   EXPECT_TRUE(env_code("python", json::object()).apply.empty());
   EXPECT_TRUE(env_code("cobol", set).apply.empty());
+  // Names that are not variable names never reach the code (the sandbox env is not checked
+  // elsewhere, and a bash kernel would run `$(...)`).
+  auto bad = env_code("bash", {{"$(reboot)", "x"}, {"1A", "x"}, {"OK_1", "y"}, {"N", 5}});
+  EXPECT_EQ(bad.apply.find("reboot"), std::string::npos);
+  EXPECT_EQ(bad.apply.find("1A"), std::string::npos);
+  EXPECT_NE(bad.apply.find("export OK_1='y'"), std::string::npos);
+  EXPECT_TRUE(env_code("bash", {{"$(x)", "v"}}).apply.empty());
 }
 
 }  // namespace
