@@ -1,6 +1,7 @@
 // brig mcp: the MCP server (mcp/server.h) on stdio, newline-delimited JSON-RPC 2.0.
 #include <condition_variable>
 #include <cstdio>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "base/util.h"
 #include "client/api_client.h"
 #include "cli/commands.h"
+#include "mcp/code_mode.h"
 #include "mcp/server.h"
 
 namespace brig::cli {
@@ -41,6 +43,7 @@ int serve_stdio(const Globals& g, const std::string& mode_name) {
   // Fail early, on stderr, if no daemon is reachable: an MCP host shows stderr to its user.
   if (auto probe = client->call("GET", "/health"); !probe)
     std::cerr << "brig mcp: " << probe.error().message() << "\n";
+  auto cleanup = std::make_unique<ApiClient>(*client);
   mcp::Server server(
       std::move(*client), /*stateless=*/false, [](const json& note) { write_line(note); }, nullptr, "", mode);
   // Tool calls run on their own threads, so the reader keeps reading: a notifications/cancelled
@@ -89,6 +92,7 @@ int serve_stdio(const Globals& g, const std::string& mode_name) {
   // stdin closed: finish what was asked, then exit.
   std::unique_lock lock(mu);
   cv.wait(lock, [&] { return in_flight == 0; });
+  if (mode == mcp::Mode::code) mcp::code_mode::release_ready_executor(*cleanup);
   return 0;
 }
 

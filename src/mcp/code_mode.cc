@@ -4,6 +4,7 @@
 #include <cctype>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -368,12 +369,34 @@ Result<std::shared_ptr<Executor>> start_executor(ApiClient api) {
 
 struct ReadyPool {
   std::mutex mu;
+  std::condition_variable cv;
   std::shared_ptr<Executor> ready;
   bool refilling = false;
+  int background = 0;  // refills and kills still running (waited for at exit)
 };
 ReadyPool& ready_pool() {
   static ReadyPool* pool = new ReadyPool;  // lives as long as the process (detached refills use it)
   return *pool;
+}
+
+// Runs `task` on a detached thread that release_ready_executor() waits for.
+void in_background(std::function<void()> task) {
+  auto& pool = ready_pool();
+  {
+    std::lock_guard lock(pool.mu);
+    ++pool.background;
+  }
+  std::thread([task = std::move(task)] {
+    task();
+    auto& pool = ready_pool();
+    std::lock_guard lock(pool.mu);
+    --pool.background;
+    pool.cv.notify_all();
+  }).detach();
+}
+
+void kill_later(ApiClient api, std::string id) {
+  in_background([api, id]() mutable { (void)api.call("DELETE", "/sandboxes/" + id); });
 }
 
 void refill(ApiClient api) {
@@ -383,13 +406,13 @@ void refill(ApiClient api) {
     if (pool.refilling || pool.ready) return;
     pool.refilling = true;
   }
-  std::thread([api]() {
+  in_background([api]() {
     auto ex = start_executor(api);
     auto& pool = ready_pool();
     std::lock_guard lock(pool.mu);
     pool.refilling = false;
     if (ex) pool.ready = *ex;
-  }).detach();
+  });
 }
 
 std::shared_ptr<Executor> take_ready(ApiClient& api) {
@@ -402,7 +425,7 @@ std::shared_ptr<Executor> take_ready(ApiClient& api) {
   if (ex) {
     std::lock_guard lock(ex->mu);
     if (ex->ended || std::chrono::steady_clock::now() - ex->born > kExecutorFresh) {
-      std::thread([api, id = ex->id]() mutable { (void)api.call("DELETE", "/sandboxes/" + id); }).detach();
+      kill_later(api, ex->id);
       ex.reset();
     }
   }
@@ -411,6 +434,18 @@ std::shared_ptr<Executor> take_ready(ApiClient& api) {
 }
 
 }  // namespace
+
+void release_ready_executor(ApiClient& api) {
+  auto& pool = ready_pool();
+  std::shared_ptr<Executor> ex;
+  {
+    // Refills and kills in flight finish first (a refill would leave a new ready executor).
+    std::unique_lock lock(pool.mu);
+    pool.cv.wait_for(lock, std::chrono::seconds(15), [&] { return pool.background == 0; });
+    ex = std::move(pool.ready);
+  }
+  if (ex) (void)api.call("DELETE", "/sandboxes/" + ex->id);
+}
 
 json run(ApiClient& api, const std::string& tool, const std::string& code, client::CancelToken* cancel, const Limits& limits) {
   const Access access = tool == "execute_write" ? Access::write : Access::read;
@@ -450,8 +485,7 @@ json run(ApiClient& api, const std::string& tool, const std::string& code, clien
         (void)api.call("DELETE", "/sandboxes/" + id);
         return;
       }
-      std::thread([api = std::move(api), id = std::move(id)]() mutable { (void)api.call("DELETE", "/sandboxes/" + id); })
-          .detach();
+      kill_later(std::move(api), std::move(id));
     }
   } kill{api, ex->id};
 

@@ -48,6 +48,10 @@ struct Limits {
   static Limits from_env();
 };
 
+// Kills the executor kept ready by this process, if any (at exit: it would otherwise wait out
+// its lifetime).
+void release_ready_executor(client::ApiClient& api);
+
 // Runs one tool call ("search", "execute_read", "execute_write") and returns the MCP result.
 nlohmann::json run(client::ApiClient& api, const std::string& tool, const std::string& code,
                    client::CancelToken* cancel, const Limits& limits = {});
