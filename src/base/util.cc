@@ -5,7 +5,9 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 
 #include "base/fd.h"
@@ -129,6 +131,8 @@ Result<std::string> read_fd_bounded(int fd, size_t limit, std::string_view what)
   }
   return out;
 }
+}  // namespace
+
 Result<> write_fd_all(int fd, std::string_view content, std::string_view what) {
   while (!content.empty()) {
     ssize_t n = ::write(fd, content.data(), content.size());
@@ -140,7 +144,20 @@ Result<> write_fd_all(int fd, std::string_view content, std::string_view what) {
   }
   return ok();
 }
-}  // namespace
+
+std::string percent_encode(std::string_view s, std::string_view keep) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || keep.find(static_cast<char>(c)) != std::string_view::npos) {
+      out += static_cast<char>(c);
+    } else {
+      char b[4];
+      std::snprintf(b, sizeof b, "%%%02X", c);
+      out += b;
+    }
+  }
+  return out;
+}
 
 Result<std::string> read_small_file(const std::string& path, size_t limit) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));

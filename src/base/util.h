@@ -24,6 +24,12 @@ std::string format_size(uint64_t bytes);
 // Reads a whole small file (bounded by `limit`), e.g. a cgroup or /proc file.
 Result<std::string> read_small_file(const std::string& path, size_t limit = 1 << 16);
 Result<> write_small_file(const std::string& path, std::string_view content);
+// Writes all of `content` to `fd` (retrying short writes and EINTR).
+Result<> write_fd_all(int fd, std::string_view content, std::string_view what);
+
+// RFC 3986 percent-encoding of everything but the unreserved characters and `keep`
+// (e.g. "/" for a path in a query parameter).
+std::string percent_encode(std::string_view s, std::string_view keep = "");
 
 // Standard base64 with padding (RFC 4648); decoding rejects malformed input.
 std::string base64_encode(std::string_view bytes);

@@ -225,18 +225,7 @@ int get_recursive(ApiClient& c, std::map<std::string, std::string> headers, cons
 int files(ApiClient& c, const std::string& verb, const Args& a) {
   auto headers = c.envd_headers(a.id);
   if (!headers) return fail(headers.error().message());
-  auto q = [](const std::string& p) {
-    std::string out;
-    for (unsigned char ch : p) {
-      if (std::isalnum(ch) || ch == '/' || ch == '-' || ch == '_' || ch == '.' || ch == '~') out += static_cast<char>(ch);
-      else {
-        char buf[4];
-        std::snprintf(buf, sizeof buf, "%%%02X", ch);
-        out += buf;
-      }
-    }
-    return out;
-  };
+  auto q = [](const std::string& p) { return percent_encode(p, "/"); };
   if (verb == "ls") {
     (*headers)["Content-Type"] = "application/json";
     (*headers)["Connect-Protocol-Version"] = "1";

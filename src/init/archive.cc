@@ -24,21 +24,12 @@ namespace {
 using json = nlohmann::json;
 constexpr uint64_t kMaxExtractedBytes = 8ull << 30;  // what an import may unpack (a zip bomb stops here)
 
-void write_all(int fd, std::string_view s) {
-  while (!s.empty()) {
-    ssize_t n = ::write(fd, s.data(), s.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    s.remove_prefix(static_cast<size_t>(n));
-  }
-}
-
 json failure(const std::string& code, const std::string& message) {
   return {{"ok", false}, {"code", code}, {"error", message}};
 }
 
 [[noreturn]] void finish(int fd, const json& status) {
-  write_all(fd, status.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
+  (void)write_fd_all(fd, status.dump(-1, ' ', false, json::error_handler_t::replace) + "\n", "status");
   ::_exit(status.value("ok", false) ? 0 : 1);
 }
 
@@ -120,7 +111,7 @@ std::string walk(const std::string& name, const std::function<bool(struct archiv
     finish(out, failure("too_large", "'" + full + "' has more than " + std::to_string(limits.max_entries) + " entries"));
   if (bytes > limits.max_bytes)
     finish(out, failure("too_large", "'" + full + "' holds more than " + format_size(limits.max_bytes) + " of files"));
-  write_all(out, json{{"ok", true}, {"entries", entries}, {"bytes", bytes}}.dump() + "\n");
+  (void)write_fd_all(out, json{{"ok", true}, {"entries", entries}, {"bytes", bytes}}.dump() + "\n", "status");
 
   // Pass 2: the archive itself.
   struct archive* w = archive_write_new();

@@ -40,16 +40,6 @@ std::string sign(std::string_view key, const std::string* parts[4]) {
   return good ? hex(mac, len) : "!";  // "!" never matches a kernel's signature
 }
 
-std::string iso_now() {
-  struct timespec ts;
-  ::clock_gettime(CLOCK_REALTIME, &ts);
-  struct tm tm;
-  ::gmtime_r(&ts.tv_sec, &tm);
-  char buf[64];
-  size_t n = ::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(buf + n, sizeof buf - n, ".%06ldZ", ts.tv_nsec / 1000);
-  return buf;
-}
 
 // A JSON string literal is also a valid literal in Python, JavaScript and R for any string
 // (all three read \uXXXX and the other JSON escapes); bash gets single quotes instead.
@@ -62,6 +52,24 @@ std::string shell_quote(const std::string& s) {
 }
 
 }  // namespace
+
+std::string iso_now() {
+  struct timespec ts;
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  struct tm tm;
+  ::gmtime_r(&ts.tv_sec, &tm);
+  char buf[64];
+  size_t n = ::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(buf + n, sizeof buf - n, ".%06ldZ", ts.tv_nsec / 1000);
+  return buf;
+}
+
+bool valid_env_name(std::string_view k) {
+  if (k.empty() || k.size() > 256 || std::isdigit(static_cast<unsigned char>(k[0]))) return false;
+  for (char c : k)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) return false;
+  return true;
+}
 
 std::string random_hex(size_t bytes) {
   std::string raw(bytes, '\0');
@@ -179,11 +187,8 @@ EnvCode env_code(const std::string& language, const json& in) {
   if (!in.is_object() || in.empty()) return c;
   // Only variable names and string values: a name is pasted into code (bash above all).
   json set = json::object();
-  for (auto& [k, v] : in.items()) {
-    bool ok = !k.empty() && k.size() <= 256 && !std::isdigit(static_cast<unsigned char>(k[0])) && v.is_string();
-    for (char ch : k) ok = ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '_');
-    if (ok) set[k] = v;
-  }
+  for (auto& [k, v] : in.items())
+    if (valid_env_name(k) && v.is_string()) set[k] = v;
   if (set.empty()) return c;
   if (language == "python") {
     std::string d = "{";

@@ -48,16 +48,6 @@ constexpr auto kHousekeepingTimeout = 10s;  // a silent env step
 constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 constexpr const char* kHome = "/home/user";
 
-std::string iso_now() {
-  auto ms = now_unix_ms();
-  time_t s = ms / 1000;
-  struct tm tm;
-  ::gmtime_r(&s, &tm);
-  char buf[40];
-  size_t n = ::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(ms % 1000));
-  return buf;
-}
 
 // Variables a kernel needs whatever the sandbox's environment says.
 std::map<std::string, std::string> kernel_env_overrides(const std::string& kernel_name) {
@@ -74,14 +64,7 @@ std::map<std::string, std::string> kernel_env_overrides(const std::string& kerne
 Result<> write_private_file(const std::string& path, std::string_view content) {
   Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd) return Error::from_errno(errno, "create " + path);
-  size_t off = 0;
-  while (off < content.size()) {
-    ssize_t n = ::write(fd.get(), content.data() + off, content.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return Error::from_errno(errno, "write " + path);
-    off += static_cast<size_t>(n);
-  }
-  return ok();
+  return write_fd_all(fd.get(), content, path);
 }
 
 // A connection from the daemon: one request line in, lines out.
@@ -580,7 +563,7 @@ class Host {
         size_t n = std::min(kStreamChunk, text.size() - off);
         // Never split a UTF-8 sequence across lines.
         while (off + n < text.size() && n > 0 && (static_cast<unsigned char>(text[off + n]) & 0xC0) == 0x80) --n;
-        out.line({{"type", name}, {"text", text.substr(off, n)}, {"timestamp", iso_now()}});
+        out.line({{"type", name}, {"text", text.substr(off, n)}, {"timestamp", jupyter::iso_now()}});
       }
     } else if (type == "execute_input") {
       if (m.content.contains("execution_count") && m.content["execution_count"].is_number_integer())

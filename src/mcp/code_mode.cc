@@ -73,20 +73,6 @@ std::optional<std::string> percent_decode(const std::string& s) {
   return out;
 }
 
-std::string query_escape(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      char b[4];
-      std::snprintf(b, sizeof b, "%%%02X", c);
-      out += b;
-    }
-  }
-  return out;
-}
-
 Error refuse(const std::string& why) { return Error::make(errc::invalid_argument, why); }
 
 // Does `path` (already normalised) match template `tpl` ("/sandboxes/{sandboxID}")?
@@ -214,7 +200,7 @@ Result<CheckedRequest> check_request(const json& req, Access access) {
       for (auto& [k, v] : req["query"].items()) {
         std::string val = v.is_string() ? v.get<std::string>() : v.is_number() || v.is_boolean() ? v.dump() : "";
         if (!v.is_string() && !v.is_number() && !v.is_boolean()) return refuse("query values must be strings, numbers or booleans");
-        q += (q.empty() ? "?" : "&") + query_escape(k) + "=" + query_escape(val);
+        q += (q.empty() ? "?" : "&") + percent_encode(k) + "=" + percent_encode(val);
       }
       out.target += q;
     }

@@ -313,13 +313,7 @@ class Server::Impl {
       if (args.contains("metadata")) {
         std::string md;
         for (auto& [k, v] : args["metadata"].items()) md += (md.empty() ? "" : "&") + k + "=" + v.get<std::string>();
-        std::string enc;
-        for (unsigned char c : md) {
-          char b[4];
-          std::snprintf(b, sizeof b, "%%%02X", c);
-          enc += std::isalnum(c) ? std::string(1, static_cast<char>(c)) : std::string(b);
-        }
-        query += "&metadata=" + enc;
+        query += "&metadata=" + percent_encode(md);
       }
       auto r = client_.call("GET", query);
       if (!r) return tool_error(r.error().message());
@@ -497,16 +491,6 @@ class Server::Impl {
     return r;
   }
 
-  static std::string query_escape(const std::string& s) {
-    std::string q;
-    for (unsigned char c : s) {
-      char b[4];
-      std::snprintf(b, sizeof b, "%%%02X", c);
-      q += std::isalnum(c) || c == '/' || c == '.' || c == '-' || c == '_' ? std::string(1, static_cast<char>(c)) : std::string(b);
-    }
-    return q;
-  }
-
   json archive_tool(const std::string& name, const json& args) {
     std::string id = sandbox_arg(args);
     std::string path = args.at("path").get<std::string>();
@@ -514,7 +498,7 @@ class Server::Impl {
     if (format != "tar.gz" && format != "zip") return tool_error("format must be tar.gz or zip");
     auto headers = client_.envd_headers(id);
     if (!headers) return tool_error(headers.error().message() + "; list_sandboxes shows the live ones");
-    std::string target = "/files/archive?format=" + format + "&path=" + query_escape(path);
+    std::string target = "/files/archive?format=" + format + "&path=" + percent_encode(path, "/");
     if (name == "download_files") {
       auto r = client_.call("GET", target + "&max_bytes=10485760&max_entries=10000", "", *headers, 16u << 20);
       if (!r && r.error().is(errc::limit_exceeded)) return tool_error("the archive of " + path + " is larger than 16 MB");
@@ -587,12 +571,7 @@ class Server::Impl {
     std::string path = args.at("path").get<std::string>();
     auto headers = client_.envd_headers(id);
     if (!headers) return tool_error(headers.error().message() + "; list_sandboxes shows the live ones");
-    std::string q;
-    for (unsigned char c : path) {
-      char b[4];
-      std::snprintf(b, sizeof b, "%%%02X", c);
-      q += std::isalnum(c) || c == '/' || c == '.' || c == '-' || c == '_' ? std::string(1, static_cast<char>(c)) : std::string(b);
-    }
+    const std::string q = percent_encode(path, "/");
     if (name == "read_file") {
       auto r = client_.call("GET", "/files?path=" + q, "", *headers, 1u << 20);
       if (!r && r.error().is(errc::limit_exceeded))

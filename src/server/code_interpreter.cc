@@ -6,6 +6,8 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 
+#include "init/jupyter.h"
+
 namespace brig::server::code_interpreter {
 namespace {
 
@@ -18,12 +20,6 @@ constexpr size_t kMaxEnvValue = 128 << 10;
 constexpr auto kKeepalive = std::chrono::seconds(5);
 constexpr auto kReplyTimeout = std::chrono::seconds(30);
 
-bool valid_env_name(const std::string& k) {
-  if (k.empty() || k.size() > 256 || std::isdigit(static_cast<unsigned char>(k[0]))) return false;
-  for (char c : k)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) return false;
-  return true;
-}
 
 bool valid_context_id(const std::string& id) {
   if (id.empty() || id.size() > 64) return false;
@@ -201,7 +197,7 @@ Result<json> execute_request(std::string_view body) {
     if (!env.is_object() || env.size() > kMaxEnvVars)
       return Error::make(errc::invalid_argument, "env_vars must be an object of at most 256 variables");
     for (auto& [k, v] : env.items()) {
-      if (!valid_env_name(k)) return Error::make(errc::invalid_argument, "env_vars: '" + k.substr(0, 64) + "' is not a variable name");
+      if (!jupyter::valid_env_name(k)) return Error::make(errc::invalid_argument, "env_vars: '" + k.substr(0, 64) + "' is not a variable name");
       if (!v.is_string() || v.get_ref<const std::string&>().size() > kMaxEnvValue)
         return Error::make(errc::invalid_argument, "env_vars: the value of " + k + " must be a string of at most 128 KiB");
     }

@@ -67,3 +67,16 @@ TEST(ErrorContext, WrapsOutermostFirst) {
 }
 
 }  // namespace brig
+
+namespace brig {
+namespace {
+
+TEST(Util, PercentEncodeKeepsUnreservedAndAskedCharacters) {
+  EXPECT_EQ(percent_encode("a-b_c.d~e"), "a-b_c.d~e");
+  EXPECT_EQ(percent_encode("/home/user/a b&c=d"), "%2Fhome%2Fuser%2Fa%20b%26c%3Dd");
+  EXPECT_EQ(percent_encode("/home/user/a b", "/"), "/home/user/a%20b");
+  EXPECT_EQ(percent_encode("\xc3\xa9\n"), "%C3%A9%0A");
+}
+
+}  // namespace
+}  // namespace brig
