@@ -14,7 +14,7 @@ packages=(
   # rootfs builds and peers for the benchmarks
   mmdebstrap debian-archive-keyring bubblewrap runc crun
   # tests
-  iproute2 procps psmisc
+  iproute2 procps psmisc python3-pytest
 )
 # Test clients are npm packages; use the machine's Node if it has one (Debian's nodejs and npm
 # packages conflict with NodeSource builds).

@@ -38,6 +38,8 @@ export BRIG_TEMPLATE_STATE_DIR=${BRIG_TEMPLATE_STATE_DIR:-${BRIG_CACHE_DIR:-/var
 run_stage templates ctest_label templates
 # The official e2b SDK (2.51.0 and 2.50.0, pinned in tests/sdk) against a real brig serve.
 run_stage sdk tests/sdk/run.sh build/src/brig
+# The official E2B Python SDKs (e2b 2.34.0, e2b-code-interpreter 2.9.0, from ../shared/e2b-python).
+run_stage sdk-python tests/sdk-python/run.sh build/src/brig
 # The MCP server, stdio and HTTP, with the official MCP SDK client, the Inspector CLI and the
 # conformance scenarios (pinned in tests/mcp; Node 22 for the last two is cached by node22.sh).
 run_stage mcp tests/mcp/run.sh build/src/brig
