@@ -15,7 +15,7 @@ install -m 0755 build/src/brig /usr/local/bin/brig
 echo "==> brig doctor"
 brig doctor
 echo "==> building the built-in templates (first time only: a few minutes; cached in /var/lib/brig)"
-for t in base python3 node code-interpreter-v1; do
+for t in minimal node base python3 code-interpreter-v1; do
   brig run --template "$t" --timeout 60s -- true
 done
 brig template list

@@ -14,6 +14,8 @@ namespace brig {
 // A sandbox id: 20 chars of [a-z0-9] from getrandom(2).
 std::string new_sandbox_id();
 bool is_valid_sandbox_id(std::string_view id);
+// `bytes` random bytes from getrandom(2), as 2 * `bytes` lowercase hex characters.
+std::string random_hex(size_t bytes);
 
 // "512M", "1G", "1.5GiB", "1048576" -> bytes (binary units). Bounded to 1 TiB.
 Result<uint64_t> parse_size(std::string_view text);

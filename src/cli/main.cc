@@ -12,6 +12,9 @@ int main(int argc, char** argv) {
   CLI::App app{"brig: disposable, isolated Linux sandboxes for AI agents.\n"
                "Run `brig <command> --help` for the options of a command."};
   app.require_subcommand(1);
+  // Global options are accepted after the verb too (`brig serve --state-dir D`): a subcommand
+  // hands what it does not know to its parent.
+  app.fallthrough();
   brig::cli::Globals globals;
   app.add_option("--state-dir", globals.state_dir,
                  "State directory (default /var/lib/brig as root, else $XDG_STATE_HOME/brig)")

@@ -181,7 +181,7 @@ Runner add_run(CLI::App& app, Globals& globals) {
       "Exit status: the command's, 128+N if killed by signal N, 124 on timeout, 137 on OOM,\n"
       "125 if the sandbox could not be created, 126/127 if the command could not be started.");
   sub->add_option("--template", args->template_name,
-                  "Template: base, python3, node, code-interpreter-v1 or one you built (default: base; "
+                  "Template: base, minimal, python3, node, code-interpreter-v1 or one you built (default: base; "
                   "a missing built-in is built on first use)");
   sub->add_option("--rootfs", args->rootfs, "A root filesystem directory to use instead of a template (read-only, root-owned)");
   sub->add_option("--memory", args->memory, "Hard memory limit, e.g. 256M, 2G (default: the template's, else 512M)");

@@ -65,19 +65,26 @@ int create(ApiClient& c, const Args& a) {
 }
 
 int list(ApiClient& c) {
-  auto r = c.call("GET", "/v2/sandboxes?limit=1000");
-  if (!r) return fail(r.error().message());
-  if (r->status != 200) return fail(api_error(*r));
-  auto rows = json::parse(r->body, nullptr, false);
-  std::printf("%-22s %-20s %-9s %-9s %-5s %-7s %s\n", "SANDBOX ID", "TEMPLATE", "STARTED", "ENDS", "CPUS", "MEMORY", "METADATA");
-  for (auto& s : rows) {
+  auto rows = client::list_sandboxes(c);
+  if (!rows) return fail(rows.error().message());
+  std::printf("%-22s %-20s %-8s %-9s %-9s %-5s %-6s %-13s %s\n", "SANDBOX ID", "TEMPLATE", "STATE", "STARTED", "ENDS",
+              "CPUS", "CPU%", "MEMORY", "METADATA");
+  for (auto& s : *rows) {
     std::string md;
     json meta = s.contains("metadata") && s["metadata"].is_object() ? s["metadata"] : json::object();
     for (auto& [k, v] : meta.items())
       if (v.is_string()) md += (md.empty() ? "" : ",") + k + "=" + v.get<std::string>();
-    std::printf("%-22s %-20s %-9s %-9s %-5d %-7s %s\n", s.value("sandboxID", "").c_str(), s.value("alias", "").c_str(),
-                short_time(s.value("startedAt", "")).c_str(), short_time(s.value("endAt", "")).c_str(), s.value("cpuCount", 0),
-                (std::to_string(s.value("memoryMB", 0)) + "M").c_str(), md.c_str());
+    // Memory in use / the limit; "-" where the daemon gave no reading.
+    std::string cpu = "-", mem = "-/" + std::to_string(s.value("memoryMB", 0)) + "M";
+    if (s.contains("usage") && s["usage"].is_object()) {
+      char pct[16];
+      std::snprintf(pct, sizeof pct, "%.1f", s["usage"].value("cpuUsedPct", 0.0));
+      cpu = pct;
+      mem = std::to_string(s["usage"].value("memUsed", uint64_t{0}) >> 20) + "M/" + std::to_string(s.value("memoryMB", 0)) + "M";
+    }
+    std::printf("%-22s %-20s %-8s %-9s %-9s %-5d %-6s %-13s %s\n", s.value("sandboxID", "").c_str(),
+                s.value("alias", "").c_str(), s.value("state", "running").c_str(), short_time(s.value("startedAt", "")).c_str(),
+                short_time(s.value("endAt", "")).c_str(), s.value("cpuCount", 0), cpu.c_str(), mem.c_str(), md.c_str());
   }
   return 0;
 }
@@ -120,7 +127,12 @@ int exec(ApiClient& c, Args a) {
     if (!is_stderr) std::fflush(stdout);
   });
   if (!r) return fail(r.error().message());
+  if (r->oom_killed) {
+    std::cerr << "brig: command killed: out of memory (the sandbox's memory limit; `brig sandbox list` shows it)\n";
+    return r->exited ? r->exit_code : 128 + 9;  // 137, as `brig run`
+  }
   if (!r->exited && r->exit_code < 0 && !r->error.empty()) return fail(r->error, 126);
+  if (!r->exited) std::cerr << "brig: command ended by " << (r->status.empty() ? "a signal" : r->status) << "\n";
   return r->exited ? r->exit_code : 128 + 9;
 }
 
@@ -274,11 +286,15 @@ Runner add_sandbox(CLI::App& app, Globals& globals) {
   auto* sb = app.add_subcommand("sandbox", "Manage sandboxes of a running `brig serve` (BRIG_URL, BRIG_API_KEY).");
   sb->require_subcommand(1);
   auto* create = sb->add_subcommand("create", "Create a sandbox and print its id.");
-  create->add_option("-t,--template", a->template_name, "Template")->capture_default_str();
+  create->add_option("template", a->template_name, "Template (base, minimal, python3, node, code-interpreter-v1 or "
+                                                    "one built on the server)")
+      ->capture_default_str();
+  create->add_option("-t,--template", a->template_name, "The same as the positional TEMPLATE");
   create->add_option("--timeout", a->timeout, "Lifetime in seconds")->capture_default_str();
   create->add_option("-e,--env", a->env, "KEY=VALUE (repeatable)");
   create->add_option("-m,--metadata", a->metadata, "KEY=VALUE (repeatable)");
-  auto* ls = sb->add_subcommand("list", "List running sandboxes.");
+  create->footer("Examples:\n  brig sandbox create\n  brig sandbox create python3 --timeout 600 -m owner=me");
+  auto* ls = sb->add_subcommand("list", "List sandboxes: state, CPU % (of the sandbox's CPUs) and memory in use / limit.");
   auto* info_cmd = sb->add_subcommand("info", "Show one sandbox.");
   info_cmd->add_option("id", a->id)->required();
   auto* kill_cmd = sb->add_subcommand("kill", "Kill a sandbox.");

@@ -8,6 +8,7 @@
 #include <iostream>
 #include <thread>
 
+#include "base/fd.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "cli/commands.h"
@@ -29,15 +30,21 @@ int fail(const Error& e) {
 }
 
 // The key the README's command prints: kept (0600) in the state dir so local tools
-// (brig mcp, the CLI) find it when run by the same user.
+// (brig mcp, the CLI) find it when run by the same user. A key from before keys took E2B's
+// shape ("brig_…", which the Python SDK refuses) is replaced by a new one; it stays valid.
 Result<std::string> local_key(server::KeyStore& keys, const std::string& state_dir) {
   const std::string path = state_dir + "/api-key";
-  if (auto existing = read_small_file(path, 1024)) return std::string(trim(*existing));
+  if (auto existing = read_small_file(path, 1024)) {
+    std::string key(trim(*existing));
+    if (server::looks_like_e2b_key(key)) return key;
+  }
   BRIG_TRY_ASSIGN(key, keys.create("local"));
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return Error::from_errno(errno, "create " + path);
-  (void)!::write(fd, key.data(), key.size());
-  ::close(fd);
+  const std::string tmp = path + ".new";
+  ::unlink(tmp.c_str());
+  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd) return Error::from_errno(errno, "create " + tmp);
+  BRIG_TRY(write_fd_all(fd.get(), key, tmp));
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return Error::from_errno(errno, "rename " + tmp);
   return key;
 }
 
@@ -64,8 +71,8 @@ int serve(const ServeArgs& a, const Globals& g) {
   if (!daemon) return fail(daemon.error());
   std::string url = "http://" + (*daemon)->address();
   std::printf("brig serve: listening on %s (state in %s)\n\n", url.c_str(), (*engine)->state_dir().c_str());
-  std::printf("export E2B_API_KEY=%s\nexport E2B_API_URL=%s\nexport E2B_SANDBOX_URL=%s\n\n", key->c_str(), url.c_str(),
-              url.c_str());
+  std::printf("export E2B_API_KEY=%s\nexport E2B_API_URL=%s\nexport E2B_SANDBOX_URL=%s\nexport E2B_DOMAIN=%s\n\n",
+              key->c_str(), url.c_str(), url.c_str(), (*daemon)->domain().c_str());
   std::fflush(stdout);
   std::thread waiter([&] {
     int sig = 0;
@@ -88,10 +95,14 @@ Runner add_serve(CLI::App& app, Globals& globals) {
   auto a = std::make_shared<ServeArgs>();
   auto* sub = app.add_subcommand("serve", "Serve the E2B-compatible HTTP API (control plane and sandbox data plane).");
   sub->add_option("--listen", a->listen, "Address to listen on")->capture_default_str();
-  sub->add_option("--domain", a->domain, "Domain for <port>-<sandboxid>.<domain> Host routing (optional)");
+  sub->add_option("--domain", a->domain,
+                  "Domain of sandbox hosts: getHost(port) is <port>-<sandboxid>.<domain>, routed by the Host header "
+                  "(default: localhost:<listening port>, which needs no DNS)");
   sub->add_option("--pool", a->pool, "Warm sandboxes kept per built-in template")->capture_default_str();
-  sub->footer("Point the e2b SDK at it with the three export lines it prints. The API key is kept in\n"
-              "<state-dir>/api-key; more keys: brig key create. BRIG_API_KEY adds one for this run.");
+  sub->footer("Point the e2b SDKs (npm and Python) at it with the export lines it prints. The API key is kept in\n"
+              "<state-dir>/api-key; more keys: brig key create. BRIG_API_KEY adds one for this run.\n"
+              "Ports: the data plane routes by the E2b-Sandbox-Id and E2b-Sandbox-Port headers, or by a Host of\n"
+              "<port>-<sandboxid>.<domain>, e.g. curl http://49999-<id>.localhost:49982/health");
   return [sub, a, &globals]() -> int { return sub->parsed() ? serve(*a, globals) : -1; };
 }
 

@@ -211,6 +211,8 @@ Result<ExecResult> exec(ApiClient& api, const ExecRequest& req,
       } else if (ev.contains("end") && ev["end"].is_object()) {
         result.exited = ev["end"].value("exited", false);
         result.exit_code = result.exited ? ev["end"].value("exitCode", 0) : -1;
+        result.status = ev["end"].value("status", "");
+        result.oom_killed = ev["end"].value("error", "") == kOutOfMemoryError;
       }
     }
     return true;
@@ -227,6 +229,29 @@ Result<ExecResult> exec(ApiClient& api, const ExecRequest& req,
   if (!status) return status.error();
   if (*status != 200) return Error::make(errc::protocol, "exec failed (HTTP " + std::to_string(*status) + ")");
   return result;
+}
+
+Result<nlohmann::json> list_sandboxes(ApiClient& api, const std::string& query) {
+  using nlohmann::json;
+  BRIG_TRY_ASSIGN(r, api.call("GET", "/v2/sandboxes?limit=1000" + (query.empty() ? "" : "&" + query)));
+  if (r.status != 200) return Error::make(errc::protocol, api_error(r));
+  json rows = json::parse(r.body, nullptr, false);
+  if (!rows.is_array()) return Error::make(errc::protocol, "the sandbox list is not a JSON array");
+  constexpr size_t kPerRequest = 100;  // the metrics endpoint's bound
+  for (size_t first = 0; first < rows.size(); first += kPerRequest) {
+    std::string ids;
+    for (size_t i = first; i < std::min(rows.size(), first + kPerRequest); ++i) {
+      rows[i]["usage"] = nullptr;
+      ids += (ids.empty() ? "" : ",") + rows[i].value("sandboxID", "");
+    }
+    auto m = api.call("GET", "/sandboxes/metrics?sandbox_ids=" + percent_encode(ids, ","));
+    if (!m || m->status != 200) continue;  // usage is extra: the list stands without it
+    json got = json::parse(m->body, nullptr, false);
+    if (!got.is_object() || !got.contains("sandboxes") || !got["sandboxes"].is_object()) continue;
+    for (size_t i = first; i < std::min(rows.size(), first + kPerRequest); ++i)
+      if (auto it = got["sandboxes"].find(rows[i].value("sandboxID", "")); it != got["sandboxes"].end()) rows[i]["usage"] = *it;
+  }
+  return rows;
 }
 
 std::string api_error(const HttpResult& r) {

@@ -5,8 +5,10 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <nlohmann/json_fwd.hpp>
 #include <vector>
 #include <string>
+#include <string_view>
 
 #include "base/result.h"
 
@@ -67,9 +69,16 @@ struct ExecRequest {
   bool stdin = false;  // a stdin pipe (write with process.Process/SendInput), else /dev/null
   std::function<void(int pid)> on_start;
 };
+// The end event's error when the kernel's OOM killer ended the process (the daemon sets it,
+// the CLI and the MCP tools recognise it).
+inline constexpr std::string_view kOutOfMemoryError =
+    "killed: out of memory (the sandbox reached its memory limit)";
+
 struct ExecResult {
   bool exited = false;  // false: killed by a signal or the stream ended early
   int exit_code = -1;   // when exited
+  std::string status;   // the end event's, e.g. "exit status 1", "signal: killed"
+  bool oom_killed = false;  // the kernel's OOM killer ended it
   std::string error;    // the stream's error message, if any
   std::string error_code;  // its Connect code (e.g. deadline_exceeded)
 };
@@ -78,6 +87,10 @@ struct ExecResult {
 Result<ExecResult> exec(ApiClient& api, const ExecRequest& req,
                         const std::function<void(bool is_stderr, std::string_view)>& on_output,
                         CancelToken* cancel = nullptr);
+
+// GET /v2/sandboxes?<query> (up to 1000), each row with "usage" set to its latest
+// SandboxMetric from GET /sandboxes/metrics (CPU %, memory in use), or null if it has none.
+Result<nlohmann::json> list_sandboxes(ApiClient& api, const std::string& query = "");
 
 // "{"code":404,"message":"..."}" -> "... (HTTP 404)"
 std::string api_error(const HttpResult& r);

@@ -87,6 +87,22 @@ void fill(initpb::EntryInfo* e, const std::string& path, const std::string& name
     char target[4096];
     ssize_t n = ::readlinkat(dirfd, name.c_str(), target, sizeof target - 1);
     if (n > 0) e->set_symlink_target(std::string(target, static_cast<size_t>(n)));
+    // Followed to the end with the caller's rights, refusing magic links (a link into
+    // /proc/self/fd must not describe brig-init's own fds); the kernel names what it reached.
+    struct open_how how = {};
+    how.flags = O_PATH | O_CLOEXEC;
+    how.resolve = kResolve;
+    Fd to(sys::openat2(dirfd, name.c_str(), &how));
+    struct stat tst;
+    if (to && ::fstat(to.get(), &tst) == 0) {
+      const std::string self = "/proc/self/fd/" + std::to_string(to.get());
+      ssize_t m = ::readlink(self.c_str(), target, sizeof target - 1);
+      if (m > 0) {
+        e->set_resolved_target(std::string(target, static_cast<size_t>(m)));
+        e->set_target_type(type_of(tst.st_mode));
+        e->set_target_mode(tst.st_mode & 07777);
+      }
+    }
   } else if (S_ISREG(st.st_mode)) {
     read_metadata(dirfd, name, e);
   }

@@ -78,8 +78,10 @@ struct Tool {
 const std::vector<Tool>& tools() {
   static const std::vector<Tool> all = {
       {"create_sandbox", "Create sandbox",
-       "Create an isolated Linux sandbox and return its id. Templates: base (bash, coreutils, curl, git), "
-       "python3 (numpy, pandas, matplotlib), node, code-interpreter-v1, or any template built on this server. "
+       "Create an isolated Linux sandbox and return its id. Templates: base (the default: python, pip, node, npm, "
+       "git, curl), python3 (base + numpy, pandas, matplotlib), code-interpreter-v1 (python3 + more data "
+       "libraries, Deno for JavaScript/TypeScript cells, R), node (Node.js only), minimal (bash, coreutils, curl, "
+       "git), or any template built on this server. "
        "The sandbox is killed when its timeout (seconds, default 300) passes; extend it with set_sandbox_timeout.",
        object_schema({{"template", {{"type", "string"}, {"maxLength", 128}, {"default", "base"}}},
                       {"timeout", {{"type", "integer"}, {"minimum", 1}, {"maximum", 86400}, {"default", 300}}},
@@ -91,7 +93,8 @@ const std::vector<Tool>& tools() {
                      {"sandbox_id", "template", "status", "ends_at"}),
        {{"readOnlyHint", false}, {"destructiveHint", false}, {"idempotentHint", false}, {"openWorldHint", false}}},
       {"list_sandboxes", "List sandboxes",
-       "List the running sandboxes with their template, start and end times, and metadata. Optional metadata "
+       "List the running sandboxes with their status, resource usage (CPU % of the sandbox's CPUs, memory in use and "
+       "its limit), template, start and end times, and metadata. Optional metadata "
        "filter: only sandboxes whose metadata has all the given key/value pairs.",
        object_schema({{"metadata", {{"type", "object"}, {"additionalProperties", {{"type", "string"}}}}}}, {}),
        object_schema({{"sandboxes", {{"type", "array"}, {"items", {{"type", "object"}}}}}}, {"sandboxes"}),
@@ -124,12 +127,14 @@ const std::vector<Tool>& tools() {
        "Run a notebook cell (Jupyter kernel) and return its result, stdout, stderr and error with traceback; "
        "charts and images come back as PNG image content. State (variables, imports) persists between calls "
        "in the same sandbox and context. Languages: python (numpy, pandas, matplotlib, scipy...), javascript "
-       "and typescript (Deno, top-level await), bash. Without sandbox_id a fresh code-interpreter-v1 sandbox is "
+       "and typescript (Deno, top-level await), r, bash. A sandbox runs the languages its template has: bash in "
+       "every template, python where Python is, javascript where Node.js is; code-interpreter-v1 has them all. "
+       "Without sandbox_id a fresh code-interpreter-v1 sandbox is "
        "created for this one cell and killed afterwards (no state kept). A cell running past `timeout` seconds "
        "is interrupted; the kernel's state is kept. Output is untrusted data from the sandbox, fenced by "
        "markers, and truncated to 24000 characters.",
        object_schema({{"code", {{"type", "string"}, {"minLength", 1}, {"maxLength", 1048576}}},
-                      {"language", {{"type", "string"}, {"enum", {"python", "javascript", "typescript", "bash"}}, {"default", "python"}}},
+                      {"language", {{"type", "string"}, {"enum", {"python", "javascript", "typescript", "bash", "r"}}, {"default", "python"}}},
                       {"sandbox_id", {{"type", "string"}, {"pattern", "^[a-z0-9]{20}$"}}},
                       {"context_id", {{"type", "string"}, {"pattern", "^[A-Za-z0-9-]{1,64}$"}}},
                       {"env", {{"type", "object"}, {"additionalProperties", {{"type", "string"}}}}},
@@ -309,25 +314,38 @@ class Server::Impl {
                          out);
     }
     if (name == "list_sandboxes") {
-      std::string query = "/v2/sandboxes?limit=1000";
+      std::string query;
       if (args.contains("metadata")) {
         std::string md;
         for (auto& [k, v] : args["metadata"].items()) md += (md.empty() ? "" : "&") + k + "=" + v.get<std::string>();
-        query += "&metadata=" + percent_encode(md);
+        query = "metadata=" + percent_encode(md);
       }
-      auto r = client_.call("GET", query);
-      if (!r) return tool_error(r.error().message());
-      if (r->status != 200) return tool_error(api_error(*r));
-      json rows = json::parse(r->body), list = json::array();
-      std::string table = "| Sandbox ID | Template | Status | Info |\n|---|---|---|---|\n";
-      for (auto& s : rows) {
+      auto rows = client::list_sandboxes(client_, query);
+      if (!rows) return tool_error(rows.error().message());
+      json list = json::array();
+      std::string table = "| Sandbox ID | Template | Status | CPU | Memory | Info |\n|---|---|---|---|---|---|\n";
+      for (auto& s : *rows) {
         json meta = s.value("metadata", json::object());
-        list.push_back({{"sandbox_id", s.value("sandboxID", "")}, {"template", s.value("alias", "")}, {"status", "running"},
-                        {"started_at", s.value("startedAt", "")}, {"ends_at", s.value("endAt", "")}, {"metadata", meta}});
-        table += "| " + s.value("sandboxID", "") + " | " + s.value("alias", "") + " | running | ends " + s.value("endAt", "") +
-                 (meta.empty() ? "" : ", " + meta.dump()) + " |\n";
+        std::string status = s.value("state", "running");
+        json usage = {{"cpu_count", s.value("cpuCount", 0)}, {"memory_limit_mb", s.value("memoryMB", 0)}};
+        std::string cpu = "?", mem = "? / " + std::to_string(s.value("memoryMB", 0)) + " MB";
+        if (s.contains("usage") && s["usage"].is_object()) {
+          double pct = s["usage"].value("cpuUsedPct", 0.0);
+          uint64_t used_mb = s["usage"].value("memUsed", uint64_t{0}) >> 20;
+          usage["cpu_used_pct"] = pct;
+          usage["memory_used_mb"] = used_mb;
+          char buf[32];
+          std::snprintf(buf, sizeof buf, "%.1f%%", pct);
+          cpu = std::string(buf) + " of " + std::to_string(s.value("cpuCount", 0));
+          mem = std::to_string(used_mb) + " / " + std::to_string(s.value("memoryMB", 0)) + " MB";
+        }
+        list.push_back({{"sandbox_id", s.value("sandboxID", "")}, {"template", s.value("alias", "")}, {"status", status},
+                        {"started_at", s.value("startedAt", "")}, {"ends_at", s.value("endAt", "")}, {"metadata", meta},
+                        {"usage", usage}});
+        table += "| " + s.value("sandboxID", "") + " | " + s.value("alias", "") + " | " + status + " | " + cpu + " | " + mem +
+                 " | ends " + s.value("endAt", "") + (meta.empty() ? "" : ", " + meta.dump()) + " |\n";
       }
-      if (rows.empty()) table = "No sandboxes are running.";
+      if (rows->empty()) table = "No sandboxes are running.";
       return text_result(table, {{"sandboxes", list}});
     }
     if (name == "kill_sandbox") {
@@ -384,7 +402,10 @@ class Server::Impl {
     if (!r) return tool_error(r.error().message() + "; list_sandboxes shows the live ones");
     if (!r->exited && !r->error.empty()) return tool_error("the command did not finish: " + r->error);
     int exit_code = r->exited ? r->exit_code : -1;
-    std::string text = "Exit code: " + std::to_string(exit_code) + "\n" + untrusted("stdout", out) + "\n" + untrusted("stderr", err);
+    std::string why = r->oom_killed ? " (" + std::string(client::kOutOfMemoryError) + ")"
+                      : r->exited   ? ""
+                                    : " (" + (r->status.empty() ? std::string("killed by a signal") : r->status) + ")";
+    std::string text = "Exit code: " + std::to_string(exit_code) + why + "\n" + untrusted("stdout", out) + "\n" + untrusted("stderr", err);
     json structured = {{"stdout", out.substr(0, kMaxOutputChars)}, {"stderr", err.substr(0, kMaxOutputChars)}, {"exit_code", exit_code}};
     return text_result(text, structured, exit_code != 0);
   }
@@ -555,12 +576,17 @@ class Server::Impl {
     json all = j.contains("entries") ? j["entries"] : json::array();
     for (auto& e : all) {
       if (entries.size() >= kMaxEntries) break;
+      // envd describes a symlink by its target's type; its permissions start with "L".
       std::string type = e.value("type", "");
-      type = type == "FILE_TYPE_DIRECTORY" ? "dir" : type == "FILE_TYPE_SYMLINK" ? "symlink" : "file";
+      bool link = e.value("permissions", "").starts_with("L");
+      type = link ? "symlink" : type == "FILE_TYPE_DIRECTORY" ? "dir" : "file";
       std::string size = e.contains("size") ? (e["size"].is_string() ? e["size"].get<std::string>() : e["size"].dump()) : "0";
-      entries.push_back({{"path", e.value("path", "")}, {"type", type}, {"size", std::stoull(size)},
-                         {"permissions", e.value("permissions", "")}, {"owner", e.value("owner", "")}});
-      listing += e.value("permissions", "") + " " + e.value("owner", "") + " " + size + " " + e.value("path", "") + "\n";
+      json entry = {{"path", e.value("path", "")}, {"type", type}, {"size", std::stoull(size)},
+                    {"permissions", e.value("permissions", "")}, {"owner", e.value("owner", "")}};
+      if (link) entry["target"] = e.value("symlinkTarget", "");
+      entries.push_back(std::move(entry));
+      listing += e.value("permissions", "") + " " + e.value("owner", "") + " " + size + " " + e.value("path", "") +
+                 (link ? " -> " + e.value("symlinkTarget", "") : "") + "\n";
     }
     bool truncated = all.size() > kMaxEntries;
     return text_result(untrusted("Entries of " + path, listing), {{"entries", entries}, {"truncated", truncated}});

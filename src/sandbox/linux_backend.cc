@@ -34,13 +34,19 @@ EntryInfo from_pb(const initpb::EntryInfo& e) {
   EntryInfo out;
   out.name = e.name();
   out.path = e.path();
-  switch (e.type()) {
-    case initpb::FILE_TYPE_FILE: out.type = FileType::file; break;
-    case initpb::FILE_TYPE_DIR: out.type = FileType::dir; break;
-    case initpb::FILE_TYPE_SYMLINK: out.type = FileType::symlink; break;
-    case initpb::FILE_TYPE_OTHER: out.type = FileType::other; break;
-    default: out.type = FileType::unknown;
-  }
+  auto type = [](initpb::FileType t) {
+    switch (t) {
+      case initpb::FILE_TYPE_FILE: return FileType::file;
+      case initpb::FILE_TYPE_DIR: return FileType::dir;
+      case initpb::FILE_TYPE_SYMLINK: return FileType::symlink;
+      case initpb::FILE_TYPE_OTHER: return FileType::other;
+      default: return FileType::unknown;
+    }
+  };
+  out.type = type(e.type());
+  out.resolved_target = e.resolved_target();
+  out.target_type = type(e.target_type());
+  out.target_mode = e.target_mode();
   out.size = e.size();
   out.mode = e.mode();
   out.uid = e.uid();

@@ -88,8 +88,13 @@ struct EntryInfo {
   uint64_t size = 0;
   uint32_t mode = 0, uid = 0, gid = 0;
   int64_t mtime_ns = 0;
-  std::string symlink_target;
+  std::string symlink_target;                   // a symlink's own text
   std::map<std::string, std::string> metadata;  // user metadata (E2B upload metadata)
+  // A symlink followed to the end (in the sandbox): absolute path, type and permission bits;
+  // empty / unknown when it dangles.
+  std::string resolved_target;
+  FileType target_type = FileType::unknown;
+  uint32_t target_mode = 0;
 };
 
 enum class WatchOp { create, write, remove, rename, chmod };

@@ -4,6 +4,7 @@
 #include <boost/url/pct_string_view.hpp>
 #include <openssl/crypto.h>
 
+#include <cmath>
 #include <ctime>
 #include <nlohmann/json.hpp>
 
@@ -23,6 +24,8 @@ using nlohmann::json;
 constexpr const char* kEnvdVersion = "0.6.13";
 constexpr int kDefaultTimeoutS = 300;
 constexpr int kMaxTimeoutS = 30 * 24 * 3600;
+constexpr size_t kMaxMetricsIds = 100;   // sandbox_ids per /sandboxes/metrics request (E2B's bound)
+constexpr int64_t kCpuWindowMs = 250;    // shortest interval a CPU percentage is measured over
 
 std::string rfc3339(int64_t ms) {
   std::time_t t = ms / 1000;
@@ -77,10 +80,14 @@ std::string api_key_of(const Request& req) {
   return key;
 }
 
+// "name:port" or "[v6]:port" -> the name.
+std::string host_name(const std::string& host_header) {
+  if (host_header.starts_with("[")) return host_header.substr(1, host_header.find(']') - 1);
+  return host_header.substr(0, host_header.find(':'));
+}
+
 bool loopback_host(const std::string& host_header) {
-  std::string host = host_header;
-  if (host.starts_with("[")) host = host.substr(1, host.find(']') - 1);
-  else host = host.substr(0, host.find(':'));
+  std::string host = host_name(host_header);
   return host == "localhost" || host == "127.0.0.1" || host == "::1";
 }
 
@@ -94,6 +101,13 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options, sand
                               options.http, [self](const Request& r) { return self->route(r); },
                               [self](const Request& r, int status, double ms) { self->log(r, status, ms); }));
   d->server_ = std::move(server);
+  // Without --domain, getHost(port) gives <port>-<id>.localhost:<port>: names under localhost
+  // are loopback (RFC 6761), so browsers and curl reach this daemon without any DNS.
+  if (d->options_.domain.empty()) {
+    const std::string& a = d->server_->address();
+    d->options_.domain = "localhost" + a.substr(a.rfind(':'));
+  }
+  d->domain_name_ = host_name(d->options_.domain);
   BRIG_TRY_ASSIGN(state, DaemonState::open(engine.state_dir()));
   d->state_ = std::move(state);
   d->adopt();
@@ -187,22 +201,50 @@ std::shared_ptr<Live> Daemon::live(const std::string& id) {
   return it->second;
 }
 
+json Daemon::metric(Live& l) {
+  auto info = engine_.info(l.id);
+  auto u = l.sandbox->usage();
+  int64_t now = now_unix_ms();
+  uint32_t cpus = info ? std::max<uint32_t>(1, (info->cpu_millis + 999) / 1000) : 1;
+  double capacity = info && info->cpu_millis ? info->cpu_millis / 1000.0 : 1.0;
+  double pct = 0;
+  if (u) {
+    std::lock_guard lock(l.mu);
+    auto& c = l.cpu;
+    if (c.at_ms == 0 && info) c = {info->started_at_ms, 0, 0};  // the first reading: since the start
+    // Readings closer than kCpuWindowMs apart repeat the last figure rather than divide noise.
+    if (now - c.at_ms >= kCpuWindowMs && u->cpu_usage_ns >= c.used_ns) {
+      double wall_ns = static_cast<double>(now - c.at_ms) * 1e6;
+      c.pct = std::clamp(100.0 * static_cast<double>(u->cpu_usage_ns - c.used_ns) / (wall_ns * capacity), 0.0, 100.0);
+      c.at_ms = now;
+      c.used_ns = u->cpu_usage_ns;
+    }
+    pct = c.pct;
+  }
+  return {{"timestamp", rfc3339(now)},
+          {"timestampUnix", now / 1000},
+          {"cpuCount", cpus},
+          {"cpuUsedPct", std::round(pct * 100) / 100},
+          {"memUsed", u ? u->memory_bytes : 0},
+          {"memTotal", info ? info->memory_bytes : 0},
+          {"memCache", 0},
+          {"diskUsed", 0},
+          {"diskTotal", info ? info->disk_bytes : 0}};
+}
+
 Route Daemon::route(const Request& req) {
   // DNS rebinding: a loopback daemon answers only to loopback names (and its own domain).
+  // Names compare without their ports.
   std::string host = req.header("host");
-  bool host_ok = loopback_host(host) || (!options_.domain.empty() && host.ends_with("." + options_.domain)) ||
-                 (!options_.domain.empty() && host == options_.domain);
+  auto in_domain = [this](const std::string& name) { return name == domain_name_ || name.ends_with("." + domain_name_); };
+  bool host_ok = loopback_host(host) || in_domain(host_name(host));
   std::string origin = req.header("origin");
   bool origin_ok = true;
   if (!origin.empty()) {
-    // The Origin's host (no scheme, no port) must be loopback, the domain, or under it.
+    // The Origin's host must be loopback, the domain, or under it.
     auto scheme = origin.find("://");
     std::string ohost = scheme == std::string::npos ? "" : origin.substr(scheme + 3);
-    origin_ok = loopback_host(ohost);
-    if (!origin_ok && !options_.domain.empty()) {
-      ohost = ohost.substr(0, ohost.find(':'));
-      origin_ok = ohost == options_.domain || ohost.ends_with("." + options_.domain);
-    }
+    origin_ok = loopback_host(ohost) || in_domain(host_name(ohost));
   }
   if (!host_ok || !origin_ok) {
     Route r;
@@ -211,8 +253,8 @@ Route Daemon::route(const Request& req) {
   }
   // Data plane: by headers, or by a <port>-<id>.<domain> Host.
   std::string sid = req.header("e2b-sandbox-id"), sport = req.header("e2b-sandbox-port");
-  if (sid.empty() && !options_.domain.empty() && host.ends_with("." + options_.domain)) {
-    std::string label = host.substr(0, host.find('.'));
+  if (std::string name = host_name(host); sid.empty() && name.ends_with("." + domain_name_)) {
+    std::string label = name.substr(0, name.find('.'));
     auto dash = label.find('-');
     if (dash != std::string::npos) {
       sport = label.substr(0, dash);
@@ -599,6 +641,20 @@ Route Daemon::control_plane(const Request& head) {
     };
     return r;
   }
+  // GET /sandboxes/metrics?sandbox_ids=a,b: the latest metric of each (at most 100) live sandbox.
+  if (parts.size() == 2 && parts[0] == "sandboxes" && parts[1] == "metrics" && method == "GET") {
+    r.respond = [this](Request& req) {
+      auto ids = split(req.param("sandbox_ids"), ',');
+      std::erase(ids, "");
+      if (ids.empty()) return Response::error(400, "sandbox_ids is required (comma-separated sandbox ids)");
+      if (ids.size() > kMaxMetricsIds) return Response::error(400, "at most 100 sandbox_ids per request");
+      json out = json::object();
+      for (auto& id : ids)
+        if (auto l = is_valid_sandbox_id(id) ? live(id) : nullptr) out[id] = metric(*l);
+      return Response::json(200, dump({{"sandboxes", out}}));
+    };
+    return r;
+  }
   if (parts.size() >= 2 && parts[0] == "sandboxes") {
     std::string id = parts[1];
     std::string action = parts.size() >= 3 ? parts[2] : "";
@@ -679,19 +735,7 @@ Route Daemon::control_plane(const Request& head) {
       r.respond = [this, id, not_found](Request&) {
         auto l = live(id);
         if (!l) return not_found(id);
-        auto info = engine_.info(id);
-        auto u = l->sandbox->usage();
-        int64_t now = now_unix_ms();
-        json m = {{"timestamp", rfc3339(now)},
-                  {"timestampUnix", now / 1000},
-                  {"cpuCount", info ? std::max<uint32_t>(1, info->cpu_millis / 1000) : 1},
-                  {"cpuUsedPct", 0.0},
-                  {"memUsed", u ? u->memory_bytes : 0},
-                  {"memTotal", info ? info->memory_bytes : 0},
-                  {"memCache", 0},
-                  {"diskUsed", 0},
-                  {"diskTotal", info ? info->disk_bytes : 0}};
-        return Response::json(200, dump(json::array({m})));
+        return Response::json(200, dump(json::array({metric(*l)})));
       };
       return r;
     }

@@ -10,6 +10,8 @@
 #include <string>
 #include <thread>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "sandbox/engine.h"
 #include "mcp/server.h"
 #include "server/http.h"
@@ -21,7 +23,7 @@ namespace brig::server {
 
 struct DaemonOptions {
   ServerOptions http;
-  std::string domain;        // for <port>-<id>.<domain> Hosts; empty = header routing only
+  std::string domain;        // for <port>-<id>.<domain> Hosts; empty = localhost:<listening port>
   size_t pool_size = 1;      // warm sandboxes per built template
 };
 
@@ -37,6 +39,13 @@ struct Live {
   std::mutex mu;
   std::map<int, std::shared_ptr<ProcessHub>> processes;
   std::map<std::string, uint64_t> watchers;  // polling watchers: id -> watch id
+  // The last CPU reading (guarded by mu): cpuUsedPct is the share of the sandbox's CPUs used
+  // between two readings of its metrics (since its start, on the first).
+  struct CpuSample {
+    int64_t at_ms = 0;
+    uint64_t used_ns = 0;
+    double pct = 0;
+  } cpu;
 };
 
 class Daemon {
@@ -45,6 +54,8 @@ class Daemon {
                                                store::TemplateStore& store, KeyStore& keys);
   ~Daemon();
   const std::string& address() const { return server_->address(); }
+  // The domain of <port>-<id>.<domain> hosts (what E2B_DOMAIN should be), port included.
+  const std::string& domain() const { return options_.domain; }
   void run();  // until stop()
   // Stops accepting and ends streams; sandboxes keep running for the next daemon to adopt.
   void stop();
@@ -61,8 +72,11 @@ class Daemon {
   void add_live(std::shared_ptr<Live> l);
   void forget(const std::string& id);
   void log(const Request& req, int status, double ms);
+  // One SandboxMetric (E2B's shape) for a live sandbox, read now.
+  nlohmann::json metric(Live& l);
 
   DaemonOptions options_;
+  std::string domain_name_;  // options_.domain without its port
   sandbox::Engine& engine_;
   store::TemplateStore& store_;
   KeyStore& keys_;

@@ -1,5 +1,7 @@
 #include "server/envd.h"
 
+#include "client/api_client.h"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <fcntl.h>
@@ -35,23 +37,26 @@ std::string permissions_string(const sandbox::EntryInfo& e) {
 
 std::string owner_name(uint32_t id) { return id == 0 ? "root" : id == 1000 ? "user" : std::to_string(id); }
 
+// As upstream envd: a symlink is described by what it points to (type and permission bits of
+// its target, the target's absolute path; the link's own path when it dangles), never as a
+// type of its own, which the Python SDK's enum lacks. Its permissions string stays "L…".
 void to_pb(const sandbox::EntryInfo& e, filesystem::EntryInfo* out) {
   out->set_name(e.name);
   out->set_path(e.path);
-  switch (e.type) {
+  const bool link = e.type == sandbox::FileType::symlink;
+  switch (link ? e.target_type : e.type) {
     case sandbox::FileType::file: out->set_type(filesystem::FILE_TYPE_FILE); break;
     case sandbox::FileType::dir: out->set_type(filesystem::FILE_TYPE_DIRECTORY); break;
-    case sandbox::FileType::symlink: out->set_type(filesystem::FILE_TYPE_SYMLINK); break;
     default: out->set_type(filesystem::FILE_TYPE_UNSPECIFIED);
   }
   out->set_size(static_cast<int64_t>(e.size));
-  out->set_mode(e.mode & 0777);
+  out->set_mode((link ? e.target_mode : e.mode) & 0777);
   out->set_permissions(permissions_string(e));
   out->set_owner(owner_name(e.uid));
   out->set_group(owner_name(e.gid));
   out->mutable_modified_time()->set_seconds(e.mtime_ns / 1'000'000'000);
   out->mutable_modified_time()->set_nanos(static_cast<int32_t>(e.mtime_ns % 1'000'000'000));
-  if (!e.symlink_target.empty()) out->set_symlink_target(e.symlink_target);
+  if (link) out->set_symlink_target(e.resolved_target.empty() ? e.path : e.resolved_target);
   for (auto& [k, v] : e.metadata) (*out->mutable_metadata())[k] = v;
 }
 
@@ -98,13 +103,14 @@ process::ProcessEvent::EndEvent end_event(const ProcessEvent& ev) {
     end.set_exit_code(-1);
     end.set_exited(false);
     end.set_status(what);
-    end.set_error(what);
+    // The status stays what envd says; the error says why (the CLI and MCP show it).
+    end.set_error(ev.oom_killed ? std::string(client::kOutOfMemoryError) : what);
   } else {
     std::string what = "exit status " + std::to_string(ev.status.exit_code);
     end.set_exit_code(ev.status.exit_code);
     end.set_exited(true);
     end.set_status(what);
-    if (ev.status.exit_code) end.set_error(what);
+    if (ev.status.exit_code) end.set_error(ev.oom_killed ? std::string(client::kOutOfMemoryError) : what);
   }
   return end;
 }

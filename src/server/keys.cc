@@ -3,6 +3,8 @@
 #include <openssl/crypto.h>
 #include <sqlite3.h>
 
+#include <cctype>
+
 #include "base/util.h"
 #include "sandbox/db.h"
 
@@ -10,6 +12,13 @@ namespace brig::server {
 namespace {
 sqlite3* db(void* p) { return static_cast<sqlite3*>(p); }
 }  // namespace
+
+bool looks_like_e2b_key(std::string_view key) {
+  if (!key.starts_with(kKeyPrefix) || key.size() == kKeyPrefix.size()) return false;
+  for (char c : key.substr(kKeyPrefix.size()))
+    if (!std::isxdigit(static_cast<unsigned char>(c))) return false;
+  return true;
+}
 
 Result<std::unique_ptr<KeyStore>> KeyStore::open(const std::string& state_dir) {
   BRIG_TRY_ASSIGN(handle, db::open(state_dir + "/brig.db",
@@ -21,7 +30,7 @@ Result<std::unique_ptr<KeyStore>> KeyStore::open(const std::string& state_dir) {
 KeyStore::~KeyStore() { sqlite3_close(db(db_)); }
 
 Result<std::string> KeyStore::create(const std::string& name) {
-  std::string key = "brig_" + new_sandbox_id() + new_sandbox_id();
+  std::string key = std::string(kKeyPrefix) + random_hex(20);
   sqlite3_stmt* st = nullptr;
   sqlite3_prepare_v2(db(db_), "INSERT INTO api_keys (hash, name, created_at) VALUES (?, ?, ?);", -1, &st, nullptr);
   std::string hash = store::sha256_hex(key);

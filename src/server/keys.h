@@ -5,17 +5,23 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "base/result.h"
 #include "store/template_store.h"
 
 namespace brig::server {
 
+// New keys look like E2B's ("e2b_" + 40 hex characters): the official Python SDK refuses any
+// other shape before it sends a request. Keys minted earlier ("brig_…") stay valid.
+inline constexpr std::string_view kKeyPrefix = "e2b_";
+bool looks_like_e2b_key(std::string_view key);
+
 class KeyStore {
  public:
   static Result<std::unique_ptr<KeyStore>> open(const std::string& state_dir);
   ~KeyStore();
-  // A new key ("brig_" + 40 chars); only its hash is kept.
+  // A new key (kKeyPrefix + 40 hex characters); only its hash is kept.
   Result<std::string> create(const std::string& name);
   bool valid(const std::string& key);
   // Adds a key that is valid for this process only (BRIG_API_KEY).

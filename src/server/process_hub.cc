@@ -135,6 +135,11 @@ void ProcessHub::pump() {
   bool out_open = stdout_.valid(), err_open = stderr_.valid();
   bool killed_by_deadline = false;
   std::optional<sandbox::ExitStatus> exit;
+  auto oom_kills = [&]() -> uint64_t {
+    auto u = sandbox_->usage();
+    return u ? u->oom_kills : 0;
+  };
+  const uint64_t oom_before = oom_kills();
   char buf[65536];
   auto push = [&](ProcessEvent ev) {
     std::unique_lock lock(mu_);
@@ -190,7 +195,10 @@ void ProcessHub::pump() {
   // Output written just before exit is still in the pipes.
   if (out_open) drain(stdout_.get(), out_open, spec_.pty ? ProcessEvent::pty_data : ProcessEvent::stdout_data);
   if (err_open) drain(stderr_.get(), err_open, ProcessEvent::stderr_data);
-  push({ProcessEvent::end, "", *exit, killed_by_deadline});
+  // A shell reports its child's OOM kill as exit status 137.
+  bool oom = (exit->signal == SIGKILL || (exit->signal == 0 && exit->exit_code == 128 + SIGKILL)) && !killed_by_deadline &&
+             oom_kills() > oom_before;
+  push({ProcessEvent::end, "", *exit, killed_by_deadline, oom});
   std::lock_guard lock(mu_);
   status_ = exit;
   finished_ = true;

@@ -28,6 +28,8 @@ struct ProcessEvent {
   std::string data;
   sandbox::ExitStatus status;  // for end
   bool killed_by_deadline = false;
+  // SIGKILLed (or exit status 137) while the sandbox's OOM-kill counter went up (as `brig run` tells them apart).
+  bool oom_killed = false;
 };
 
 class ProcessHub {

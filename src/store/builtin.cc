@@ -7,10 +7,12 @@ namespace brig::store {
 Result<TemplateInfo> build_builtin(sandbox::Engine& engine, TemplateStore& store, const std::string& name,
                                           BuildProgress& progress) {
   auto it = builtin_templates().find(name);
-  if (it == builtin_templates().end())
-    return Error::make(errc::not_found, "template '" + name +
-                                            "' not found (built-ins: base, python3, node, code-interpreter-v1; "
-                                            "`brig template list` shows what is built; `brig run --rootfs DIR` uses a directory)");
+  if (it == builtin_templates().end()) {
+    std::string names;
+    for (auto& [n, _] : builtin_templates()) names += (names.empty() ? "" : ", ") + n;
+    return Error::make(errc::not_found, "template '" + name + "' not found (built-ins: " + names +
+                                            "; `brig template list` shows what is built; `brig run --rootfs DIR` uses a directory)");
+  }
   std::fprintf(stderr, "brig: building built-in template '%s' (first use; later uses are instant)\n", name.c_str());
   BuildRequest req;
   req.definition = it->second;

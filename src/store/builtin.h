@@ -1,4 +1,4 @@
-// The built-in templates (base, python3, node, code-interpreter-v1): their definitions are
+// The built-in templates (base, minimal, node, python3, code-interpreter-v1): their definitions are
 // compiled into brig from templates/<name>/Dockerfile.
 #pragma once
 

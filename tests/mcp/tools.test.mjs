@@ -55,6 +55,17 @@ for (const transport of transports) {
       assert.equal(bad.isError, true)
     })
 
+    test('list_sandboxes: status and resource usage (CPU %, memory in use and its limit)', async () => {
+      await call('run_command', { sandbox_id: base, command: 'end=$(( $(date +%s) + 2 )); while [ $(date +%s) -lt $end ]; do :; done' })
+      const r = await call('list_sandboxes', { metadata: { suite: 'mcp-tools', transport } })
+      const [s] = r.structuredContent.sandboxes
+      assert.equal(s.status, 'running')
+      assert.ok(s.usage.cpu_used_pct > 10 && s.usage.cpu_used_pct <= 100, JSON.stringify(s.usage))
+      assert.ok(s.usage.memory_used_mb > 0 && s.usage.memory_used_mb < s.usage.memory_limit_mb, JSON.stringify(s.usage))
+      assert.ok(s.usage.cpu_count >= 1)
+      assert.match(text(r), new RegExp(`\\| ${base} \\| base \\| running \\| [0-9.]+% of \\d+ \\| \\d+ / \\d+ MB \\|`))
+    })
+
     test('set_sandbox_timeout and kill_sandbox: unknown sandbox, bad id', async () => {
       const ok = await call('set_sandbox_timeout', { sandbox_id: base, seconds: 600 })
       assert.deepEqual(ok.structuredContent, { sandbox_id: base, seconds: 600 })
@@ -77,6 +88,11 @@ for (const transport of transports) {
       assert.equal(failing.isError, true)
       assert.equal(failing.structuredContent.exit_code, 7)
       assert.equal(failing.structuredContent.stderr, 'err\n')
+      // A command the kernel killed for memory says so (the sandbox's limit is the template's 512 MB).
+      const oom = await call('run_command', { sandbox_id: base, command: 'head -c 8G /dev/zero | tail' })
+      assert.equal(oom.isError, true)
+      assert.equal(oom.structuredContent.exit_code, 137)
+      assert.match(text(oom), /^Exit code: 137 \(killed: out of memory/)
       const missing = await call('run_command', { sandbox_id: base })
       assert.equal(missing.isError, true)
       assert.match(text(missing), /invalid arguments.*command/)

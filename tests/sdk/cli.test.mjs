@@ -2,7 +2,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { writeFileSync, readFileSync, mkdtempSync } from 'node:fs'
+import { writeFileSync, readFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 
@@ -40,4 +40,78 @@ test('brig sandbox and brig files against brig serve', () => {
   const unreachable = spawnSync(brig, ['sandbox', 'list'], { env: { ...env, BRIG_URL: 'http://127.0.0.1:1' }, encoding: 'utf8' })
   assert.notEqual(unreachable.status, 0)
   assert.match(unreachable.stderr, /brig serve/)
+})
+
+test('the template as a positional, global options after the verb, and list with state and usage', () => {
+  const created = run('sandbox', 'create', 'minimal', '--timeout', '120')
+  assert.equal(created.code, 0, created.err)
+  const id = created.out.trim()
+  try {
+    // A busy second, then the list shows it running, its CPU share and memory in use / limit.
+    run('sandbox', 'exec', id, '--', 'sh', '-c', 'end=$(( $(date +%s) + 2 )); while [ $(date +%s) -lt $end ]; do :; done')
+    const list = run('sandbox', 'list')
+    assert.equal(list.code, 0, list.err)
+    assert.match(list.out.split('\n')[0], /SANDBOX ID +TEMPLATE +STATE .* CPU% +MEMORY/)
+    const row = list.out.split('\n').find((l) => l.startsWith(id))
+    assert.ok(row, list.out)
+    const [, template, state, , , cpus, cpu, mem] = row.split(/\s+/)
+    assert.equal(template, 'minimal')
+    assert.equal(state, 'running')
+    assert.match(cpus, /^\d+$/)
+    assert.ok(Number(cpu) > 10 && Number(cpu) <= 100, row)
+    assert.match(mem, /^\d+M\/\d+M$/)
+    // --state-dir after the verb, as before it.
+    const templates = run('template', 'list', '--state-dir', process.env.BRIG_STATE)
+    assert.equal(templates.code, 0, templates.err)
+    assert.match(templates.out, /^minimal /m)
+    assert.equal(run('--state-dir', process.env.BRIG_STATE, 'template', 'list').out, templates.out)
+    // Both spellings of the template at once must agree.
+    const both = run('sandbox', 'create', 'minimal', '-t', 'minimal', '--timeout', '30')
+    assert.equal(both.code, 0, both.err)
+    run('sandbox', 'kill', both.out.trim())
+  } finally {
+    run('sandbox', 'kill', id)
+  }
+})
+
+test('brig sandbox exec says why a command was killed', () => {
+  const id = run('sandbox', 'create', 'minimal', '--timeout', '120').out.trim()
+  try {
+    // `tail` keeps its one endless line in memory until the sandbox's limit is reached.
+    const oom = run('sandbox', 'exec', id, '--', 'sh', '-c', 'head -c 8G /dev/zero | tail')
+    assert.equal(oom.code, 137)
+    assert.match(oom.err, /brig: command killed: out of memory/)
+    const killed = run('sandbox', 'exec', id, '--', 'sh', '-c', 'kill -9 $$')
+    assert.equal(killed.code, 137)
+    assert.match(killed.err, /brig: command ended by signal: killed/)
+    assert.doesNotMatch(killed.err, /out of memory/)
+  } finally {
+    run('sandbox', 'kill', id)
+  }
+})
+
+test('brig serve prints E2B_DOMAIN and mints e2b_ keys, replacing a local key of the old shape', async () => {
+  const state = mkdtempSync(join(tmpdir(), 'brig-serve-'))
+  writeFileSync(join(state, 'api-key'), 'brig_abcdefghij0123456789klmnopqrst0123456789\n', { mode: 0o600 })
+  const port = 20000 + Math.floor(Math.random() * 20000)
+  const { spawn } = await import('node:child_process')
+  // --state-dir after the verb.
+  const serve = spawn(brig, ['serve', '--state-dir', state, '--listen', `127.0.0.1:${port}`, '--pool', '0'], { env })
+  let out = ''
+  serve.stdout.on('data', (d) => (out += d))
+  let err = ''
+  serve.stderr.on('data', (d) => (err += d))
+  try {
+    for (let i = 0; i < 100 && !out.includes('E2B_DOMAIN'); i++) await new Promise((r) => setTimeout(r, 100))
+    const key = out.match(/^export E2B_API_KEY=(.*)$/m)?.[1]
+    assert.match(key ?? '', /^e2b_[0-9a-f]{40}$/, out + err)
+    assert.match(out, new RegExp(`^export E2B_DOMAIN=localhost:${port}$`, 'm'))
+    assert.equal(readFileSync(join(state, 'api-key'), 'utf8').trim(), key)
+    const res = await fetch(`http://127.0.0.1:${port}/v2/sandboxes`, { headers: { 'X-API-KEY': key } })
+    assert.equal(res.status, 200)
+  } finally {
+    serve.kill('SIGTERM')
+    await new Promise((r) => serve.on('exit', r))
+    rmSync(state, { recursive: true, force: true })
+  }
 })

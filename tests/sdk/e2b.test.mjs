@@ -216,3 +216,71 @@ test(`${sdkName}: uploadUrl and downloadUrl (signed)`, async () => {
   forged.searchParams.set('signature', 'v1_' + createHash('sha256').update('nope').digest('base64').replace(/=+$/, ''))
   assert.equal((await fetch(forged, { headers })).status, 401)
 })
+
+// What E2B's docs show, as written: the default template is a Python image with Node.js.
+test(`${sdkName}: the default template has python, pip, node, npm, git and curl`, async () => {
+  const s = await sandbox()
+  const r = await s.commands.run(
+    'python --version; pip --version | cut -d" " -f1; node --version | cut -c1; npm --version | cut -c1-2 | tr -d .; ' +
+      'git --version | cut -d" " -f1-2; curl --version | cut -d" " -f1 | head -1; id -un')
+  assert.match(r.stdout, /^Python 3\.\d+\.\d+\npip\nv\n\d+\ngit version\ncurl\nuser\n$/)
+  // pip is not "externally managed": without a network it fails on the network, in pip's words.
+  const pip = await s.commands.run('pip install --retries 0 cowsay').catch((e) => e)
+  assert.ok(pip instanceof CommandExitError, 'pip install cannot succeed without a network')
+  assert.doesNotMatch(pip.stderr + pip.stdout, /externally-managed/)
+  assert.match(pip.stderr + pip.stdout, /No matching distribution found for cowsay|Failed to establish a new connection/)
+})
+
+test(`${sdkName}: the docs' pandas example runs as written on python3`, async () => {
+  const s = await sandbox({ template: 'python3' })
+  const r = await s.commands.run('pip install pandas && python -c "import pandas; print(pandas.__version__)"')
+  assert.equal(r.exitCode, 0)
+  assert.match(r.stdout, /\n\d+\.\d+\.\d+\n$/)
+})
+
+test(`${sdkName}: getHost names this daemon's domain, and that Host reaches the sandbox`, async () => {
+  const s = await sandbox()
+  const api = new URL(process.env.E2B_API_URL)
+  // No E2B_DOMAIN is set here: the domain comes from the API's answer.
+  assert.equal(s.getHost(49983), `49983-${s.sandboxId}.localhost:${api.port}`)
+  // Node cannot resolve *.localhost (curl and browsers can): connect to loopback, send that Host.
+  const { request } = await import('node:http')
+  const get = (host) => new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port: api.port, path: '/health', headers: { Host: host } }, (res) => {
+      res.resume()
+      resolve(res.statusCode)
+    })
+    req.on('error', reject)
+    req.end()
+  })
+  assert.equal(await get(s.getHost(49983)), 204)  // envd's health answer, from inside the sandbox
+  assert.equal(await get(s.getHost(49999)), 204)
+  assert.equal(await get(`49983-zzzzzzzzzzzzzzzzzzzz.localhost:${api.port}`), 502)  // no such sandbox
+})
+
+test(`${sdkName}: getMetrics reports CPU in use and memory`, async () => {
+  const s = await sandbox()
+  await s.getMetrics()  // the first reading starts a window
+  await s.commands.run('end=$(( $(date +%s) + 2 )); while [ $(date +%s) -lt $end ]; do :; done')
+  const [m] = await s.getMetrics()
+  assert.ok(m.cpuUsedPct > 20 && m.cpuUsedPct <= 100, JSON.stringify(m))
+  assert.ok(m.memUsed > 0 && m.memUsed < m.memTotal, JSON.stringify(m))
+})
+
+// As upstream envd: a symlink is described by its target (type, absolute path); the Python
+// SDK cannot even parse a type of its own, so listing "/" (with /bin -> usr/bin) must work.
+test(`${sdkName}: a symlink is described by what it points to`, async () => {
+  const s = await sandbox()
+  const bin = await s.files.getInfo('/bin')
+  assert.equal(bin.type, 'dir')
+  assert.equal(bin.symlinkTarget, '/usr/bin')
+  assert.match(bin.permissions, /^L/)
+  await s.commands.run('echo x > /home/user/f && ln -s f /home/user/l && ln -s nowhere /home/user/dangling')
+  const l = await s.files.getInfo('/home/user/l')
+  assert.equal(l.type, 'file')
+  assert.equal(l.symlinkTarget, '/home/user/f')
+  const root = await s.files.list('/')
+  assert.ok(root.some((e) => e.name === 'bin' && e.type === 'dir'), JSON.stringify(root.map((e) => [e.name, e.type])))
+  const dangling = await s.files.getInfo('/home/user/dangling')
+  assert.equal(dangling.symlinkTarget, '/home/user/dangling')
+})

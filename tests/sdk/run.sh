@@ -34,7 +34,7 @@ done
 echo "== code interpreter (@e2b/code-interpreter $(node -p "require('./node_modules/@e2b/code-interpreter/package.json').version"))"
 node --test --test-concurrency=1 code-interpreter.test.mjs || status=1
 echo "== CLI client"
-BRIG_BIN=$brig node --test cli.test.mjs || status=1
+BRIG_BIN=$brig BRIG_STATE=$state node --test --test-concurrency=1 cli.test.mjs || status=1
 echo "== daemon restart"
 BRIG_BIN=$brig BRIG_STATE=$state node --test restart.test.mjs || status=1
 echo "== protocol"

@@ -64,6 +64,33 @@ TEST(FileOps, ReadRefusesSymlinkToProcSelfRoot) {
   }
 }
 
+// stat and list describe a symlink by what it resolves to (as E2B's envd does). brig-init,
+// which resolves it, must not follow a magic link to describe its own fds or root: such a link
+// is reported as dangling, while an ordinary link is followed to its absolute target.
+// Source: security-cases.md §4.2 (`superserve-ai/sandbox#114`: symlinks into /proc).
+TEST(FileOps, StatOfASymlinkDoesNotFollowMagicLinks) {
+  BRIG_REQUIRE_SANDBOX_ENV();
+  TestSandbox sb;
+  plant_symlink(sb, "/proc/self/fd/3", "/home/user/fd-link");
+  plant_symlink(sb, "/proc/self/root/etc", "/home/user/root-link");
+  plant_symlink(sb, "../../etc", "/home/user/etc-link");
+  for (User u : {User::root, User::user}) {
+    for (const char* magic : {"/home/user/fd-link", "/home/user/root-link"}) {
+      auto e = sb->stat(magic, u);
+      ASSERT_TRUE(e) << magic << ": " << e.error().message();
+      EXPECT_EQ(e->type, sandbox::FileType::symlink);
+      EXPECT_EQ(e->resolved_target, "") << magic << " was followed by " << sandbox::user_name(u);
+      EXPECT_EQ(e->target_type, sandbox::FileType::unknown);
+    }
+    auto ok = sb->stat("/home/user/etc-link", u);
+    ASSERT_TRUE(ok) << ok.error().message();
+    EXPECT_EQ(ok->symlink_target, "../../etc");
+    EXPECT_EQ(ok->resolved_target, "/etc");
+    EXPECT_EQ(ok->target_type, sandbox::FileType::dir);
+    EXPECT_EQ(ok->target_mode, 0755u);
+  }
+}
+
 // read_file of a symlink to /proc/1/root (and /proc/1/cwd, /proc/self/fd/N): PID 1 is
 // brig-init; its fds include the control channel.
 // Source: security-cases.md §4.2 `superserve-ai/sandbox#114` (symlinks into /proc); runc

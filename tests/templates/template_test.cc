@@ -92,6 +92,11 @@ std::set<std::string> build_dirs() {
 
 TEST(Templates, CachedRebuildIsANoOpAndAChangedRunInvalidatesOnlyWhatFollows) {
   REQUIRE_ROOT();
+  // The parent is resolved (built if this cache has never seen it) outside the recorded build,
+  // so the assertions below hold on an empty cache as on a warm one.
+  Recorder parent;
+  auto base = store::resolve_template(*env().engine, *env().store, "base", parent);
+  ASSERT_TRUE(base) << base.error().message();
   const std::string nonce = new_sandbox_id();
   const std::string first = "FROM base\nRUN echo " + nonce + " > /one\nRUN echo two > /two\n";
   Recorder r1;
@@ -99,11 +104,9 @@ TEST(Templates, CachedRebuildIsANoOpAndAChangedRunInvalidatesOnlyWhatFollows) {
   ASSERT_TRUE(t1) << t1.error().message();
   EXPECT_EQ(r1.cached, (std::vector<bool>{true, false, false}));
   Recorder r2;
-  auto start = std::chrono::steady_clock::now();
   auto t2 = build("t-cache", first, r2);
   ASSERT_TRUE(t2);
   EXPECT_EQ(r2.cached, (std::vector<bool>{true, true, true}));
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
   EXPECT_EQ(t2->id, t1->id);
   Recorder r3;
   auto t3 = build("t-cache", "FROM base\nRUN echo " + nonce + " > /one\nRUN echo changed > /two\n", r3);
@@ -317,8 +320,17 @@ TEST_P(BuiltinTemplates, RunsItsLanguage) {
 INSTANTIATE_TEST_SUITE_P(
     All, BuiltinTemplates,
     ::testing::Values(
-        Builtin{"base", "bash -c 'echo $BASH_VERSION' | cut -c1; git --version | cut -d' ' -f1; id -un; pwd",
-                "5\ngit\nuser\n/home/user\n"},
+        Builtin{"minimal",
+                "bash -c 'echo $BASH_VERSION' | cut -c1; git --version | cut -d' ' -f1; id -un; pwd; "
+                "command -v python3 node || echo lean",
+                "5\ngit\nuser\n/home/user\nlean\n"},
+        // E2B's default: python (and pip) and node (and npm); pip and npm -g install as the user.
+        Builtin{"base",
+                "python -c 'import sys; print(sys.version_info[0])'; pip --version | cut -d' ' -f1; "
+                "node -e 'console.log(1 + 1)'; npm --version | cut -c1 | tr -d '\\n' | wc -c; "
+                "python -c 'import ipykernel; print(\"ipykernel\")'; test -e /usr/lib/python3.11/EXTERNALLY-MANAGED || echo no-pep668; "
+                "test -w /usr/local/lib/python3.11/dist-packages && test -w /usr/local/lib/node_modules && echo writable",
+                "3\npip\n2\n1\nipykernel\nno-pep668\nwritable\n"},
         Builtin{"python3",
                 "python3 -c 'import numpy, pandas, matplotlib, requests; print(int(numpy.arange(4).sum()))'; "
                 "python3 -m venv /tmp/v && /tmp/v/bin/python -c 'print(\"venv\")'",

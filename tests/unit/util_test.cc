@@ -16,6 +16,18 @@ TEST(SandboxId, IsTwentyLowercaseAlnumAndUnique) {
   EXPECT_EQ(seen.size(), 1000u);
 }
 
+TEST(RandomHex, TwoLowercaseHexDigitsPerByteAndUnique) {
+  std::set<std::string> seen;
+  for (int i = 0; i < 1000; ++i) {
+    auto h = random_hex(20);
+    ASSERT_EQ(h.size(), 40u);
+    EXPECT_EQ(h.find_first_not_of("0123456789abcdef"), std::string::npos) << h;
+    seen.insert(h);
+  }
+  EXPECT_EQ(seen.size(), 1000u);
+  EXPECT_EQ(random_hex(0), "");
+}
+
 TEST(SandboxId, RejectsMalformed) {
   EXPECT_FALSE(is_valid_sandbox_id(""));
   EXPECT_FALSE(is_valid_sandbox_id("ABCDEFGHIJKLMNOPQRST"));

@@ -1,0 +1,70 @@
+// API keys: new ones have E2B's shape (the Python SDK checks it before sending anything); keys
+// minted before, in brig's old shape, keep working.
+#include "server/keys.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <regex>
+#include <set>
+
+namespace brig::server {
+namespace {
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char tmpl[] = "/tmp/brig-keys-XXXXXX";
+    path = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+};
+
+TEST(Keys, NewKeysAreE2bFollowedByFortyHexCharacters) {
+  TempDir dir;
+  auto keys = KeyStore::open(dir.path);
+  ASSERT_TRUE(keys) << keys.error().message();
+  // The Python SDK's check (e2b/api/__init__.py): "e2b_" then hex.
+  const std::regex python_sdk_check("^e2b_[0-9a-f]{40}$");
+  std::set<std::string> seen;
+  for (int i = 0; i < 20; ++i) {
+    auto key = (*keys)->create("test");
+    ASSERT_TRUE(key) << key.error().message();
+    EXPECT_TRUE(std::regex_match(*key, python_sdk_check)) << *key;
+    EXPECT_TRUE(looks_like_e2b_key(*key));
+    EXPECT_TRUE((*keys)->valid(*key));
+    seen.insert(*key);
+  }
+  EXPECT_EQ(seen.size(), 20u);
+  EXPECT_FALSE((*keys)->valid("e2b_" + std::string(40, '0')));
+}
+
+TEST(Keys, KeysIssuedInTheOldShapeStayValid) {
+  TempDir dir;
+  { auto keys = KeyStore::open(dir.path); ASSERT_TRUE(keys); }
+  // A key minted by an earlier brig ("brig_" + 40 chars), stored as its hash as it was then.
+  const std::string legacy = "brig_abcdefghij0123456789klmnopqrst0123456789";
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir.path + "/brig.db").c_str(), &db), SQLITE_OK);
+  std::string sql = "INSERT INTO api_keys (hash, name, created_at) VALUES ('" + store::sha256_hex(legacy) + "', 'old', 0);";
+  ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  auto keys = KeyStore::open(dir.path);
+  ASSERT_TRUE(keys);
+  EXPECT_TRUE((*keys)->valid(legacy));
+  EXPECT_FALSE(looks_like_e2b_key(legacy));
+  EXPECT_FALSE((*keys)->valid(legacy + "x"));
+}
+
+TEST(Keys, E2bShapeCheck) {
+  EXPECT_TRUE(looks_like_e2b_key("e2b_0123456789abcdef"));
+  EXPECT_FALSE(looks_like_e2b_key("e2b_"));
+  EXPECT_FALSE(looks_like_e2b_key("e2b_xyz"));
+  EXPECT_FALSE(looks_like_e2b_key("E2B_0123"));
+  EXPECT_FALSE(looks_like_e2b_key(""));
+}
+
+}  // namespace
+}  // namespace brig::server
