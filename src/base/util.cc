@@ -14,6 +14,26 @@
 
 namespace brig {
 
+std::string sha256_hex(std::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < len; ++i) {
+    out += kHex[md[i] >> 4];
+    out += kHex[md[i] & 15];
+  }
+  return out;
+}
+
+std::string default_state_dir() {
+  if (::geteuid() == 0) return "/var/lib/brig";
+  if (const char* xdg = std::getenv("XDG_STATE_HOME"); xdg && *xdg) return std::string(xdg) + "/brig";
+  if (const char* home = std::getenv("HOME"); home && *home) return std::string(home) + "/.local/state/brig";
+  return "/tmp/brig-" + std::to_string(::geteuid());
+}
+
 std::string random_hex(size_t bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string raw(bytes, '\0');

@@ -14,6 +14,11 @@ namespace brig {
 // A sandbox id: 20 chars of [a-z0-9] from getrandom(2).
 std::string new_sandbox_id();
 bool is_valid_sandbox_id(std::string_view id);
+// Lowercase hex SHA-256 of `data` (OpenSSL).
+std::string sha256_hex(std::string_view data);
+// brig's state directory when none is given: /var/lib/brig as root, else
+// $XDG_STATE_HOME/brig (or ~/.local/state/brig).
+std::string default_state_dir();
 // `bytes` random bytes from getrandom(2), as 2 * `bytes` lowercase hex characters.
 std::string random_hex(size_t bytes);
 

@@ -114,7 +114,7 @@ Runner add_key(CLI::App& app, Globals& globals) {
   create->add_option("--name", *name, "A label for the key")->capture_default_str();
   return [sub, create, name, &globals]() -> int {
     if (!sub->parsed() || !create->parsed()) return -1;
-    std::string dir = globals.state_dir.empty() ? sandbox::default_state_dir() : globals.state_dir;
+    std::string dir = globals.state_dir.empty() ? default_state_dir() : globals.state_dir;
     ::mkdir(dir.c_str(), 0700);
     auto keys = server::KeyStore::open(dir);
     if (!keys) return fail(keys.error());

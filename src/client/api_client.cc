@@ -9,7 +9,6 @@
 #include <nlohmann/json.hpp>
 
 #include "base/util.h"
-#include "sandbox/engine.h"
 
 namespace brig::client {
 namespace net = boost::asio;
@@ -28,7 +27,7 @@ Result<ApiClient> ApiClient::from_env(const std::string& state_dir) {
   c.host_ = colon == std::string::npos ? rest : rest.substr(0, colon);
   c.port_ = colon == std::string::npos ? "80" : rest.substr(colon + 1);
   if (const char* key = std::getenv("BRIG_API_KEY"); key && *key) c.key_ = key;
-  else if (auto k = read_small_file((state_dir.empty() ? sandbox::default_state_dir() : state_dir) + "/api-key", 1024))
+  else if (auto k = read_small_file((state_dir.empty() ? default_state_dir() : state_dir) + "/api-key", 1024))
     c.key_ = std::string(trim(*k));
   return c;
 }

@@ -27,12 +27,6 @@ Result<> make_dirs(const std::string& path, mode_t mode) {
 
 }  // namespace
 
-std::string default_state_dir() {
-  if (::geteuid() == 0) return "/var/lib/brig";
-  if (const char* xdg = std::getenv("XDG_STATE_HOME"); xdg && *xdg) return std::string(xdg) + "/brig";
-  if (const char* home = std::getenv("HOME"); home && *home) return std::string(home) + "/.local/state/brig";
-  return "/tmp/brig-" + std::to_string(::geteuid());
-}
 
 Engine::Engine(std::string state_dir, std::unique_ptr<Backend> backend, std::unique_ptr<Registry> registry)
     : state_dir_(std::move(state_dir)), backend_(std::move(backend)), registry_(std::move(registry)) {}
@@ -293,11 +287,13 @@ Result<> Engine::set_timeout(const std::string& id, std::chrono::milliseconds fr
 
 Result<> Engine::kill(const std::string& id) {
   BRIG_TRY_ASSIGN(row, registry_->get(id));
-  if (!row) {
+  bool owned;
+  {
     std::lock_guard lock(mu_);
-    if (!owned_.count(id)) return Error::make(errc::not_found, "sandbox '" + id + "' not found");
+    owned = owned_.count(id) > 0;
   }
-  if (row && !owned_.count(id)) BRIG_TRY(backend_->kill(row->record));
+  if (!row && !owned) return Error::make(errc::not_found, "sandbox '" + id + "' not found");
+  if (row && !owned) BRIG_TRY(backend_->kill(row->record));
   return cleanup(id);
 }
 

@@ -98,7 +98,4 @@ class Engine {
 // never returns. Otherwise it returns at once.
 void run_zygote_if_requested(int argc, char** argv);
 
-// The default state directory: /var/lib/brig as root, else $XDG_STATE_HOME/brig.
-std::string default_state_dir();
-
 }  // namespace brig::sandbox

@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -331,8 +332,7 @@ class LinuxSandbox final : public SandboxHandle {
   void detach() override { destroyed_ = true; }  // the channel closes with this object
 
   Result<> destroy() override {
-    if (destroyed_) return ok();
-    destroyed_ = true;
+    if (destroyed_.exchange(true)) return ok();
     if (!socket_path_.empty()) ::unlink(socket_path_.c_str());
     // SIGKILL to PID 1 of the namespace: the kernel kills every process in it, and with the
     // last one go its mount namespace (overlay, tmpfs layer, /dev, /proc) and network namespace.
@@ -374,7 +374,7 @@ class LinuxSandbox final : public SandboxHandle {
   InitChannel channel_;
   std::unique_ptr<isolate::Cgroup> cgroup_;
   std::string socket_path_;  // persistent sandboxes: brig-init's listener on the host
-  bool destroyed_ = false;
+  std::atomic<bool> destroyed_{false};  // alive() is asked from any thread
 };
 
 class LinuxBackend final : public Backend {

@@ -6,7 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "server/daemon.h"
+#include "server/http.h"
+#include "server/live.h"
 
 namespace brig::server::code_interpreter {
 

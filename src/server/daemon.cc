@@ -403,7 +403,7 @@ Route Daemon::mcp_route(const Request& head, mcp::Mode mode) {
       return reply(rpc_error(400, -32600, "invalid JSON-RPC message"));
     // A caller's requests are known by its key (hashed) and request id, so its cancellation
     // reaches a tools/call running on another connection.
-    const std::string scope = store::sha256_hex(key) + "|";
+    const std::string scope = sha256_hex(key) + "|";
     if (!msg.contains("id") || !msg.contains("method")) {  // a notification or a response
       if (msg.value("method", "") == "notifications/cancelled" && msg.contains("params") && msg["params"].is_object() &&
           msg["params"].contains("requestId"))

@@ -16,7 +16,7 @@
 #include "mcp/server.h"
 #include "server/http.h"
 #include "server/keys.h"
-#include "server/process_hub.h"
+#include "server/live.h"
 #include "store/template_store.h"
 
 namespace brig::server {
@@ -25,27 +25,6 @@ struct DaemonOptions {
   ServerOptions http;
   std::string domain;        // for <port>-<id>.<domain> Hosts; empty = localhost:<listening port>
   size_t pool_size = 1;      // warm sandboxes per built template
-};
-
-// One live sandbox as the daemon knows it.
-struct Live {
-  std::shared_ptr<sandbox::Sandbox> sandbox;
-  std::string id;
-  std::string access_token;  // envdAccessToken
-  // trafficAccessToken: derived from the envd token, so it needs no storage of its own.
-  std::string traffic_token() const { return store::sha256_hex("brig-traffic|" + access_token).substr(0, 32); }
-  store::TemplateInfo tpl;
-  std::map<std::string, std::string> env;
-  std::mutex mu;
-  std::map<int, std::shared_ptr<ProcessHub>> processes;
-  std::map<std::string, uint64_t> watchers;  // polling watchers: id -> watch id
-  // The last CPU reading (guarded by mu): cpuUsedPct is the share of the sandbox's CPUs used
-  // between two readings of its metrics (since its start, on the first).
-  struct CpuSample {
-    int64_t at_ms = 0;
-    uint64_t used_ns = 0;
-    double pct = 0;
-  } cpu;
 };
 
 class Daemon {
@@ -87,18 +66,7 @@ class Daemon {
   std::atomic<bool> stopping_{false};
   std::thread reaper_;
   std::shared_ptr<mcp::CancelRegistry> mcp_cancels_ = std::make_shared<mcp::CancelRegistry>();
-
-  friend struct Handlers;
- public:
-  // Counters for /metrics.
-  struct Metrics {
-    std::atomic<uint64_t> creates{0}, create_errors{0}, execs{0}, bytes_streamed{0};
-    std::mutex mu;
-    std::map<std::string, uint64_t> errors_by_route;
-    std::vector<double> create_ms_buckets = {5, 10, 25, 50, 100, 250, 500, 1000, 5000};
-    std::vector<uint64_t> create_ms_counts = std::vector<uint64_t>(10, 0);
-    double create_ms_sum = 0;
-  } metrics_;
+  Metrics metrics_;
 };
 
 }  // namespace brig::server

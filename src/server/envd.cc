@@ -119,7 +119,7 @@ process::ProcessEvent::EndEvent end_event(const ProcessEvent& ev) {
 // survives the client going away.
 template <class Resp>
 void stream_process(std::shared_ptr<ProcessHub> hub, Codec codec, const Request& req, Stream& s,
-                    Daemon::Metrics& metrics, bool from_start) {
+                    Metrics& metrics, bool from_start) {
   auto keepalive = kDefaultKeepalive;
   if (auto k = req.header("keepalive-ping-interval"); !k.empty() && k.size() < 6 &&
                                                       k.find_first_not_of("0123456789") == std::string::npos)
@@ -176,7 +176,7 @@ void stream_process(std::shared_ptr<ProcessHub> hub, Codec codec, const Request&
   }
 }
 
-Route start_route(std::shared_ptr<Live> live, sandbox::User user, Daemon::Metrics& metrics) {
+Route start_route(std::shared_ptr<Live> live, sandbox::User user, Metrics& metrics) {
   Route r;
   r.stream = [live, user, &metrics](Request& req, Stream& s) {
     process::StartRequest in;
@@ -217,7 +217,7 @@ Route start_route(std::shared_ptr<Live> live, sandbox::User user, Daemon::Metric
   return r;
 }
 
-Route connect_route(std::shared_ptr<Live> live, Daemon::Metrics& metrics) {
+Route connect_route(std::shared_ptr<Live> live, Metrics& metrics) {
   Route r;
   r.stream = [live, &metrics](Request& req, Stream& s) {
     process::ConnectRequest in;
@@ -240,7 +240,7 @@ process::ProcessConfig config_of(const sandbox::ProcessSpec& spec) {
 }
 
 std::optional<Route> process_route(std::shared_ptr<Live> live, const std::string& method, sandbox::User user,
-                                   Daemon::Metrics& metrics) {
+                                   Metrics& metrics) {
   if (method == "Start") return start_route(live, user, metrics);
   if (method == "Connect") return connect_route(live, metrics);
   if (method == "List")
@@ -790,7 +790,7 @@ Route archive_route(std::shared_ptr<Live> live, sandbox::User user, const Reques
   return r;
 }
 
-std::optional<Route> route(std::shared_ptr<Live> live, const Request& req, sandbox::User user, Daemon::Metrics& metrics) {
+std::optional<Route> route(std::shared_ptr<Live> live, const Request& req, sandbox::User user, Metrics& metrics) {
   const std::string& p = req.path;
   if (p == "/files") return files_route(live, user, req);
   if (p == "/files/archive") return archive_route(live, user, req);

@@ -3,13 +3,14 @@
 // the request acts as.
 #pragma once
 
-#include "server/daemon.h"
+#include "server/http.h"
+#include "server/live.h"
 
 namespace brig::server::envd {
 
 // Picks the handler for `path` ("/process.Process/Start", "/files", ...); nullopt if unknown.
 std::optional<Route> route(std::shared_ptr<Live> live, const Request& req, sandbox::User user,
-                           Daemon::Metrics& metrics);
+                           Metrics& metrics);
 
 // The user a data-plane request acts as: Basic auth or ?username=, else the template default.
 Result<sandbox::User> user_of(const Request& req, const Live& live);

@@ -33,7 +33,7 @@ Result<std::string> KeyStore::create(const std::string& name) {
   std::string key = std::string(kKeyPrefix) + random_hex(20);
   sqlite3_stmt* st = nullptr;
   sqlite3_prepare_v2(db(db_), "INSERT INTO api_keys (hash, name, created_at) VALUES (?, ?, ?);", -1, &st, nullptr);
-  std::string hash = store::sha256_hex(key);
+  std::string hash = sha256_hex(key);
   sqlite3_bind_text(st, 1, hash.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_bind_text(st, 2, name.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_bind_int64(st, 3, now_unix_ms());
@@ -45,7 +45,7 @@ Result<std::string> KeyStore::create(const std::string& name) {
 
 bool KeyStore::valid(const std::string& key) {
   if (key.empty() || key.size() > 512) return false;
-  std::string hash = store::sha256_hex(key);
+  std::string hash = sha256_hex(key);
   if (!ephemeral_hash_.empty() && CRYPTO_memcmp(hash.data(), ephemeral_hash_.data(), hash.size()) == 0) return true;
   sqlite3_stmt* st = nullptr;
   sqlite3_prepare_v2(db(db_), "SELECT 1 FROM api_keys WHERE hash = ?;", -1, &st, nullptr);
@@ -55,7 +55,7 @@ bool KeyStore::valid(const std::string& key) {
   return found;
 }
 
-void KeyStore::add_ephemeral(const std::string& key) { ephemeral_hash_ = store::sha256_hex(key); }
+void KeyStore::add_ephemeral(const std::string& key) { ephemeral_hash_ = sha256_hex(key); }
 
 size_t KeyStore::count() {
   sqlite3_stmt* st = nullptr;

@@ -8,7 +8,6 @@
 #include <string_view>
 
 #include "base/result.h"
-#include "store/template_store.h"
 
 namespace brig::server {
 

@@ -94,6 +94,9 @@ std::optional<sandbox::ExitStatus> ProcessHub::exit_status() {
 }
 
 Result<> ProcessHub::write_stdin(std::string_view data) {
+  // Held while writing: a concurrent close_stdin must not close (and the fd number be reused
+  // by another open) under this write.
+  std::lock_guard stdin_lock(stdin_mu_);
   int fd = spec_.pty ? stdout_.get() : stdin_.get();
   if (fd < 0) return Error::make(errc::invalid_argument, "the process has no stdin (started without stdin, or closed)");
   while (!data.empty()) {
@@ -111,7 +114,7 @@ Result<> ProcessHub::write_stdin(std::string_view data) {
 }
 
 Result<> ProcessHub::close_stdin() {
-  std::lock_guard lock(mu_);
+  std::lock_guard stdin_lock(stdin_mu_);
   if (spec_.pty) return Error::make(errc::invalid_argument, "a PTY has no separate stdin to close");
   stdin_.reset();
   return ok();

@@ -66,6 +66,7 @@ class ProcessHub {
   int pid_;
   sandbox::ProcessSpec spec_;
   Fd stdin_, stdout_, stderr_;
+  std::mutex stdin_mu_;  // guards stdin_ (write_stdin against close_stdin)
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<ProcessEvent> events_;  // events_[0] has sequence number base_seq_

@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "base/util.h"
+
 namespace brig::store {
 
 Result<TemplateInfo> build_builtin(sandbox::Engine& engine, TemplateStore& store, const std::string& name,

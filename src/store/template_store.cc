@@ -101,18 +101,6 @@ constexpr const char* kSelect = "SELECT name, tag, id, layers, config, created_a
 
 }  // namespace
 
-std::string sha256_hex(std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) {
-    out += kHex[md[i] >> 4];
-    out += kHex[md[i] & 15];
-  }
-  return out;
-}
 
 Result<std::unique_ptr<TemplateStore>> TemplateStore::open(const std::string& state_dir) {
   std::string layers = state_dir + "/layers";

@@ -75,6 +75,5 @@ class TemplateStore {
 };
 
 // sha256 of `data`, hex.
-std::string sha256_hex(std::string_view data);
 
 }  // namespace brig::store

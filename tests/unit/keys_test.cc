@@ -10,6 +10,8 @@
 #include <regex>
 #include <set>
 
+#include "base/util.h"
+
 namespace brig::server {
 namespace {
 
@@ -48,7 +50,7 @@ TEST(Keys, KeysIssuedInTheOldShapeStayValid) {
   const std::string legacy = "brig_abcdefghij0123456789klmnopqrst0123456789";
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open((dir.path + "/brig.db").c_str(), &db), SQLITE_OK);
-  std::string sql = "INSERT INTO api_keys (hash, name, created_at) VALUES ('" + store::sha256_hex(legacy) + "', 'old', 0);";
+  std::string sql = "INSERT INTO api_keys (hash, name, created_at) VALUES ('" + sha256_hex(legacy) + "', 'old', 0);";
   ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(db);
   auto keys = KeyStore::open(dir.path);
