@@ -212,6 +212,10 @@ TEST(LineKernel, BashKeepsStateStreamsAndReportsStatus) {
   auto empty = d.run("   \n");
   EXPECT_TRUE(empty.finished);
   EXPECT_FALSE(empty.find("error"));
+  // 10 MB in one line arrives whole, before the end of the cell.
+  auto big = d.run("head -c 10000000 /dev/zero | tr '\\0' x; echo");
+  EXPECT_EQ(big.out.size(), 10'000'001u);
+  EXPECT_EQ(big.out.find_first_not_of('x'), 10'000'000u);
 }
 
 TEST(LineKernel, BashInterruptKeepsTheShell) {
@@ -280,6 +284,10 @@ TEST(LineKernel, NodeKeepsStateAwaitsAndReportsErrors) {
   auto after = d.run("await new Promise((r) => setTimeout(r, 50)); a");
   EXPECT_NE(after.err.find("Uncaught Error: late"), std::string::npos) << after.err;
   EXPECT_EQ((*after.find("result"))["text"], "20");
+  // 10 MB of console output arrives whole, before the value.
+  auto big = d.run("console.log('\u20ac'.repeat(5_000_000)); 'end'");
+  EXPECT_EQ(big.out.size(), 15'000'001u);
+  EXPECT_EQ(big.lines.back()["text"], "end");
 }
 
 TEST(LineKernel, NodeInterruptKeepsState) {
