@@ -125,14 +125,6 @@ std::string normalize_language(std::string_view language) {
   return l;
 }
 
-std::optional<std::string> kernel_for(const std::string& language) {
-  if (language == "python") return "python3";
-  if (language == "javascript" || language == "typescript") return "deno";
-  if (language == "r") return "ir";
-  if (language == "bash") return "bash";
-  return std::nullopt;
-}
-
 json result_line(const json& data, bool is_main_result) {
   static const std::pair<const char*, const char*> kKeys[] = {
       {"text/plain", "text"},          {"text/html", "html"},          {"text/markdown", "markdown"},
@@ -210,6 +202,16 @@ EnvCode env_code(const std::string& language, const json& in) {
     c.restore = "{ for (const [k, v] of Object.entries((globalThis as any).__brigSaved ?? {}))"
                 " { if (v === undefined) Deno.env.delete(k); else Deno.env.set(k, v as string); }"
                 " delete (globalThis as any).__brigSaved; }";
+  } else if (language == "node") {
+    std::string d = "{";
+    for (auto& [k, v] : set.items()) d += quote(k) + ": " + quote(v.get<std::string>()) + ", ";
+    d += "}";
+    c.apply = "{ const e = " + d +
+              "; globalThis.__brigSaved = Object.fromEntries(Object.keys(e).map((k) => [k, process.env[k]]));"
+              " Object.assign(process.env, e); }";
+    c.restore = "{ for (const [k, v] of Object.entries(globalThis.__brigSaved ?? {}))"
+                " { if (v === undefined) delete process.env[k]; else process.env[k] = v; }"
+                " delete globalThis.__brigSaved; }";
   } else if (language == "bash") {
     for (auto& [k, v] : set.items()) {
       c.apply += "__brig_had_" + k + "=${" + k + "+1}; __brig_old_" + k + "=${" + k + "-}; export " + k + "=" +

@@ -49,10 +49,6 @@ std::string random_hex(size_t bytes);
 // "Python " -> "python", "js" -> "javascript", "ts" -> "typescript"; empty stays empty.
 std::string normalize_language(std::string_view language);
 
-// The kernelspec directory name that runs `language`, or nullopt if brig knows no kernel for it.
-// javascript and typescript both run on Deno's kernel.
-std::optional<std::string> kernel_for(const std::string& language);
-
 // One NDJSON `result` line from an execute_result (main) or display_data message's `data`:
 // MIME types mapped to the E2B keys, everything else under `extra`.
 json result_line(const json& data, bool is_main_result);
@@ -61,8 +57,9 @@ json result_line(const json& data, bool is_main_result);
 json error_line(const json& content);
 
 // Code that sets the variables `set` for one execution and code that restores what they were,
-// in the kernel's language (empty strings when the language has no way to do it). Entries whose
-// name is not a variable name or whose value is not a string are left out.
+// in the kernel's language: python, javascript/typescript (Deno), node (JavaScript on Node.js),
+// bash, r (empty strings for anything else). Entries whose name is not a variable name or whose
+// value is not a string are left out.
 struct EnvCode {
   std::string apply, restore;
 };

@@ -1,6 +1,9 @@
-// The kernel host: the process inside a sandbox that runs its Jupyter kernels and speaks the
-// Jupyter protocol to them (ZeroMQ over the sandbox's own loopback), so brig never connects to
-// a socket that sandbox code could have put in its way.
+// The kernel host: the process inside a sandbox that runs its code-interpreter kernels, so brig
+// never connects to a socket that sandbox code could have put in its way. Kernels (kernel.h):
+// Jupyter kernels from the template's kernelspecs (ZeroMQ over the sandbox's own loopback), and
+// brig's line kernels over pipes: bash (any template with bash) and JavaScript on plain Node.js
+// (templates with node but no Deno kernelspec). The host owns contexts, queues, env steps,
+// timeouts, interrupts and restarts for all of them.
 //
 // brig-init forks it on demand (or at start when the template pre-starts kernels). It runs as
 // the sandbox user with no capabilities, not dumpable, with no fd but its control socket: it

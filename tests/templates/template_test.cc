@@ -10,6 +10,8 @@
 #include <fstream>
 #include <set>
 
+#include <nlohmann/json.hpp>
+
 #include "base/util.h"
 #include "fixtures/sandbox_fixture.h"
 #include "store/builtin.h"
@@ -295,6 +297,212 @@ TEST(Templates, CodeInterpreterKernelHostIsUnprivilegedAndPrestartsPython) {
     EXPECT_EQ(r->out, "uid=1000100010001000\nCapEff: 0000000000000000\nfds-hidden\n") << sandbox::user_name(user);
   }
   (void)env().engine->kill((*sb)->id());
+}
+
+// One cell through the kernel host, its NDJSON lines gathered.
+struct Cell {
+  int status = 0;            // of the first line
+  std::string body;          // of a refused request
+  std::string out, err;      // stdout and stderr text
+  std::vector<std::string> results;  // text of each result
+  std::vector<nlohmann::json> errors;
+  bool ended = false;        // end_of_execution came
+  std::string all;           // every line, for messages
+  std::string error_name() const { return errors.empty() ? "" : errors[0].value("name", ""); }
+};
+
+Cell cell(sandbox::Sandbox& sb, const nlohmann::json& request) {
+  Cell c;
+  for (auto& l : kernel_call(sb, request.dump())) {
+    if (l.empty()) continue;
+    c.all += l + "\n";
+    auto j = nlohmann::json::parse(l, nullptr, false);
+    if (!j.is_object()) continue;
+    if (j.contains("status")) {
+      c.status = j["status"];
+      if (j.contains("body")) c.body = j["body"].is_string() ? j["body"].get<std::string>() : j["body"].dump();
+      continue;
+    }
+    std::string type = j.value("type", "");
+    if (type == "stdout") c.out += j.value("text", "");
+    if (type == "stderr") c.err += j.value("text", "");
+    if (type == "result") c.results.push_back(j.value("text", ""));
+    if (type == "error") c.errors.push_back(j);
+    if (type == "end_of_execution") c.ended = true;
+  }
+  return c;
+}
+
+Cell run_cell(sandbox::Sandbox& sb, const std::string& language, const std::string& code, nlohmann::json extra = {}) {
+  nlohmann::json req = {{"op", "execute"}, {"language", language}, {"code", code}};
+  if (extra.is_object()) req.update(extra);
+  return cell(sb, req);
+}
+
+std::shared_ptr<sandbox::Sandbox> create_sandbox(const store::TemplateInfo& t, uint64_t memory = 512ull << 20) {
+  sandbox::SandboxSpec spec;
+  spec.layers = env().store->layer_paths(t);
+  spec.template_name = t.name;
+  spec.env = t.config.env;
+  spec.kernels = t.config.kernels;
+  spec.memory_bytes = memory;
+  spec.lifetime = std::chrono::seconds(300);
+  auto sb = env().engine->create(spec);
+  EXPECT_TRUE(sb) << (sb ? "" : sb.error().message());
+  return sb ? std::move(*sb) : nullptr;
+}
+
+// A template with bash and nothing else of note (no Python, no Node.js): bash cells run on the
+// kernel host's own bash kernel, with state, streams, errors, env vars and interrupts; the
+// languages it lacks are refused with what is missing.
+TEST(Templates, LeanTemplateRunsBashCellsWithoutPython) {
+  REQUIRE_ROOT();
+  Recorder rec;
+  auto t = build("t-lean",
+                 "FROM debian:bookworm-slim\n"
+                 "RUN apt-get update && apt-get install -y --no-install-recommends bash coreutils curl git "
+                 "&& rm -rf /var/lib/apt/lists/*\n",
+                 rec);
+  ASSERT_TRUE(t) << t.error().message();
+  auto sb = create_sandbox(*t);
+  ASSERT_TRUE(sb);
+  auto first = run_cell(*sb, "bash", "X=5; f() { echo \"f:$1\"; }; cd /tmp; echo \"val=$X\"; echo oops >&2; id -u");
+  EXPECT_EQ(first.status, 200) << first.all;
+  EXPECT_EQ(first.out, "val=5\n1000\n") << first.all;
+  EXPECT_EQ(first.err, "oops\n") << first.all;  // stderr stays stderr
+  EXPECT_TRUE(first.errors.empty()) << first.all;
+  EXPECT_TRUE(first.ended);
+  EXPECT_NE(first.all.find(R"("type":"number_of_executions")"), std::string::npos) << first.all;
+  auto second = run_cell(*sb, "bash", "echo $X; f y; pwd; command -v python3 node || echo neither");
+  EXPECT_EQ(second.out, "5\nf:y\n/tmp\nneither\n") << second.all;
+  // Cells see stdin /dev/null and no fd of the host's: only what ls itself opens.
+  EXPECT_EQ(run_cell(*sb, "bash", "ls /proc/self/fd | tr '\\n' ' '; cat; echo").out, "0 1 2 3 \n");
+  // The last command's status, as the Jupyter bash kernel reported it.
+  auto failed = run_cell(*sb, "bash", "echo before; false");
+  EXPECT_EQ(failed.out, "before\n");
+  EXPECT_EQ(failed.error_name(), "ExitCode") << failed.all;
+  // Per-run env vars are set for the run only.
+  EXPECT_EQ(run_cell(*sb, "bash", "echo \"[$PER_RUN]\"", {{"env_vars", {{"PER_RUN", "it's $(here)"}}}}).out,
+            "[it's $(here)]\n");
+  EXPECT_EQ(run_cell(*sb, "bash", "echo \"[${PER_RUN-unset}]\"").out, "[unset]\n");
+  // timeout_ms interrupts the command and keeps the shell.
+  auto started = std::chrono::steady_clock::now();
+  auto slow = run_cell(*sb, "bash", "sleep 30; echo not-reached", {{"timeout_ms", 500}});
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
+  EXPECT_EQ(slow.error_name(), "TimeoutError") << slow.all;
+  EXPECT_NE(slow.all.find("its state were kept"), std::string::npos) << slow.all;
+  EXPECT_EQ(slow.out.find("not-reached"), std::string::npos);
+  EXPECT_EQ(run_cell(*sb, "bash", "echo $X").out, "5\n");
+  // A client that leaves interrupts its cell; the next one runs at once, with the state.
+  {
+    auto fd = sb->open_kernels();
+    ASSERT_TRUE(fd);
+    std::string line = R"({"op":"execute","language":"bash","code":"sleep 30"})" "\n";
+    ASSERT_EQ(::write(fd->get(), line.data(), line.size()), static_cast<ssize_t>(line.size()));
+    ::usleep(300'000);
+  }
+  started = std::chrono::steady_clock::now();
+  EXPECT_EQ(run_cell(*sb, "bash", "echo $X").out, "5\n");
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
+  // `exit` loses the shell, and says so.
+  auto exited = run_cell(*sb, "bash", "exit 3");
+  EXPECT_NE(exited.err.find("its state is lost"), std::string::npos) << exited.all;
+  EXPECT_EQ(run_cell(*sb, "bash", "echo \"[${X-gone}]\"").out, "[gone]\n");
+  // What the template lacks is named.
+  auto py = run_cell(*sb, "python", "1");
+  EXPECT_EQ(py.status, 400);
+  EXPECT_EQ(py.body, "this sandbox has no python kernel: Python with ipykernel is not installed in its template");
+  auto js = run_cell(*sb, "javascript", "1");
+  EXPECT_EQ(js.status, 400);
+  EXPECT_EQ(js.body, "this sandbox has no javascript kernel: Node.js or Deno is not installed in its template");
+  auto ctx = cell(*sb, {{"op", "create_context"}, {"language", "ts"}});
+  EXPECT_EQ(ctx.status, 400);
+  EXPECT_EQ(ctx.body, "this sandbox has no typescript kernel: Deno is not installed in its template");
+  (void)env().engine->kill(sb->id());
+}
+
+// The built-in node template (Debian's Node.js, no Deno, no Python) runs JavaScript cells on
+// the kernel host's node kernel.
+TEST(Templates, NodeTemplateRunsJavaScriptCells) {
+  REQUIRE_ROOT();
+  Recorder rec;
+  auto t = store::resolve_template(*env().engine, *env().store, "node", rec);
+  ASSERT_TRUE(t) << t.error().message();
+  auto sb = create_sandbox(*t);
+  ASSERT_TRUE(sb);
+  auto first = run_cell(*sb, "javascript",
+                        "let a = 20; const who = process.version;\nconsole.log('out', who.startsWith('v'));\n"
+                        "console.error('err'); a + 1");
+  EXPECT_EQ(first.status, 200) << first.all;
+  EXPECT_EQ(first.out, "out true\n") << first.all;
+  EXPECT_EQ(first.err, "err\n") << first.all;
+  EXPECT_EQ(first.results, std::vector<std::string>{"21"}) << first.all;
+  EXPECT_TRUE(first.errors.empty()) << first.all;
+  EXPECT_EQ(run_cell(*sb, "js", "[a * 2, typeof Deno, process.getuid()].join(',')").results,
+            std::vector<std::string>{"40,undefined,1000"});
+  // Thrown errors are error results with their type and message.
+  auto thrown = run_cell(*sb, "javascript", "null.x");
+  EXPECT_EQ(thrown.error_name(), "TypeError") << thrown.all;
+  EXPECT_NE(thrown.errors[0].value("traceback", "").find("<cell"), std::string::npos) << thrown.all;
+  // Top-level await: the value of the last expression, and its declarations kept.
+  auto awaited = run_cell(*sb, "javascript", "const v = await new Promise((r) => setTimeout(() => r(a), 10));\nv + 1");
+  EXPECT_EQ(awaited.results, std::vector<std::string>{"21"}) << awaited.all;
+  EXPECT_EQ(run_cell(*sb, "javascript", "v").results, std::vector<std::string>{"20"});
+  auto rejected = run_cell(*sb, "javascript", "await Promise.reject(new RangeError('nope'))");
+  EXPECT_EQ(rejected.error_name(), "RangeError") << rejected.all;
+  // Per-run env vars, and require() from the context's directory.
+  EXPECT_EQ(run_cell(*sb, "javascript", "process.env.PER_RUN", {{"env_vars", {{"PER_RUN", "yes"}}}}).results,
+            std::vector<std::string>{"yes"});
+  EXPECT_TRUE(run_cell(*sb, "javascript", "process.env.PER_RUN").results.empty());
+  EXPECT_EQ(run_cell(*sb, "javascript", "require('os').homedir()").results, std::vector<std::string>{"/home/user"});
+  // timeout_ms interrupts a busy loop and an await; the state is kept.
+  for (const char* code : {"while (true) {}", "await new Promise(() => {})"}) {
+    auto started = std::chrono::steady_clock::now();
+    auto slow = run_cell(*sb, "javascript", code, {{"timeout_ms", 1000}});
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(6)) << code;
+    EXPECT_EQ(slow.error_name(), "TimeoutError") << slow.all;
+    EXPECT_NE(slow.all.find("its state were kept"), std::string::npos) << slow.all;
+    EXPECT_EQ(run_cell(*sb, "javascript", "a").results, std::vector<std::string>{"20"}) << code;
+  }
+  // Code that blocks the event loop after an await cannot be interrupted: the kernel is
+  // restarted, and the caller is told the state is gone.
+  auto stuck = run_cell(*sb, "javascript", "await null; while (true) {}", {{"timeout_ms", 500}});
+  EXPECT_EQ(stuck.error_name(), "TimeoutError") << stuck.all;
+  EXPECT_NE(stuck.all.find("state (variables, imports) was lost"), std::string::npos) << stuck.all;
+  EXPECT_EQ(run_cell(*sb, "javascript", "typeof a").results, std::vector<std::string>{"undefined"});
+  // bash runs here too; python and typescript are named as missing.
+  EXPECT_EQ(run_cell(*sb, "bash", "node -e 'console.log(1+1)'").out, "2\n");
+  auto py = run_cell(*sb, "python", "1");
+  EXPECT_EQ(py.status, 400);
+  EXPECT_EQ(py.body, "this sandbox has no python kernel: Python with ipykernel is not installed in its template");
+  auto ts = run_cell(*sb, "typescript", "1");
+  EXPECT_EQ(ts.status, 400);
+  EXPECT_EQ(ts.body, "this sandbox has no typescript kernel: Deno is not installed in its template");
+  (void)env().engine->kill(sb->id());
+}
+
+// code-interpreter-v1: bash cells run on the host's bash kernel (no Python in the way), while
+// JavaScript and TypeScript stay on Deno's Jupyter kernel.
+TEST(Templates, CodeInterpreterBashCellsRunOnTheLineKernel) {
+  REQUIRE_ROOT();
+  Recorder rec;
+  auto t = store::resolve_template(*env().engine, *env().store, "code-interpreter-v1", rec);
+  ASSERT_TRUE(t) << t.error().message();
+  auto sb = create_sandbox(*t, 1ull << 30);
+  ASSERT_TRUE(sb);
+  auto first = run_cell(*sb, "bash", "X=5; cd /tmp; echo \"val=$X\"; tr '\\0' ' ' < /proc/$$/cmdline; echo; "
+                                     "cat /proc/$PPID/comm");
+  EXPECT_EQ(first.out, "val=5\n/usr/bin/bash --norc --noprofile --noediting -i \nbrig-kernels\n") << first.all;
+  auto second = run_cell(*sb, "bash", "echo $X; pwd; ls /nonexistent");
+  EXPECT_EQ(second.out, "5\n/tmp\n") << second.all;
+  EXPECT_NE(second.err.find("No such file or directory"), std::string::npos) << second.all;
+  EXPECT_EQ(second.error_name(), "ExitCode") << second.all;
+  auto slow = run_cell(*sb, "bash", "sleep 30", {{"timeout_ms", 500}});
+  EXPECT_EQ(slow.error_name(), "TimeoutError") << slow.all;
+  EXPECT_EQ(run_cell(*sb, "bash", "echo $X").out, "5\n");
+  EXPECT_EQ(run_cell(*sb, "javascript", "typeof Deno").results, std::vector<std::string>{"object"});
+  EXPECT_EQ(run_cell(*sb, "typescript", "const n: number = 21; n * 2").results, std::vector<std::string>{"42"});
+  (void)env().engine->kill(sb->id());
 }
 
 struct Builtin {

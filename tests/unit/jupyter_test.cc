@@ -55,12 +55,6 @@ TEST(Jupyter, LanguagesNormalise) {
   EXPECT_EQ(normalize_language("JS"), "javascript");
   EXPECT_EQ(normalize_language("ts"), "typescript");
   EXPECT_EQ(normalize_language(""), "");
-  EXPECT_EQ(kernel_for("python"), "python3");
-  EXPECT_EQ(kernel_for("javascript"), "deno");
-  EXPECT_EQ(kernel_for("typescript"), "deno");
-  EXPECT_EQ(kernel_for("bash"), "bash");
-  EXPECT_EQ(kernel_for("r"), "ir");
-  EXPECT_FALSE(kernel_for("cobol"));
 }
 
 TEST(Jupyter, MimeTypesMapToResultKeys) {
@@ -107,6 +101,11 @@ TEST(Jupyter, EnvCodeQuotesValues) {
   EXPECT_NE(sh.apply.find(R"(export A='it'\''s "q")"), std::string::npos);  // single-quoted, no expansion
   EXPECT_NE(sh.restore.find("unset A"), std::string::npos);
   EXPECT_NE(env_code("typescript", set).apply.find("Deno.env.set"), std::string::npos);
+  auto node = env_code("node", set);  // plain JavaScript: no Deno, no TypeScript syntax
+  EXPECT_NE(node.apply.find(R"x("A": "it's \"q\"\n$(rm -rf /)")x"), std::string::npos);
+  EXPECT_NE(node.apply.find("process.env"), std::string::npos);
+  EXPECT_EQ(node.apply.find(" as "), std::string::npos);
+  EXPECT_NE(node.restore.find("delete process.env[k]"), std::string::npos);
   EXPECT_TRUE(env_code("python", json::object()).apply.empty());
   EXPECT_TRUE(env_code("cobol", set).apply.empty());
   // Names that are not variable names never reach the code (the sandbox env is not checked
