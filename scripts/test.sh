@@ -30,6 +30,8 @@ run_stage() {
 }
 ctest_label() { (cd build && ctest -L "$1" --output-on-failure --timeout 600); }
 
+# No lower layer includes a higher one; in-sandbox code includes no host code (tools/check-layers.sh).
+run_stage layers tools/check-layers.sh
 run_stage unit ctest_label unit
 run_stage integration ctest_label integration
 run_stage security ctest_label security

@@ -34,6 +34,13 @@ std::string default_state_dir() {
   return "/tmp/brig-" + std::to_string(::geteuid());
 }
 
+bool valid_env_name(std::string_view k) {
+  if (k.empty() || k.size() > 256 || std::isdigit(static_cast<unsigned char>(k[0]))) return false;
+  for (char c : k)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) return false;
+  return true;
+}
+
 std::string random_hex(size_t bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string raw(bytes, '\0');

@@ -19,6 +19,9 @@ std::string sha256_hex(std::string_view data);
 // brig's state directory when none is given: /var/lib/brig as root, else
 // $XDG_STATE_HOME/brig (or ~/.local/state/brig).
 std::string default_state_dir();
+// [A-Za-z_][A-Za-z0-9_]*, at most 256 characters: an environment variable name, safe to paste
+// into code (python, javascript, r, bash) as an identifier.
+bool valid_env_name(std::string_view name);
 // `bytes` random bytes from getrandom(2), as 2 * `bytes` lowercase hex characters.
 std::string random_hex(size_t bytes);
 

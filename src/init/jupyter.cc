@@ -64,23 +64,6 @@ std::string iso_now() {
   return buf;
 }
 
-bool valid_env_name(std::string_view k) {
-  if (k.empty() || k.size() > 256 || std::isdigit(static_cast<unsigned char>(k[0]))) return false;
-  for (char c : k)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) return false;
-  return true;
-}
-
-std::string random_hex(size_t bytes) {
-  std::string raw(bytes, '\0');
-  size_t got = 0;
-  while (got < bytes) {
-    ssize_t n = ::getrandom(raw.data() + got, bytes - got, 0);
-    if (n > 0) got += static_cast<size_t>(n);
-  }
-  return hex(reinterpret_cast<const unsigned char*>(raw.data()), bytes);
-}
-
 Message make_request(const std::string& session, const std::string& msg_type, json content) {
   Message m;
   m.header = {{"msg_id", random_hex(16)}, {"session", session}, {"username", "brig"},

@@ -38,11 +38,6 @@ Result<Message> parse(const std::vector<std::string>& frames, std::string_view k
 // Now as ISO 8601 UTC with microseconds ("2026-11-22T04:13:15.123456Z").
 std::string iso_now();
 
-// [A-Za-z_][A-Za-z0-9_]*, at most 256 characters: safe to paste into code as a variable name.
-bool valid_env_name(std::string_view name);
-
-// A random lower-case hex string of `bytes` bytes (message ids, session ids, keys).
-std::string random_hex(size_t bytes);
 
 // ---- the code interpreter's view -----------------------------------------------------------
 

@@ -76,8 +76,8 @@ class JupyterKernel final : public Kernel {
       held.push_back(std::move(s));
     }
     held.clear();
-    key_ = jupyter::random_hex(32);
-    session_ = jupyter::random_hex(16);
+    key_ = random_hex(32);
+    session_ = random_hex(16);
     message_interrupt_ = spec.message_interrupt;
     const std::string conn_file = launch.dir + "/kernel-" + launch.context_id + ".json";
     log_path_ = launch.dir + "/kernel-" + launch.context_id + ".log";

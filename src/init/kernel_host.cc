@@ -331,7 +331,7 @@ class Host {
     BRIG_TRY_ASSIGN(choice, choose_kernel(language, in));
     if (contexts_.size() >= kMaxContexts) return Error::make(errc::limit_exceeded, "too many contexts (32)");
     auto c = std::make_unique<Context>();
-    c->id = jupyter::random_hex(16);
+    c->id = random_hex(16);
     c->id = c->id.substr(0, 8) + "-" + c->id.substr(8, 4) + "-" + c->id.substr(12, 4) + "-" + c->id.substr(16, 4) +
             "-" + c->id.substr(20);
     c->language = language;

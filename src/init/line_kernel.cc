@@ -22,7 +22,8 @@ namespace brig::init {
 Result<KernelChoice> choose_kernel(const std::string& language, const Installed& in) {
   auto missing = [&](const char* what) -> Result<KernelChoice> {
     return Error::make(errc::not_found, "this sandbox has no " + language + " kernel: " + what +
-                                            " is not installed in its template");
+                                            " is not installed in its template; use the code-interpreter-v1 "
+                                            "template (python, javascript, typescript, r and bash)");
   };
   if (language == "python") return in.python3 ? Result<KernelChoice>(KernelChoice{KernelFamily::jupyter, "python3"})
                                               : missing("Python with ipykernel");
@@ -377,7 +378,7 @@ class BashKernel final : public LineKernel {
     BRIG_TRY_ASSIGN(out, make_pipe());
     BRIG_TRY_ASSIGN(err, make_pipe());
     BRIG_TRY_ASSIGN(mark, make_pipe());
-    token_ = jupyter::random_hex(16);
+    token_ = random_hex(16);
     seq_ = step_seq_ = 0;
     cell_path_ = launch.dir + "/bash-" + launch.context_id + ".sh";
     auto env = launch.env;

@@ -6,7 +6,8 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 
-#include "init/jupyter.h"
+#include "base/util.h"
+
 
 namespace brig::server::code_interpreter {
 namespace {
@@ -197,7 +198,7 @@ Result<json> execute_request(std::string_view body) {
     if (!env.is_object() || env.size() > kMaxEnvVars)
       return Error::make(errc::invalid_argument, "env_vars must be an object of at most 256 variables");
     for (auto& [k, v] : env.items()) {
-      if (!jupyter::valid_env_name(k)) return Error::make(errc::invalid_argument, "env_vars: '" + k.substr(0, 64) + "' is not a variable name");
+      if (!valid_env_name(k)) return Error::make(errc::invalid_argument, "env_vars: '" + k.substr(0, 64) + "' is not a variable name");
       if (!v.is_string() || v.get_ref<const std::string&>().size() > kMaxEnvValue)
         return Error::make(errc::invalid_argument, "env_vars: the value of " + k + " must be a string of at most 128 KiB");
     }

@@ -211,6 +211,21 @@ for (const transport of transports) {
       for (const r of [first, second]) assert.ok(!live.includes(r.structuredContent.sandbox_id), 'the ephemeral sandbox is gone')
     })
 
+    test('run_code in a template without the language: an isError result naming the template to use', async () => {
+      const created = await call('create_sandbox', { template: 'minimal', timeout: 120 })
+      const id = created.structuredContent.sandbox_id
+      try {
+        const sh = await call('run_code', { sandbox_id: id, code: 'echo $((2 + 3))', language: 'bash' })
+        assert.ok(!sh.isError, text(sh))
+        assert.equal(sh.structuredContent.stdout, '5\n')
+        const py = await call('run_code', { sandbox_id: id, code: 'print(1)' })
+        assert.equal(py.isError, true)
+        assert.match(text(py), /no python kernel.*code-interpreter-v1/)
+      } finally {
+        await call('kill_sandbox', { sandbox_id: id })
+      }
+    })
+
     test('run_code with sandbox_id: state is kept across calls in a code-interpreter-v1 sandbox', async () => {
       const created = await call('create_sandbox', { template: 'code-interpreter-v1', timeout: 300 })
       assert.ok(!created.isError, JSON.stringify(created))

@@ -3,10 +3,8 @@ Python image with Node.js, `pip` and `npm install -g` work as the sandbox user w
 and the code interpreter SDK runs cells in templates other than code-interpreter-v1."""
 
 import pytest
-from e2b import CommandExitException, Sandbox
+from e2b import CommandExitException, SandboxException
 from e2b_code_interpreter import Sandbox as CodeSandbox
-
-from sdkutil import LIFETIME
 
 
 def test_the_default_template_is_python_with_node(sandbox):
@@ -59,3 +57,22 @@ def test_the_docs_pandas_example_runs_as_written_on_python3(sandboxes):
     r = s.commands.run('pip install pandas && python -c "import pandas; print(pandas.__version__)"')
     assert r.exit_code == 0
     assert r.stdout.splitlines()[-1].count(".") == 2, r.stdout
+
+
+def test_code_cells_run_in_the_default_template(sandboxes):
+    # Not only in code-interpreter-v1: python (ipykernel), javascript (Node.js) and bash in base.
+    s = sandboxes(cls=CodeSandbox, template="base")
+    assert s.run_code("x = 20\nx + 1").text == "21"
+    assert s.run_code("x * 2").text == "40"
+    js = s.run_code("const n = [1, 2, 3].map((v) => v * 2)\nn.length", language="javascript")
+    assert js.error is None and js.text == "3", js
+    sh = s.run_code("echo $((6 * 7))", language="bash")
+    assert sh.logs.stdout == ["42\n"], sh
+
+
+def test_a_language_the_template_lacks_is_a_clear_error(sandboxes):
+    s = sandboxes(cls=CodeSandbox, template="minimal")
+    assert s.run_code("echo lean", language="bash").logs.stdout == ["lean\n"]
+    with pytest.raises(SandboxException) as e:
+        s.run_code("print(1)")
+    assert "no python kernel" in str(e.value) and "code-interpreter-v1" in str(e.value), str(e.value)

@@ -411,13 +411,13 @@ TEST(Templates, LeanTemplateRunsBashCellsWithoutPython) {
   // What the template lacks is named.
   auto py = run_cell(*sb, "python", "1");
   EXPECT_EQ(py.status, 400);
-  EXPECT_EQ(py.body, "this sandbox has no python kernel: Python with ipykernel is not installed in its template");
+  EXPECT_EQ(py.body, "this sandbox has no python kernel: Python with ipykernel is not installed in its template; use the code-interpreter-v1 template (python, javascript, typescript, r and bash)");
   auto js = run_cell(*sb, "javascript", "1");
   EXPECT_EQ(js.status, 400);
-  EXPECT_EQ(js.body, "this sandbox has no javascript kernel: Node.js or Deno is not installed in its template");
+  EXPECT_EQ(js.body, "this sandbox has no javascript kernel: Node.js or Deno is not installed in its template; use the code-interpreter-v1 template (python, javascript, typescript, r and bash)");
   auto ctx = cell(*sb, {{"op", "create_context"}, {"language", "ts"}});
   EXPECT_EQ(ctx.status, 400);
-  EXPECT_EQ(ctx.body, "this sandbox has no typescript kernel: Deno is not installed in its template");
+  EXPECT_EQ(ctx.body, "this sandbox has no typescript kernel: Deno is not installed in its template; use the code-interpreter-v1 template (python, javascript, typescript, r and bash)");
   (void)env().engine->kill(sb->id());
 }
 
@@ -474,10 +474,10 @@ TEST(Templates, NodeTemplateRunsJavaScriptCells) {
   EXPECT_EQ(run_cell(*sb, "bash", "node -e 'console.log(1+1)'").out, "2\n");
   auto py = run_cell(*sb, "python", "1");
   EXPECT_EQ(py.status, 400);
-  EXPECT_EQ(py.body, "this sandbox has no python kernel: Python with ipykernel is not installed in its template");
+  EXPECT_EQ(py.body, "this sandbox has no python kernel: Python with ipykernel is not installed in its template; use the code-interpreter-v1 template (python, javascript, typescript, r and bash)");
   auto ts = run_cell(*sb, "typescript", "1");
   EXPECT_EQ(ts.status, 400);
-  EXPECT_EQ(ts.body, "this sandbox has no typescript kernel: Deno is not installed in its template");
+  EXPECT_EQ(ts.body, "this sandbox has no typescript kernel: Deno is not installed in its template; use the code-interpreter-v1 template (python, javascript, typescript, r and bash)");
   (void)env().engine->kill(sb->id());
 }
 

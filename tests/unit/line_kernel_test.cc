@@ -33,19 +33,19 @@ TEST(LineKernel, LanguagesChooseTheirKernel) {
   EXPECT_EQ(name(choose_kernel("javascript", node_only)), "node");
   EXPECT_EQ(choose_kernel("javascript", node_only)->family, KernelFamily::node);
   EXPECT_EQ(name(choose_kernel("typescript", node_only)),
-            "error: this sandbox has no typescript kernel: Deno is not installed in its template");
+            "error: this sandbox has no typescript kernel: Deno is not installed in its template; use the code-interpreter-v1 template (python, javascript, typescript, r and bash)");
   EXPECT_EQ(name(choose_kernel("python", node_only)),
-            "error: this sandbox has no python kernel: Python with ipykernel is not installed in its template");
+            "error: this sandbox has no python kernel: Python with ipykernel is not installed in its template; use the code-interpreter-v1 template (python, javascript, typescript, r and bash)");
 
   Installed lean{false, false, false, "/usr/bin/bash", ""};
   EXPECT_EQ(name(choose_kernel("bash", lean)), "bash");
   auto js = choose_kernel("javascript", lean);
   ASSERT_FALSE(js);
   EXPECT_TRUE(js.error().is(errc::not_found));
-  EXPECT_EQ(js.error().message(), "this sandbox has no javascript kernel: Node.js or Deno is not installed in its template");
+  EXPECT_EQ(js.error().message(), "this sandbox has no javascript kernel: Node.js or Deno is not installed in its template; use the code-interpreter-v1 template (python, javascript, typescript, r and bash)");
   EXPECT_EQ(name(choose_kernel("r", lean)),
-            "error: this sandbox has no r kernel: R with IRkernel is not installed in its template");
-  EXPECT_EQ(name(choose_kernel("bash", Installed{})), "error: this sandbox has no bash kernel: bash is not installed in its template");
+            "error: this sandbox has no r kernel: R with IRkernel is not installed in its template; use the code-interpreter-v1 template (python, javascript, typescript, r and bash)");
+  EXPECT_EQ(name(choose_kernel("bash", Installed{})), "error: this sandbox has no bash kernel: bash is not installed in its template; use the code-interpreter-v1 template (python, javascript, typescript, r and bash)");
   auto cobol = choose_kernel("cobol", all);
   ASSERT_FALSE(cobol);
   EXPECT_TRUE(cobol.error().is(errc::invalid_argument));

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The layering check (Chromium's DEPS idea, small): every `#include "dir/..."` in src/ must
+# point to the same folder or to one the folder may depend on, as listed below, lowest first.
+# In-sandbox code (init: brig-init and the kernel host) never includes host code, and host code
+# reaches it only through its entry point, init/init.h. Exits 1 and lists each violation.
+#   tools/check-layers.sh [src-dir]
+set -euo pipefail
+src=${1:-$(cd "$(dirname "$0")/../src" && pwd)}
+
+declare -A allowed=(
+  [base]=""
+  [sys]="base"
+  [isolate]="base sys"
+  [policy]="base sys isolate"
+  [init]="base sys isolate"
+  [sandbox]="base sys isolate policy init"
+  [store]="base sys sandbox"
+  [client]="base"
+  [mcp]="base client"
+  # The daemon hosts MCP, which calls the API through the client.
+  [server]="base sys sandbox store client mcp envd"
+  [cli]="base sys isolate policy sandbox store client mcp server"
+)
+# Host folders that may include these headers of a layer they may not otherwise see.
+declare -A entry_points=([init]="init/init.h")
+
+status=0
+for dir in "$src"/*/; do
+  layer=$(basename "$dir")
+  if [[ -z ${allowed[$layer]+set} ]]; then
+    echo "check-layers: src/$layer is not in the layer table of $0" >&2
+    status=1
+    continue
+  fi
+  while IFS=: read -r file line text; do
+    target=$(sed -E 's/^[[:space:]]*#[[:space:]]*include[[:space:]]+"([^/"]+)\/.*/\1/' <<<"$text")
+    header=$(sed -E 's/^[[:space:]]*#[[:space:]]*include[[:space:]]+"([^"]+)".*/\1/' <<<"$text")
+    [[ $target == "$layer" ]] && continue
+    [[ " ${allowed[$layer]} " == *" $target "* ]] || {
+      # A header outside any layer folder (generated protobuf code, third party): not ours to check.
+      [[ -z ${allowed[$target]+set} && $target != envd ]] && continue
+      echo "src/${file#"$src"/}:$line: $layer may not include $header ($layer sees: ${allowed[$layer]:-nothing})"
+      status=1
+      continue
+    }
+    if [[ -n ${entry_points[$target]+set} && $layer != "$target" ]]; then
+      [[ " ${entry_points[$target]} " == *" $header "* ]] || {
+        echo "src/${file#"$src"/}:$line: $layer may include only ${entry_points[$target]} of $target, not $header"
+        status=1
+      }
+    fi
+  done < <(grep -HnE '^[[:space:]]*#[[:space:]]*include[[:space:]]+"[^/"]+/' "$dir"*.h "$dir"*.cc 2>/dev/null || true)
+done
+((status)) || echo "check-layers: ok ($(ls -d "$src"/*/ | wc -l) layers)"
+exit $status
