@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -14,17 +15,23 @@
 
 namespace brig {
 
+std::string hex_encode(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (char c : bytes) {
+    auto b = static_cast<unsigned char>(c);
+    out += kDigits[b >> 4];
+    out += kDigits[b & 15];
+  }
+  return out;
+}
+
 std::string sha256_hex(std::string_view data) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) {
-    out += kHex[md[i] >> 4];
-    out += kHex[md[i] & 15];
-  }
-  return out;
+  return hex_encode({reinterpret_cast<const char*>(md), len});  // SAFETY: byte buffer
 }
 
 std::string default_state_dir() {
@@ -42,20 +49,13 @@ bool valid_env_name(std::string_view k) {
 }
 
 std::string random_hex(size_t bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
   std::string raw(bytes, '\0');
   size_t got = 0;
   while (got < bytes) {
     ssize_t n = getrandom(raw.data() + got, bytes - got, 0);
     if (n > 0) got += static_cast<size_t>(n);
   }
-  std::string out;
-  out.reserve(bytes * 2);
-  for (unsigned char b : raw) {
-    out += kDigits[b >> 4];
-    out += kDigits[b & 15];
-  }
-  return out;
+  return hex_encode(raw);
 }
 
 std::string new_sandbox_id() {
@@ -206,6 +206,35 @@ std::string percent_encode(std::string_view s, std::string_view keep) {
 Result<std::string> read_small_file(const std::string& path, size_t limit) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
   if (!fd) return Error::from_errno(errno, "open(" + path + ")");
+  return read_fd_bounded(fd.get(), limit, path);
+}
+
+bool json_depth_within(std::string_view text, size_t max_depth) {
+  size_t depth = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) return false;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return true;
+}
+
+Result<std::string> read_untrusted_file(const std::string& path, size_t limit) {
+  // O_NONBLOCK: a FIFO planted there must not block the open or the read.
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK));
+  if (!fd) return Error::from_errno(errno, "open(" + path + ")");
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Error::from_errno(errno, "fstat(" + path + ")");
+  if (!S_ISREG(st.st_mode)) return Error::make(errc::invalid_argument, path + " is not a regular file");
   return read_fd_bounded(fd.get(), limit, path);
 }
 

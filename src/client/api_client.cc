@@ -211,7 +211,7 @@ Result<ExecResult> exec(ApiClient& api, const ExecRequest& req,
         result.exited = ev["end"].value("exited", false);
         result.exit_code = result.exited ? ev["end"].value("exitCode", 0) : -1;
         result.status = ev["end"].value("status", "");
-        result.oom_killed = ev["end"].value("error", "") == kOutOfMemoryError;
+        result.oom_killed = ev["end"].value("error", "") == wire::kOutOfMemoryError;
       }
     }
     return true;

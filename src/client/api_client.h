@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "base/result.h"
+#include "base/wire.h"
 
 namespace brig::client {
 
@@ -69,11 +70,6 @@ struct ExecRequest {
   bool stdin = false;  // a stdin pipe (write with process.Process/SendInput), else /dev/null
   std::function<void(int pid)> on_start;
 };
-// The end event's error when the kernel's OOM killer ended the process (the daemon sets it,
-// the CLI and the MCP tools recognise it).
-inline constexpr std::string_view kOutOfMemoryError =
-    "killed: out of memory (the sandbox reached its memory limit)";
-
 struct ExecResult {
   bool exited = false;  // false: killed by a signal or the stream ended early
   int exit_code = -1;   // when exited

@@ -13,16 +13,6 @@
 namespace brig::jupyter {
 namespace {
 
-std::string hex(const unsigned char* p, size_t n) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  out.reserve(n * 2);
-  for (size_t i = 0; i < n; ++i) {
-    out += digits[p[i] >> 4];
-    out += digits[p[i] & 15];
-  }
-  return out;
-}
 
 std::string sign(std::string_view key, const std::string* parts[4]) {
   if (key.empty()) return "";
@@ -37,7 +27,7 @@ std::string sign(std::string_view key, const std::string* parts[4]) {
     good = EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(parts[i]->data()), parts[i]->size());
   good = good && EVP_MAC_final(ctx, mac, &len, sizeof mac);
   EVP_MAC_CTX_free(ctx);
-  return good ? hex(mac, len) : "!";  // "!" never matches a kernel's signature
+  return good ? hex_encode({reinterpret_cast<const char*>(mac), len}) : "!";  // "!" never matches a kernel's signature; SAFETY: byte buffer
 }
 
 
@@ -90,6 +80,9 @@ Result<Message> parse(const std::vector<std::string>& frames, std::string_view k
   const std::string& got = frames[i + 1];
   if (want.size() != got.size() || CRYPTO_memcmp(want.data(), got.data(), want.size()) != 0)
     return Error::make(errc::protocol, "jupyter message with a bad signature");
+  for (auto* p : parts)
+    if (!json_depth_within(*p, kMaxJsonDepth))  // copying or dumping it would recurse too deep
+      return Error::make(errc::protocol, "jupyter message nested too deep");
   Message m;
   m.header = json::parse(frames[i + 2], nullptr, false);
   m.parent_header = json::parse(frames[i + 3], nullptr, false);

@@ -195,9 +195,10 @@ class LineKernel : public Kernel {
   }
 
   bool tick(KernelClock::time_point now, StepSink* sink) override {
-    if (in_flight_ && sink && now - last_output_ > kPartialLine) {
+    if (in_flight_ && sink && held_since_ && now - *held_since_ > kPartialLine) {
       if (!out_buf_.empty()) send_text(sink, false, out_buf_.take(true));
       if (!err_buf_.empty()) send_text(sink, true, err_buf_.take(true));
+      held_since_.reset();
     }
     return false;
   }
@@ -206,6 +207,7 @@ class LineKernel : public Kernel {
     in_flight_ = true;
     interrupted_ = false;
     out_buf_.clear();  // a partial line printed between steps belongs to none
+    held_since_.reset();
     err_buf_.clear();
     if (main) sink.line({{"type", "number_of_executions"}, {"execution_count", ++executions_}});
     send_step(code, main, sink);
@@ -252,6 +254,7 @@ class LineKernel : public Kernel {
     from_buf_.clear();
     to_send_.clear();
     out_buf_.clear();
+    held_since_.reset();
     err_buf_.clear();
   }
 
@@ -327,8 +330,11 @@ class LineKernel : public Kernel {
         continue;
       }
       if (!in_flight_ || !sink) continue;  // between steps: nobody's output
-      last_output_ = KernelClock::now();
       send_text(sink, is_stderr, buf.add(data));
+      // A partial line waits at most kPartialLine from its first byte, however steadily more
+      // arrives without a newline (progress bars).
+      if (out_buf_.empty() && err_buf_.empty()) held_since_.reset();
+      else if (!held_since_) held_since_ = KernelClock::now();
     }
   }
 
@@ -343,12 +349,21 @@ class LineKernel : public Kernel {
       if (n < 0) return;
       got += static_cast<size_t>(n);
       from_buf_.append(chunk, static_cast<size_t>(n));
+      // Complete lines leave the buffer before any is handled: a line that cannot be handled
+      // is never seen twice.
+      std::vector<std::string> lines;
       size_t start = 0;
-      for (size_t nl; (nl = from_buf_.find('\n', start)) != std::string::npos; start = nl + 1) {
-        on_message(std::string_view(from_buf_).substr(start, nl - start), sink);
+      for (size_t nl; (nl = from_buf_.find('\n', start)) != std::string::npos; start = nl + 1)
+        lines.emplace_back(from_buf_, start, nl - start);
+      from_buf_.erase(0, start);
+      for (auto& line : lines) {
+        try {
+          on_message(line, sink);
+        } catch (const std::exception&) {
+          // A message the kernel's own code could forge: dropped, never the end of the host.
+        }
         if (!from_) return;  // the message stopped the kernel
       }
-      from_buf_.erase(0, start);
       if (from_buf_.size() > max_message_) {
         // Not the protocol: the kernel is killed, and the reaper reports the state lost.
         from_buf_.clear();
@@ -364,7 +379,7 @@ class LineKernel : public Kernel {
   std::string to_send_, from_buf_, start_log_;
   size_t max_message_ = 4096;
   OutputBuffer out_buf_, err_buf_;
-  KernelClock::time_point last_output_;
+  std::optional<KernelClock::time_point> held_since_;  // when the oldest held partial line began
   int64_t executions_ = 0;
 };
 
@@ -494,6 +509,7 @@ class NodeKernel final : public LineKernel {
   }
 
   void on_message(std::string_view line, StepSink* sink) override {
+    if (!json_depth_within(line, kMaxJsonDepth)) return;  // copying or dumping it would recurse too deep
     json m = json::parse(line, nullptr, false);
     if (!m.is_object() || !m.contains("type") || !m["type"].is_string()) return;
     const std::string type = m["type"];

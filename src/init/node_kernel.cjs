@@ -175,7 +175,13 @@ async function run(cmd) {
     }
   } catch (e) {
     await Promise.all([flushed(out), flushed(err)]);
-    send({ type: 'error', ...describe(e) });
+    let described;
+    try {
+      described = describe(e);  // the cell's own object: its getters may throw
+    } catch {
+      described = { ename: 'Error', evalue: 'a thrown value that could not be described', traceback: [] };
+    }
+    send({ type: 'error', ...described });
   }
   await Promise.all([flushed(out), flushed(err)]);
   send({ type: 'done' });
@@ -187,8 +193,11 @@ let busy = false;
 async function pump() {
   if (busy) return;
   busy = true;
-  while (queue.length) await run(queue.shift());
-  busy = false;
+  try {
+    while (queue.length) await run(queue.shift());
+  } finally {
+    busy = false;  // whatever a cell did, the next one runs
+  }
 }
 
 chan.setEncoding('utf8');

@@ -402,7 +402,7 @@ class Server::Impl {
     if (!r) return tool_error(r.error().message() + "; list_sandboxes shows the live ones");
     if (!r->exited && !r->error.empty()) return tool_error("the command did not finish: " + r->error);
     int exit_code = r->exited ? r->exit_code : -1;
-    std::string why = r->oom_killed ? " (" + std::string(client::kOutOfMemoryError) + ")"
+    std::string why = r->oom_killed ? " (" + std::string(wire::kOutOfMemoryError) + ")"
                       : r->exited   ? ""
                                     : " (" + (r->status.empty() ? std::string("killed by a signal") : r->status) + ")";
     std::string text = "Exit code: " + std::to_string(exit_code) + why + "\n" + untrusted("stdout", out) + "\n" + untrusted("stderr", err);
@@ -452,6 +452,7 @@ class Server::Impl {
     int64_t count = 0;
     uint64_t streamed = 0;
     auto on_line = [&](const std::string& line) {
+      if (!json_depth_within(line, kMaxJsonDepth)) return;  // from the sandbox: bounded before it is copied
       json j = json::parse(line, nullptr, false);
       if (!j.is_object()) return;
       std::string type = j.value("type", "");

@@ -148,9 +148,7 @@ class LinuxSandbox final : public SandboxHandle {
   }
 
   Result<RunResult> run(const ProcessSpec& spec, const RunOptions& options) override {
-    uint64_t before = 0;
-    if (auto u = cgroup_->usage()) before = u->oom_kills;
-    return run_process(*this, spec, options, before);
+    return run_process(*this, spec, options, oom_kills(*this));
   }
 
   Result<EntryInfo> stat(const std::string& path, User user) override {

@@ -158,11 +158,18 @@ Result<RunResult> run_process(Sandbox& sandbox, const ProcessSpec& spec_in, cons
     if (!exit) kill_on_deadline();
   }
   result.status = *exit;
-  if (exit->signal == SIGKILL) {
-    auto usage = sandbox.usage();
-    if (usage && usage->oom_kills > oom_kills_before) result.oom_killed = true;
-  }
+  result.oom_killed = !result.timed_out && killed_for_memory(sandbox, *exit, oom_kills_before);
   return result;
+}
+
+uint64_t oom_kills(Sandbox& sandbox) {
+  auto u = sandbox.usage();
+  return u ? u->oom_kills : 0;
+}
+
+bool killed_for_memory(Sandbox& sandbox, const ExitStatus& status, uint64_t before) {
+  bool killed = status.signal == SIGKILL || (status.signal == 0 && status.exit_code == 128 + SIGKILL);
+  return killed && oom_kills(sandbox) > before;
 }
 
 }  // namespace brig::sandbox

@@ -194,4 +194,11 @@ class Sandbox {
   virtual bool alive() = 0;
 };
 
+// The sandbox's OOM-kill count so far (0 if unreadable): read it before starting a process,
+// then ask killed_for_memory once it has ended.
+uint64_t oom_kills(Sandbox& sandbox);
+// Whether the kernel's OOM killer ended a process that exited with `status`: killed by SIGKILL
+// (or a shell reporting its child's as 137) while the OOM-kill count rose past `before`.
+bool killed_for_memory(Sandbox& sandbox, const ExitStatus& status, uint64_t before);
+
 }  // namespace brig::sandbox

@@ -92,7 +92,7 @@ class HostCall {
   Result<json> status() {
     BRIG_TRY_ASSIGN(line, next(std::chrono::duration_cast<std::chrono::milliseconds>(kReplyTimeout)));
     if (!line) return Error::make(errc::timed_out, "the kernel host did not answer within 30 s");
-    json j = json::parse(*line, nullptr, false);
+    json j = json_depth_within(*line, kMaxJsonDepth) ? json::parse(*line, nullptr, false) : json();
     if (!j.is_object() || !j.contains("status") || !j["status"].is_number_integer())
       return Error::make(errc::protocol, "malformed reply from the kernel host");
     return j;

@@ -27,6 +27,10 @@ constexpr int kMaxTimeoutS = 30 * 24 * 3600;
 constexpr size_t kMaxMetricsIds = 100;   // sandbox_ids per /sandboxes/metrics request (E2B's bound)
 constexpr int64_t kCpuWindowMs = 250;    // shortest interval a CPU percentage is measured over
 
+int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
 std::string rfc3339(int64_t ms) {
   std::time_t t = ms / 1000;
   struct tm tm;
@@ -181,6 +185,9 @@ void Daemon::adopt() {
 }
 
 void Daemon::add_live(std::shared_ptr<Live> l) {
+  // The first CPU window starts when the daemon hands the sandbox out, not when it was made
+  // (a pooled sandbox used CPU before: its kernel's start, for one).
+  if (auto u = l->sandbox->usage()) l->cpu = {steady_ms(), u->cpu_usage_ns, 0};
   state_->save(l->id, l->access_token, l->tpl.name);
   std::lock_guard lock(mu_);
   live_[l->id] = std::move(l);
@@ -211,12 +218,14 @@ json Daemon::metric(Live& l) {
   if (u) {
     std::lock_guard lock(l.mu);
     auto& c = l.cpu;
-    if (c.at_ms == 0 && info) c = {info->started_at_ms, 0, 0};  // the first reading: since the start
-    // Readings closer than kCpuWindowMs apart repeat the last figure rather than divide noise.
-    if (now - c.at_ms >= kCpuWindowMs && u->cpu_usage_ns >= c.used_ns) {
-      double wall_ns = static_cast<double>(now - c.at_ms) * 1e6;
+    const int64_t at = steady_ms();
+    if (u->cpu_usage_ns < c.used_ns) {
+      c = {at, u->cpu_usage_ns, 0};  // a counter that went back (a new cgroup): start again
+    } else if (at - c.at_ms >= kCpuWindowMs) {
+      // Readings closer than kCpuWindowMs apart repeat the last figure rather than divide noise.
+      double wall_ns = static_cast<double>(at - c.at_ms) * 1e6;
       c.pct = std::clamp(100.0 * static_cast<double>(u->cpu_usage_ns - c.used_ns) / (wall_ns * capacity), 0.0, 100.0);
-      c.at_ms = now;
+      c.at_ms = at;
       c.used_ns = u->cpu_usage_ns;
     }
     pct = c.pct;
@@ -316,20 +325,14 @@ Route Daemon::data_plane(const Request& head, const std::string& id, int port) {
     return r;
   }
   if (path == "/metrics" && head.method == "GET") {
+    // envd's own shape (snake_case) of the control plane's SandboxMetric: one reading, one owner.
     r.respond = [this, l](Request&) {
-      auto u = l->sandbox->usage();
-      auto info = engine_.info(l->id);
-      uint64_t mem_total = info ? info->memory_bytes : 0;
-      json j = {{"ts", now_unix_ms() / 1000},
-                {"cpu_count", info ? std::max<uint32_t>(1, info->cpu_millis / 1000) : 1},
-                {"cpu_used_pct", 0.0},
-                {"mem_used", u ? u->memory_bytes : 0},
-                {"mem_total", mem_total},
-                {"mem_used_mib", u ? u->memory_bytes >> 20 : 0},
-                {"mem_total_mib", mem_total >> 20},
-                {"mem_cache", 0},
-                {"disk_used", 0},
-                {"disk_total", info ? info->disk_bytes : 0}};
+      json m = metric(*l);
+      uint64_t mem_used = m["memUsed"], mem_total = m["memTotal"];
+      json j = {{"ts", m["timestampUnix"]},   {"cpu_count", m["cpuCount"]},   {"cpu_used_pct", m["cpuUsedPct"]},
+                {"mem_used", mem_used},       {"mem_total", mem_total},       {"mem_used_mib", mem_used >> 20},
+                {"mem_total_mib", mem_total >> 20}, {"mem_cache", m["memCache"]}, {"disk_used", m["diskUsed"]},
+                {"disk_total", m["diskTotal"]}};
       return Response::json(200, dump(j));
     };
     return r;

@@ -1,7 +1,5 @@
 #include "server/envd.h"
 
-#include "client/api_client.h"
-
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <fcntl.h>
@@ -12,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/util.h"
+#include "base/wire.h"
 #include "envd/filesystem.pb.h"
 #include "envd/process.pb.h"
 #include "server/connect.h"
@@ -104,13 +103,13 @@ process::ProcessEvent::EndEvent end_event(const ProcessEvent& ev) {
     end.set_exited(false);
     end.set_status(what);
     // The status stays what envd says; the error says why (the CLI and MCP show it).
-    end.set_error(ev.oom_killed ? std::string(client::kOutOfMemoryError) : what);
+    end.set_error(ev.oom_killed ? std::string(wire::kOutOfMemoryError) : what);
   } else {
     std::string what = "exit status " + std::to_string(ev.status.exit_code);
     end.set_exit_code(ev.status.exit_code);
     end.set_exited(true);
     end.set_status(what);
-    if (ev.status.exit_code) end.set_error(ev.oom_killed ? std::string(client::kOutOfMemoryError) : what);
+    if (ev.status.exit_code) end.set_error(ev.oom_killed ? std::string(wire::kOutOfMemoryError) : what);
   }
   return end;
 }
@@ -196,6 +195,7 @@ Route start_route(std::shared_ptr<Live> live, sandbox::User user, Metrics& metri
       spec.stdin_pipe = false;
     }
     if (in.has_tag()) spec.tag = in.tag();
+    const uint64_t oom_kills_before = sandbox::oom_kills(*live->sandbox);
     auto proc = live->sandbox->spawn(spec);
     if (!proc) {
       RpcError e = connect::to_rpc_error(proc.error());
@@ -203,7 +203,7 @@ Route start_route(std::shared_ptr<Live> live, sandbox::User user, Metrics& metri
       return stream_error(s, *codec, e);
     }
     ++metrics.execs;
-    auto hub = std::make_shared<ProcessHub>(live->sandbox, std::move(*proc), spec);
+    auto hub = std::make_shared<ProcessHub>(live->sandbox, std::move(*proc), spec, oom_kills_before);
     if (auto t = connect::timeout_of(req); t && t->count() > 0) hub->set_deadline(std::chrono::steady_clock::now() + *t);
     {
       std::lock_guard lock(live->mu);

@@ -3,8 +3,6 @@
 #include <openssl/crypto.h>
 #include <sqlite3.h>
 
-#include <cctype>
-
 #include "base/util.h"
 #include "sandbox/db.h"
 
@@ -14,10 +12,8 @@ sqlite3* db(void* p) { return static_cast<sqlite3*>(p); }
 }  // namespace
 
 bool looks_like_e2b_key(std::string_view key) {
-  if (!key.starts_with(kKeyPrefix) || key.size() == kKeyPrefix.size()) return false;
-  for (char c : key.substr(kKeyPrefix.size()))
-    if (!std::isxdigit(static_cast<unsigned char>(c))) return false;
-  return true;
+  if (!key.starts_with(kKeyPrefix) || key.size() != kKeyPrefix.size() + 40) return false;
+  return key.substr(kKeyPrefix.size()).find_first_not_of("0123456789abcdef") == std::string_view::npos;
 }
 
 Result<std::unique_ptr<KeyStore>> KeyStore::open(const std::string& state_dir) {

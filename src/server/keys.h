@@ -14,6 +14,7 @@ namespace brig::server {
 // New keys look like E2B's ("e2b_" + 40 hex characters): the official Python SDK refuses any
 // other shape before it sends a request. Keys minted earlier ("brig_…") stay valid.
 inline constexpr std::string_view kKeyPrefix = "e2b_";
+// The shape brig mints: kKeyPrefix + 40 lowercase hex characters.
 bool looks_like_e2b_key(std::string_view key);
 
 class KeyStore {

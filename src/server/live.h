@@ -31,9 +31,9 @@ struct Live {
   std::map<int, std::shared_ptr<ProcessHub>> processes;
   std::map<std::string, uint64_t> watchers;  // polling watchers: id -> watch id
   // The last CPU reading (guarded by mu): cpuUsedPct is the share of the sandbox's CPUs used
-  // between two readings of its metrics (since its start, on the first).
+  // between two readings of its metrics (since the hand-over, on the first).
   struct CpuSample {
-    int64_t at_ms = 0;
+    int64_t at_ms = 0;  // steady clock
     uint64_t used_ns = 0;
     double pct = 0;
   } cpu;

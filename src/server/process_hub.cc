@@ -10,8 +10,9 @@
 namespace brig::server {
 
 ProcessHub::ProcessHub(std::shared_ptr<sandbox::Sandbox> sandbox, sandbox::SpawnedProcess process,
-                       sandbox::ProcessSpec spec)
-    : sandbox_(std::move(sandbox)), pid_(process.pid), spec_(std::move(spec)), stdin_(std::move(process.stdin_fd)),
+                       sandbox::ProcessSpec spec, uint64_t oom_kills_before)
+    : sandbox_(std::move(sandbox)), pid_(process.pid), spec_(std::move(spec)), oom_kills_before_(oom_kills_before),
+      stdin_(std::move(process.stdin_fd)),
       stdout_(std::move(process.stdout_fd)), stderr_(std::move(process.stderr_fd)) {
   for (int fd : {stdout_.get(), stderr_.get()})
     if (fd >= 0) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
@@ -94,11 +95,17 @@ std::optional<sandbox::ExitStatus> ProcessHub::exit_status() {
 }
 
 Result<> ProcessHub::write_stdin(std::string_view data) {
-  // Held while writing: a concurrent close_stdin must not close (and the fd number be reused
-  // by another open) under this write.
-  std::lock_guard stdin_lock(stdin_mu_);
-  int fd = spec_.pty ? stdout_.get() : stdin_.get();
-  if (fd < 0) return Error::make(errc::invalid_argument, "the process has no stdin (started without stdin, or closed)");
+  // The write goes to a duplicate taken under the lock: a concurrent close_stdin cannot close
+  // the fd (and its number be reused by another open) under this write, nor wait for it.
+  Fd dup;
+  {
+    std::lock_guard stdin_lock(stdin_mu_);
+    int raw = spec_.pty ? stdout_.get() : stdin_.get();
+    if (raw < 0) return Error::make(errc::invalid_argument, "the process has no stdin (started without stdin, or closed)");
+    dup = Fd(::fcntl(raw, F_DUPFD_CLOEXEC, 3));
+    if (!dup) return Error::from_errno(errno, "dup stdin");
+  }
+  const int fd = dup.get();
   while (!data.empty()) {
     ssize_t n = ::write(fd, data.data(), data.size());
     if (n < 0 && errno == EINTR) continue;
@@ -138,11 +145,6 @@ void ProcessHub::pump() {
   bool out_open = stdout_.valid(), err_open = stderr_.valid();
   bool killed_by_deadline = false;
   std::optional<sandbox::ExitStatus> exit;
-  auto oom_kills = [&]() -> uint64_t {
-    auto u = sandbox_->usage();
-    return u ? u->oom_kills : 0;
-  };
-  const uint64_t oom_before = oom_kills();
   char buf[65536];
   auto push = [&](ProcessEvent ev) {
     std::unique_lock lock(mu_);
@@ -198,9 +200,7 @@ void ProcessHub::pump() {
   // Output written just before exit is still in the pipes.
   if (out_open) drain(stdout_.get(), out_open, spec_.pty ? ProcessEvent::pty_data : ProcessEvent::stdout_data);
   if (err_open) drain(stderr_.get(), err_open, ProcessEvent::stderr_data);
-  // A shell reports its child's OOM kill as exit status 137.
-  bool oom = (exit->signal == SIGKILL || (exit->signal == 0 && exit->exit_code == 128 + SIGKILL)) && !killed_by_deadline &&
-             oom_kills() > oom_before;
+  bool oom = !killed_by_deadline && sandbox::killed_for_memory(*sandbox_, *exit, oom_kills_before_);
   push({ProcessEvent::end, "", *exit, killed_by_deadline, oom});
   std::lock_guard lock(mu_);
   status_ = exit;

@@ -28,7 +28,7 @@ struct ProcessEvent {
   std::string data;
   sandbox::ExitStatus status;  // for end
   bool killed_by_deadline = false;
-  // SIGKILLed (or exit status 137) while the sandbox's OOM-kill counter went up (as `brig run` tells them apart).
+  // sandbox::killed_for_memory (as `brig run` tells them apart), not by its deadline.
   bool oom_killed = false;
 };
 
@@ -36,7 +36,9 @@ class ProcessHub {
  public:
   static constexpr size_t kMaxBacklog = 4 << 20;
 
-  ProcessHub(std::shared_ptr<sandbox::Sandbox> sandbox, sandbox::SpawnedProcess process, sandbox::ProcessSpec spec);
+  // `oom_kills_before`: sandbox::oom_kills read before the process was spawned.
+  ProcessHub(std::shared_ptr<sandbox::Sandbox> sandbox, sandbox::SpawnedProcess process, sandbox::ProcessSpec spec,
+             uint64_t oom_kills_before);
   ~ProcessHub();
 
   int pid() const { return pid_; }
@@ -65,6 +67,7 @@ class ProcessHub {
   std::shared_ptr<sandbox::Sandbox> sandbox_;
   int pid_;
   sandbox::ProcessSpec spec_;
+  uint64_t oom_kills_before_;
   Fd stdin_, stdout_, stderr_;
   std::mutex stdin_mu_;  // guards stdin_ (write_stdin against close_stdin)
   std::mutex mu_;

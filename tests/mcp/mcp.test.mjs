@@ -75,7 +75,7 @@ test('create, run, write, read, list, timeout, kill (stdio)', async () => {
   assert.match(progress[0].message, /step1/)
   const listed = await client.callTool({ name: 'list_sandboxes', arguments: { metadata: { via: 'mcp' } } })
   assert.ok(listed.structuredContent.sandboxes.some((s) => s.sandbox_id === id))
-  assert.match(listed.content[0].text, /\| Sandbox ID \| Template \| Status \| Info \|/)
+  assert.match(listed.content[0].text, /\| Sandbox ID \| Template \| Status \| CPU \| Memory \| Info \|/)
   const t = await client.callTool({ name: 'set_sandbox_timeout', arguments: { sandbox_id: id, seconds: 120 } })
   assert.ok(!t.isError)
   const killed = await client.callTool({ name: 'kill_sandbox', arguments: { sandbox_id: id } })

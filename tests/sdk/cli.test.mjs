@@ -48,7 +48,7 @@ test('the template as a positional, global options after the verb, and list with
   const id = created.out.trim()
   try {
     // A busy second, then the list shows it running, its CPU share and memory in use / limit.
-    run('sandbox', 'exec', id, '--', 'sh', '-c', 'end=$(( $(date +%s) + 2 )); while [ $(date +%s) -lt $end ]; do :; done')
+    run('sandbox', 'exec', id, '--', 'sh', '-c', 'timeout 2 sh -c "while :; do :; done"; true')
     const list = run('sandbox', 'list')
     assert.equal(list.code, 0, list.err)
     assert.match(list.out.split('\n')[0], /SANDBOX ID +TEMPLATE +STATE .* CPU% +MEMORY/)

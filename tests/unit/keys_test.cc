@@ -61,7 +61,9 @@ TEST(Keys, KeysIssuedInTheOldShapeStayValid) {
 }
 
 TEST(Keys, E2bShapeCheck) {
-  EXPECT_TRUE(looks_like_e2b_key("e2b_0123456789abcdef"));
+  EXPECT_TRUE(looks_like_e2b_key("e2b_0123456789abcdef0123456789abcdef01234567"));
+  EXPECT_FALSE(looks_like_e2b_key("e2b_0123456789abcdef"));
+  EXPECT_FALSE(looks_like_e2b_key("e2b_0123456789ABCDEF0123456789abcdef01234567"));
   EXPECT_FALSE(looks_like_e2b_key("e2b_"));
   EXPECT_FALSE(looks_like_e2b_key("e2b_xyz"));
   EXPECT_FALSE(looks_like_e2b_key("E2B_0123"));

@@ -28,6 +28,14 @@ TEST(RandomHex, TwoLowercaseHexDigitsPerByteAndUnique) {
   EXPECT_EQ(random_hex(0), "");
 }
 
+TEST(JsonDepth, CountsNestingOutsideStrings) {
+  EXPECT_TRUE(json_depth_within(R"({"a":[1,{"b":2}]})", 3));
+  EXPECT_FALSE(json_depth_within(R"({"a":[1,{"b":2}]})", 2));
+  EXPECT_TRUE(json_depth_within(R"({"s":"[[[[{{{{\"[[["})", 1));  // brackets in strings, escaped quote
+  EXPECT_FALSE(json_depth_within(std::string(65, '[') + std::string(65, ']'), kMaxJsonDepth));
+  EXPECT_TRUE(json_depth_within(std::string(64, '[') + std::string(64, ']'), kMaxJsonDepth));
+}
+
 TEST(SandboxId, RejectsMalformed) {
   EXPECT_FALSE(is_valid_sandbox_id(""));
   EXPECT_FALSE(is_valid_sandbox_id("ABCDEFGHIJKLMNOPQRST"));
