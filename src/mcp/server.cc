@@ -6,6 +6,7 @@
 #include "mcp/server.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <string>
 
@@ -331,13 +332,14 @@ class Server::Impl {
         std::string cpu = "?", mem = "? / " + std::to_string(s.value("memoryMB", 0)) + " MB";
         if (s.contains("usage") && s["usage"].is_object()) {
           double pct = s["usage"].value("cpuUsedPct", 0.0);
-          uint64_t used_mb = s["usage"].value("memUsed", uint64_t{0}) >> 20;
+          double used_mb = std::round(static_cast<double>(s["usage"].value("memUsed", uint64_t{0})) / (1 << 20) * 10) / 10;
           usage["cpu_used_pct"] = pct;
           usage["memory_used_mb"] = used_mb;
           char buf[32];
           std::snprintf(buf, sizeof buf, "%.1f%%", pct);
           cpu = std::string(buf) + " of " + std::to_string(s.value("cpuCount", 0));
-          mem = std::to_string(used_mb) + " / " + std::to_string(s.value("memoryMB", 0)) + " MB";
+          std::snprintf(buf, sizeof buf, "%.1f", used_mb);
+          mem = std::string(buf) + " / " + std::to_string(s.value("memoryMB", 0)) + " MB";
         }
         list.push_back({{"sandbox_id", s.value("sandboxID", "")}, {"template", s.value("alias", "")}, {"status", status},
                         {"started_at", s.value("startedAt", "")}, {"ends_at", s.value("endAt", "")}, {"metadata", meta},

@@ -56,14 +56,15 @@ for (const transport of transports) {
     })
 
     test('list_sandboxes: status and resource usage (CPU %, memory in use and its limit)', async () => {
-      await call('run_command', { sandbox_id: base, command: 'timeout 2 sh -c "while :; do :; done"; true' })
+      // Two busy seconds, and 50 MB in the sandbox's tmpfs layer (which counts as its memory).
+      await call('run_command', { sandbox_id: base, command: 'head -c 50M /dev/zero > /tmp/fill; timeout 2 sh -c "while :; do :; done"; true' })
       const r = await call('list_sandboxes', { metadata: { suite: 'mcp-tools', transport } })
       const [s] = r.structuredContent.sandboxes
       assert.equal(s.status, 'running')
       assert.ok(s.usage.cpu_used_pct > 10 && s.usage.cpu_used_pct <= 100, JSON.stringify(s.usage))
-      assert.ok(s.usage.memory_used_mb > 0 && s.usage.memory_used_mb < s.usage.memory_limit_mb, JSON.stringify(s.usage))
+      assert.ok(s.usage.memory_used_mb >= 50 && s.usage.memory_used_mb < s.usage.memory_limit_mb, JSON.stringify(s.usage))
       assert.ok(s.usage.cpu_count >= 1)
-      assert.match(text(r), new RegExp(`\\| ${base} \\| base \\| running \\| [0-9.]+% of \\d+ \\| \\d+ / \\d+ MB \\|`))
+      assert.match(text(r), new RegExp(`\\| ${base} \\| base \\| running \\| [0-9.]+% of \\d+ \\| [0-9.]+ / \\d+ MB \\|`))
     })
 
     test('set_sandbox_timeout and kill_sandbox: unknown sandbox, bad id', async () => {

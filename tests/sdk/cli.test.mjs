@@ -48,7 +48,7 @@ test('the template as a positional, global options after the verb, and list with
   const id = created.out.trim()
   try {
     // A busy second, then the list shows it running, its CPU share and memory in use / limit.
-    run('sandbox', 'exec', id, '--', 'sh', '-c', 'timeout 2 sh -c "while :; do :; done"; true')
+    run('sandbox', 'exec', id, '--', 'sh', '-c', 'head -c 50M /dev/zero > /tmp/fill; timeout 2 sh -c "while :; do :; done"; true')
     const list = run('sandbox', 'list')
     assert.equal(list.code, 0, list.err)
     assert.match(list.out.split('\n')[0], /SANDBOX ID +TEMPLATE +STATE .* CPU% +MEMORY/)
@@ -59,7 +59,8 @@ test('the template as a positional, global options after the verb, and list with
     assert.equal(state, 'running')
     assert.match(cpus, /^\d+$/)
     assert.ok(Number(cpu) > 10 && Number(cpu) <= 100, row)
-    assert.match(mem, /^\d+M\/\d+M$/)
+    assert.match(mem, /^\d+M\/512M$/)
+    assert.ok(parseInt(mem) >= 50, row)  // the 50 MB in its tmpfs layer
     // --state-dir after the verb, as before it.
     const templates = run('template', 'list', '--state-dir', process.env.BRIG_STATE)
     assert.equal(templates.code, 0, templates.err)
