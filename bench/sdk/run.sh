@@ -19,3 +19,6 @@ E2B_SDK_PATH=$root/tests/sdk/node_modules/e2b/dist/index.mjs node "$here/bench.m
 echo
 echo "- code interpreter: @e2b/code-interpreter $(node -p "require('$root/tests/sdk/node_modules/@e2b/code-interpreter/package.json').version")"
 E2B_CI_SDK_PATH=$root/tests/sdk/node_modules/@e2b/code-interpreter/dist/index.mjs node "$here/code_interpreter.mjs"
+echo
+echo "- files through the daemon: memory (bench/sdk/files_rss.mjs)"
+DAEMON_PID=$daemon E2B_SDK_PATH=$root/tests/sdk/node_modules/e2b/dist/index.mjs node "$here/files_rss.mjs"

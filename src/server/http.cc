@@ -14,6 +14,7 @@
 #include <boost/url/url_view.hpp>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "base/util.h"
@@ -136,7 +137,12 @@ class ChunkedStream final : public Stream {
     status_ = status;
     http::response<http::empty_body> res{static_cast<http::status>(status), version_};
     for (auto& [k, v] : headers) res.set(k, v);
-    res.chunked(true);
+    // A declared length (a file download) goes as is; anything else is chunked.
+    if (auto it = res.find(http::field::content_length); it != res.end()) {
+      length_ = std::strtoull(std::string(it->value()).c_str(), nullptr, 10);
+    } else {
+      res.chunked(true);
+    }
     http::response_serializer<http::empty_body> sr{res};
     boost::system::error_code ec;
     http::write_header(s_, sr, ec);
@@ -146,18 +152,31 @@ class ChunkedStream final : public Stream {
   bool write(std::string_view data) override {
     if (!ok_ || data.empty()) return ok_;
     boost::system::error_code ec;
-    net::write(s_, http::make_chunk(net::const_buffer(data.data(), data.size())), ec);
+    if (length_) {
+      if (data.size() > *length_ - sent_) return ok_ = false;  // more than declared: a bug
+      net::write(s_, net::const_buffer(data.data(), data.size()), ec);
+      sent_ += data.size();
+    } else {
+      net::write(s_, http::make_chunk(net::const_buffer(data.data(), data.size())), ec);
+    }
     ok_ = !ec;
     return ok_;
   }
   bool finish() override {
     if (!ok_) return false;
+    if (length_) {
+      // Fewer bytes than declared cannot be told to the client but by closing the connection.
+      ok_ = sent_ == *length_;
+      finished_ = true;
+      return ok_;
+    }
     boost::system::error_code ec;
     net::write(s_, http::make_chunk_last(), ec);
     ok_ = !ec;
     finished_ = true;
     return ok_;
   }
+  bool ok() const { return ok_; }
   bool peer_gone() override {
     struct pollfd p = {s_.fd(), POLLIN | POLLRDHUP, 0};
     if (::poll(&p, 1, 0) <= 0) return false;
@@ -173,7 +192,35 @@ class ChunkedStream final : public Stream {
   FdStream& s_;
   unsigned version_;
   bool begun_ = false, ok_ = true, finished_ = false;
+  std::optional<uint64_t> length_;  // the declared Content-Length, if any
+  uint64_t sent_ = 0;
   int status_ = 0;
+};
+
+// BodyReader over Beast's buffer_body parser: each read fills the caller's buffer directly.
+class PulledBody final : public BodyReader {
+ public:
+  PulledBody(FdStream& s, boost::beast::flat_buffer& buffer, http::request_parser<http::buffer_body>& p)
+      : s_(s), buffer_(buffer), p_(p) {}
+  Result<size_t> read(char* buf, size_t cap) override {
+    while (!p_.is_done()) {
+      p_.get().body().data = buf;
+      p_.get().body().size = cap;
+      boost::system::error_code ec;
+      http::read_some(s_, buffer_, p_, ec);
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec == http::error::body_limit) return Error::make(errc::limit_exceeded, "request body too large");
+      if (ec) return Error::make(errc::protocol, "could not read the request body: " + ec.message());
+      size_t n = cap - p_.get().body().size;
+      if (n) return n;
+    }
+    return size_t{0};
+  }
+
+ private:
+  FdStream& s_;
+  boost::beast::flat_buffer& buffer_;
+  http::request_parser<http::buffer_body>& p_;
 };
 
 std::string new_request_id() { return new_sandbox_id().substr(0, 12); }
@@ -333,6 +380,34 @@ void HttpServer::serve_connection(int fd, std::string remote) {
       send(Response::error(500, "internal error"));
       return;
     }
+    if (route.consume) {
+      // The handler pulls the body (bounded by the route's limit, each read with the read
+      // timeout); what it leaves unread closes the connection.
+      stream.set_timeout(options_.read_timeout);
+      auto declared = parser.content_length();
+      if (declared && *declared > route.body_limit) {
+        keep_alive = false;
+        send(Response::error(413, "request body larger than " + format_size(route.body_limit)));
+        return;
+      }
+      if (req.header("expect") == "100-continue") {
+        static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        net::write(stream, net::buffer(kContinue, sizeof kContinue - 1), ec);
+        if (ec) return;
+      }
+      http::request_parser<http::buffer_body> body_parser{std::move(parser)};
+      body_parser.body_limit(route.body_limit);
+      PulledBody body(stream, buffer, body_parser);
+      Response res;
+      try {
+        res = route.consume(req, body);
+      } catch (const std::exception&) {
+        res = Response::error(500, "internal error");
+      }
+      if (!body_parser.is_done()) keep_alive = false;
+      if (!send(res) || !keep_alive) return;
+      continue;
+    }
     // The body, within the route's limit, each read with the read timeout.
     stream.set_timeout(options_.read_timeout);
     parser.body_limit(route.body_limit);
@@ -378,7 +453,7 @@ void HttpServer::serve_connection(int fd, std::string remote) {
       if (!out.finished()) out.finish();
       if (logger_)
         logger_(req, out.status(), std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count());
-      if (!keep_alive) return;
+      if (!keep_alive || !out.ok()) return;
       continue;
     }
     Response res;

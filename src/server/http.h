@@ -52,7 +52,8 @@ struct Response {
   static Response empty(int status = 204);
 };
 
-// A chunked response body being written. Every write is flushed at once.
+// A response body being written: chunked, or exactly the Content-Length given to begin (a
+// shorter body then ends the connection). Every write is flushed at once.
 class Stream {
  public:
   virtual ~Stream() = default;
@@ -65,11 +66,22 @@ class Stream {
   virtual bool peer_gone() = 0;
 };
 
+// A request body read as the handler asks for it, so that it can go straight to an fd.
+class BodyReader {
+ public:
+  virtual ~BodyReader() = default;
+  // Up to `cap` bytes into `buf`; 0 at the end of the body. errc::limit_exceeded past the
+  // route's body_limit; other errors when the client stalls or breaks the framing.
+  virtual Result<size_t> read(char* buf, size_t cap) = 0;
+};
+
 // What a handler decides after seeing the request's headers: how big a body it accepts.
 struct Route {
   size_t body_limit = 1 << 20;
-  // Either answers with a Response...
+  // Either answers with a Response once the body is in `Request::body`...
   std::function<Response(Request&)> respond;
+  // ...or reads the body itself (Request::body stays empty) and then answers...
+  std::function<Response(Request&, BodyReader&)> consume;
   // ...or streams (returns when the stream is over).
   std::function<void(Request&, Stream&)> stream;
 };
