@@ -221,6 +221,33 @@ test('/files: errors, gzip upload, Content-Length', async () => {
   assert.equal(await res.text(), 'compressed content')
   res = await files('?path=/home/user/y.txt', { method: 'POST', headers: { 'Content-Type': 'application/octet-stream', 'Content-Encoding': 'gzip' }, body: 'not gzip' })
   assert.equal(res.status, 400)
+  const truncated = gzipSync(Buffer.from('x'.repeat(100000)))
+  res = await files('?path=/home/user/y.txt', { method: 'POST', headers: { 'Content-Type': 'application/octet-stream', 'Content-Encoding': 'gzip' }, body: truncated.subarray(0, truncated.length - 8) })
+  assert.equal(res.status, 400)
+  assert.match((await res.json()).message, /gzip/)
+})
+
+// Uploads stream through the daemon: multipart bodies are read part by part, whatever the
+// sizes of the reads that bring them (a part's body may hold the boundary's first bytes).
+test('/files: multipart uploads of several files, streamed', async () => {
+  const boundary = 'brigboundary123'
+  const big = Buffer.alloc(3 << 20, 'ab\r\n--brigboundary12')  // the delimiter's prefix, again and again
+  const body = Buffer.concat([
+    Buffer.from(`preamble\r\n--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="/home/user/m1.txt"\r\n\r\n`),
+    big,
+    Buffer.from(`\r\n--${boundary}\r\nContent-Disposition: form-data; name="note"\r\n\r\nignored\r\n--${boundary}\r\n`),
+    Buffer.from(`Content-Disposition: form-data; name="file"; filename="/home/user/m2.txt"\r\n\r\nsecond\r\n--${boundary}--\r\n`),
+  ])
+  const files = (query, init = {}) => fetch(api + '/files' + query, { ...init, headers: envdHeaders(init.headers) })
+  let res = await files('', { method: 'POST', headers: { 'Content-Type': `multipart/form-data; boundary=${boundary}` }, body })
+  assert.equal(res.status, 200, await res.clone().text())
+  assert.deepEqual((await res.json()).map((f) => f.path), ['/home/user/m1.txt', '/home/user/m2.txt'])
+  const m1 = Buffer.from(await (await files('?path=/home/user/m1.txt')).arrayBuffer())
+  assert.ok(m1.equals(big), `m1 is ${m1.length} bytes`)
+  assert.equal(await (await files('?path=/home/user/m2.txt')).text(), 'second')
+  // An unterminated part is a client error, not a hang or a 500.
+  res = await files('', { method: 'POST', headers: { 'Content-Type': `multipart/form-data; boundary=${boundary}` }, body: body.subarray(0, 1000) })
+  assert.equal(res.status, 400)
 })
 
 test('/metrics and /templates', async () => {
