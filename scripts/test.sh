@@ -45,6 +45,14 @@ run_stage sdk-python tests/sdk-python/run.sh build/src/brig
 # The MCP server, stdio and HTTP, with the official MCP SDK client, the Inspector CLI and the
 # conformance scenarios (pinned in tests/mcp; Node 22 for the last two is cached by node22.sh).
 run_stage mcp tests/mcp/run.sh build/src/brig
+# The unit and integration tests again, built with AddressSanitizer and UBSan (any report fails
+# the test). Left out: the 64 MiB out-of-memory test, which measures brig-init's own memory
+# too, and ASan's shadow memory takes brig-init past 64 MiB before the test's process does.
+asan_tests() {
+  cmake --preset asan-ubsan -DBRIG_TEST_ROOTFS="$rootfs" >/dev/null && cmake --build build-asan &&
+    (cd build-asan && ctest -L 'unit|integration' -E 'Cli.RunOutOfMemoryExits137AndSaysSo' --output-on-failure --timeout 600)
+}
+run_stage asan-ubsan asan_tests
 
 echo
 echo "== summary =="
