@@ -585,6 +585,17 @@ bool signature_ok(const Request& req, const Live& live, const std::string& path,
   return same(sig, file_signature(path, op, user, live.access_token, exp));
 }
 
+// A failed /files operation, as E2B's envd answers it (downloads and uploads alike).
+Response file_error(const Error& e, const std::string& path) {
+  int code = e.sys_errno();
+  if (code == ENOENT) return Response::error(404, "file not found: " + path);
+  if (code == ENOSPC) return Response::error(507, "not enough space: " + e.message());
+  if (code == EACCES || code == EPERM) return Response::error(401, e.message());
+  if (code == EISDIR || code == ENOTDIR || e.is(errc::invalid_argument)) return Response::error(400, e.message());
+  if (e.is(errc::limit_exceeded)) return Response::error(413, e.message());
+  return Response::error(500, e.message());
+}
+
 // GET /files: the file's bytes go from the fd brig-init opened (as the user, inside the
 // sandbox) to the socket in kStreamChunk pieces, so the daemon's memory does not grow with the
 // file. At most the size the file had when it was opened is sent (a file the sandbox keeps
@@ -600,13 +611,7 @@ void stream_file(const Live& live, sandbox::User user, Request& req, Stream& s) 
     return fail(Response::error(401, "invalid access token or signature"));
   sandbox::EntryInfo info;
   auto fd = live.sandbox->open_read(path, user, &info);
-  if (!fd) {
-    int e = fd.error().sys_errno();
-    if (e == ENOENT) return fail(Response::error(404, "file not found: " + path));
-    if (e == EISDIR || fd.error().is(errc::invalid_argument)) return fail(Response::error(400, fd.error().message()));
-    if (e == EACCES || e == EPERM) return fail(Response::error(401, fd.error().message()));
-    return fail(Response::error(500, fd.error().message()));
-  }
+  if (!fd) return fail(file_error(fd.error(), path));
   if (!s.begin(200, {{"Content-Type", "application/octet-stream"}, {"Content-Length", std::to_string(info.size)}})) return;
   std::string buf(kStreamChunk, '\0');
   uint64_t left = info.size;
@@ -618,16 +623,6 @@ void stream_file(const Live& live, sandbox::User user, Request& req, Stream& s) 
     left -= static_cast<uint64_t>(n);
   }
   s.finish();
-}
-
-// A failed write of an upload, as E2B's envd answers it.
-Response write_error(const Error& e) {
-  int code = e.sys_errno();
-  if (code == ENOSPC) return Response::error(507, "not enough space: " + e.message());
-  if (code == EACCES || code == EPERM) return Response::error(401, e.message());
-  if (code == EISDIR || code == ENOTDIR || e.is(errc::invalid_argument)) return Response::error(400, e.message());
-  if (e.is(errc::limit_exceeded)) return Response::error(413, e.message());
-  return Response::error(500, e.message());
 }
 
 // An octet-stream body (gzip-encoded or not) from the socket into the fd brig-init opened, a
@@ -693,22 +688,22 @@ Response upload(const Live& live, sandbox::User user, Request& req, BodyReader& 
       std::string dest = !path.empty() ? path : (*part)->filename;
       if (dest.empty()) return Response::error(400, "a file part without a path");
       auto fd = live.sandbox->open_write(dest, user, 0644);
-      if (!fd) return write_error(fd.error());
+      if (!fd) return file_error(fd.error(), dest);
       for (;;) {
         auto n = mp->read(buf.data(), buf.size());
         if (!n) return body_error(n.error());
         if (*n == 0) break;
-        if (auto w = write_fd_all(fd->get(), std::string_view(buf.data(), *n), dest); !w) return write_error(w.error());
+        if (auto w = write_fd_all(fd->get(), std::string_view(buf.data(), *n), dest); !w) return file_error(w.error(), dest);
       }
       written.push_back(dest);
     }
   } else {
     if (path.empty()) return Response::error(400, "the path query parameter is required");
     auto fd = live.sandbox->open_write(path, user, 0644);
-    if (!fd) return write_error(fd.error());
+    if (!fd) return file_error(fd.error(), path);
     if (auto w = body_to_fd(body, fd->get(), req.header("content-encoding") == "gzip"); !w) {
       if (w.error().is(errc::protocol)) return Response::error(400, w.error().message());
-      return write_error(w.error());
+      return file_error(w.error(), path);
     }
     written.push_back(path);
   }

@@ -15,8 +15,20 @@ brig=$(readlink -f "$brig_arg")
 cache=${BRIG_CACHE_DIR:-/var/cache/brig}
 state=${BRIG_TEMPLATE_STATE_DIR:-$cache/state}
 pysdk=${PYSDK_DIR:-$cache/e2b-python}
-setup=${PYSDK_SETUP:-$repo/../shared/e2b-python/setup.sh}
-[[ -f $setup ]] || { echo "sdk-python: no $setup (the E2B Python SDK installer)" >&2; exit 1; }
+# The installer lives in shared/ beside the repository; a clone made elsewhere (CI's temporary
+# directory) finds it beside the repository it was cloned from.
+setup=${PYSDK_SETUP:-}
+if [[ -z $setup ]]; then
+  origin=$(git -C "$repo" config --get remote.origin.url 2>/dev/null || true)
+  for dir in "$repo/.." "${origin:+$origin/..}"; do
+    [[ -n $dir && -f $dir/shared/e2b-python/setup.sh ]] && { setup=$dir/shared/e2b-python/setup.sh; break; }
+  done
+fi
+[[ -n $setup && -f $setup ]] || {
+  echo "sdk-python: the E2B Python SDK installer (shared/e2b-python/setup.sh) is not beside this repository" \
+    "or the one it was cloned from; set PYSDK_SETUP to its path" >&2
+  exit 1
+}
 
 # The SDKs (quiet unless it fails), and pytest from Debian (scripts/install-deps.sh has it).
 setup_log=$(mktemp /tmp/brig-sdk-python-setup-XXXXXX.log)

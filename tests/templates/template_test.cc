@@ -352,6 +352,12 @@ std::shared_ptr<sandbox::Sandbox> create_sandbox(const store::TemplateInfo& t, u
   return sb ? std::move(*sb) : nullptr;
 }
 
+// What the kernel host answers for a language its template lacks.
+std::string missing_kernel(const std::string& language, const std::string& what) {
+  return "this sandbox has no " + language + " kernel: " + what +
+         " is not installed in its template; use the code-interpreter-v1 template (python, javascript, typescript, r and bash)";
+}
+
 // A template with bash and nothing else of note (no Python, no Node.js): bash cells run on the
 // kernel host's own bash kernel, with state, streams, errors, env vars and interrupts; the
 // languages it lacks are refused with what is missing.
@@ -411,13 +417,13 @@ TEST(Templates, LeanTemplateRunsBashCellsWithoutPython) {
   // What the template lacks is named.
   auto py = run_cell(*sb, "python", "1");
   EXPECT_EQ(py.status, 400);
-  EXPECT_EQ(py.body, "this sandbox has no python kernel: Python with ipykernel is not installed in its template; use the code-interpreter-v1 template (python, javascript, typescript, r and bash)");
+  EXPECT_EQ(py.body, missing_kernel("python", "Python with ipykernel"));
   auto js = run_cell(*sb, "javascript", "1");
   EXPECT_EQ(js.status, 400);
-  EXPECT_EQ(js.body, "this sandbox has no javascript kernel: Node.js or Deno is not installed in its template; use the code-interpreter-v1 template (python, javascript, typescript, r and bash)");
+  EXPECT_EQ(js.body, missing_kernel("javascript", "Node.js or Deno"));
   auto ctx = cell(*sb, {{"op", "create_context"}, {"language", "ts"}});
   EXPECT_EQ(ctx.status, 400);
-  EXPECT_EQ(ctx.body, "this sandbox has no typescript kernel: Deno is not installed in its template; use the code-interpreter-v1 template (python, javascript, typescript, r and bash)");
+  EXPECT_EQ(ctx.body, missing_kernel("typescript", "Deno"));
   (void)env().engine->kill(sb->id());
 }
 
@@ -474,10 +480,10 @@ TEST(Templates, NodeTemplateRunsJavaScriptCells) {
   EXPECT_EQ(run_cell(*sb, "bash", "node -e 'console.log(1+1)'").out, "2\n");
   auto py = run_cell(*sb, "python", "1");
   EXPECT_EQ(py.status, 400);
-  EXPECT_EQ(py.body, "this sandbox has no python kernel: Python with ipykernel is not installed in its template; use the code-interpreter-v1 template (python, javascript, typescript, r and bash)");
+  EXPECT_EQ(py.body, missing_kernel("python", "Python with ipykernel"));
   auto ts = run_cell(*sb, "typescript", "1");
   EXPECT_EQ(ts.status, 400);
-  EXPECT_EQ(ts.body, "this sandbox has no typescript kernel: Deno is not installed in its template; use the code-interpreter-v1 template (python, javascript, typescript, r and bash)");
+  EXPECT_EQ(ts.body, missing_kernel("typescript", "Deno"));
   (void)env().engine->kill(sb->id());
 }
 
