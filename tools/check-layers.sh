@@ -15,11 +15,13 @@ declare -A allowed=(
   [init]="base sys isolate"
   [sandbox]="base sys isolate policy init"
   [store]="base sys sandbox"
+  # The core service: typed commands over the engine and the store; no HTTP.
+  [core]="base sys sandbox store"
   [client]="base"
   [mcp]="base client"
-  # The daemon hosts MCP, which calls the API through the client.
-  [server]="base sys sandbox store client mcp envd"
-  [cli]="base sys isolate policy sandbox store client mcp server"
+  # The daemon's adapters over the core (and the MCP it hosts).
+  [server]="base sys sandbox store core client mcp envd"
+  [cli]="base sys isolate policy sandbox store core client mcp server"
 )
 # Host folders that may include these headers of a layer they may not otherwise see.
 declare -A entry_points=([init]="init/init.h")

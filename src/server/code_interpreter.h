@@ -7,14 +7,12 @@
 #include <nlohmann/json.hpp>
 
 #include "server/http.h"
-#include "server/live.h"
+#include "core/live.h"
 
 namespace brig::server::code_interpreter {
 
-inline constexpr size_t kMaxCodeBytes = 4 << 20;
-
 // The handler for `head` on port 49999 (already authorised), or a 404 route.
-Route route(std::shared_ptr<Live> live, const Request& head);
+Route route(std::shared_ptr<core::Live> live, const Request& head);
 
 // The validated kernel-host request for an /execute body; errc::invalid_argument explains a
 // client mistake. `timeout_ms` (a brig extension) interrupts the cell when it runs longer.

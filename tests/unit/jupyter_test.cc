@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "core/code.h"
 #include "server/code_interpreter.h"
 
 namespace brig::jupyter {
@@ -138,7 +139,7 @@ TEST(CodeInterpreter, ExecuteBodiesAreChecked) {
     EXPECT_FALSE(r) << bad;
     if (!r) EXPECT_TRUE(r.error().is(errc::invalid_argument)) << bad;
   }
-  std::string huge = R"({"code":")" + std::string(kMaxCodeBytes + 1, 'x') + R"("})";
+  std::string huge = R"({"code":")" + std::string(core::kMaxCodeBytes + 1, 'x') + R"("})";
   EXPECT_FALSE(execute_request(huge));
 }
 
