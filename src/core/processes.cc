@@ -15,9 +15,17 @@ Error no_process() { return Error::from_errno(ENOENT, "process not found"); }
 Result<std::shared_ptr<ProcessHub>> Service::start_process(Live& live, StartProcess cmd) {
   if (cmd.spec.cwd.empty()) cmd.spec.cwd = live.tpl.config.workdir;
   const uint64_t oom_kills_before = sandbox::oom_kills(*live.sandbox);
-  BRIG_TRY_ASSIGN(proc, live.sandbox->spawn(cmd.spec));
+  auto proc = live.sandbox->spawn(cmd.spec);
+  if (!proc) {
+    // A cwd that is missing or not a directory is the caller's mistake (envd answers
+    // invalid_argument); looked up only on this failure path, so a start costs no extra trip.
+    if (!cmd.spec.cwd.empty())
+      if (auto st = live.sandbox->stat(cmd.spec.cwd, cmd.spec.user); !st || st->type != sandbox::FileType::dir)
+        return Error::make(errc::invalid_argument, proc.error().message());
+    return proc.error();
+  }
   ++metrics_.execs;
-  auto hub = std::make_shared<ProcessHub>(live.sandbox, std::move(proc), cmd.spec, oom_kills_before);
+  auto hub = std::make_shared<ProcessHub>(live.sandbox, std::move(*proc), cmd.spec, oom_kills_before);
   if (cmd.timeout && cmd.timeout->count() > 0) hub->set_deadline(std::chrono::steady_clock::now() + *cmd.timeout);
   std::lock_guard lock(live.mu);
   // Forget processes that ended long enough ago for late Connects to have come.

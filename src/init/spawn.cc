@@ -218,10 +218,6 @@ Result<Started> spawn_process(const initpb::Spawn& spec, const std::map<std::str
     std::string what = std::string(step_name(ce.step));
     if (ce.step == kStepCwd) what += " '" + cwd + "'";
     if (ce.step == kStepExec) what += " '" + spec.cmd() + "'";
-    // A cwd that is missing or not enterable is the caller's mistake (envd answers
-    // invalid_argument), whatever errno chdir gave.
-    if (ce.step == kStepCwd)
-      return Error(std::make_error_code(std::errc::invalid_argument), what + ": " + std::strerror(ce.err));
     return Error::from_errno(ce.err, what);
   }
   started.pid = pid;
