@@ -4,7 +4,7 @@
 
 #include "base/log.h"
 #include "base/util.h"
-#include "server/code_interpreter.h"
+#include "server/interpreter/interpreter.h"
 #include "server/envd/router.h"
 #include "server/rest/rest.h"
 
@@ -128,7 +128,7 @@ Route Daemon::data_plane(const Request& head, const std::string& id, int port) {
   if (!envd::same_secret(head.header("x-access-token"), l->access_token) &&
       !envd::same_secret(head.header("e2b-traffic-access-token"), l->traffic_token()))
     return answer(Response::error(401, "unauthorized access, please provide a valid access token"));
-  return code_interpreter::route(l, head);
+  return interpreter::route(l, head);
 }
 
 Route Daemon::control_plane(const Request& head) {

@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "core/code.h"
-#include "server/code_interpreter.h"
+#include "server/interpreter/interpreter.h"
 
 namespace brig::jupyter {
 namespace {
@@ -121,7 +121,7 @@ TEST(Jupyter, EnvCodeQuotesValues) {
 }  // namespace
 }  // namespace brig::jupyter
 
-namespace brig::server::code_interpreter {
+namespace brig::server::interpreter {
 namespace {
 
 TEST(CodeInterpreter, ExecuteBodiesAreChecked) {
@@ -144,4 +144,4 @@ TEST(CodeInterpreter, ExecuteBodiesAreChecked) {
 }
 
 }  // namespace
-}  // namespace brig::server::code_interpreter
+}  // namespace brig::server::interpreter

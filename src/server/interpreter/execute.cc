@@ -1,18 +1,7 @@
-#include "server/code_interpreter.h"
+// POST /execute: one cell, its results streamed as NDJSON as the kernel produces them.
+#include "server/interpreter/interpreter.h"
 
-#include <poll.h>
-#include <sys/socket.h>
-
-#include <chrono>
-#include <nlohmann/json.hpp>
-
-#include <spdlog/spdlog.h>
-
-#include "base/util.h"
-#include "core/code.h"
-
-
-namespace brig::server::code_interpreter {
+namespace brig::server::interpreter {
 namespace {
 
 using json = nlohmann::json;
@@ -20,35 +9,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr auto kKeepalive = std::chrono::seconds(5);
 
-Response text(int status, const std::string& body) {
-  Response r;
-  r.status = status;
-  r.headers = {{"Content-Type", "text/plain; charset=utf-8"}};
-  r.body = body;
-  return r;
-}
-
-// The kernel host could not be reached or failed: a 502, as E2B's proxy answers for a sandbox
-// service that is down; logged once here (it is never the client's fault).
-Response unavailable(const Error& e, const std::string& prefix) {
-  spdlog::error("code interpreter: {}{}", prefix, e.message());
-  return text(502, prefix + e.message());
-}
-
-// A unary call (the /contexts routes): the kernel host's status and body become the response.
-Response unary(core::Live& live, const json& request) {
-  auto call = core::KernelCall::open(live, request);
-  if (!call) return unavailable(call.error(), "the code interpreter is not available: ");
-  auto reply = call->status();
-  if (!reply) return unavailable(reply.error(), "the code interpreter failed: ");
-  int status = (*reply)["status"];
-  if (status < 200 || status > 599) status = 502;
-  const json& body = (*reply).contains("body") ? (*reply)["body"] : json(nullptr);
-  if (status >= 300) return text(status, body.is_string() ? body.get<std::string>() : body.dump());
-  return Response::json(status, body.dump());
-}
-
-void execute(core::Live& live, Request& req, Stream& s) {
+void run_cell(core::Live& live, Request& req, Stream& s) {
   auto request = execute_request(req.body);
   if (!request) {
     s.begin(400, {{"Content-Type", "text/plain; charset=utf-8"}});
@@ -132,52 +93,11 @@ Result<json> execute_request(std::string_view body) {
   return core::kernel_request(cmd);
 }
 
-Route route(std::shared_ptr<core::Live> live, const Request& head) {
+Route execute(std::shared_ptr<core::Live> live) {
   Route r;
-  const std::string& path = head.path;
-  const std::string& m = head.method;
-  if (path == "/execute" && m == "POST") {
-    r.body_limit = core::kMaxCodeBytes + (1 << 20);
-    r.stream = [live](Request& req, Stream& s) { execute(*live, req, s); };
-    return r;
-  }
-  if (path == "/contexts" && m == "GET") {
-    r.respond = [live](Request&) { return unary(*live, {{"op", "list_contexts"}}); };
-    return r;
-  }
-  if (path == "/contexts" && m == "POST") {
-    r.body_limit = 64 << 10;
-    r.respond = [live](Request& req) {
-      json in = req.body.empty() ? json::object() : json::parse(req.body, nullptr, false);
-      if (!in.is_object()) return text(400, "the body must be a JSON object");
-      json out = {{"op", "create_context"}};
-      for (const char* k : {"language", "cwd"}) {
-        if (!in.contains(k) || in[k].is_null()) continue;
-        if (!in[k].is_string() || in[k].get_ref<const std::string&>().size() > 4096)
-          return text(400, std::string(k) + " must be a string");
-        out[k] = in[k];
-      }
-      return unary(*live, out);
-    };
-    return r;
-  }
-  if (path.starts_with("/contexts/")) {
-    std::string rest = path.substr(10);
-    bool restart = rest.ends_with("/restart");
-    std::string id = restart ? rest.substr(0, rest.size() - 8) : rest;
-    if (core::valid_context_id(id) && ((restart && m == "POST") || (!restart && m == "DELETE"))) {
-      r.respond = [live, id, restart](Request&) {
-        return unary(*live, {{"op", restart ? "restart_context" : "remove_context"}, {"id", id}});
-      };
-      return r;
-    }
-    if (!core::valid_context_id(id)) {
-      r.respond = [id](Request&) { return text(404, "Context " + id.substr(0, 64) + " not found"); };
-      return r;
-    }
-  }
-  r.respond = [](Request& req) { return text(404, "no route for " + req.method + " " + req.path.substr(0, 128)); };
+  r.body_limit = core::kMaxCodeBytes + (1 << 20);
+  r.stream = [live](Request& req, Stream& s) { run_cell(*live, req, s); };
   return r;
 }
 
-}  // namespace brig::server::code_interpreter
+}  // namespace brig::server::interpreter
