@@ -1,5 +1,6 @@
 #include "sys/seqpacket.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -73,6 +74,13 @@ Result<> send_packet(int sock, std::string_view data, std::span<const int> fds) 
     ssize_t n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
     if (n >= 0) return ok();
     if (errno == EINTR) continue;
+    if (errno == EAGAIN) {
+      // A socket an event loop reads is non-blocking (asio makes it so); a full peer queue
+      // waits here as a blocking send would.
+      struct pollfd p = {sock, POLLOUT, 0};
+      if (::poll(&p, 1, -1) < 0 && errno != EINTR) return Error::from_errno(errno, "poll(sendmsg)");
+      continue;
+    }
     return Error::from_errno(errno, "sendmsg");
   }
 }
