@@ -137,7 +137,7 @@ void stream_process(std::shared_ptr<ProcessHub> hub, Codec codec, const Request&
   // A process that already ended (late Connect) reports its end at once.
   if (auto st = hub->exit_status(); !from_start && st && hub->finished()) {
     Resp end;
-    *end.mutable_event()->mutable_end() = end_event({ProcessEvent::end, "", *st, false});
+    *end.mutable_event()->mutable_end() = end_event({ProcessEvent::end, nullptr, *st, false});
     s.write(connect::frame(codec, end));
     s.write(connect::end_stream(std::nullopt));
     return;
@@ -157,10 +157,10 @@ void stream_process(std::shared_ptr<ProcessHub> hub, Codec codec, const Request&
         return;
       }
       auto* d = e->mutable_data();
-      if (ev.kind == ProcessEvent::stdout_data) d->set_stdout(ev.data);
-      else if (ev.kind == ProcessEvent::stderr_data) d->set_stderr(ev.data);
-      else d->set_pty(ev.data);
-      metrics.bytes_streamed += ev.data.size();
+      if (ev.kind == ProcessEvent::stdout_data) d->set_stdout(*ev.data);
+      else if (ev.kind == ProcessEvent::stderr_data) d->set_stderr(*ev.data);
+      else d->set_pty(*ev.data);
+      metrics.bytes_streamed += ev.size();
       if (!s.write(connect::frame(codec, out))) return;
       last_sent = std::chrono::steady_clock::now();
     }
@@ -204,7 +204,9 @@ Route start_route(std::shared_ptr<Live> live, sandbox::User user, Metrics& metri
       return stream_error(s, *codec, e);
     }
     ++metrics.execs;
-    auto hub = std::make_shared<ProcessHub>(live->sandbox, std::move(*proc), spec, oom_kills_before);
+    auto started = ProcessHub::start(live->sandbox, std::move(*proc), spec, oom_kills_before);
+    if (!started) return stream_error(s, *codec, connect::to_rpc_error(started.error()));
+    auto hub = std::move(*started);
     if (auto t = connect::timeout_of(req); t && t->count() > 0) hub->set_deadline(std::chrono::steady_clock::now() + *t);
     {
       std::lock_guard lock(live->mu);
