@@ -8,6 +8,7 @@
 #include <iostream>
 #include <thread>
 
+#include "base/event_loop.h"
 #include "base/fd.h"
 #include "base/log.h"
 #include "base/util.h"
@@ -53,9 +54,17 @@ int serve(const ServeArgs& a, const Globals& g) {
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGTERM);
-  auto engine = sandbox::Engine::open({g.state_dir});
+  // The daemon's one event loop: declared first so that it outlives the engine and every
+  // sandbox (their control channels and process pipes are read on it). Its thread starts after
+  // Engine::open has forked the zygote, and after the signals are blocked (sigwait gets them).
+  EventLoop loop;
+  sandbox::EngineOptions engine_options;
+  engine_options.state_dir = g.state_dir;
+  engine_options.loop = &loop;
+  auto engine = sandbox::Engine::open(engine_options);
   if (!engine) return fail(engine.error());
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  loop.start();
   auto store = store::TemplateStore::open((*engine)->state_dir());
   if (!store) return fail(store.error());
   auto keys = core::KeyStore::open((*engine)->state_dir());

@@ -7,25 +7,264 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
+
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "base/event_loop.h"
+
 namespace brig::core {
 
-ProcessHub::ProcessHub(std::shared_ptr<sandbox::Sandbox> sandbox, sandbox::SpawnedProcess process,
+namespace {
+// Reads of one stream per turn of the loop before it lets other handlers run.
+constexpr int kReadsPerTurn = 16;
+// Data handed out by one next() call, about.
+constexpr size_t kMaxPerNext = 1 << 20;
+// What an event costs beyond its bytes (the chunk's control block, the deque entry): counted
+// in the backlog, so a flood of one-byte writes is bounded in memory too.
+constexpr size_t kEventCost = 64;
+size_t cost(const ProcessEvent& e) { return e.kind == ProcessEvent::end ? 0 : e.size() + kEventCost; }
+}  // namespace
+
+struct ProcessHub::Io {
+  explicit Io(boost::asio::io_context& io) : timer(io) {}
+  Fd fds[2];  // stdout (or the PTY master) and stderr, until begin() hands them to `streams`
+  std::unique_ptr<boost::asio::posix::stream_descriptor> streams[2];
+  boost::asio::steady_timer timer;
+
+  // Cancels what is pending (handlers then see operation_aborted) and closes the fds,
+  // deregistering them from the reactor first.
+  void close() {
+    for (auto& s : streams) {
+      if (!s) continue;
+      boost::system::error_code ec;
+      s->close(ec);
+      s.reset();
+    }
+    for (auto& fd : fds) fd.reset();
+    timer.cancel();
+  }
+};
+
+Result<std::shared_ptr<ProcessHub>> ProcessHub::start(std::shared_ptr<sandbox::Sandbox> sandbox,
+                                                      sandbox::SpawnedProcess process, sandbox::ProcessSpec spec,
+                                                      uint64_t oom_kills_before) {
+  EventLoop* loop = sandbox->event_loop();
+  if (!loop) return Error::make(errc::unsupported, "process streams need the engine's event loop");
+  std::shared_ptr<ProcessHub> hub(
+      new ProcessHub(*loop, std::move(sandbox), std::move(process), std::move(spec), oom_kills_before));
+  std::weak_ptr<ProcessHub> weak = hub;
+  loop->post([weak] {
+    if (auto h = weak.lock()) h->begin();
+  });
+  // The exit is pushed when brig-init reports it (posted at once if it already has).
+  BRIG_TRY(hub->sandbox_->on_exit(hub->pid_, [weak](std::optional<sandbox::ExitStatus> status) {
+    if (auto h = weak.lock()) h->on_exited(status);
+  }));
+  return hub;
+}
+
+ProcessHub::ProcessHub(EventLoop& loop, std::shared_ptr<sandbox::Sandbox> sandbox, sandbox::SpawnedProcess process,
                        sandbox::ProcessSpec spec, uint64_t oom_kills_before)
-    : sandbox_(std::move(sandbox)), pid_(process.pid), spec_(std::move(spec)), oom_kills_before_(oom_kills_before),
-      stdin_(std::move(process.stdin_fd)),
-      stdout_(std::move(process.stdout_fd)), stderr_(std::move(process.stderr_fd)) {
-  for (int fd : {stdout_.get(), stderr_.get()})
-    if (fd >= 0) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-  thread_ = std::thread([this] { pump(); });
+    : loop_(loop), sandbox_(std::move(sandbox)), pid_(process.pid), spec_(std::move(spec)),
+      oom_kills_before_(oom_kills_before), pty_fd_(spec_.pty ? process.stdout_fd.get() : -1),
+      stdin_(std::move(process.stdin_fd)), io_(std::make_shared<Io>(loop.io())) {
+  io_->fds[0] = std::move(process.stdout_fd);
+  io_->fds[1] = std::move(process.stderr_fd);
+  for (auto& fd : io_->fds)
+    if (fd) ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK);
 }
 
 ProcessHub::~ProcessHub() {
+  // Handlers still pending hold only a weak reference to the hub; they find it gone. The fds
+  // close on the loop, after the reactor lets go of them (at the io_context's end if the loop
+  // has already stopped).
+  loop_.post([io = io_] { io->close(); });
+}
+
+// ---- on the loop thread --------------------------------------------------------------------
+
+void ProcessHub::begin() {
+  begun_ = true;
+  for (int i = 0; i < 2; ++i) {
+    if (!io_->fds[i]) continue;
+    io_->streams[i] = std::make_unique<boost::asio::posix::stream_descriptor>(loop_.io(), io_->fds[i].release());
+    reading_[i] = Reading::active;
+    on_readable(i);  // output may already be waiting
+  }
+  try_finish();  // a process without pipes ends with its exit alone
+  bool deadline;
   {
     std::lock_guard lock(mu_);
-    stop_ = true;
+    deadline = deadline_.has_value();
+  }
+  if (deadline) arm_deadline();
+}
+
+void ProcessHub::arm(int i) {
+  reading_[i] = Reading::waiting;
+  std::weak_ptr<ProcessHub> weak = weak_from_this();
+  io_->streams[i]->async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                              [weak, i](const boost::system::error_code& ec) {
+                                if (ec) return;  // cancelled: the hub is going away
+                                auto h = weak.lock();
+                                if (!h || h->reading_[i] != Reading::waiting) return;
+                                h->reading_[i] = Reading::active;
+                                h->on_readable(i);
+                              });
+}
+
+void ProcessHub::on_readable(int i) {
+  for (int n = 0; n < kReadsPerTurn; ++n) {
+    {
+      std::lock_guard lock(mu_);
+      if (over_backlog_locked()) {
+        // Stop reading: the pipe fills and the process blocks in write until the slowest
+        // subscriber catches up (next() then posts resume()).
+        reading_[i] = Reading::paused;
+        paused_ = true;
+        return;
+      }
+    }
+    switch (read_chunk(i)) {
+      case Read::data: continue;
+      case Read::again:
+        if (exit_) {
+          // Drained what the process wrote before it exited; a background child still holding
+          // the pipe does not keep the stream open.
+          reading_[i] = Reading::done;
+          return try_finish();
+        }
+        // Called for a stream whose wait is still pending only once the exit is known.
+        if (reading_[i] != Reading::waiting) arm(i);
+        return;
+      case Read::eof:
+        reading_[i] = Reading::done;
+        return try_finish();
+    }
+  }
+  // More may be waiting: let the loop's other handlers run first.
+  reading_[i] = Reading::posted;
+  std::weak_ptr<ProcessHub> weak = weak_from_this();
+  loop_.post([weak, i] {
+    auto h = weak.lock();
+    if (!h || h->reading_[i] != Reading::posted) return;
+    h->reading_[i] = Reading::active;
+    h->on_readable(i);
+  });
+}
+
+ProcessHub::Read ProcessHub::read_chunk(int i) {
+  const int fd = io_->streams[i]->native_handle();
+  // Exactly what is queued, so the chunk is allocated once at its size and never copied again.
+  int queued = 0;
+  if (::ioctl(fd, FIONREAD, &queued) != 0 || queued < 0) queued = 0;
+  auto chunk = std::make_shared<std::string>();
+  chunk->resize(queued > 0 ? std::min(static_cast<size_t>(queued), kMaxChunk) : 4096);
+  ssize_t n;
+  do n = ::read(fd, chunk->data(), chunk->size());
+  while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Read::again;
+  if (n <= 0) return Read::eof;  // EOF, or EIO from a PTY whose last writer is gone
+  const bool spare = static_cast<size_t>(n) * 2 < chunk->size();
+  chunk->resize(static_cast<size_t>(n));
+  if (spare) chunk->shrink_to_fit();  // the 4 KiB guess of a pipe that would not say (small)
+  const auto kind = i == 1 ? ProcessEvent::stderr_data : spec_.pty ? ProcessEvent::pty_data : ProcessEvent::stdout_data;
+  {
+    std::lock_guard lock(mu_);
+    events_.push_back({ProcessEvent{kind, std::move(chunk), {}, false, false}, pushed_});
+    pushed_ += cost(events_.back().event);
+    backlog_ += cost(events_.back().event);
+    // Nobody listening: keep only the newest output.
+    while (cursors_.empty() && backlog_ > kMaxBacklog && events_.size() > 1) {
+      backlog_ -= cost(events_.front().event);
+      events_.pop_front();
+      ++base_seq_;
+    }
   }
   cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  return Read::data;
+}
+
+void ProcessHub::resume() {
+  for (int i = 0; i < 2; ++i)
+    if (reading_[i] == Reading::paused) on_readable(i);
+}
+
+void ProcessHub::on_exited(std::optional<sandbox::ExitStatus> status) {
+  if (exit_) return;
+  // nullopt: the sandbox went away, and the process with it.
+  exit_ = status ? *status : sandbox::ExitStatus{pid_, -1, SIGKILL};
+  // Not begun yet (the exit came through the channel first): begin() drains and finishes.
+  if (!begun_) return;
+  // Output written just before the exit may still be in the pipes: read it now (a stream
+  // stopped for backpressure continues when its subscriber catches up).
+  for (int i = 0; i < 2; ++i)
+    if (reading_[i] == Reading::waiting) on_readable(i);
+  try_finish();
+}
+
+void ProcessHub::try_finish() {
+  if (!begun_ || !exit_) return;
+  for (auto r : reading_)
+    if (r != Reading::none && r != Reading::done) return;
+  {
+    std::lock_guard lock(mu_);
+    if (finished_) return;
+  }
+  const bool oom = !killed_by_deadline_ && sandbox::killed_for_memory(*sandbox_, *exit_, oom_kills_before_);
+  {
+    std::lock_guard lock(mu_);
+    events_.push_back({ProcessEvent{ProcessEvent::end, nullptr, *exit_, killed_by_deadline_, oom}, pushed_});
+    status_ = exit_;
+    finished_ = true;
+  }
+  cv_.notify_all();
+  io_->timer.cancel();
+}
+
+void ProcessHub::arm_deadline() {
+  std::chrono::steady_clock::time_point at;
+  {
+    std::lock_guard lock(mu_);
+    if (finished_ || !deadline_) return;
+    at = *deadline_;
+  }
+  io_->timer.expires_at(at);  // cancels an earlier wait
+  std::weak_ptr<ProcessHub> weak = weak_from_this();
+  io_->timer.async_wait([weak](const boost::system::error_code& ec) {
+    if (ec) return;
+    if (auto h = weak.lock()) h->on_deadline();
+  });
+}
+
+void ProcessHub::on_deadline() {
+  if (exit_ || killed_by_deadline_) return;
+  killed_by_deadline_ = true;
+  // signal() waits for brig-init's reply, which this thread reads: send it from the pool.
+  (void)loop_.blocking([sandbox = sandbox_, pid = pid_] { (void)sandbox->signal(pid, SIGKILL, true); });
+}
+
+// ---- any thread ----------------------------------------------------------------------------
+
+bool ProcessHub::over_backlog_locked() const {
+  if (cursors_.empty()) return false;
+  uint64_t slowest = UINT64_MAX;
+  for (auto& [id, seq] : cursors_) slowest = std::min(slowest, seq);
+  slowest = std::max(slowest, base_seq_);
+  const uint64_t end = base_seq_ + events_.size();
+  const uint64_t unread_from = slowest < end ? events_[static_cast<size_t>(slowest - base_seq_)].offset : pushed_;
+  return pushed_ - unread_from >= kMaxBacklog;
+}
+
+void ProcessHub::resume_if_room_locked() {
+  if (!paused_ || over_backlog_locked()) return;
+  paused_ = false;
+  std::weak_ptr<ProcessHub> weak = weak_from_this();
+  loop_.post([weak] {
+    if (auto h = weak.lock()) h->resume();
+  });
 }
 
 uint64_t ProcessHub::subscribe(bool from_start) {
@@ -39,18 +278,9 @@ void ProcessHub::unsubscribe(uint64_t id) {
   {
     std::lock_guard lock(mu_);
     cursors_.erase(id);
+    resume_if_room_locked();
   }
   cv_.notify_all();
-}
-
-size_t ProcessHub::pending_for_slowest_locked() const {
-  if (cursors_.empty()) return 0;
-  uint64_t slowest = UINT64_MAX;
-  for (auto& [id, seq] : cursors_) slowest = std::min(slowest, seq);
-  size_t bytes = 0;
-  for (uint64_t s = std::max(slowest, base_seq_); s < base_seq_ + events_.size(); ++s)
-    bytes += events_[static_cast<size_t>(s - base_seq_)].data.size();
-  return bytes;
 }
 
 std::vector<ProcessEvent> ProcessHub::next(uint64_t id, std::chrono::milliseconds timeout) {
@@ -66,21 +296,20 @@ std::vector<ProcessEvent> ProcessHub::next(uint64_t id, std::chrono::millisecond
   uint64_t& seq = it->second;
   if (seq < base_seq_) seq = base_seq_;  // dropped while unobserved
   size_t bytes = 0;
-  while (seq < base_seq_ + events_.size() && bytes < (1 << 20)) {
-    out.push_back(events_[static_cast<size_t>(seq - base_seq_)]);
-    bytes += out.back().data.size();
+  while (seq < base_seq_ + events_.size() && bytes < kMaxPerNext) {
+    out.push_back(events_[static_cast<size_t>(seq - base_seq_)].event);  // shares the chunk
+    bytes += out.back().size();
     ++seq;
   }
-  // Trim what every subscriber has seen (keep a little for late Connects).
+  // Trim what every subscriber has seen (the end event stays for late Connects).
   uint64_t min_seq = base_seq_ + events_.size();
   for (auto& [cid, s] : cursors_) min_seq = std::min(min_seq, s);
-  while (base_seq_ < min_seq && !events_.empty() && events_.front().kind != ProcessEvent::end) {
-    backlog_bytes_ -= events_.front().data.size();
+  while (base_seq_ < min_seq && !events_.empty() && events_.front().event.kind != ProcessEvent::end) {
+    backlog_ -= cost(events_.front().event);
     events_.pop_front();
     ++base_seq_;
   }
-  lock.unlock();
-  cv_.notify_all();
+  resume_if_room_locked();
   return out;
 }
 
@@ -100,7 +329,7 @@ Result<> ProcessHub::write_stdin(std::string_view data) {
   Fd dup;
   {
     std::lock_guard stdin_lock(stdin_mu_);
-    int raw = spec_.pty ? stdout_.get() : stdin_.get();
+    int raw = spec_.pty ? pty_fd_ : stdin_.get();
     if (raw < 0) return Error::make(errc::invalid_argument, "the process has no stdin (started without stdin, or closed)");
     dup = Fd(::fcntl(raw, F_DUPFD_CLOEXEC, 3));
     if (!dup) return Error::from_errno(errno, "dup stdin");
@@ -132,80 +361,20 @@ Result<> ProcessHub::resize(uint16_t rows, uint16_t cols) {
   struct winsize ws = {};
   ws.ws_row = rows;
   ws.ws_col = cols;
-  if (::ioctl(stdout_.get(), TIOCSWINSZ, &ws) != 0) return Error::from_errno(errno, "ioctl(TIOCSWINSZ)");
+  if (::ioctl(pty_fd_, TIOCSWINSZ, &ws) != 0) return Error::from_errno(errno, "ioctl(TIOCSWINSZ)");
   return ok();
 }
 
 void ProcessHub::set_deadline(std::chrono::steady_clock::time_point deadline) {
-  std::lock_guard lock(mu_);
-  if (!deadline_ || deadline < *deadline_) deadline_ = deadline;
-}
-
-void ProcessHub::pump() {
-  bool out_open = stdout_.valid(), err_open = stderr_.valid();
-  bool killed_by_deadline = false;
-  std::optional<sandbox::ExitStatus> exit;
-  char buf[65536];
-  auto push = [&](ProcessEvent ev) {
-    std::unique_lock lock(mu_);
-    // Backpressure: wait while an attached subscriber has too much unread.
-    cv_.wait(lock, [&] { return stop_ || cursors_.empty() || pending_for_slowest_locked() < kMaxBacklog; });
-    backlog_bytes_ += ev.data.size();
-    events_.push_back(std::move(ev));
-    // Nobody listening: keep only the newest output.
-    while (cursors_.empty() && backlog_bytes_ > kMaxBacklog && events_.size() > 1) {
-      backlog_bytes_ -= events_.front().data.size();
-      events_.pop_front();
-      ++base_seq_;
-    }
-    lock.unlock();
-    cv_.notify_all();
-  };
-  auto drain = [&](int fd, bool& open, ProcessEvent::Kind kind) {
-    for (;;) {
-      ssize_t n = ::read(fd, buf, sizeof buf);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && errno == EAGAIN) return;
-      if (n <= 0) {
-        open = false;  // EOF, or EIO on a PTY whose last writer is gone
-        return;
-      }
-      push({kind, std::string(buf, static_cast<size_t>(n)), {}, false});
-    }
-  };
-  while (!exit) {
-    {
-      std::lock_guard lock(mu_);
-      if (stop_) return;
-      if (deadline_ && std::chrono::steady_clock::now() >= *deadline_ && !killed_by_deadline) {
-        killed_by_deadline = true;
-        (void)sandbox_->signal(pid_, SIGKILL, true);
-      }
-    }
-    struct pollfd p[2];
-    int n = 0;
-    if (out_open) p[n++] = {stdout_.get(), POLLIN, 0};
-    if (err_open) p[n++] = {stderr_.get(), POLLIN, 0};
-    if (n) ::poll(p, static_cast<nfds_t>(n), 100);
-    const auto kind_out = spec_.pty ? ProcessEvent::pty_data : ProcessEvent::stdout_data;
-    if (out_open) drain(stdout_.get(), out_open, kind_out);
-    if (err_open) drain(stderr_.get(), err_open, ProcessEvent::stderr_data);
-    auto ex = sandbox_->wait_exit(pid_, (out_open || err_open) ? std::chrono::milliseconds(0) : std::chrono::milliseconds(100));
-    if (!ex) {  // the sandbox is gone: the process is too
-      exit = sandbox::ExitStatus{pid_, -1, SIGKILL};
-      break;
-    }
-    if (*ex) exit = **ex;
+  {
+    std::lock_guard lock(mu_);
+    if (finished_ || (deadline_ && *deadline_ <= deadline)) return;
+    deadline_ = deadline;
   }
-  // Output written just before exit is still in the pipes.
-  if (out_open) drain(stdout_.get(), out_open, spec_.pty ? ProcessEvent::pty_data : ProcessEvent::stdout_data);
-  if (err_open) drain(stderr_.get(), err_open, ProcessEvent::stderr_data);
-  bool oom = !killed_by_deadline && sandbox::killed_for_memory(*sandbox_, *exit, oom_kills_before_);
-  push({ProcessEvent::end, "", *exit, killed_by_deadline, oom});
-  std::lock_guard lock(mu_);
-  status_ = exit;
-  finished_ = true;
-  cv_.notify_all();
+  std::weak_ptr<ProcessHub> weak = weak_from_this();
+  loop_.post([weak] {
+    if (auto h = weak.lock()) h->arm_deadline();
+  });
 }
 
 }  // namespace brig::core

@@ -31,6 +31,13 @@ class SandboxHandle : public Sandbox {
   virtual Result<> set_env(const std::map<std::string, std::string>& env) = 0;
   // Lets go of a persistent sandbox without killing it (it waits for the next brig process).
   virtual void detach() = 0;
+  // When the backend's own part of this sandbox's create ran (CLOCK_MONOTONIC ns, host-wide;
+  // zero for an adopted sandbox): for traces, and for the test that proves creates overlap.
+  struct CreateTrace {
+    int64_t began_ns = 0;
+    int64_t ready_ns = 0;
+  };
+  virtual CreateTrace create_trace() const = 0;
 };
 
 class Backend {
@@ -55,6 +62,11 @@ class Backend {
 
 struct LinuxBackendOptions {
   std::string state_dir;
+  // Where the sandboxes' control channels are read (exits pushed, see InitChannel); nullptr:
+  // by the threads that wait on them. Must outlive the backend and its sandboxes.
+  EventLoop* loop = nullptr;
+  // Cold creates in flight at once (each a helper process of the zygote); 1..64.
+  size_t max_parallel_creates = 8;
 };
 
 // The cgroup group of a state directory: "brig/<12 hex of its real path>". Sandboxes of one

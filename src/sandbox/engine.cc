@@ -80,7 +80,7 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
   ::signal(SIGPIPE, SIG_IGN);
   // The backend first: it forks the zygote, which must happen before the registry opens
   // files or anything starts a thread.
-  BRIG_TRY_ASSIGN(backend, make_linux_backend({dir}));
+  BRIG_TRY_ASSIGN(backend, make_linux_backend({dir, options.loop, options.max_parallel_creates}));
   BRIG_TRY_ASSIGN(registry, Registry::open(dir + "/brig.db"));
   std::unique_ptr<Engine> engine(new Engine(dir, std::move(backend), std::move(registry)));
   if (size_t n = engine->reap()) spdlog::info("reaped {} sandbox(es) left by an earlier brig process", n);

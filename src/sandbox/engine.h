@@ -26,6 +26,13 @@ struct RegistryRow;
 
 struct EngineOptions {
   std::string state_dir;  // created if missing; default chosen by the caller
+  // The daemon's event loop: sandboxes' control channels are read there and process exits
+  // pushed (Sandbox::on_exit). nullptr (brig run, the builder's CLI, tests): callers read the
+  // channels themselves. Must outlive the engine and every sandbox it handed out; start it
+  // after Engine::open (which forks the zygote before any thread exists).
+  EventLoop* loop = nullptr;
+  // Cold creates in flight at once; 1..64 (1 is one at a time, as before creates overlapped).
+  size_t max_parallel_creates = 8;
 };
 
 class Engine {

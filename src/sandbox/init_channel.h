@@ -1,13 +1,22 @@
 // InitChannel: the engine's end of a sandbox's control channel to brig-init.
 // Requests get ids and matching responses; process exits and watch events arriving in between
-// are kept until taken. Any thread may call; one thread reads the socket at a time.
+// are kept until taken, or handed to the callback registered for them.
+//
+// Two ways to read the socket:
+// - on an EventLoop (the daemon): the loop thread waits on the socket and dispatches every
+//   message as it arrives; synchronous call()/wait_exit() waiters are woken by a condition
+//   variable, exits registered with on_exit() are pushed to their callback on the loop.
+// - without one (brig run, the builder, tests): whichever caller is waiting reads the socket,
+//   one at a time.
+//
+// Thread safety: every method may be called from any thread, except that call(), wait_exit()
+// and a waiting take_watch_events() must not be called on the loop thread (they would wait
+// for the thread they block). The EventLoop must outlive the channel.
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
-#include <deque>
-#include <map>
-#include <mutex>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -15,11 +24,18 @@
 #include "base/result.h"
 #include "init.pb.h"
 
+namespace brig {
+class EventLoop;
+}
+
 namespace brig::sandbox {
 
 class InitChannel {
  public:
-  explicit InitChannel(Fd sock) : sock_(std::move(sock)) {}
+  explicit InitChannel(Fd sock, EventLoop* loop = nullptr);
+  ~InitChannel();
+  InitChannel(const InitChannel&) = delete;
+  InitChannel& operator=(const InitChannel&) = delete;
 
   struct Reply {
     initpb::InitResponse response;
@@ -30,24 +46,26 @@ class InitChannel {
 
   // Waits until `pid`'s exit is known or `timeout` passes.
   Result<std::optional<initpb::Exited>> wait_exit(int pid, std::chrono::milliseconds timeout);
-  std::vector<initpb::WatchEvent> take_watch_events(uint64_t watch_id);
+  // Calls `done` on the loop thread once `pid` has exited (posted at once if it already has),
+  // or with nullopt when the channel closes first. Needs a loop (errc::unsupported otherwise).
+  // The exit is then not kept for wait_exit. One callback per pid.
+  using ExitCallback = std::function<void(std::optional<initpb::Exited>)>;
+  Result<> on_exit(int pid, ExitCallback done);
+  // The events queued for `watch_id`, waiting up to `timeout` for the first one.
+  std::vector<initpb::WatchEvent> take_watch_events(uint64_t watch_id,
+                                                    std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
   bool closed();
+  EventLoop* loop() const { return loop_; }
 
  private:
-  // Waits (reading the socket if nobody else is) until `done()` or the deadline.
+  struct Core;
+  // Without a loop: waits (reading the socket if nobody else is) until `done()` or the deadline.
+  // On a loop: waits on the condition variable the loop notifies.
   template <class Pred>
-  Result<bool> pump_until(Pred done, std::chrono::steady_clock::time_point deadline);
-  void dispatch(std::string data, std::vector<Fd> fds);
+  Result<bool> wait_until(Pred done, std::chrono::steady_clock::time_point deadline);
 
-  Fd sock_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool reading_ = false;
-  bool closed_ = false;
-  uint64_t next_id_ = 0;
-  std::map<uint64_t, Reply> replies_;
-  std::map<int, initpb::Exited> exits_;
-  std::map<uint64_t, std::deque<initpb::WatchEvent>> watch_events_;
+  EventLoop* loop_;
+  std::shared_ptr<Core> core_;  // shared with the loop's pending handlers
 };
 
 }  // namespace brig::sandbox

@@ -83,13 +83,16 @@ bool pidfd_exited(int pidfd, int timeout_ms) {
 class LinuxSandbox final : public SandboxHandle {
  public:
   LinuxSandbox(std::string id, SandboxRecord record, Fd pidfd, Fd control,
-               std::unique_ptr<isolate::Cgroup> cgroup, std::string socket_path)
-      : id_(std::move(id)), record_(record), pidfd_(std::move(pidfd)), channel_(std::move(control)),
-        cgroup_(std::move(cgroup)), socket_path_(std::move(socket_path)) {}
+               std::unique_ptr<isolate::Cgroup> cgroup, std::string socket_path, EventLoop* loop,
+               CreateTrace trace = {})
+      : id_(std::move(id)), record_(record), pidfd_(std::move(pidfd)), channel_(std::move(control), loop),
+        cgroup_(std::move(cgroup)), socket_path_(std::move(socket_path)), trace_(trace) {}
   ~LinuxSandbox() override { (void)destroy(); }
 
   const std::string& id() const override { return id_; }
   SandboxRecord record() const override { return record_; }
+  CreateTrace create_trace() const override { return trace_; }
+  EventLoop* event_loop() override { return channel_.loop(); }
 
   Result<SpawnedProcess> spawn(const ProcessSpec& spec) override {
     if (spec.cmd.empty()) return Error::make(errc::invalid_argument, "empty command");
@@ -145,6 +148,13 @@ class LinuxSandbox final : public SandboxHandle {
     BRIG_TRY_ASSIGN(ex, channel_.wait_exit(pid, timeout));
     if (!ex) return std::optional<ExitStatus>();
     return std::optional<ExitStatus>(ExitStatus{ex->pid(), ex->exit_code(), ex->signal()});
+  }
+
+  Result<> on_exit(int pid, std::function<void(std::optional<ExitStatus>)> done) override {
+    return channel_.on_exit(pid, [done = std::move(done)](std::optional<initpb::Exited> ex) {
+      if (!ex) return done(std::nullopt);
+      done(ExitStatus{ex->pid(), ex->exit_code(), ex->signal()});
+    });
   }
 
   Result<RunResult> run(const ProcessSpec& spec, const RunOptions& options) override {
@@ -267,9 +277,9 @@ class LinuxSandbox final : public SandboxHandle {
     return ok();
   }
 
-  std::vector<WatchEvent> take_watch_events(uint64_t watch_id) override {
+  std::vector<WatchEvent> take_watch_events(uint64_t watch_id, std::chrono::milliseconds wait) override {
     std::vector<WatchEvent> out;
-    for (auto& e : channel_.take_watch_events(watch_id)) {
+    for (auto& e : channel_.take_watch_events(watch_id, wait)) {
       WatchOp op = WatchOp::create;
       switch (e.op()) {
         case initpb::WATCH_OP_WRITE: op = WatchOp::write; break;
@@ -373,14 +383,15 @@ class LinuxSandbox final : public SandboxHandle {
   std::unique_ptr<isolate::Cgroup> cgroup_;
   std::string socket_path_;  // persistent sandboxes: brig-init's listener on the host
   std::atomic<bool> destroyed_{false};  // alive() is asked from any thread
+  CreateTrace trace_;
 };
 
 class LinuxBackend final : public Backend {
  public:
   LinuxBackend(std::string mount_point, std::string run_dir, std::unique_ptr<isolate::CgroupDriver> cgroups,
-               std::unique_ptr<Zygote> zygote)
+               std::unique_ptr<Zygote> zygote, EventLoop* loop)
       : mount_point_(std::move(mount_point)), run_dir_(std::move(run_dir)), cgroups_(std::move(cgroups)),
-        zygote_(std::move(zygote)) {}
+        zygote_(std::move(zygote)), loop_(loop) {}
   // The engine destroys its sandboxes first; an empty group is not left behind.
   ~LinuxBackend() override { cgroups_->remove_group(); }
 
@@ -431,7 +442,8 @@ class LinuxBackend final : public Backend {
     if (!created) return fail(created.error());
     SandboxRecord record{id, slot, created->init_pid, proc_start_time(created->init_pid), static_cast<int>(::getpid())};
     auto sandbox = std::make_unique<LinuxSandbox>(id, record, std::move(created->pidfd), std::move(created->control),
-                                                  std::move(cgroup), socket_path);
+                                                  std::move(cgroup), socket_path, loop_,
+                                                  SandboxHandle::CreateTrace{created->began_ns, created->ready_ns});
     if (!spec.env.empty())
       if (auto r = sandbox->set_env(spec.env); !r) return r.error().wrap("create sandbox: set env");
     return std::unique_ptr<SandboxHandle>(std::move(sandbox));
@@ -448,7 +460,7 @@ class LinuxBackend final : public Backend {
     SandboxRecord adopted = record;
     adopted.owner_pid = static_cast<int>(::getpid());
     return std::unique_ptr<SandboxHandle>(
-        new LinuxSandbox(record.id, adopted, std::move(pidfd), std::move(sock), std::move(cgroup), path));
+        new LinuxSandbox(record.id, adopted, std::move(pidfd), std::move(sock), std::move(cgroup), path, loop_));
   }
 
   bool is_alive(const SandboxRecord& record) override {
@@ -488,6 +500,7 @@ class LinuxBackend final : public Backend {
   std::string run_dir_;
   std::unique_ptr<isolate::CgroupDriver> cgroups_;
   std::unique_ptr<Zygote> zygote_;
+  EventLoop* loop_;
 };
 
 }  // namespace
@@ -515,8 +528,9 @@ Result<std::unique_ptr<Backend>> make_linux_backend(const LinuxBackendOptions& o
   // Control sockets of persistent sandboxes: root-only, like the rest of the state dir.
   std::string run_dir = options.state_dir + "/run";
   if (::mkdir(run_dir.c_str(), 0700) != 0 && errno != EEXIST) return Error::from_errno(errno, "mkdir(" + run_dir + ")");
-  BRIG_TRY_ASSIGN(zygote, Zygote::start());
-  return std::unique_ptr<Backend>(new LinuxBackend(mount_point, run_dir, std::move(cgroups), std::move(zygote)));
+  BRIG_TRY_ASSIGN(zygote, Zygote::start(options.max_parallel_creates));
+  return std::unique_ptr<Backend>(
+      new LinuxBackend(mount_point, run_dir, std::move(cgroups), std::move(zygote), options.loop));
 }
 
 }  // namespace brig::sandbox

@@ -2,8 +2,9 @@
 // read and written in it (always resolved inside the sandbox, as the requested user), and
 // killing it removes everything it had.
 //
-// Thread safety: every method may be called from any thread; calls on one sandbox are
-// serialised on its control channel. Process output fds are owned by the caller.
+// Thread safety: every method may be called from any thread, but with an event loop, not the
+// synchronous ones on the loop's own thread (they wait for replies the loop reads). Process
+// output fds are owned by the caller.
 #pragma once
 
 #include <chrono>
@@ -17,6 +18,10 @@
 
 #include "base/fd.h"
 #include "base/result.h"
+
+namespace brig {
+class EventLoop;
+}
 
 namespace brig::sandbox {
 
@@ -153,6 +158,13 @@ class Sandbox {
   virtual Result<std::vector<ProcessInfo>> list_processes() = 0;
   // Waits up to `timeout` for `pid` to exit (exit statuses are kept until taken).
   virtual Result<std::optional<ExitStatus>> wait_exit(int pid, std::chrono::milliseconds timeout) = 0;
+  // Calls `done` on the event loop once `pid` has exited, with its status, or with nullopt if
+  // the sandbox went away first (its exit is then not kept for wait_exit). Nobody polls: the
+  // loop reads brig-init's report as it arrives. Needs the engine's event loop
+  // (errc::unsupported without one).
+  virtual Result<> on_exit(int pid, std::function<void(std::optional<ExitStatus>)> done) = 0;
+  // The loop this sandbox's control channel is read on (EngineOptions::loop), or nullptr.
+  virtual EventLoop* event_loop() = 0;
 
   // Spawn, stream output, enforce the timeout and output cap, wait, report how it ended.
   virtual Result<RunResult> run(const ProcessSpec& spec, const RunOptions& options) = 0;
@@ -174,7 +186,9 @@ class Sandbox {
                               uint32_t mode = 0644) = 0;
   virtual Result<uint64_t> watch(const std::string& path, bool recursive, User user) = 0;
   virtual Result<> unwatch(uint64_t watch_id) = 0;
-  virtual std::vector<WatchEvent> take_watch_events(uint64_t watch_id) = 0;
+  // The events queued for a watch, waiting up to `wait` for the first one.
+  virtual std::vector<WatchEvent> take_watch_events(uint64_t watch_id,
+                                                    std::chrono::milliseconds wait = std::chrono::milliseconds(0)) = 0;
 
   // A connection to the sandbox's code-interpreter kernel host (init/kernel_host.h), which
   // starts on first use. The peer runs as the sandbox user: what it sends is untrusted.

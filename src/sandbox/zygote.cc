@@ -16,8 +16,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
+#include <span>
 
 #include "init/init.h"
 #include "isolate/rootfs.h"
@@ -135,17 +138,29 @@ Result<Fd> listen_control_socket(const std::string& path) {
 }
 
 // The zygote side of one create.
+int64_t monotonic_ns() {
+  struct timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+// The helper side of one create (a fork of the zygote, so creates run side by side). The init
+// is cloned with CLONE_PARENT: its parent is the zygote, which auto-reaps it, not this helper,
+// which exits as soon as it has answered.
 Result<Zygote::Created> clone_sandbox(const initpb::ZygoteRequest& req, std::vector<Fd>& cgroup_fds) {
+  const int64_t began = monotonic_ns();
   BRIG_TRY_ASSIGN(pair, sys::seqpacket_pair());
   auto& [ours, theirs] = pair;
   BRIG_TRY_ASSIGN(listener, listen_control_socket(req.control_socket()));
 
   int pidfd = -1;
   struct clone_args args = {};
-  args.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD;
+  args.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD | CLONE_PARENT;
   if (!req.share_host_network()) args.flags |= CLONE_NEWNET;
   args.pidfd = reinterpret_cast<uint64_t>(&pidfd);  // SAFETY: the kernel writes an int here
-  args.exit_signal = SIGCHLD;
+  // With CLONE_PARENT the exit signal is the helper's own (SIGCHLD, to the zygote, which
+  // ignores it: auto-reap); clone3 requires 0 here.
+  args.exit_signal = 0;
   if (req.cgroup_dir_fd()) {
     args.flags |= CLONE_INTO_CGROUP;
     args.cgroup = static_cast<uint64_t>(cgroup_fds.at(0).get());
@@ -178,14 +193,67 @@ Result<Zygote::Created> clone_sandbox(const initpb::ZygoteRequest& req, std::vec
   if (auto r = sys::send_packet(ours.get(), "", fds); !r) return abort(r.error());
   overlay->reset();
   if (auto r = wait_ready(ours.get()); !r) return abort(r.error());
-  return Zygote::Created{pid, std::move(pid_fd), std::move(ours)};
+  return Zygote::Created{pid, std::move(pid_fd), std::move(ours), began, monotonic_ns()};
+}
+
+void send_reply(int sock, const initpb::ZygoteReply& reply, std::span<const int> fds = {}) {
+  std::string bytes;
+  reply.SerializeToString(&bytes);
+  (void)sys::send_packet(sock, bytes, fds);
+}
+
+void send_error(int sock, uint64_t request_id, int err, const std::string& message) {
+  initpb::ZygoteReply reply;
+  reply.set_request_id(request_id);
+  reply.set_err(err ? err : EIO);
+  reply.set_error(message);
+  send_reply(sock, reply);
+}
+
+// In a fresh helper process: one create, answered on `out`; never returns.
+[[noreturn]] void create_helper(pid_t zygote, const initpb::ZygoteRequest& req, std::vector<Fd>& cgroup_fds, Fd out) {
+  ::prctl(PR_SET_NAME, "brig-zygote-c");
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != zygote) ::_exit(0);  // the zygote died before we got here
+  auto created = clone_sandbox(req, cgroup_fds);
+  if (!created) {
+    send_error(out.get(), req.request_id(), created.error().sys_errno(), created.error().message());
+    ::_exit(0);
+  }
+  initpb::ZygoteReply reply;
+  reply.set_request_id(req.request_id());
+  reply.set_init_pid(created->init_pid);
+  reply.set_began_ns(created->began_ns);
+  reply.set_ready_ns(created->ready_ns);
+  int fds[2] = {created->pidfd.get(), created->control.get()};
+  send_reply(out.get(), reply, fds);
+  ::_exit(0);
+}
+
+// Creates in flight in the zygote at once; more requests wait in the engine's socket.
+constexpr size_t kMaxHelpers = 64;
+
+struct Helper {
+  Fd reply;  // the helper's one answer arrives here, then EOF
+  uint64_t request_id = 0;
+};
+
+// Passes a helper's answer on to the engine, or says the helper died without one.
+void forward(int engine, Helper& h) {
+  auto packet = sys::recv_packet(h.reply.get());
+  if (!packet) return send_error(engine, h.request_id, EIO, "sandbox create: the zygote's helper ended without an answer");
+  std::vector<int> fds;
+  for (auto& fd : packet->fds) fds.push_back(fd.get());
+  if (auto r = sys::send_packet(engine, packet->data, fds); !r)
+    send_error(engine, h.request_id, EIO, "sandbox create: " + r.error().message());
 }
 
 [[noreturn]] void zygote_main(Fd sock) {
   ::prctl(PR_SET_NAME, "brig-zygote");
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() == 1) ::_exit(0);  // the engine died before we got here
-  // Inits are our children; let the kernel reap them (their pidfds still report exit).
+  // Inits (cloned with CLONE_PARENT) and helpers are our children; let the kernel reap them
+  // (the inits' pidfds still report their exit).
   ::signal(SIGCHLD, SIG_IGN);
   initpb::ZygoteReply hello;
   auto policy = policy::compile_baseline_policy();
@@ -198,25 +266,53 @@ Result<Zygote::Created> clone_sandbox(const initpb::ZygoteRequest& req, std::vec
   std::string hello_bytes;
   hello.SerializeToString(&hello_bytes);
   if (!sys::send_packet(sock.get(), hello_bytes) || !policy) ::_exit(1);
+  // One poll loop over the engine's socket and the helpers' answers. Each create runs in a
+  // helper forked from this single-threaded process, so creates of different sandboxes
+  // proceed side by side; the zygote itself only reads requests and passes answers on.
+  const pid_t self = ::getpid();
+  std::vector<Helper> helpers;
+  std::vector<struct pollfd> polled;
   for (;;) {
+    const bool room = helpers.size() < kMaxHelpers;
+    polled.assign(1, {sock.get(), static_cast<short>(room ? POLLIN : 0), 0});
+    for (auto& h : helpers) polled.push_back({h.reply.get(), POLLIN, 0});
+    int n = ::poll(polled.data(), polled.size(), -1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) ::_exit(1);
+    for (size_t i = helpers.size(); i-- > 0;) {
+      if (!polled[i + 1].revents) continue;
+      forward(sock.get(), helpers[i]);
+      helpers.erase(helpers.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+    const short ev = polled[0].revents;
+    if (!ev) continue;
+    if (!room || !(ev & POLLIN)) ::_exit(0);  // hang-up or error: the engine is gone
     auto packet = sys::recv_packet(sock.get());
     if (!packet) ::_exit(0);  // the engine is gone
     initpb::ZygoteRequest req;
-    initpb::ZygoteReply reply;
-    std::vector<int> out_fds;
-    Result<Zygote::Created> created = Error::make(errc::protocol, "malformed zygote request");
-    if (req.ParseFromString(packet->data)) created = clone_sandbox(req, packet->fds);
-    if (created) {
-      reply.set_init_pid(created->init_pid);
-      out_fds = {created->pidfd.get(), created->control.get()};
-    } else {
-      int e = created.error().sys_errno();
-      reply.set_err(e ? e : EIO);
-      reply.set_error(created.error().message());
+    if (!req.ParseFromString(packet->data)) {
+      send_error(sock.get(), 0, EPROTO, "malformed zygote request");
+      continue;
     }
-    std::string bytes;
-    reply.SerializeToString(&bytes);
-    (void)sys::send_packet(sock.get(), bytes, out_fds);
+    auto pair = sys::seqpacket_pair();
+    if (!pair) {
+      send_error(sock.get(), req.request_id(), pair.error().sys_errno(), "sandbox create: " + pair.error().message());
+      continue;
+    }
+    pid_t pid = ::fork();
+    if (pid < 0) {
+      send_error(sock.get(), req.request_id(), errno, std::string("sandbox create: fork: ") + std::strerror(errno));
+      continue;
+    }
+    if (pid == 0) {
+      // The helper keeps only what its create needs: no engine socket, no other answers.
+      sock.reset();
+      for (auto& h : helpers) h.reply.reset();
+      pair->first.reset();
+      create_helper(self, req, packet->fds, std::move(pair->second));
+    }
+    pair->second.reset();
+    helpers.push_back({std::move(pair->first), req.request_id()});
   }
 }
 
@@ -251,7 +347,7 @@ Result<Fd> sealed_copy_of_self() {
 
 }  // namespace
 
-Result<std::unique_ptr<Zygote>> Zygote::start() {
+Result<std::unique_ptr<Zygote>> Zygote::start(size_t max_parallel_creates) {
   BRIG_TRY_ASSIGN(image, sealed_copy_of_self());
   BRIG_TRY_ASSIGN(pair, sys::seqpacket_pair());
   pid_t pid = ::fork();
@@ -269,7 +365,8 @@ Result<std::unique_ptr<Zygote>> Zygote::start() {
     ::_exit(127);
   }
   pair.second.reset();
-  auto zygote = std::unique_ptr<Zygote>(new Zygote(pid, std::move(pair.first)));
+  auto zygote = std::unique_ptr<Zygote>(
+      new Zygote(pid, std::move(pair.first), std::clamp<size_t>(max_parallel_creates, 1, kMaxHelpers)));
   BRIG_TRY(wrap(wait_ready(zygote->sock_.get()), "start zygote"));
   return zygote;
 }
@@ -281,18 +378,72 @@ Zygote::~Zygote() {
 }
 
 Result<Zygote::Created> Zygote::create(const initpb::ZygoteRequest& request, std::vector<Fd> cgroup_fds) {
-  std::lock_guard lock(mu_);
+  uint64_t id;
+  {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return in_flight_ < max_parallel_ || gone_; });
+    if (gone_) return Error::make(errc::protocol, "the zygote is gone");
+    ++in_flight_;
+    id = ++next_id_;
+    waiting_.insert(id);
+  }
+  struct Slot {
+    Zygote& z;
+    uint64_t id;
+    ~Slot() {
+      {
+        std::lock_guard lock(z.mu_);
+        --z.in_flight_;
+        z.waiting_.erase(id);
+        z.replies_.erase(id);
+      }
+      z.cv_.notify_all();
+    }
+  } slot{*this, id};
+  initpb::ZygoteRequest req = request;
+  req.set_request_id(id);
   std::string bytes;
-  request.SerializeToString(&bytes);
+  req.SerializeToString(&bytes);
   std::vector<int> raw;
   for (auto& fd : cgroup_fds) raw.push_back(fd.get());
+  // One datagram per request: concurrent sends never interleave.
   BRIG_TRY(sys::send_packet(sock_.get(), bytes, raw));
-  BRIG_TRY_ASSIGN(packet, sys::recv_packet(sock_.get()));
+  cgroup_fds.clear();
+  sys::Packet packet;
+  {
+    // Answers come in any order; whoever is waiting reads the socket, one at a time, and files
+    // each answer under its request id.
+    std::unique_lock lock(mu_);
+    for (;;) {
+      if (auto it = replies_.find(id); it != replies_.end()) {
+        packet = std::move(it->second);
+        replies_.erase(it);
+        break;
+      }
+      if (gone_) return Error::make(errc::protocol, "the zygote is gone");
+      if (reading_) {
+        cv_.wait(lock);
+        continue;
+      }
+      reading_ = true;
+      lock.unlock();
+      auto got = sys::recv_packet(sock_.get());
+      lock.lock();
+      reading_ = false;
+      if (!got) {
+        gone_ = true;
+      } else {
+        initpb::ZygoteReply r;
+        if (r.ParseFromString(got->data) && waiting_.count(r.request_id())) replies_[r.request_id()] = std::move(*got);
+      }
+      cv_.notify_all();
+    }
+  }
   initpb::ZygoteReply reply;
   if (!reply.ParseFromString(packet.data)) return Error::make(errc::protocol, "malformed zygote reply");
   if (reply.err()) return Error(std::error_code(reply.err(), std::generic_category()), reply.error());
   if (packet.fds.size() != 2) return Error::make(errc::protocol, "zygote reply without fds");
-  return Created{reply.init_pid(), std::move(packet.fds[0]), std::move(packet.fds[1])};
+  return Created{reply.init_pid(), std::move(packet.fds[0]), std::move(packet.fds[1]), reply.began_ns(), reply.ready_ns()};
 }
 
 }  // namespace brig::sandbox

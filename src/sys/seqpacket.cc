@@ -1,11 +1,13 @@
 #include "sys/seqpacket.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <memory>
 
 namespace brig::sys {
 
@@ -73,14 +75,24 @@ Result<> send_packet(int sock, std::string_view data, std::span<const int> fds) 
     ssize_t n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
     if (n >= 0) return ok();
     if (errno == EINTR) continue;
+    if (errno == EAGAIN) {
+      // A socket an event loop reads is non-blocking (asio makes it so); a full peer queue
+      // waits here as a blocking send would.
+      struct pollfd p = {sock, POLLOUT, 0};
+      if (::poll(&p, 1, -1) < 0 && errno != EINTR) return Error::from_errno(errno, "poll(sendmsg)");
+      continue;
+    }
     return Error::from_errno(errno, "sendmsg");
   }
 }
 
 Result<Packet> recv_packet(int sock) {
+  // One receive buffer per thread, never cleared: a message costs its own size to copy, not
+  // kMaxMessageBytes to zero (and only the pages a message reaches are ever touched).
+  thread_local std::unique_ptr<char[]> buffer;
+  if (!buffer) buffer.reset(new char[kMaxMessageBytes]);
   Packet packet;
-  packet.data.resize(kMaxMessageBytes);
-  struct iovec iov = {packet.data.data(), packet.data.size()};
+  struct iovec iov = {buffer.get(), kMaxMessageBytes};
   alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxMessageFds)];
   struct msghdr msg = {};
   msg.msg_iov = &iov;
@@ -103,7 +115,7 @@ Result<Packet> recv_packet(int sock) {
   if (n == 0) return Error::make(errc::not_found, "peer closed");
   if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
     return Error::make(errc::protocol, "truncated message");
-  packet.data.resize(static_cast<size_t>(n));
+  packet.data.assign(buffer.get(), static_cast<size_t>(n));
   // The one-NUL datagram stands for an empty message (see send_packet); no protobuf message
   // serialises to a single 0x00 byte (field number 0 is invalid).
   if (packet.data.size() == 1 && packet.data[0] == '\0') packet.data.clear();

@@ -30,9 +30,11 @@ Result<Fd> seqpacket_listen(const std::string& path);
 // A SOCK_SEQPACKET connection to the unix socket at `path`.
 Result<Fd> seqpacket_connect(const std::string& path);
 
-// Sends `data` with `fds` (borrowed; the caller still owns them).
+// Sends `data` with `fds` (borrowed; the caller still owns them). On a non-blocking socket it
+// waits for room as a blocking one would.
 [[nodiscard]] Result<> send_packet(int sock, std::string_view data, std::span<const int> fds = {});
-// Receives one packet; an orderly shutdown of the peer is errc::not_found ("peer closed").
+// Receives one packet; an orderly shutdown of the peer is errc::not_found ("peer closed"); an
+// empty non-blocking socket is the errno EAGAIN.
 [[nodiscard]] Result<Packet> recv_packet(int sock);
 
 }  // namespace brig::sys

@@ -6,11 +6,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <latch>
 #include <thread>
 
 #include "fixtures/sandbox_fixture.h"
+#include "sandbox/backend.h"
 
 namespace brig::testing {
 namespace {
@@ -352,6 +355,78 @@ TEST(Engine, WarmPoolHandsOverAFreshlyConfiguredSandbox) {
   engine.set_pool(shape, 0);
   EXPECT_EQ(engine.pool_stats().ready, 0u);
   engine.reap();
+}
+
+// Starts `n` cold creates at once on `engine` (threads released together) and returns the
+// zygote's own timing of each: when its helper began (before clone3) and when the init was
+// ready. The sandboxes are killed before returning.
+std::vector<sandbox::SandboxHandle::CreateTrace> concurrent_creates(sandbox::Engine& engine, int n) {
+  std::vector<std::shared_ptr<sandbox::Sandbox>> made(static_cast<size_t>(n));
+  std::vector<std::string> errors(static_cast<size_t>(n));
+  std::latch go(n);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < n; ++i)
+    threads.emplace_back([&, i] {
+      go.arrive_and_wait();
+      auto r = engine.create(TestSandbox::default_spec());
+      if (r) made[static_cast<size_t>(i)] = *r;
+      else errors[static_cast<size_t>(i)] = r.error().message();
+    });
+  for (auto& t : threads) t.join();
+  std::vector<sandbox::SandboxHandle::CreateTrace> traces;
+  for (size_t i = 0; i < made.size(); ++i) {
+    EXPECT_TRUE(made[i]) << "create " << i << ": " << errors[i];
+    if (!made[i]) continue;
+    auto* handle = dynamic_cast<sandbox::SandboxHandle*>(made[i].get());
+    EXPECT_NE(handle, nullptr);
+    if (handle) traces.push_back(handle->create_trace());
+    (void)engine.kill(made[i]->id());
+  }
+  return traces;
+}
+
+// The most creates that were inside the zygote at one instant.
+int max_in_flight(const std::vector<sandbox::SandboxHandle::CreateTrace>& traces) {
+  int most = 0;
+  for (auto& t : traces) {
+    int at = 0;
+    for (auto& u : traces) at += u.began_ns <= t.began_ns && t.began_ns < u.ready_ns;
+    most = std::max(most, at);
+  }
+  return most;
+}
+
+std::string describe(const std::vector<sandbox::SandboxHandle::CreateTrace>& traces) {
+  int64_t first = INT64_MAX;
+  for (auto& t : traces) first = std::min(first, t.began_ns);
+  std::string out;
+  for (auto& t : traces)
+    out += "[" + std::to_string((t.began_ns - first) / 1000) + ", " + std::to_string((t.ready_ns - first) / 1000) + "] us ";
+  return out;
+}
+
+TEST(Engine, ColdCreatesOfDifferentSandboxesOverlapInTheZygote) {
+  BRIG_REQUIRE_SANDBOX_ENV();
+  // An engine of its own: no warm pool, every create is cold.
+  ScopedEngine scoped({.max_parallel_creates = 8});
+  for (int round = 0; round < 3; ++round) {
+    auto traces = concurrent_creates(scoped.engine(), 4);
+    ASSERT_EQ(traces.size(), 4u);
+    for (auto& t : traces) {
+      EXPECT_GT(t.began_ns, 0);
+      EXPECT_GT(t.ready_ns, t.began_ns);
+    }
+    // Serialised creates (the zygote's single loop before) can never overlap here.
+    EXPECT_GE(max_in_flight(traces), 2) << "round " << round << ": " << describe(traces);
+  }
+}
+
+TEST(Engine, OneCreateAtATimeWhenToldSo) {
+  BRIG_REQUIRE_SANDBOX_ENV();
+  ScopedEngine scoped({.max_parallel_creates = 1});
+  auto traces = concurrent_creates(scoped.engine(), 4);
+  ASSERT_EQ(traces.size(), 4u);
+  EXPECT_EQ(max_in_flight(traces), 1) << describe(traces);
 }
 
 TEST(Engine, InvalidSpecsAreClientErrors) {

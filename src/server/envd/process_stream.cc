@@ -52,7 +52,7 @@ void stream_process(core::Service& core, std::shared_ptr<core::ProcessHub> hub, 
   // A process that already ended (late Connect) reports its end at once.
   if (auto st = hub->exit_status(); !from_start && st && hub->finished()) {
     Resp end;
-    *end.mutable_event()->mutable_end() = end_event({core::ProcessEvent::end, "", *st, false});
+    *end.mutable_event()->mutable_end() = end_event({core::ProcessEvent::end, nullptr, *st, false});
     s.write(connect::frame(codec, end));
     s.write(connect::end_stream(std::nullopt));
     return;
@@ -73,10 +73,10 @@ void stream_process(core::Service& core, std::shared_ptr<core::ProcessHub> hub, 
         return;
       }
       auto* d = e->mutable_data();
-      if (ev.kind == core::ProcessEvent::stdout_data) d->set_stdout(ev.data);
-      else if (ev.kind == core::ProcessEvent::stderr_data) d->set_stderr(ev.data);
-      else d->set_pty(ev.data);
-      core.count_streamed(ev.data.size());
+      if (ev.kind == core::ProcessEvent::stdout_data) d->set_stdout(*ev.data);
+      else if (ev.kind == core::ProcessEvent::stderr_data) d->set_stderr(*ev.data);
+      else d->set_pty(*ev.data);
+      core.count_streamed(ev.size());
       if (!s.write(connect::frame(codec, out))) return;
       last_sent = std::chrono::steady_clock::now();
     }
