@@ -1,9 +1,11 @@
 // brig serve: the E2B-compatible HTTP daemon; brig key create: API keys.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <thread>
@@ -63,6 +65,12 @@ int serve(const ServeArgs& a, const Globals& g) {
   if (const char* env_key = std::getenv("BRIG_API_KEY"); env_key && *env_key) (*keys)->add_ephemeral(env_key);
   auto key = local_key(**keys, (*engine)->state_dir());
   if (!key) return fail(key.error());
+  // Every connection is an fd: 1,000 idle keep-alive clients do not fit the usual soft limit
+  // of 1,024. Raised after the engine opened, so the zygote and the sandboxes keep theirs.
+  if (struct rlimit rl; ::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < std::min<rlim_t>(rl.rlim_max, 65536)) {
+    rl.rlim_cur = std::min<rlim_t>(rl.rlim_max, 65536);
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
   server::DaemonOptions opts;
   opts.http.listen = a.listen;
   opts.domain = a.domain;

@@ -101,8 +101,10 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options, sand
                                               store::TemplateStore& store, KeyStore& keys) {
   std::unique_ptr<Daemon> d(new Daemon(options, engine, store, keys));
   auto* self = d.get();
+  // One handler per connection at most, so the pool never makes a request wait for another.
+  d->loop_ = std::make_unique<EventLoop>(EventLoop::Options{.max_blocking_threads = options.http.max_connections});
   BRIG_TRY_ASSIGN(server, HttpServer::listen(
-                              options.http, [self](const Request& r) { return self->route(r); },
+                              *d->loop_, options.http, [self](const Request& r) { return self->route(r); },
                               [self](const Request& r, int status, double ms) { self->log(r, status, ms); }));
   d->server_ = std::move(server);
   // Without --domain, getHost(port) gives <port>-<id>.localhost:<port>: names under localhost

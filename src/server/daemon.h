@@ -12,6 +12,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "base/event_loop.h"
 #include "sandbox/engine.h"
 #include "mcp/server.h"
 #include "server/http.h"
@@ -59,6 +60,7 @@ class Daemon {
   sandbox::Engine& engine_;
   store::TemplateStore& store_;
   KeyStore& keys_;
+  std::unique_ptr<EventLoop> loop_;  // before server_: outlives it
   std::unique_ptr<HttpServer> server_;
   std::unique_ptr<DaemonState> state_;
   std::mutex mu_;
