@@ -88,15 +88,23 @@ bool EventLoop::blocking(std::function<void()> fn) {
   std::unique_lock lock(mu_);
   if (stopping_) return false;
   queue_.push_back(std::move(fn));
-  if (idle_ < queue_.size() && alive_ < options_.max_blocking_threads) {
-    reap_exited_locked();
-    ++alive_;
-    size_t index = next_index_++;
-    workers_.emplace_back([this, index] { worker(index); });
-  }
+  maybe_start_worker_locked();
   lock.unlock();
   cv_.notify_one();
   return true;
+}
+
+void EventLoop::maybe_start_worker_locked() {
+  // More work queued than idle threads to take it: one more thread, unless one is already
+  // starting. That thread, once it has taken its work, checks again; so a burst of short work
+  // starts a few threads, not one each, and work queued behind threads that block (streams)
+  // still gets a thread of its own, one thread start after another.
+  if (queue_.size() <= idle_ || starting_ > 0 || alive_ >= options_.max_blocking_threads) return;
+  reap_exited_locked();
+  ++alive_;
+  ++starting_;
+  size_t index = next_index_++;
+  workers_.emplace_back([this, index] { worker(index); });
 }
 
 size_t EventLoop::blocking_threads() {
@@ -107,6 +115,7 @@ size_t EventLoop::blocking_threads() {
 void EventLoop::worker(size_t index) {
   name_thread("brig-work-" + std::to_string(index));
   std::unique_lock lock(mu_);
+  --starting_;
   for (;;) {
     ++idle_;
     bool woke = cv_.wait_for(lock, options_.idle_timeout, [&] { return stopping_ || !queue_.empty(); });
@@ -118,6 +127,7 @@ void EventLoop::worker(size_t index) {
     }
     auto fn = std::move(queue_.front());
     queue_.pop_front();
+    maybe_start_worker_locked();
     lock.unlock();
     try {
       fn();

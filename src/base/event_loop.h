@@ -59,6 +59,7 @@ class EventLoop {
  private:
   void worker(size_t index);
   void reap_exited_locked();
+  void maybe_start_worker_locked();
 
   Options options_;
   boost::asio::io_context io_{1};
@@ -74,6 +75,7 @@ class EventLoop {
   std::vector<std::thread::id> exited_;
   size_t idle_ = 0;
   size_t alive_ = 0;
+  size_t starting_ = 0;  // started, not yet waiting for work
   size_t next_index_ = 0;
   bool stopping_ = false;
   bool started_ = false;

@@ -147,6 +147,7 @@ struct Exchange {
   bool keep_alive = false;
   Clock::time_point started = Clock::now();
   http::response<http::string_body> res;
+  std::optional<http::response_serializer<http::string_body>> sr;  // over res, once it is answered
 };
 
 // What follows a written answer.
@@ -188,6 +189,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   void read_body();
   void read_body_some();
   void write_answer(After after);
+  void after_answer(After after);
   void linger();
   void drain();
   void arm(std::chrono::milliseconds timeout);
@@ -197,8 +199,10 @@ class Conn : public std::enable_shared_from_this<Conn> {
   void run_handler();
   void run_stream();
   void consume();
-  // Either: builds the answer on the calling thread, writes it from the loop.
+  // Either: builds the answer on the calling thread; a pool thread sends what the socket takes
+  // at once, the loop the rest.
   void answer(const Response& r, After after);
+  bool send_now();
   void to_loop(std::function<void()> f) { net::post(srv_.loop.io(), std::move(f)); }
   template <class Start>
   size_t await(Start start, error_code& ec);
@@ -439,14 +443,19 @@ void Conn::write_answer(After after) {
   if (dead_) return close();
   state_ = State::writing;
   arm(srv_.options.read_timeout);
-  http::async_write(socket_, ex_->res, [self = shared_from_this(), after](error_code ec, size_t) {
+  http::async_write(socket_, *ex_->sr, [self = shared_from_this(), after](error_code ec, size_t) {
     self->disarm();
     if (ec == http::error::end_of_stream) ec = {};  // Beast's word for "sent, and it said close"
-    if (ec || self->timed_out_ || self->dead_) return self->close();
-    if (after == After::linger) return self->linger();
-    if (after == After::close) return self->close();
-    self->wait_request();
+    if (ec || self->timed_out_) return self->close();
+    self->after_answer(after);
   });
+}
+
+void Conn::after_answer(After after) {
+  if (dead_) return close();
+  if (after == After::linger) return linger();
+  if (after == After::close) return close();
+  wait_request();
 }
 
 void Conn::linger() {
@@ -698,9 +707,32 @@ void Conn::answer(const Response& r, After after) {
   res.keep_alive(keep);
   if (r.status == 204 || r.status == 304) res.content_length(boost::none);
   else res.prepare_payload();
+  ex.sr.emplace(res);
   if (srv_.logger) srv_.logger(ex.req, r.status, ms_since(ex.started));
   if (srv_.loop.on_loop_thread()) return write_answer(after);
-  to_loop([self = shared_from_this(), after] { self->write_answer(after); });
+  // Most answers fit the socket's buffer: sent from here, the client has it without waiting for
+  // a hand-off to the loop. What does not fit, the loop sends; no thread waits for a slow client.
+  bool sent = send_now();
+  to_loop([self = shared_from_this(), after, sent] { sent ? self->after_answer(after) : self->write_answer(after); });
+}
+
+bool Conn::send_now() {
+  auto& sr = *ex_->sr;
+  while (!dead_ && !sr.is_done()) {
+    error_code ec;
+    iovec iov[kMaxIov];
+    size_t cnt = 0, total = 0;
+    sr.next(ec, [&](error_code&, const auto& buffers) { cnt = to_iovec(buffers, iov, total); });
+    if (ec || cnt == 0) return false;  // the loop carries on, and meets the same error
+    struct msghdr msg = {};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = cnt;
+    ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;  // full (or broken): the loop waits for room (or sees why)
+    sr.consume(static_cast<size_t>(n));
+  }
+  return sr.is_done();
 }
 
 }  // namespace

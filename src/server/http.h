@@ -2,12 +2,12 @@
 //
 // The loop thread owns the listening socket and every connection: it accepts, waits on idle
 // keep-alive connections (no thread and no buffer each: a pending wait and a timer), reads
-// request headers and `respond`/`stream` bodies, and writes `respond` answers. The router and
-// the handlers run on the loop's blocking pool, since they may block (a sandbox create, a
-// process stream waiting for output). A Stream or BodyReader used from a pool thread writes or
-// reads the socket directly while it can and hands the wait to the loop when it cannot (a full
-// send buffer: backpressure, the handler waits; an empty receive buffer), each wait bounded by
-// the read timeout. Every body has a size cap.
+// request heads and the bodies of `respond`/`stream` routes, and sends what of an answer the
+// socket did not take at once. The router and the handlers run on the loop's blocking pool, since
+// they may block (a sandbox create, a process stream waiting for output). A pool thread sends an
+// answer, a Stream write or a BodyReader read straight on the socket while it can, and hands the
+// wait to the loop when it cannot: a full send buffer (backpressure: the handler waits) or an
+// empty receive buffer, each wait bounded by the read timeout. Every body has a size cap.
 //
 // Thread safety: listen/run/stop from any thread but the loop's and the pool's; the Router and
 // handlers run on pool threads, concurrently; a Stream or BodyReader belongs to the one handler

@@ -515,6 +515,30 @@ TEST(Http, AClientThatStopsReadingMakesTheHandlerWaitNotTheDaemonGrow) {
   EXPECT_EQ(accepted.load(), kChunk * kChunks);
 }
 
+TEST(Http, AnAnswerTooBigForTheSocketDoesNotHoldAPoolThread) {
+  // One pool thread only: if it waited for the slow client, /health could not be answered.
+  TestServer ts(
+      [](const Request& req) {
+        Route r;
+        if (req.path != "/big") return health_or_404(req);
+        r.respond = [](Request&) { return Response::json(200, std::string(32 << 20, 'y')); };
+        return r;
+      },
+      {}, EventLoop::Options{.max_blocking_threads = 1});
+  Client slow(ts.port, 10s, 64 * 1024), quick(ts.port);
+  ASSERT_TRUE(slow.get("/big"));
+  std::this_thread::sleep_for(300ms);  // the answer is stuck in the sockets' buffers
+  ASSERT_TRUE(quick.get("/health"));
+  auto res = quick.response();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->result_int(), 200);
+  auto big = slow.response(64 << 20);
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->body().size(), 32u << 20);
+  ASSERT_TRUE(slow.get("/health"));  // and the connection carries on
+  EXPECT_TRUE(slow.response());
+}
+
 TEST(Http, StopClosesIdleConnectionsAndEndsActiveStreamsAtTheGrace) {
   std::atomic<bool> handler_returned{false};
   TestServer ts([&](const Request& req) {
