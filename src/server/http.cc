@@ -614,6 +614,7 @@ bool Conn::peer_gone() {
 }
 
 void Conn::route_request() {
+  if (dead_) return to_loop([self = shared_from_this()] { self->close(); });  // stop() gave up on it
   Exchange& ex = *ex_;
   Request& req = ex.req;
   req.remote = remote_;
@@ -639,6 +640,19 @@ void Conn::route_request() {
     return answer(Response::error(413, "request body larger than " + format_size(ex.route.body_limit)), After::linger);
   if (ex.route.consume) return consume();
   ex.parser.body_limit(ex.route.body_limit);
+  // What came with the head (often the whole body of a small request) is parsed here, with no
+  // round trip through the loop.
+  ex.parser.eager(true);
+  while (!ex.parser.is_done() && buffer_.size() > 0) {
+    error_code ec;
+    size_t n = ex.parser.put(buffer_.data(), ec);
+    buffer_.consume(n);
+    if (ec == http::error::need_more) break;
+    if (ec == http::error::body_limit)
+      return answer(Response::error(413, "request body larger than " + format_size(ex.route.body_limit)), After::linger);
+    if (ec) return answer(Response::error(400, "could not read the request body: " + ec.message()), After::close);
+    if (n == 0) break;
+  }
   if (ex.parser.is_done()) return run_handler();
   // The body is still coming: the loop reads it (no thread waits on a slow client), then hands
   // the request back to the pool.
