@@ -203,6 +203,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   // at once, the loop the rest.
   void answer(const Response& r, After after);
   bool send_now();
+  void release_handler_state();
   void to_loop(std::function<void()> f) { net::post(srv_.loop.io(), std::move(f)); }
   template <class Start>
   size_t await(Start start, error_code& ec);
@@ -429,10 +430,16 @@ void Conn::read_body_some() {
     self->disarm();
     if (self->timed_out_) ec = net::error::timed_out;
     if (self->dead_) return self->close();
-    if (ec == http::error::body_limit)
-      return self->answer(Response::error(413, "request body larger than " + format_size(self->ex_->route.body_limit)),
-                          After::linger);
-    if (ec) return self->answer(Response::error(400, "could not read the request body: " + ec.message()), After::close);
+    if (ec) {
+      // Answered from the pool, where the route is let go of (see release_handler_state).
+      self->state_ = State::busy;
+      auto res = ec == http::error::body_limit
+                     ? Response::error(413, "request body larger than " + format_size(self->ex_->route.body_limit))
+                     : Response::error(400, "could not read the request body: " + ec.message());
+      auto after = ec == http::error::body_limit ? After::linger : After::close;
+      if (!self->srv_.loop.blocking([self, res, after] { self->answer(res, after); })) self->close();
+      return;
+    }
     if (!self->ex_->parser.is_done()) return self->read_body_some();
     self->state_ = State::busy;
     if (!self->srv_.loop.blocking([self] { self->run_handler(); })) self->close();
@@ -483,6 +490,11 @@ void Conn::drain() {
 void Conn::close() {
   if (state_ == State::closed) return;
   state_ = State::closed;
+  if (ex_ && (ex_->route.respond || ex_->route.consume || ex_->route.stream)) {
+    // Let go of what the router captured on the pool (see release_handler_state).
+    srv_.loop.blocking([route = std::move(ex_->route)] {});
+    ex_->route = Route{};
+  }
   disarm();
   error_code ignored;
   socket_.shutdown(tcp::socket::shutdown_both, ignored);
@@ -682,6 +694,7 @@ void Conn::run_stream() {
   }
   if (!out.finished()) out.finish();
   if (srv_.logger) srv_.logger(ex.req, out.status(), ms_since(ex.started));
+  release_handler_state();
   bool keep = ex.keep_alive && out.ok();
   to_loop([self = shared_from_this(), keep] { keep ? self->wait_request() : self->close(); });
 }
@@ -724,10 +737,18 @@ void Conn::answer(const Response& r, After after) {
   ex.sr.emplace(res);
   if (srv_.logger) srv_.logger(ex.req, r.status, ms_since(ex.started));
   if (srv_.loop.on_loop_thread()) return write_answer(after);
+  release_handler_state();
   // Most answers fit the socket's buffer: sent from here, the client has it without waiting for
   // a hand-off to the loop. What does not fit, the loop sends; no thread waits for a slow client.
   bool sent = send_now();
   to_loop([self = shared_from_this(), after, sent] { sent ? self->after_answer(after) : self->write_answer(after); });
+}
+
+void Conn::release_handler_state() {
+  // What the router captured (a sandbox, a process hub) may be the last reference to something
+  // whose destructor blocks: it goes here, on the pool, never on the loop.
+  ex_->route = Route{};
+  ex_->req = Request{};
 }
 
 bool Conn::send_now() {

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -17,6 +18,8 @@
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <filesystem>
+#include <functional>
+#include <mutex>
 #include <fstream>
 #include <optional>
 #include <thread>
@@ -457,6 +460,61 @@ TEST(Http, ABlockedHandlerDoesNotHoldUpOthers) {
   auto s = slow.response();
   ASSERT_TRUE(s);
   EXPECT_EQ(s->result_int(), 204);
+}
+
+TEST(Http, WhatTheRouterCapturedIsLetGoOfOnThePoolNeverOnTheLoop) {
+  // A route may hold the last reference to something whose destructor blocks (a process hub
+  // joins its thread): that must not happen on the loop thread.
+  struct Sentinel {
+    std::function<void(std::string)> report;
+    ~Sentinel() {
+      char name[32] = {};
+      ::pthread_getname_np(::pthread_self(), name, sizeof name);
+      report(name);
+    }
+  };
+  std::mutex mu;
+  std::vector<std::string> where;
+  auto make = [&] {
+    auto s = std::make_shared<Sentinel>();
+    s->report = [&](std::string n) {
+      std::lock_guard l(mu);
+      where.push_back(n);
+    };
+    return s;
+  };
+  TestServer ts([&](const Request& req) {
+    Route r;
+    r.body_limit = 16;
+    auto held = make();
+    if (req.path == "/stream") {
+      r.stream = [held](Request&, Stream& s) {
+        s.begin(200, {});
+        s.write("x");
+      };
+    } else {
+      r.respond = [held](Request&) { return Response::empty(204); };
+    }
+    return r;
+  });
+  Client c(ts.port);
+  ASSERT_TRUE(c.get("/respond"));
+  ASSERT_TRUE(c.response());
+  ASSERT_TRUE(c.get("/stream"));
+  ASSERT_TRUE(c.response());
+  // A body refused by the loop while it reads it (it came after the head).
+  ASSERT_TRUE(c.send("POST /respond HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"));
+  std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(c.send("20\r\n" + std::string(32, 'z') + "\r\n"));
+  auto res = c.response();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->result_int(), 413);
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard l(mu);
+    return where.size() == 3;
+  }));
+  std::lock_guard l(mu);
+  for (auto& w : where) EXPECT_TRUE(w.starts_with("brig-work-")) << w;
 }
 
 TEST(Http, ConnectionsPastTheBoundAreClosed) {
