@@ -5,9 +5,11 @@
 //
 // Nothing is detached: stop() ends the loop and joins every thread it started, in that order.
 //
-// Thread safety: io(), post() and blocking() may be called from any thread.
+// Thread safety: io(), post(), blocking(), on_loop_thread() and stop() may be called from any
+// thread (stop() from neither the loop thread nor a pool thread: it joins them).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -30,7 +32,7 @@ class EventLoop {
     // Upper bound on threads running blocking work at once; more work queues for the next one
     // free. Threads start on demand and stop after idle_timeout without work.
     size_t max_blocking_threads = 64;
-    std::chrono::seconds idle_timeout{30};
+    std::chrono::milliseconds idle_timeout{30'000};
   };
   EventLoop() : EventLoop(Options{}) {}
   explicit EventLoop(Options options);
@@ -44,7 +46,8 @@ class EventLoop {
   // Stops the loop and the pool, joining every thread. Blocking work still running is waited
   // for; queued work that has not started is dropped. Idempotent.
   void stop();
-  bool on_loop_thread() const { return std::this_thread::get_id() == loop_id_; }
+  bool stopping();
+  bool on_loop_thread() const { return std::this_thread::get_id() == loop_id_.load(std::memory_order_relaxed); }
 
   // Runs `fn` on the loop thread.
   void post(std::function<void()> fn);
@@ -55,19 +58,24 @@ class EventLoop {
 
  private:
   void worker(size_t index);
+  void reap_exited_locked();
+  void maybe_start_worker_locked();
 
   Options options_;
   boost::asio::io_context io_{1};
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_;
   std::thread loop_;
-  std::thread::id loop_id_;
+  // Set by the loop thread itself before it runs anything, so a handler never misses it.
+  std::atomic<std::thread::id> loop_id_{};
+  std::mutex stop_mu_;  // one stop() at a time: the joins below are not reentrant
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> queue_;
-  std::vector<std::thread> workers_;   // joined at stop; finished ones are reaped on start of new
+  std::vector<std::thread> workers_;   // joined at stop; ones that timed out are joined by the next blocking()
   std::vector<std::thread::id> exited_;
   size_t idle_ = 0;
   size_t alive_ = 0;
+  size_t starting_ = 0;  // started, not yet waiting for work
   size_t next_index_ = 0;
   bool stopping_ = false;
   bool started_ = false;

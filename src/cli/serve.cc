@@ -1,9 +1,11 @@
 // brig serve: the E2B-compatible HTTP daemon; brig key create: API keys.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <thread>
@@ -57,7 +59,9 @@ int serve(const ServeArgs& a, const Globals& g) {
   // The daemon's one event loop: declared first so that it outlives the engine and every
   // sandbox (their control channels and process pipes are read on it). Its thread starts after
   // Engine::open has forked the zygote, and after the signals are blocked (sigwait gets them).
-  EventLoop loop;
+  // One handler per connection at most, so the pool never makes a request wait for another.
+  server::DaemonOptions opts;
+  EventLoop loop(EventLoop::Options{.max_blocking_threads = opts.http.max_connections});
   sandbox::EngineOptions engine_options;
   engine_options.state_dir = g.state_dir;
   engine_options.loop = &loop;
@@ -72,7 +76,13 @@ int serve(const ServeArgs& a, const Globals& g) {
   if (const char* env_key = std::getenv("BRIG_API_KEY"); env_key && *env_key) (*keys)->add_ephemeral(env_key);
   auto key = local_key(**keys, (*engine)->state_dir());
   if (!key) return fail(key.error());
-  server::DaemonOptions opts;
+  // Every connection is an fd: 1,000 idle keep-alive clients do not fit the usual soft limit
+  // of 1,024. Raised after the engine opened, so the zygote and the sandboxes keep theirs.
+  if (struct rlimit rl; ::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < std::min<rlim_t>(rl.rlim_max, 65536)) {
+    rl.rlim_cur = std::min<rlim_t>(rl.rlim_max, 65536);
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  opts.loop = &loop;
   opts.http.listen = a.listen;
   opts.domain = a.domain;
   opts.pool_size = a.pool;

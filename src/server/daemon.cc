@@ -47,8 +47,15 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options, sand
   BRIG_TRY_ASSIGN(core, core::Service::open({options.pool_size}, engine, store, keys));
   d->core_ = std::move(core);
   auto* self = d.get();
+  // One handler per connection at most, so the pool never makes a request wait for another.
+  if (options.loop) {
+    d->loop_ = options.loop;
+  } else {
+    d->own_loop_ = std::make_unique<EventLoop>(EventLoop::Options{.max_blocking_threads = options.http.max_connections});
+    d->loop_ = d->own_loop_.get();
+  }
   BRIG_TRY_ASSIGN(server, HttpServer::listen(
-                              options.http, [self](const Request& r) { return self->route(r); },
+                              *d->loop_, options.http, [self](const Request& r) { return self->route(r); },
                               [self](const Request& r, int status, double ms) { self->log(r, status, ms); }));
   d->server_ = std::move(server);
   // Without --domain, getHost(port) gives <port>-<id>.localhost:<port>: names under localhost

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "base/event_loop.h"
 #include "core/service.h"
 #include "mcp/server.h"
 #include "server/http.h"
@@ -19,6 +20,10 @@ struct DaemonOptions {
   ServerOptions http;
   std::string domain;        // for <port>-<id>.<domain> Hosts; empty = localhost:<listening port>
   size_t pool_size = 1;      // warm sandboxes per built template
+  // The daemon's event loop, shared with the engine (EngineOptions::loop) so that sockets,
+  // control channels and process pipes are all read on it; it must outlive the daemon. Null:
+  // the daemon runs a loop of its own for HTTP.
+  EventLoop* loop = nullptr;
 };
 
 class Daemon {
@@ -43,6 +48,10 @@ class Daemon {
 
   DaemonOptions options_;
   std::string domain_name_;  // options_.domain without its port
+  // The loop: the one given in the options, else the daemon's own (declared before server_:
+  // it outlives it).
+  std::unique_ptr<EventLoop> own_loop_;
+  EventLoop* loop_ = nullptr;
   std::unique_ptr<core::Service> core_;
   std::unique_ptr<HttpServer> server_;
   std::atomic<bool> stopping_{false};

@@ -8,20 +8,31 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
+#include <condition_variable>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <optional>
+#include <unordered_map>
 #include <nlohmann/json.hpp>
 
+#include "base/log.h"
 #include "base/util.h"
 
 namespace brig::server {
 namespace http = boost::beast::http;
 namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using error_code = boost::system::error_code;
+using Clock = std::chrono::steady_clock;
 
 Response Response::json(int status, std::string body) {
   Response r;
@@ -44,93 +55,208 @@ Response Response::empty(int status) {
 
 namespace {
 
-// A blocking stream over a connected socket fd, for Beast's sync algorithms, with a timeout on
-// every read (poll) and MSG_NOSIGNAL on every write.
-class FdStream {
+constexpr size_t kHeaderLimit = 64 * 1024;
+// A refused body is drained this long (and this much) before the close, so the client reads
+// our answer instead of a connection reset.
+constexpr auto kLingerTime = std::chrono::seconds(2);
+constexpr size_t kLingerBytes = 64u << 20;
+constexpr size_t kSinkSize = 16 * 1024;
+constexpr size_t kMaxIov = 16;
+// Connections taken per wake-up of the listening socket before the loop serves the others.
+constexpr int kAcceptBatch = 64;
+constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
+constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+
+class Conn;
+
+std::string new_request_id() { return new_sandbox_id().substr(0, 12); }
+
+bool parse_target(Request& req) {
+  auto parsed = boost::urls::parse_origin_form(req.target);
+  if (!parsed) return false;
+  req.path = parsed->path();
+  for (auto p : parsed->params()) req.query.emplace(std::string(p.key), std::string(p.value));
+  return true;
+}
+
+bool expects_continue(const Request& req) {
+  std::string v = req.header("expect");
+  for (auto& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return v == "100-continue";
+}
+
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+template <class Buffers>
+size_t to_iovec(const Buffers& buffers, iovec (&iov)[kMaxIov], size_t& total) {
+  size_t n = 0;
+  total = 0;
+  for (auto it = net::buffer_sequence_begin(buffers); it != net::buffer_sequence_end(buffers) && n < kMaxIov; ++it) {
+    net::const_buffer b(*it);
+    if (b.size() == 0) continue;
+    iov[n++] = {const_cast<void*>(b.data()), b.size()};  // SAFETY: only written for mutable sequences
+    total += b.size();
+  }
+  return n;
+}
+
+}  // namespace
+
+struct HttpServer::Impl {
+  enum class Phase { listening, running, stopping, stopped };
+
+  Impl(EventLoop& l, ServerOptions o, Router r, Logger g, std::string a)
+      : loop(l), options(std::move(o)), router(std::move(r)), logger(std::move(g)), acceptor(l.io()),
+        backoff(l.io()), address(std::move(a)) {}
+
+  // Loop thread.
+  void start_accept();
+  void on_listener_ready(error_code ec);
+  void adopt(int fd, const sockaddr_in& peer);
+  void end_accepting();
+  void close_idle();
+  void force_all();
+  std::vector<std::shared_ptr<Conn>> snapshot();
+
+  EventLoop& loop;
+  const ServerOptions options;
+  const Router router;
+  const Logger logger;
+  tcp::acceptor acceptor;  // the loop's once run() started
+  net::steady_timer backoff;
+  const std::string address;
+  std::atomic<bool> stopping{false};
+
+  std::mutex mu;
+  std::condition_variable cv;
+  Phase phase = Phase::listening;                        // under mu
+  bool accepting = false;                                // under mu: an accept wait or backoff is pending
+  std::unordered_map<Conn*, std::weak_ptr<Conn>> conns;  // under mu: every Conn alive
+};
+
+namespace {
+
+// One request in flight: its parser, what the router chose, the answer being written.
+// Allocated when a request starts and freed when the next one is awaited, so an idle
+// connection holds none of it.
+struct Exchange {
+  http::request_parser<http::string_body> parser;
+  Request req;
+  Route route;
+  unsigned version = 11;
+  bool keep_alive = false;
+  Clock::time_point started = Clock::now();
+  http::response<http::string_body> res;
+  std::optional<http::response_serializer<http::string_body>> sr;  // over res, once it is answered
+};
+
+// What follows a written answer.
+enum class After { keep, close, linger };
+
+// A connection. The loop thread owns it while it is idle, reads a head or a body, writes an
+// answer or lingers; a pool thread owns it from the hand-off to the router until it hands it
+// back (a post each way, so each side sees what the other wrote). While a pool thread owns it
+// the loop touches only the waits that thread asked for, and stop()'s `dead_`.
+class Conn : public std::enable_shared_from_this<Conn> {
  public:
-  using executor_type = net::any_io_executor;
-  FdStream(int fd, std::chrono::milliseconds timeout) : fd_(fd), timeout_(timeout) {}
-  void set_timeout(std::chrono::milliseconds t) { timeout_ = t; }
+  enum class State { idle, head, busy, body, writing, lingering, closed };
 
-  template <class Buffers>
-  size_t read_some(const Buffers& buffers, boost::system::error_code& ec) {
-    struct pollfd p = {fd_, POLLIN, 0};
-    int n;
-    do n = ::poll(&p, 1, static_cast<int>(timeout_.count()));
-    while (n < 0 && errno == EINTR);
-    if (n == 0) {
-      ec = net::error::timed_out;
-      return 0;
-    }
-    iovec iov[16];
-    int cnt = 0;
-    for (auto it = net::buffer_sequence_begin(buffers); it != net::buffer_sequence_end(buffers) && cnt < 16; ++it)
-      iov[cnt++] = {net::mutable_buffer(*it).data(), net::mutable_buffer(*it).size()};
-    ssize_t r;
-    do r = ::readv(fd_, iov, cnt);
-    while (r < 0 && errno == EINTR);
-    if (r < 0) {
-      ec = boost::system::error_code(errno, boost::system::system_category());
-      return 0;
-    }
-    if (r == 0) {
-      ec = net::error::eof;
-      return 0;
-    }
-    ec = {};
-    return static_cast<size_t>(r);
-  }
-  template <class Buffers>
-  size_t read_some(const Buffers& buffers) {
-    boost::system::error_code ec;
-    size_t n = read_some(buffers, ec);
-    if (ec) throw boost::system::system_error(ec);
-    return n;
-  }
+  Conn(HttpServer::Impl& srv, tcp::socket socket, std::string remote)
+      : srv_(srv), socket_(std::move(socket)), timer_(srv.loop.io()), fd_(socket_.native_handle()),
+        remote_(std::move(remote)) {}
+  ~Conn();
 
+  // Loop thread.
+  void wait_request();
+  void close();
+  void force();
+  State state() const { return state_; }
+
+  // The owning pool thread: what Beast's sync algorithms need (SyncReadStream and
+  // SyncWriteStream, through Bridge). Each call tries the socket without blocking and hands the
+  // wait to the loop when it must, bounded by the read timeout.
   template <class Buffers>
-  size_t write_some(const Buffers& buffers, boost::system::error_code& ec) {
-    iovec iov[16];
-    int cnt = 0;
-    for (auto it = net::buffer_sequence_begin(buffers); it != net::buffer_sequence_end(buffers) && cnt < 16; ++it)
-      iov[cnt++] = {const_cast<void*>(net::const_buffer(*it).data()), net::const_buffer(*it).size()};
-    struct msghdr msg = {};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = static_cast<size_t>(cnt);
-    for (;;) {
-      ssize_t r = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
-      if (r >= 0) {
-        ec = {};
-        return static_cast<size_t>(r);
-      }
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) {
-        struct pollfd p = {fd_, POLLOUT, 0};
-        if (::poll(&p, 1, static_cast<int>(timeout_.count())) > 0) continue;
-        ec = net::error::timed_out;
-        return 0;
-      }
-      ec = boost::system::error_code(errno, boost::system::system_category());
-      return 0;
-    }
-  }
+  size_t read_some(const Buffers& buffers, error_code& ec);
   template <class Buffers>
-  size_t write_some(const Buffers& buffers) {
-    boost::system::error_code ec;
-    size_t n = write_some(buffers, ec);
-    if (ec) throw boost::system::system_error(ec);
-    return n;
-  }
-  int fd() const { return fd_; }
+  size_t write_some(const Buffers& buffers, error_code& ec);
+  bool peer_gone();
+  boost::beast::flat_buffer& buffer() { return buffer_; }
 
  private:
-  int fd_;
-  std::chrono::milliseconds timeout_;
+  // Loop thread.
+  void read_head();
+  void dispatch();
+  void read_body();
+  void read_body_some();
+  void write_answer(After after);
+  void after_answer(After after);
+  void linger();
+  void drain();
+  void arm(std::chrono::milliseconds timeout);
+  void disarm();
+  // Pool thread.
+  void route_request();
+  void run_handler();
+  void run_stream();
+  void consume();
+  // Either: builds the answer on the calling thread; a pool thread sends what the socket takes
+  // at once, the loop the rest.
+  void answer(const Response& r, After after);
+  bool send_now();
+  void release_handler_state();
+  void to_loop(std::function<void()> f) { net::post(srv_.loop.io(), std::move(f)); }
+  template <class Start>
+  size_t await(Start start, error_code& ec);
+
+  HttpServer::Impl& srv_;
+  tcp::socket socket_;
+  net::steady_timer timer_;
+  const int fd_;                   // socket_'s, for the pool's direct calls (closed only while the loop owns it)
+  uint64_t timer_gen_ = 0;         // loop: a timer that fired for an earlier wait does nothing
+  bool timed_out_ = false;         // loop
+  State state_ = State::idle;      // loop
+  std::atomic<bool> dead_{false};  // stop() past its grace: every read and write fails
+  boost::beast::flat_buffer buffer_;
+  std::unique_ptr<Exchange> ex_;
+  std::unique_ptr<char[]> sink_;  // while lingering
+  size_t drained_ = 0;
+  std::string remote_;
+};
+
+// Conn's pool-side calls as a Beast sync stream (with the throwing overloads Beast checks for).
+class Bridge {
+ public:
+  explicit Bridge(Conn& c) : c_(c) {}
+  template <class Buffers>
+  size_t read_some(const Buffers& b, error_code& ec) {
+    return c_.read_some(b, ec);
+  }
+  template <class Buffers>
+  size_t read_some(const Buffers& b) {
+    error_code ec;
+    size_t n = c_.read_some(b, ec);
+    if (ec) throw boost::system::system_error(ec);
+    return n;
+  }
+  template <class Buffers>
+  size_t write_some(const Buffers& b, error_code& ec) {
+    return c_.write_some(b, ec);
+  }
+  template <class Buffers>
+  size_t write_some(const Buffers& b) {
+    error_code ec;
+    size_t n = c_.write_some(b, ec);
+    if (ec) throw boost::system::system_error(ec);
+    return n;
+  }
+
+ private:
+  Conn& c_;
 };
 
 class ChunkedStream final : public Stream {
  public:
-  ChunkedStream(FdStream& s, unsigned version) : s_(s), version_(version) {}
+  ChunkedStream(Conn& c, unsigned version) : c_(c), s_(c), version_(version) {}
   bool begin(int status, const std::vector<std::pair<std::string, std::string>>& headers) override {
     if (begun_) return ok_;
     begun_ = true;
@@ -144,14 +270,15 @@ class ChunkedStream final : public Stream {
       res.chunked(true);
     }
     http::response_serializer<http::empty_body> sr{res};
-    boost::system::error_code ec;
+    error_code ec;
     http::write_header(s_, sr, ec);
     ok_ = !ec;
     return ok_;
   }
   bool write(std::string_view data) override {
+    if (!begun_) begin(200, {});
     if (!ok_ || data.empty()) return ok_;
-    boost::system::error_code ec;
+    error_code ec;
     if (length_) {
       if (data.size() > *length_ - sent_) return ok_ = false;  // more than declared: a bug
       net::write(s_, net::const_buffer(data.data(), data.size()), ec);
@@ -163,33 +290,28 @@ class ChunkedStream final : public Stream {
     return ok_;
   }
   bool finish() override {
-    if (!ok_) return false;
+    if (!begun_) begin(500, {{"Content-Type", "application/json"}});
+    if (!ok_ || finished_) return ok_;
+    finished_ = true;
     if (length_) {
       // Fewer bytes than declared cannot be told to the client but by closing the connection.
       ok_ = sent_ == *length_;
-      finished_ = true;
       return ok_;
     }
-    boost::system::error_code ec;
+    error_code ec;
     net::write(s_, http::make_chunk_last(), ec);
     ok_ = !ec;
-    finished_ = true;
     return ok_;
   }
+  bool peer_gone() override { return c_.peer_gone(); }
   bool ok() const { return ok_; }
-  bool peer_gone() override {
-    struct pollfd p = {s_.fd(), POLLIN | POLLRDHUP, 0};
-    if (::poll(&p, 1, 0) <= 0) return false;
-    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) return true;
-    char c;
-    return ::recv(s_.fd(), &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
-  }
   int status() const { return status_; }
   bool begun() const { return begun_; }
   bool finished() const { return finished_; }
 
  private:
-  FdStream& s_;
+  Conn& c_;
+  Bridge s_;
   unsigned version_;
   bool begun_ = false, ok_ = true, finished_ = false;
   std::optional<uint64_t> length_;  // the declared Content-Length, if any
@@ -200,14 +322,13 @@ class ChunkedStream final : public Stream {
 // BodyReader over Beast's buffer_body parser: each read fills the caller's buffer directly.
 class PulledBody final : public BodyReader {
  public:
-  PulledBody(FdStream& s, boost::beast::flat_buffer& buffer, http::request_parser<http::buffer_body>& p)
-      : s_(s), buffer_(buffer), p_(p) {}
+  PulledBody(Conn& c, http::request_parser<http::buffer_body>& p) : c_(c), s_(c), p_(p) {}
   Result<size_t> read(char* buf, size_t cap) override {
     while (!p_.is_done()) {
       p_.get().body().data = buf;
       p_.get().body().size = cap;
-      boost::system::error_code ec;
-      http::read_some(s_, buffer_, p_, ec);
+      error_code ec;
+      http::read_some(s_, c_.buffer(), p_, ec);
       if (ec == http::error::need_buffer) ec = {};
       if (ec == http::error::body_limit) return Error::make(errc::limit_exceeded, "request body too large");
       if (ec) return Error::make(errc::protocol, "could not read the request body: " + ec.message());
@@ -218,36 +339,545 @@ class PulledBody final : public BodyReader {
   }
 
  private:
-  FdStream& s_;
-  boost::beast::flat_buffer& buffer_;
+  Conn& c_;
+  Bridge s_;
   http::request_parser<http::buffer_body>& p_;
 };
 
-std::string new_request_id() { return new_sandbox_id().substr(0, 12); }
+// ---- Conn: the loop side ----
 
-bool parse_target(Request& req) {
-  auto parsed = boost::urls::parse_origin_form(req.target);
-  if (!parsed) return false;
-  req.path = parsed->path();
-  for (auto p : parsed->params()) req.query.emplace(std::string(p.key), std::string(p.value));
-  return true;
+Conn::~Conn() {
+  // The last reference: no operation is pending, whichever thread this is.
+  error_code ignored;
+  socket_.close(ignored);
+  std::lock_guard lock(srv_.mu);
+  srv_.conns.erase(this);
+  if (srv_.conns.empty()) srv_.cv.notify_all();
+}
+
+void Conn::arm(std::chrono::milliseconds timeout) {
+  uint64_t gen = ++timer_gen_;
+  timed_out_ = false;
+  timer_.expires_after(timeout);
+  timer_.async_wait([self = shared_from_this(), gen](error_code ec) {
+    if (ec || gen != self->timer_gen_) return;
+    self->timed_out_ = true;
+    error_code ignored;
+    self->socket_.cancel(ignored);  // the wait in progress ends with operation_aborted
+  });
+}
+
+void Conn::disarm() {
+  ++timer_gen_;
+  timer_.cancel();
+}
+
+void Conn::wait_request() {
+  ex_.reset();
+  if (srv_.stopping || dead_) return close();
+  if (buffer_.size() > 0) return read_head();  // pipelined: the next head is here already
+  // Idle: no buffer, no parser, no thread; one wait on the socket and a timer.
+  buffer_.clear();
+  buffer_.shrink_to_fit();
+  state_ = State::idle;
+  arm(srv_.options.idle_timeout);
+  socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](error_code ec) {
+    self->disarm();
+    if (ec || self->timed_out_ || self->state_ != State::idle) return self->close();
+    self->read_head();
+  });
+}
+
+void Conn::read_head() {
+  state_ = State::head;
+  ex_ = std::make_unique<Exchange>();
+  ex_->parser.header_limit(kHeaderLimit);
+  // The route decides the real limit once the headers are in; Beast would otherwise refuse a
+  // Content-Length above its 1 MiB default while still reading the headers.
+  ex_->parser.body_limit(std::numeric_limits<std::uint64_t>::max());
+  arm(srv_.options.read_timeout);  // for the whole head: a client cannot dribble it forever
+  http::async_read_header(socket_, buffer_, ex_->parser, [self = shared_from_this()](error_code ec, size_t) {
+    self->disarm();
+    // A timeout, EOF or garbage: close quietly.
+    if (ec || self->timed_out_ || self->state_ != State::head) return self->close();
+    self->dispatch();
+  });
+}
+
+void Conn::dispatch() {
+  state_ = State::busy;
+  ex_->started = Clock::now();
+  if (!srv_.loop.blocking([self = shared_from_this()] { self->route_request(); })) close();
+}
+
+void Conn::read_body() {
+  state_ = State::body;
+  if (dead_) return close();
+  if (!expects_continue(ex_->req)) return read_body_some();
+  arm(srv_.options.read_timeout);
+  net::async_write(socket_, net::buffer(kContinue.data(), kContinue.size()),
+                   [self = shared_from_this()](error_code ec, size_t) {
+                     self->disarm();
+                     if (ec || self->timed_out_ || self->dead_) return self->close();
+                     self->read_body_some();
+                   });
+}
+
+void Conn::read_body_some() {
+  // Each read with the read timeout, as much as the route's limit.
+  arm(srv_.options.read_timeout);
+  http::async_read_some(socket_, buffer_, ex_->parser, [self = shared_from_this()](error_code ec, size_t) {
+    self->disarm();
+    if (self->timed_out_) ec = net::error::timed_out;
+    if (self->dead_) return self->close();
+    if (ec) {
+      // Answered from the pool, where the route is let go of (see release_handler_state).
+      self->state_ = State::busy;
+      auto res = ec == http::error::body_limit
+                     ? Response::error(413, "request body larger than " + format_size(self->ex_->route.body_limit))
+                     : Response::error(400, "could not read the request body: " + ec.message());
+      auto after = ec == http::error::body_limit ? After::linger : After::close;
+      if (!self->srv_.loop.blocking([self, res, after] { self->answer(res, after); })) self->close();
+      return;
+    }
+    if (!self->ex_->parser.is_done()) return self->read_body_some();
+    self->state_ = State::busy;
+    if (!self->srv_.loop.blocking([self] { self->run_handler(); })) self->close();
+  });
+}
+
+void Conn::write_answer(After after) {
+  if (dead_) return close();
+  state_ = State::writing;
+  arm(srv_.options.read_timeout);
+  http::async_write(socket_, *ex_->sr, [self = shared_from_this(), after](error_code ec, size_t) {
+    self->disarm();
+    if (ec == http::error::end_of_stream) ec = {};  // Beast's word for "sent, and it said close"
+    if (ec || self->timed_out_) return self->close();
+    self->after_answer(after);
+  });
+}
+
+void Conn::after_answer(After after) {
+  if (dead_) return close();
+  if (after == After::linger) return linger();
+  if (after == After::close) return close();
+  wait_request();
+}
+
+void Conn::linger() {
+  // Lingering close: let the client finish sending (bounded) so it reads our answer instead of
+  // a connection reset.
+  state_ = State::lingering;
+  error_code ignored;
+  socket_.shutdown(tcp::socket::shutdown_send, ignored);
+  buffer_.clear();
+  buffer_.shrink_to_fit();
+  sink_ = std::make_unique<char[]>(kSinkSize);
+  drained_ = 0;
+  arm(std::chrono::duration_cast<std::chrono::milliseconds>(kLingerTime));  // for the whole drain
+  drain();
+}
+
+void Conn::drain() {
+  socket_.async_read_some(net::buffer(sink_.get(), kSinkSize), [self = shared_from_this()](error_code ec, size_t n) {
+    self->drained_ += n;
+    if (ec || self->timed_out_ || self->dead_ || self->drained_ >= kLingerBytes) return self->close();
+    self->drain();
+  });
+}
+
+void Conn::close() {
+  if (state_ == State::closed) return;
+  state_ = State::closed;
+  if (ex_ && (ex_->route.respond || ex_->route.consume || ex_->route.stream)) {
+    // Let go of what the router captured on the pool (see release_handler_state).
+    srv_.loop.blocking([route = std::move(ex_->route)] {});
+    ex_->route = Route{};
+  }
+  disarm();
+  error_code ignored;
+  socket_.shutdown(tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);  // pending waits end with operation_aborted; buffers they use live until ~Conn
+}
+
+void Conn::force() {
+  if (state_ == State::closed) return;
+  dead_ = true;
+  // A pool thread may be in a direct read or write: shut the socket (its calls fail now) but
+  // keep the fd number until ~Conn, so it cannot be reused under that thread.
+  ::shutdown(fd_, SHUT_RDWR);
+  error_code ignored;
+  socket_.cancel(ignored);
+  disarm();
+  if (state_ != State::busy) close();  // the loop's own: nothing else uses it
+}
+
+// ---- Conn: the pool side ----
+
+template <class Start>
+size_t Conn::await(Start start, error_code& ec) {
+  if (srv_.loop.on_loop_thread()) {  // it would wait for itself
+    ec = net::error::operation_not_supported;
+    return 0;
+  }
+  struct Wait {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    error_code ec;
+    size_t n = 0;
+  };
+  auto w = std::make_shared<Wait>();
+  auto finish = [w](error_code e, size_t n) {
+    std::lock_guard lock(w->mu);
+    w->ec = e;
+    w->n = n;
+    w->done = true;
+    w->cv.notify_one();
+  };
+  to_loop([self = shared_from_this(), start, finish] {
+    if (self->dead_) return finish(net::error::operation_aborted, 0);
+    self->arm(self->srv_.options.read_timeout);
+    start(self->socket_, [self, finish](error_code e, size_t n) {
+      self->disarm();
+      if (self->timed_out_) e = net::error::timed_out;
+      finish(e, n);
+    });
+  });
+  std::unique_lock lock(w->mu);
+  w->cv.wait(lock, [&] { return w->done; });
+  ec = w->ec;
+  return w->n;
+}
+
+template <class Buffers>
+size_t Conn::read_some(const Buffers& buffers, error_code& ec) {
+  iovec iov[kMaxIov];
+  size_t total = 0;
+  size_t cnt = to_iovec(buffers, iov, total);
+  ec = {};
+  if (total == 0) return 0;
+  if (dead_) {
+    ec = net::error::operation_aborted;
+    return 0;
+  }
+  struct msghdr msg = {};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = cnt;
+  for (;;) {
+    ssize_t r = ::recvmsg(fd_, &msg, MSG_DONTWAIT);
+    if (r > 0) return static_cast<size_t>(r);
+    if (r == 0) {
+      ec = net::error::eof;
+      return 0;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      ec = error_code(errno, boost::system::system_category());
+      return 0;
+    }
+    break;
+  }
+  // Nothing to read yet: the loop waits for it.
+  std::vector<net::mutable_buffer> bufs;
+  for (size_t i = 0; i < cnt; ++i) bufs.emplace_back(iov[i].iov_base, iov[i].iov_len);
+  return await([&bufs](tcp::socket& s, auto handler) { s.async_read_some(bufs, std::move(handler)); }, ec);
+}
+
+template <class Buffers>
+size_t Conn::write_some(const Buffers& buffers, error_code& ec) {
+  iovec iov[kMaxIov];
+  size_t total = 0;
+  size_t cnt = to_iovec(buffers, iov, total);
+  ec = {};
+  if (total == 0) return 0;
+  if (dead_) {
+    ec = net::error::operation_aborted;
+    return 0;
+  }
+  struct msghdr msg = {};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = cnt;
+  for (;;) {
+    ssize_t r = ::sendmsg(fd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (r >= 0) return static_cast<size_t>(r);
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      ec = error_code(errno, boost::system::system_category());
+      return 0;
+    }
+    break;
+  }
+  // The send buffer is full (the client reads slower than we write): the handler waits while
+  // the loop waits for room. Nothing queues in the daemon.
+  std::vector<net::const_buffer> bufs;
+  for (size_t i = 0; i < cnt; ++i) bufs.emplace_back(iov[i].iov_base, iov[i].iov_len);
+  return await([&bufs](tcp::socket& s, auto handler) { s.async_write_some(bufs, std::move(handler)); }, ec);
+}
+
+bool Conn::peer_gone() {
+  if (dead_) return true;
+  struct pollfd p = {fd_, POLLIN | POLLRDHUP, 0};
+  if (::poll(&p, 1, 0) <= 0) return false;
+  if (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) return true;
+  char c;
+  return ::recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
+void Conn::route_request() {
+  if (dead_) return to_loop([self = shared_from_this()] { self->close(); });  // stop() gave up on it
+  Exchange& ex = *ex_;
+  Request& req = ex.req;
+  req.remote = remote_;
+  req.request_id = new_request_id();
+  const auto& h = ex.parser.get();
+  req.method = std::string(h.method_string());
+  req.target = std::string(h.target());
+  for (auto& f : h) {
+    std::string name(f.name_string());
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    req.headers[name] = std::string(f.value());
+  }
+  ex.version = h.version();
+  ex.keep_alive = h.keep_alive();
+  if (!parse_target(req)) return answer(Response::error(400, "malformed request target"), After::close);
+  try {
+    ex.route = srv_.router(req);
+  } catch (const std::exception&) {
+    return answer(Response::error(500, "internal error"), After::close);
+  }
+  auto declared = ex.parser.content_length();
+  if (declared && *declared > ex.route.body_limit)
+    return answer(Response::error(413, "request body larger than " + format_size(ex.route.body_limit)), After::linger);
+  if (ex.route.consume) return consume();
+  ex.parser.body_limit(ex.route.body_limit);
+  // What came with the head (often the whole body of a small request) is parsed here, with no
+  // round trip through the loop.
+  ex.parser.eager(true);
+  while (!ex.parser.is_done() && buffer_.size() > 0) {
+    error_code ec;
+    size_t n = ex.parser.put(buffer_.data(), ec);
+    buffer_.consume(n);
+    if (ec == http::error::need_more) break;
+    if (ec == http::error::body_limit)
+      return answer(Response::error(413, "request body larger than " + format_size(ex.route.body_limit)), After::linger);
+    if (ec) return answer(Response::error(400, "could not read the request body: " + ec.message()), After::close);
+    if (n == 0) break;
+  }
+  if (ex.parser.is_done()) return run_handler();
+  // The body is still coming: the loop reads it (no thread waits on a slow client), then hands
+  // the request back to the pool.
+  to_loop([self = shared_from_this()] { self->read_body(); });
+}
+
+void Conn::run_handler() {
+  Exchange& ex = *ex_;
+  ex.req.body = std::move(ex.parser.get().body());
+  if (ex.route.stream) return run_stream();
+  Response res;
+  try {
+    res = ex.route.respond ? ex.route.respond(ex.req) : Response::error(404, "not found");
+  } catch (const std::exception&) {
+    res = Response::error(500, "internal error");  // a bug: logged by the caller's logger
+  }
+  answer(res, After::keep);
+}
+
+void Conn::run_stream() {
+  Exchange& ex = *ex_;
+  ChunkedStream out(*this, ex.version);
+  try {
+    ex.route.stream(ex.req, out);
+  } catch (const std::exception&) {
+    if (!out.begun()) out.begin(500, {{"Content-Type", "application/json"}});
+  }
+  if (!out.finished()) out.finish();
+  if (srv_.logger) srv_.logger(ex.req, out.status(), ms_since(ex.started));
+  release_handler_state();
+  bool keep = ex.keep_alive && out.ok();
+  to_loop([self = shared_from_this(), keep] { keep ? self->wait_request() : self->close(); });
+}
+
+void Conn::consume() {
+  // The handler pulls the body (bounded by the route's limit, each read with the read
+  // timeout); what it leaves unread is drained before the close.
+  Exchange& ex = *ex_;
+  if (expects_continue(ex.req)) {
+    Bridge s(*this);
+    error_code ec;
+    net::write(s, net::buffer(kContinue.data(), kContinue.size()), ec);
+    if (ec) return to_loop([self = shared_from_this()] { self->close(); });
+  }
+  http::request_parser<http::buffer_body> body_parser{std::move(ex.parser)};
+  body_parser.body_limit(ex.route.body_limit);
+  PulledBody body(*this, body_parser);
+  Response res;
+  try {
+    res = ex.route.consume(ex.req, body);
+  } catch (const std::exception&) {
+    res = Response::error(500, "internal error");
+  }
+  answer(res, body_parser.is_done() ? After::keep : After::linger);
+}
+
+void Conn::answer(const Response& r, After after) {
+  Exchange& ex = *ex_;
+  bool keep = after == After::keep && ex.keep_alive && !srv_.stopping;
+  if (after == After::keep && !keep) after = After::close;
+  auto& res = ex.res;
+  res.result(static_cast<http::status>(r.status));
+  res.version(ex.version);
+  for (auto& [k, v] : r.headers) res.set(k, v);
+  res.set("X-Request-Id", ex.req.request_id);
+  res.body() = r.body;
+  res.keep_alive(keep);
+  if (r.status == 204 || r.status == 304) res.content_length(boost::none);
+  else res.prepare_payload();
+  ex.sr.emplace(res);
+  if (srv_.logger) srv_.logger(ex.req, r.status, ms_since(ex.started));
+  if (srv_.loop.on_loop_thread()) return write_answer(after);
+  release_handler_state();
+  // Most answers fit the socket's buffer: sent from here, the client has it without waiting for
+  // a hand-off to the loop. What does not fit, the loop sends; no thread waits for a slow client.
+  bool sent = send_now();
+  to_loop([self = shared_from_this(), after, sent] { sent ? self->after_answer(after) : self->write_answer(after); });
+}
+
+void Conn::release_handler_state() {
+  // What the router captured (a sandbox, a process hub) may be the last reference to something
+  // whose destructor blocks: it goes here, on the pool, never on the loop.
+  ex_->route = Route{};
+  ex_->req = Request{};
+}
+
+bool Conn::send_now() {
+  auto& sr = *ex_->sr;
+  while (!dead_ && !sr.is_done()) {
+    error_code ec;
+    iovec iov[kMaxIov];
+    size_t cnt = 0, total = 0;
+    sr.next(ec, [&](error_code&, const auto& buffers) { cnt = to_iovec(buffers, iov, total); });
+    if (ec || cnt == 0) return false;  // the loop carries on, and meets the same error
+    struct msghdr msg = {};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = cnt;
+    ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;  // full (or broken): the loop waits for room (or sees why)
+    sr.consume(static_cast<size_t>(n));
+  }
+  return sr.is_done();
 }
 
 }  // namespace
 
-Result<std::unique_ptr<HttpServer>> HttpServer::listen(const ServerOptions& options, Router router, Logger logger) {
+// ---- the listener ----
+
+std::vector<std::shared_ptr<Conn>> HttpServer::Impl::snapshot() {
+  std::vector<std::shared_ptr<Conn>> out;
+  std::lock_guard lock(mu);
+  out.reserve(conns.size());
+  for (auto& [p, w] : conns)
+    if (auto c = w.lock()) out.push_back(std::move(c));
+  return out;
+}
+
+void HttpServer::Impl::start_accept() {
+  if (stopping) return end_accepting();
+  acceptor.async_wait(tcp::acceptor::wait_read, [this](error_code ec) { on_listener_ready(ec); });
+}
+
+void HttpServer::Impl::end_accepting() {
+  std::lock_guard lock(mu);
+  accepting = false;
+  cv.notify_all();
+}
+
+void HttpServer::Impl::on_listener_ready(error_code ec) {
+  if (ec || stopping) return end_accepting();
+  for (int i = 0; i < kAcceptBatch; ++i) {
+    struct sockaddr_in peer = {};
+    socklen_t len = sizeof peer;
+    // accept4 for CLOEXEC from the start (Asio's accept sets no flag on the new socket).
+    int fd = ::accept4(acceptor.native_handle(), reinterpret_cast<sockaddr*>(&peer), &len,  // SAFETY: sockaddr_in
+                       SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd >= 0) {
+      adopt(fd, peer);
+      continue;
+    }
+    if (errno == EINTR || errno == ECONNABORTED) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+      // The connection stays in the backlog; try again shortly rather than spin on it.
+      spdlog::warn("http: accept: {}; retrying in {} ms", std::strerror(errno), kAcceptBackoff.count());
+      backoff.expires_after(kAcceptBackoff);
+      backoff.async_wait([this](error_code e) {
+        if (e) return end_accepting();
+        start_accept();
+      });
+      return;
+    }
+    spdlog::warn("http: accept: {}", std::strerror(errno));
+    break;
+  }
+  start_accept();
+}
+
+void HttpServer::Impl::adopt(int fd, const sockaddr_in& peer) {
+  {
+    std::lock_guard lock(mu);
+    if (conns.size() >= options.max_connections) {
+      ::close(fd);  // over the bound: refuse rather than queue without limit
+      return;
+    }
+  }
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  tcp::socket socket(loop.io());
+  error_code ec;
+  socket.assign(tcp::v4(), fd, ec);
+  if (ec) {
+    ::close(fd);
+    return;
+  }
+  char buf[INET_ADDRSTRLEN];
+  ::inet_ntop(AF_INET, &peer.sin_addr, buf, sizeof buf);
+  auto c = std::make_shared<Conn>(*this, std::move(socket), std::string(buf) + ":" + std::to_string(ntohs(peer.sin_port)));
+  {
+    std::lock_guard lock(mu);
+    conns.emplace(c.get(), c);
+  }
+  c->wait_request();
+}
+
+void HttpServer::Impl::close_idle() {
+  error_code ignored;
+  acceptor.close(ignored);
+  backoff.cancel();
+  for (auto& c : snapshot())
+    if (c->state() == Conn::State::idle || c->state() == Conn::State::head) c->close();
+}
+
+void HttpServer::Impl::force_all() {
+  for (auto& c : snapshot()) c->force();
+}
+
+Result<std::unique_ptr<HttpServer>> HttpServer::listen(EventLoop& loop, const ServerOptions& options, Router router,
+                                                       Logger logger) {
   auto colon = options.listen.rfind(':');
   if (colon == std::string::npos) return Error::make(errc::invalid_argument, "--listen wants HOST:PORT");
   std::string host = options.listen.substr(0, colon);
   int port = std::atoi(options.listen.c_str() + colon + 1);
-  if (port <= 0 || port > 65535) return Error::make(errc::invalid_argument, "invalid port in --listen");
+  if (port < 0 || port > 65535 || (port == 0 && options.listen.substr(colon + 1) != "0"))
+    return Error::make(errc::invalid_argument, "invalid port in --listen");
   struct sockaddr_in addr = {};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   if (host == "localhost") host = "127.0.0.1";
   if (::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1)
     return Error::make(errc::invalid_argument, "--listen wants an IPv4 address, got '" + host + "'");
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return Error::from_errno(errno, "socket");
   int one = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -263,207 +893,82 @@ Result<std::unique_ptr<HttpServer>> HttpServer::listen(const ServerOptions& opti
   }
   socklen_t len = sizeof addr;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);  // SAFETY: as above
-  char buf[64];
+  char buf[INET_ADDRSTRLEN];
   ::inet_ntop(AF_INET, &addr.sin_addr, buf, sizeof buf);
   std::string address = std::string(buf) + ":" + std::to_string(ntohs(addr.sin_port));
-  return std::unique_ptr<HttpServer>(new HttpServer(fd, address, options, std::move(router), std::move(logger)));
+  auto impl = std::make_unique<Impl>(loop, options, std::move(router), std::move(logger), address);
+  error_code ec;
+  impl->acceptor.assign(tcp::v4(), fd, ec);
+  if (ec) {
+    ::close(fd);
+    return Error::from_errno(ec.value(), "listen");
+  }
+  return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
 }
 
-HttpServer::HttpServer(int fd, std::string address, ServerOptions options, Router router, Logger logger)
-    : listen_fd_(fd), address_(std::move(address)), options_(std::move(options)), router_(std::move(router)),
-      logger_(std::move(logger)) {}
+HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-HttpServer::~HttpServer() {
-  stop(std::chrono::milliseconds(0));
-  if (listen_fd_ >= 0) ::close(listen_fd_);
+HttpServer::~HttpServer() { stop(std::chrono::milliseconds(0)); }
+
+const std::string& HttpServer::address() const { return impl_->address; }
+
+size_t HttpServer::connections() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->conns.size();
 }
 
 void HttpServer::run() {
-  while (!stopping_) {
-    struct pollfd p = {listen_fd_, POLLIN, 0};
-    if (::poll(&p, 1, 200) <= 0) continue;
-    struct sockaddr_in peer = {};
-    socklen_t len = sizeof peer;
-    int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC);  // SAFETY: sockaddr_in
-    if (fd < 0) continue;
-    if (active_ >= options_.max_connections) {
-      ::close(fd);  // over the bound: refuse rather than queue without limit
-      continue;
-    }
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    char buf[64];
-    ::inet_ntop(AF_INET, &peer.sin_addr, buf, sizeof buf);
-    std::string remote = std::string(buf) + ":" + std::to_string(ntohs(peer.sin_port));
-    {
-      std::lock_guard lock(mu_);
-      connections_.insert(fd);
-    }
-    ++active_;
-    std::thread([this, fd, remote] {
-      serve_connection(fd, remote);
-      {
-        std::lock_guard lock(mu_);
-        connections_.erase(fd);
-      }
-      ::close(fd);
-      --active_;
-    }).detach();
+  Impl& s = *impl_;
+  std::unique_lock lock(s.mu);
+  if (s.phase == Impl::Phase::listening) {
+    s.phase = Impl::Phase::running;
+    s.accepting = true;
+    lock.unlock();
+    s.loop.start();
+    net::post(s.loop.io(), [&s] { s.start_accept(); });
+    lock.lock();
   }
+  s.cv.wait(lock, [&] { return s.phase == Impl::Phase::stopped; });
 }
 
 void HttpServer::stop(std::chrono::milliseconds grace) {
-  stopping_ = true;
-  auto deadline = std::chrono::steady_clock::now() + grace;
-  while (active_ > 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  {
-    std::lock_guard lock(mu_);
-    for (int fd : connections_) ::shutdown(fd, SHUT_RDWR);  // wakes readers; streams fail their next write
+  Impl& s = *impl_;
+  std::unique_lock lock(s.mu);
+  if (s.phase == Impl::Phase::listening) {
+    // Never ran: nothing of ours is on the loop; close the listener here.
+    s.phase = Impl::Phase::stopped;
+    s.stopping = true;
+    error_code ignored;
+    s.acceptor.close(ignored);
+    s.cv.notify_all();
+    return;
   }
-  // Connection threads use the router (and what it points to): they must be gone before the
-  // caller destroys it. Streams notice a dead socket within a poll interval.
-  auto hard = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (active_ > 0 && std::chrono::steady_clock::now() < hard)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-}
-
-void HttpServer::serve_connection(int fd, std::string remote) {
-  FdStream stream(fd, options_.idle_timeout);
-  boost::beast::flat_buffer buffer;
-  for (;;) {
-    if (stopping_) return;
-    stream.set_timeout(options_.idle_timeout);
-    http::request_parser<http::string_body> parser;
-    parser.header_limit(64 * 1024);
-    // The route decides the real limit once the headers are in; Beast would otherwise refuse a
-    // Content-Length above its 1 MiB default while still reading the headers.
-    parser.body_limit(std::numeric_limits<std::uint64_t>::max());
-    boost::system::error_code ec;
-    http::read_header(stream, buffer, parser, ec);
-    if (ec) return;  // timeout, EOF, garbage: close quietly
-    auto started = std::chrono::steady_clock::now();
-    Request req;
-    req.remote = remote;
-    req.request_id = new_request_id();
-    const auto& h = parser.get();
-    req.method = std::string(h.method_string());
-    req.target = std::string(h.target());
-    for (auto& f : h) {
-      std::string name(f.name_string());
-      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      req.headers[name] = std::string(f.value());
-    }
-    unsigned version = h.version();
-    bool keep_alive = h.keep_alive();
-    auto send = [&](const Response& r) {
-      http::response<http::string_body> res{static_cast<http::status>(r.status), version};
-      for (auto& [k, v] : r.headers) res.set(k, v);
-      res.set("X-Request-Id", req.request_id);
-      res.body() = r.body;
-      res.keep_alive(keep_alive);
-      if (r.status == 204 || r.status == 304) res.content_length(boost::none);
-      else res.prepare_payload();
-      boost::system::error_code wec;
-      http::write(stream, res, wec);
-      if (logger_) logger_(req, r.status, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count());
-      return !wec;
-    };
-    if (!parse_target(req)) {
-      send(Response::error(400, "malformed request target"));
-      return;
-    }
-    Route route;
-    try {
-      route = router_(req);
-    } catch (const std::exception&) {
-      send(Response::error(500, "internal error"));
-      return;
-    }
-    if (route.consume) {
-      // The handler pulls the body (bounded by the route's limit, each read with the read
-      // timeout); what it leaves unread closes the connection.
-      stream.set_timeout(options_.read_timeout);
-      auto declared = parser.content_length();
-      if (declared && *declared > route.body_limit) {
-        keep_alive = false;
-        send(Response::error(413, "request body larger than " + format_size(route.body_limit)));
-        return;
-      }
-      if (req.header("expect") == "100-continue") {
-        static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        net::write(stream, net::buffer(kContinue, sizeof kContinue - 1), ec);
-        if (ec) return;
-      }
-      http::request_parser<http::buffer_body> body_parser{std::move(parser)};
-      body_parser.body_limit(route.body_limit);
-      PulledBody body(stream, buffer, body_parser);
-      Response res;
-      try {
-        res = route.consume(req, body);
-      } catch (const std::exception&) {
-        res = Response::error(500, "internal error");
-      }
-      if (!body_parser.is_done()) keep_alive = false;
-      if (!send(res) || !keep_alive) return;
-      continue;
-    }
-    // The body, within the route's limit, each read with the read timeout.
-    stream.set_timeout(options_.read_timeout);
-    parser.body_limit(route.body_limit);
-    auto declared = parser.content_length();
-    if (declared && *declared > route.body_limit) ec = http::error::body_limit;
-    else if (!parser.is_done()) {
-      if (req.header("expect") == "100-continue") {
-        static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        net::write(stream, net::buffer(kContinue, sizeof kContinue - 1), ec);
-      }
-      if (!ec) http::read(stream, buffer, parser, ec);
-    }
-    if (ec == http::error::body_limit) {
-      keep_alive = false;
-      send(Response::error(413, "request body larger than " + format_size(route.body_limit)));
-      // Lingering close: let the client finish sending (bounded) so it reads our answer
-      // instead of a connection reset.
-      ::shutdown(fd, SHUT_WR);
-      char sink[65536];
-      auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-      size_t drained = 0;
-      while (drained < (64u << 20) && std::chrono::steady_clock::now() < until) {
-        struct pollfd p = {fd, POLLIN, 0};
-        if (::poll(&p, 1, 200) <= 0) continue;
-        ssize_t n = ::read(fd, sink, sizeof sink);
-        if (n <= 0) break;
-        drained += static_cast<size_t>(n);
-      }
-      return;
-    }
-    if (ec) {
-      send(Response::error(400, "could not read the request body: " + ec.message()));
-      return;
-    }
-    req.body = std::move(parser.get().body());
-    if (route.stream) {
-      ChunkedStream out(stream, version);
-      try {
-        route.stream(req, out);
-      } catch (const std::exception&) {
-        if (!out.begun()) out.begin(500, {{"Content-Type", "application/json"}});
-      }
-      if (!out.finished()) out.finish();
-      if (logger_)
-        logger_(req, out.status(), std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count());
-      if (!keep_alive || !out.ok()) return;
-      continue;
-    }
-    Response res;
-    try {
-      res = route.respond ? route.respond(req) : Response::error(404, "not found");
-    } catch (const std::exception&) {
-      res = Response::error(500, "internal error");  // a bug: logged by the caller's logger
-    }
-    if (!send(res) || !keep_alive) return;
+  if (s.phase != Impl::Phase::running) {  // another stop() is at work, or done
+    s.cv.wait(lock, [&] { return s.phase == Impl::Phase::stopped; });
+    return;
   }
+  if (s.loop.on_loop_thread()) {
+    spdlog::error("http: stop() called on the loop thread; it cannot wait for itself");
+    return;
+  }
+  s.phase = Impl::Phase::stopping;
+  s.stopping = true;
+  auto done = [&] { return s.conns.empty() && !s.accepting; };
+  lock.unlock();
+  net::post(s.loop.io(), [&s] { s.close_idle(); });
+  lock.lock();
+  if (!s.cv.wait_for(lock, grace, done)) {
+    // Past the grace: shut what is left; each handler's next read or write fails.
+    lock.unlock();
+    net::post(s.loop.io(), [&s] { s.force_all(); });
+    lock.lock();
+    // Handlers use the router (and what it points to): they must be gone before the caller
+    // destroys it. Their I/O fails at once now; say who is slow rather than hang in silence.
+    while (!s.cv.wait_for(lock, std::chrono::seconds(5), done))
+      spdlog::warn("http: stop: {} connection(s) still in a handler", s.conns.size());
+  }
+  s.phase = Impl::Phase::stopped;
+  s.cv.notify_all();
 }
 
 }  // namespace brig::server

@@ -1,23 +1,29 @@
-// The HTTP/1.1 layer of `brig serve`: one listening socket, one thread per connection
-// (bounded), Beast's parser and serializer, a read timeout on every read and a size cap on
-// every body. Handlers see a parsed Request and answer with a Response, or stream a chunked
-// body through a Stream.
+// The HTTP/1.1 layer of `brig serve`, on the daemon's EventLoop (Boost.Asio + Beast).
 //
-// Thread safety: handlers run on connection threads, concurrently.
+// The loop thread owns the listening socket and every connection: it accepts, waits on idle
+// keep-alive connections (no thread and no buffer each: a pending wait and a timer), reads
+// request heads and the bodies of `respond`/`stream` routes, and sends what of an answer the
+// socket did not take at once. The router and the handlers run on the loop's blocking pool, since
+// they may block (a sandbox create, a process stream waiting for output). A pool thread sends an
+// answer, a Stream write or a BodyReader read straight on the socket while it can, and hands the
+// wait to the loop when it cannot: a full send buffer (backpressure: the handler waits) or an
+// empty receive buffer, each wait bounded by the read timeout. Every body has a size cap.
+//
+// Thread safety: listen/run/stop from any thread but the loop's and the pool's; the Router and
+// handlers run on pool threads, concurrently; a Stream or BodyReader belongs to the one handler
+// call it was given to.
 #pragma once
 
-#include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
-#include <set>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
+#include "base/event_loop.h"
 #include "base/result.h"
 
 namespace brig::server {
@@ -53,7 +59,9 @@ struct Response {
 };
 
 // A response body being written: chunked, or exactly the Content-Length given to begin (a
-// shorter body then ends the connection). Every write is flushed at once.
+// shorter body then ends the connection). Every write is on the wire (in the kernel's send
+// buffer) when it returns; while the client does not read, write waits (up to the read timeout,
+// then fails), so a slow client costs no memory. Not for the loop thread.
 class Stream {
  public:
   virtual ~Stream() = default;
@@ -71,7 +79,8 @@ class BodyReader {
  public:
   virtual ~BodyReader() = default;
   // Up to `cap` bytes into `buf`; 0 at the end of the body. errc::limit_exceeded past the
-  // route's body_limit; other errors when the client stalls or breaks the framing.
+  // route's body_limit; other errors when the client stalls (no byte within the read timeout)
+  // or breaks the framing. Not for the loop thread.
   virtual Result<size_t> read(char* buf, size_t cap) = 0;
 };
 
@@ -88,9 +97,11 @@ struct Route {
 
 struct ServerOptions {
   std::string listen = "127.0.0.1:49982";
+  // Open connections at most (idle ones included); one more is accepted and closed at once.
   size_t max_connections = 1024;
-  std::chrono::seconds read_timeout{60};       // per read of headers or body
-  std::chrono::seconds idle_timeout{75};       // between keep-alive requests
+  // For a whole request head; for each read of a body; for each wait of a write.
+  std::chrono::milliseconds read_timeout{60'000};
+  std::chrono::milliseconds idle_timeout{75'000};  // between keep-alive requests
 };
 
 class HttpServer {
@@ -99,28 +110,27 @@ class HttpServer {
   using Router = std::function<Route(const Request&)>;
   using Logger = std::function<void(const Request&, int status, double ms)>;
 
-  static Result<std::unique_ptr<HttpServer>> listen(const ServerOptions& options, Router router, Logger logger);
-  ~HttpServer();
+  // Binds and listens now; accepts from run(). `loop` must outlive the server and keep running
+  // until stop() has returned; its blocking pool bounds how many handlers run at once.
+  static Result<std::unique_ptr<HttpServer>> listen(EventLoop& loop, const ServerOptions& options, Router router,
+                                                    Logger logger);
+  ~HttpServer();  // stop(0)
 
-  const std::string& address() const { return address_; }
-  // Blocks, accepting connections, until stop().
+  const std::string& address() const;
+  // Starts the loop (if it is not running) and accepting, then blocks until stop() is done.
   void run();
-  // Stops accepting, shuts down idle connections, waits up to `grace` for the rest.
+  // Stops accepting and closes idle connections; waits up to `grace` for requests in flight,
+  // then shuts their sockets (a handler's next read or write fails) and waits for every handler
+  // to return. Idempotent; concurrent calls all return once it is done.
   void stop(std::chrono::milliseconds grace = std::chrono::seconds(10));
 
- private:
-  HttpServer(int fd, std::string address, ServerOptions options, Router router, Logger logger);
-  void serve_connection(int fd, std::string remote);
+  size_t connections() const;  // open now (for tests and /metrics)
 
-  int listen_fd_;
-  std::string address_;
-  ServerOptions options_;
-  Router router_;
-  Logger logger_;
-  std::atomic<bool> stopping_{false};
-  std::mutex mu_;
-  std::set<int> connections_;
-  std::atomic<size_t> active_{0};
+  struct Impl;
+
+ private:
+  explicit HttpServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace brig::server
