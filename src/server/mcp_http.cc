@@ -4,6 +4,7 @@
 
 #include "base/util.h"
 #include "client/api_client.h"
+#include "mcp/remote_backend.h"
 #include "server/daemon.h"
 
 namespace brig::server {
@@ -85,7 +86,7 @@ Route mcp_route(core::Service& core, const Request& head, mcp::Mode mode, const 
     auto event = [](const json& j) { return "event: message\ndata: " + dump(j) + "\n\n"; };
     if (sse) s.begin(200, {{"Content-Type", "text/event-stream"}, {"Cache-Control", "no-cache"}});
     mcp::Server server(
-        std::move(*api), /*stateless=*/true, [&](const json& note) {
+        std::make_shared<mcp::RemoteBackend>(std::move(*api)), /*stateless=*/true, [&](const json& note) {
           if (sse) s.write(event(note));
         },
         cancels, scope, mode);
