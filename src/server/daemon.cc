@@ -47,6 +47,7 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options, sand
   BRIG_TRY_ASSIGN(core, core::Service::open({options.pool_size}, engine, store, keys));
   d->core_ = std::move(core);
   auto* self = d.get();
+  d->mcp_host_ = std::make_shared<McpHost>(*d->core_, [self](const Request& r) { return self->route(r); });
   BRIG_TRY_ASSIGN(server, HttpServer::listen(
                               options.http, [self](const Request& r) { return self->route(r); },
                               [self](const Request& r, int status, double ms) { self->log(r, status, ms); }));
@@ -71,6 +72,7 @@ void Daemon::run() { server_->run(); }
 
 void Daemon::stop() {
   if (stopping_.exchange(true)) return;
+  if (mcp_host_) mcp_host_->close();  // MCP streams end; MCP calls into the core finish first
   if (server_) server_->stop(std::chrono::seconds(5));
 }
 
@@ -133,8 +135,8 @@ Route Daemon::data_plane(const Request& head, const std::string& id, int port) {
 
 Route Daemon::control_plane(const Request& head) {
   const std::string& path = head.path;
-  if (path == "/mcp") return mcp_route(*core_, head, mcp::Mode::tools, server_->address(), mcp_cancels_);
-  if (path == "/mcp/code") return mcp_route(*core_, head, mcp::Mode::code, server_->address(), mcp_cancels_);
+  if (path == "/mcp") return mcp_route(*core_, head, mcp::Mode::tools, mcp_host_, mcp_cancels_);
+  if (path == "/mcp/code") return mcp_route(*core_, head, mcp::Mode::code, mcp_host_, mcp_cancels_);
   rest::Context ctx{*core_, options_.domain};
   if (auto r = rest::service_info(ctx, head)) return *r;
   // Everything else needs an API key (X-API-KEY, or Authorization: Bearer for non-E2B clients).
