@@ -136,6 +136,7 @@ Result<> InProcessBackend::set_timeout(const std::string& id, int64_t seconds) {
 
 Result<mcp::ExecResult> InProcessBackend::exec(const mcp::Exec& req, const mcp::OutputFn& on_output,
                                                mcp::CancelToken* cancel) {
+  if (cancel && cancel->cancelled()) return cancelled();
   std::shared_ptr<core::Live> l;
   std::shared_ptr<core::ProcessHub> hub;
   {
@@ -175,6 +176,7 @@ Result<mcp::ExecResult> InProcessBackend::exec(const mcp::Exec& req, const mcp::
         on_output(ev.kind == core::ProcessEvent::stderr_data, ev.data);
         continue;
       }
+      if (cancel && cancel->cancelled()) return cancelled();  // the end the cancel's kill caused
       auto end = envd::end_event(ev);  // the words envd's end event uses ("signal: killed")
       mcp::ExecResult out;
       out.exited = end.exited();
@@ -231,7 +233,10 @@ Result<mcp::CellOutcome> InProcessBackend::run_cell(const mcp::Cell& cell,
     if (!line || !*line) break;  // the kernel host went away, or the sandbox ended
     if ((*line)->empty()) continue;
     on_line(**line);
-    if ((*line)->starts_with("{\"type\":\"end_of_execution\"")) return mcp::CellOutcome{};
+    if ((*line)->starts_with("{\"type\":\"end_of_execution\"")) {
+      if (cancel && cancel->cancelled()) return cancelled();
+      return mcp::CellOutcome{};
+    }
   }
   json err = {{"type", "error"}, {"name", "UnexpectedEndOfExecution"},
               {"value", l->sandbox->alive() ? "the kernel host stopped before the cell finished"
