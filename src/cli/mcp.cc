@@ -13,6 +13,7 @@
 #include "client/api_client.h"
 #include "cli/commands.h"
 #include "mcp/code_mode.h"
+#include "mcp/remote_backend.h"
 #include "mcp/server.h"
 
 namespace brig::cli {
@@ -43,9 +44,10 @@ int serve_stdio(const Globals& g, const std::string& mode_name) {
   // Fail early, on stderr, if no daemon is reachable: an MCP host shows stderr to its user.
   if (auto probe = client->call("GET", "/health"); !probe)
     std::cerr << "brig mcp: " << probe.error().message() << "\n";
-  auto cleanup = std::make_unique<ApiClient>(*client);
+  // The tools are a client of that daemon, acting with this key.
+  auto backend = std::make_shared<mcp::RemoteBackend>(std::move(*client));
   mcp::Server server(
-      std::move(*client), /*stateless=*/false, [](const json& note) { write_line(note); }, nullptr, "", mode);
+      backend, /*stateless=*/false, [](const json& note) { write_line(note); }, nullptr, "", mode);
   // Tool calls run on their own threads, so the reader keeps reading: a notifications/cancelled
   // for a running call is seen while it runs.
   std::mutex mu;
@@ -92,7 +94,7 @@ int serve_stdio(const Globals& g, const std::string& mode_name) {
   // stdin closed: finish what was asked, then exit.
   std::unique_lock lock(mu);
   cv.wait(lock, [&] { return in_flight == 0; });
-  if (mode == mcp::Mode::code) mcp::code_mode::release_ready_executor(*cleanup);
+  if (mode == mcp::Mode::code) mcp::code_mode::release_ready_executor(*backend);
   return 0;
 }
 

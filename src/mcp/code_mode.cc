@@ -18,7 +18,6 @@ namespace brig::mcp::code_mode {
 namespace {
 
 using json = nlohmann::json;
-using client::ApiClient;
 constexpr size_t kMaxResponseBytes = 4 << 20;  // one API answer handed to the agent's code
 constexpr size_t kMaxLineBytes = 8 << 20;      // one protocol line from the runner
 constexpr size_t kMaxBodyBytes = 1 << 20;      // one request body from the agent's code
@@ -279,7 +278,6 @@ namespace {
 // stdin. One is kept ready (per process), so a call does not wait for a sandbox or for Node.
 struct Executor {
   std::string id, mark;
-  std::map<std::string, std::string> headers;  // the sandbox's envd headers
   std::chrono::steady_clock::time_point born = std::chrono::steady_clock::now();
   std::mutex mu;
   std::condition_variable cv;
@@ -287,29 +285,24 @@ struct Executor {
   int pid = 0;
   bool ended = false;
   bool flooded = false;  // the runner sent more protocol lines than are ever waited for
-  std::optional<client::ExecResult> result;  // how the runner ended
-  std::string failure;                       // or why its stream broke
+  std::optional<ExecResult> result;  // how the runner ended
+  std::string failure;               // or why its stream broke
 };
 
 constexpr auto kExecutorLifetime = std::chrono::seconds(600);  // of an idle ready executor's sandbox
 constexpr auto kExecutorFresh = std::chrono::seconds(480);     // older ready ones are replaced
 
-Result<std::shared_ptr<Executor>> start_executor(ApiClient api) {
-  BRIG_TRY_ASSIGN(created, api.call("POST", "/v2/sandboxes",
-                                    dump({{"templateID", "node"},
-                                          {"timeout", kExecutorLifetime.count()},
-                                          {"metadata", {{"brig.role", "code-mode-executor"}}}})));
-  if (created.status != 201) return Error::make(errc::protocol, "cannot create the executor sandbox: " + client::api_error(created));
+Result<std::shared_ptr<Executor>> start_executor(std::shared_ptr<Backend> backend) {
+  NewSandbox sandbox;
+  sandbox.template_ref = "node";
+  sandbox.timeout_s = kExecutorLifetime.count();
+  sandbox.metadata = {{"brig.role", "code-mode-executor"}};
+  auto created = backend->create_sandbox(sandbox);
+  if (!created) return created.error().wrap("cannot create the executor sandbox");
   auto ex = std::make_shared<Executor>();
-  ex->id = json::parse(created.body).value("sandboxID", "");
-  auto headers = api.envd_headers(ex->id);
-  if (!headers) {
-    (void)api.call("DELETE", "/sandboxes/" + ex->id);
-    return headers.error();
-  }
-  ex->headers = *headers;
+  ex->id = created->id;
   ex->mark = "\x1e" "brig-" + new_sandbox_id() + ":";
-  client::ExecRequest req;
+  Exec req;
   req.sandbox_id = ex->id;
   req.cmd = "node";
   req.args = {"--input-type=module", "-e", brig_code_mode_runner_mjs};
@@ -320,9 +313,9 @@ Result<std::shared_ptr<Executor>> start_executor(ApiClient api) {
     ex->pid = pid;
     ex->cv.notify_all();
   };
-  std::thread([api, ex, req]() mutable {
+  std::thread([backend, ex, req]() mutable {
     std::string pending;
-    auto ran = client::exec(api, req, [&](bool is_stderr, std::string_view chunk) {
+    auto ran = backend->exec(req, [&](bool is_stderr, std::string_view chunk) {
       if (is_stderr) return;
       pending.append(chunk);
       size_t nl;
@@ -347,7 +340,7 @@ Result<std::shared_ptr<Executor>> start_executor(ApiClient api) {
   ex->cv.wait_for(lock, std::chrono::seconds(10), [&] { return ex->pid > 0 || ex->ended; });
   if (ex->pid <= 0) {
     lock.unlock();
-    (void)api.call("DELETE", "/sandboxes/" + ex->id);
+    (void)backend->kill_sandbox(ex->id);
     return Error::make(errc::protocol, "the executor did not start" + (ex->failure.empty() ? "" : ": " + ex->failure));
   }
   return ex;
@@ -381,19 +374,19 @@ void in_background(std::function<void()> task) {
   }).detach();
 }
 
-void kill_later(ApiClient api, std::string id) {
-  in_background([api, id]() mutable { (void)api.call("DELETE", "/sandboxes/" + id); });
+void kill_later(std::shared_ptr<Backend> backend, std::string id) {
+  in_background([backend, id] { (void)backend->kill_sandbox(id); });
 }
 
-void refill(ApiClient api) {
+void refill(const std::shared_ptr<Backend>& backend) {
   auto& pool = ready_pool();
   {
     std::lock_guard lock(pool.mu);
     if (pool.refilling || pool.ready) return;
     pool.refilling = true;
   }
-  in_background([api]() {
-    auto ex = start_executor(api);
+  in_background([backend]() {
+    auto ex = start_executor(backend);
     auto& pool = ready_pool();
     std::lock_guard lock(pool.mu);
     pool.refilling = false;
@@ -401,7 +394,7 @@ void refill(ApiClient api) {
   });
 }
 
-std::shared_ptr<Executor> take_ready(ApiClient& api) {
+std::shared_ptr<Executor> take_ready(const std::shared_ptr<Backend>& backend) {
   auto& pool = ready_pool();
   std::shared_ptr<Executor> ex;
   {
@@ -411,17 +404,17 @@ std::shared_ptr<Executor> take_ready(ApiClient& api) {
   if (ex) {
     std::lock_guard lock(ex->mu);
     if (ex->ended || std::chrono::steady_clock::now() - ex->born > kExecutorFresh) {
-      kill_later(api, ex->id);
+      kill_later(backend, ex->id);
       ex.reset();
     }
   }
-  refill(api);
+  refill(backend);
   return ex;
 }
 
 }  // namespace
 
-void release_ready_executor(ApiClient& api) {
+void release_ready_executor(Backend& backend) {
   auto& pool = ready_pool();
   std::shared_ptr<Executor> ex;
   {
@@ -430,10 +423,11 @@ void release_ready_executor(ApiClient& api) {
     pool.cv.wait_for(lock, std::chrono::seconds(15), [&] { return pool.background == 0; });
     ex = std::move(pool.ready);
   }
-  if (ex) (void)api.call("DELETE", "/sandboxes/" + ex->id);
+  if (ex) (void)backend.kill_sandbox(ex->id);
 }
 
-json run(ApiClient& api, const std::string& tool, const std::string& code, client::CancelToken* cancel, const Limits& limits) {
+json run(const std::shared_ptr<Backend>& backend, const std::string& tool, const std::string& code, CancelToken* cancel,
+         const Limits& limits) {
   const Access access = tool == "execute_write" ? Access::write : Access::read;
   auto envelope = [&](json value, const std::vector<std::string>& logs, int calls, bool is_error) {
     std::string serialized = dump(value);
@@ -455,39 +449,31 @@ json run(ApiClient& api, const std::string& tool, const std::string& code, clien
   auto fail = [&](const std::string& why) { return envelope(why, {}, 0, true); };
 
   // A fresh executor for every run: the ready one if there is one, else a new one now.
-  std::shared_ptr<Executor> ex = take_ready(api);
+  std::shared_ptr<Executor> ex = take_ready(backend);
   if (!ex) {
-    auto started = start_executor(api);
+    auto started = start_executor(backend);
     if (!started) return fail(started.error().message());
     ex = *started;
   }
   // It is killed off the answer's path once the run is over (its lifetime is the backstop).
   struct Kill {
-    ApiClient api;
+    std::shared_ptr<Backend> backend;
     std::string id;
     bool now = false;
     ~Kill() {
       if (now) {
-        (void)api.call("DELETE", "/sandboxes/" + id);
+        (void)backend->kill_sandbox(id);
         return;
       }
-      kill_later(std::move(api), std::move(id));
+      kill_later(std::move(backend), std::move(id));
     }
-  } kill{api, ex->id};
+  } kill{backend, ex->id};
 
   bool broken = false;  // a reply could not be delivered: the run cannot go on
   auto send = [&](const json& msg) {
-    auto h = ex->headers;
-    h["Content-Type"] = "application/json";
-    h["Connect-Protocol-Version"] = "1";
     const std::string line = dump(msg) + "\n";
-    for (size_t off = 0; off < line.size() && !broken; off += kStdinChunk) {
-      auto r = api.call("POST", "/process.Process/SendInput",
-                        dump({{"process", {{"pid", ex->pid}}},
-                              {"input", {{"stdin", base64_encode(std::string_view(line).substr(off, kStdinChunk))}}}}),
-                        h);
-      broken = !r || r->status != 200;
-    }
+    for (size_t off = 0; off < line.size() && !broken; off += kStdinChunk)
+      broken = !backend->send_input(ex->id, ex->pid, std::string_view(line).substr(off, kStdinChunk));
     return !broken;
   };
   json job = {{"code", code}, {"mode", tool}};
@@ -521,15 +507,13 @@ json run(ApiClient& api, const std::string& tool, const std::string& code, clien
       return;
     }
     ++calls;
-    std::map<std::string, std::string> h;
-    if (!checked->body.empty()) h["Content-Type"] = "application/json";
-    auto r = api.call(checked->method, checked->target, checked->body, h);
-    if (!r) {
-      send({{"id", rid}, {"error", "the call failed: " + r.error().message()}});
+    auto r = backend->call_api(checked->method, checked->target, checked->body, kMaxResponseBytes);
+    if (!r && r.error().is(errc::limit_exceeded)) {
+      send({{"id", rid}, {"error", "the answer is larger than 4 MiB"}});
       return;
     }
-    if (r->body.size() > kMaxResponseBytes) {
-      send({{"id", rid}, {"error", "the answer is larger than 4 MiB"}});
+    if (!r) {
+      send({{"id", rid}, {"error", "the call failed: " + r.error().message()}});
       return;
     }
     json data = r->body.empty() ? json(nullptr) : json::parse(r->body, nullptr, false);
@@ -539,7 +523,7 @@ json run(ApiClient& api, const std::string& tool, const std::string& code, clien
 
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(limits.timeout_ms);
   bool timed_out = false, cancelled = false, ended = false;
-  std::optional<client::ExecResult> how;
+  std::optional<ExecResult> how;
   std::string broke;
   bool flooded = false;
   auto stop_now = [&] {

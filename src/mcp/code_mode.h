@@ -2,15 +2,17 @@
 // execute_write, each running the agent's JavaScript `async () => {...}` in a fresh `node`
 // sandbox with no network. `search` sees the OpenAPI document as `spec`; the execute tools see
 // `api.request({method, path, query?, body?})`, which reaches brig over the runner's stdio and
-// is checked here, in C++, before brig makes the call itself with the caller's key (the key
-// never enters the sandbox).
+// is checked here, in C++, before the backend makes the call with the caller's authority (the
+// key never enters the sandbox): over HTTP for `brig mcp`, through the daemon's own router, in
+// process, for /mcp/code.
 #pragma once
 
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "base/result.h"
-#include "client/api_client.h"
+#include "mcp/backend.h"
 
 namespace brig::mcp::code_mode {
 
@@ -50,10 +52,11 @@ struct Limits {
 
 // Kills the executor kept ready by this process, if any (at exit: it would otherwise wait out
 // its lifetime).
-void release_ready_executor(client::ApiClient& api);
+void release_ready_executor(Backend& backend);
 
 // Runs one tool call ("search", "execute_read", "execute_write") and returns the MCP result.
-nlohmann::json run(client::ApiClient& api, const std::string& tool, const std::string& code,
-                   client::CancelToken* cancel, const Limits& limits = {});
+// Background work (refilling the ready executor, killing used ones) keeps `backend` alive.
+nlohmann::json run(const std::shared_ptr<Backend>& backend, const std::string& tool, const std::string& code,
+                   CancelToken* cancel, const Limits& limits = {});
 
 }  // namespace brig::mcp::code_mode

@@ -11,17 +11,15 @@
 #include <string>
 
 #include "base/util.h"
+#include "base/wire.h"
 #include "mcp/code_mode.h"
 
 namespace brig::mcp {
 namespace {
 
-using client::ApiClient;
-using client::api_error;
 using nlohmann::json;
 constexpr const char* kLatest = "2025-11-25";
 constexpr size_t kMaxOutputChars = 24'000;
-constexpr size_t kMaxLine = 16 << 20;
 
 constexpr size_t kMaxImageChars = 8 << 20;  // base64 of one image returned as content
 constexpr size_t kMaxResults = 100;           // results of one cell listed in structuredContent
@@ -40,8 +38,6 @@ std::string strip_ansi(const std::string& s) {
   }
   return out;
 }
-
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 // Untrusted text from a sandbox: truncated, then fenced by a marker the sandbox cannot guess.
 std::string untrusted(const std::string& what, std::string text) {
@@ -204,8 +200,9 @@ const std::vector<Tool>& tools() {
 
 class Server::Impl {
  public:
-  Impl(ApiClient client, bool stateless, Notify notify, std::shared_ptr<CancelRegistry> cancels, std::string scope, Mode mode)
-      : client_(std::move(client)), initialized_(stateless), notify_(std::move(notify)),
+  Impl(std::shared_ptr<Backend> backend, bool stateless, Notify notify, std::shared_ptr<CancelRegistry> cancels,
+       std::string scope, Mode mode)
+      : backend_(std::move(backend)), initialized_(stateless), notify_(std::move(notify)),
         cancels_(cancels ? std::move(cancels) : std::make_shared<CancelRegistry>()), scope_(std::move(scope)), mode_(mode) {}
 
   // One JSON-RPC message in; the response to write, or null for notifications.
@@ -263,7 +260,7 @@ class Server::Impl {
         struct End {
           CancelRegistry& r;
           const std::string& k;
-          const std::shared_ptr<client::CancelToken>& t;
+          const std::shared_ptr<CancelToken>& t;
           ~End() { r.end(k, t); }
         } end{*cancels_, key, cancel};
         json out;
@@ -272,7 +269,7 @@ class Server::Impl {
               args["code"].get_ref<const std::string&>().size() > 100'000)
             out = tool_error("code must be a non-empty string (at most 100000 characters): async () => { ... }");
           else
-            out = code_mode::run(client_, name, args["code"], cancel.get(), code_mode::Limits::from_env());
+            out = code_mode::run(backend_, name, args["code"], cancel.get(), code_mode::Limits::from_env());
         } else {
           out = call(name, args, token, *cancel);
         }
@@ -297,73 +294,69 @@ class Server::Impl {
     return id;
   }
 
-  json call(const std::string& name, const json& args, const json& progress_token, client::CancelToken& cancel) {
+  // A backend's failure as the tool's error text; a sandbox that is gone says where the live
+  // ones are.
+  static json failure(const Error& e, const std::string& context = "") {
+    return tool_error(context + e.message() + (is_sandbox_gone(e) ? "; list_sandboxes shows the live ones" : ""));
+  }
+
+  json call(const std::string& name, const json& args, const json& progress_token, CancelToken& cancel) {
     if (name == "create_sandbox") {
-      json body = {{"templateID", args.value("template", std::string("base"))}, {"timeout", args.value("timeout", 300)}};
-      if (args.contains("env")) body["envVars"] = args["env"];
-      if (args.contains("metadata")) body["metadata"] = args["metadata"];
-      auto r = client_.call("POST", "/v2/sandboxes", dump(body));
-      if (!r) return tool_error(r.error().message());
-      if (r->status != 201) return tool_error("could not create the sandbox: " + api_error(*r));
-      auto created = json::parse(r->body);
-      std::string id = created.value("sandboxID", "");
-      auto info = client_.call("GET", "/sandboxes/" + id);
-      std::string ends = info && info->status == 200 ? json::parse(info->body).value("endAt", "") : "";
-      json out = {{"sandbox_id", id}, {"template", created.value("alias", "")}, {"status", "running"}, {"ends_at", ends}};
-      return text_result("Created sandbox " + id + " (template " + out["template"].get<std::string>() + "), running until " +
-                             ends + ".",
+      NewSandbox req;
+      req.template_ref = args.value("template", std::string("base"));
+      req.timeout_s = args.value("timeout", 300);
+      if (args.contains("env")) req.env = args["env"].get<std::map<std::string, std::string>>();
+      if (args.contains("metadata")) req.metadata = args["metadata"].get<std::map<std::string, std::string>>();
+      auto created = backend_->create_sandbox(req);
+      if (!created) return failure(created.error(), "could not create the sandbox: ");
+      json out = {{"sandbox_id", created->id}, {"template", created->template_name}, {"status", "running"},
+                  {"ends_at", created->ends_at}};
+      return text_result("Created sandbox " + created->id + " (template " + created->template_name + "), running until " +
+                             created->ends_at + ".",
                          out);
     }
     if (name == "list_sandboxes") {
-      std::string query;
-      if (args.contains("metadata")) {
-        std::string md;
-        for (auto& [k, v] : args["metadata"].items()) md += (md.empty() ? "" : "&") + k + "=" + v.get<std::string>();
-        query = "metadata=" + percent_encode(md);
-      }
-      auto rows = client::list_sandboxes(client_, query);
-      if (!rows) return tool_error(rows.error().message());
+      std::map<std::string, std::string> filter;
+      if (args.contains("metadata")) filter = args["metadata"].get<std::map<std::string, std::string>>();
+      auto rows = backend_->list_sandboxes(filter);
+      if (!rows) return failure(rows.error());
       json list = json::array();
       std::string table = "| Sandbox ID | Template | Status | CPU | Memory | Info |\n|---|---|---|---|---|---|\n";
       for (auto& s : *rows) {
-        json meta = s.value("metadata", json::object());
-        std::string status = s.value("state", "running");
-        json usage = {{"cpu_count", s.value("cpuCount", 0)}, {"memory_limit_mb", s.value("memoryMB", 0)}};
-        std::string cpu = "?", mem = "? / " + std::to_string(s.value("memoryMB", 0)) + " MB";
-        if (s.contains("usage") && s["usage"].is_object()) {
-          double pct = s["usage"].value("cpuUsedPct", 0.0);
-          double used_mb = std::round(static_cast<double>(s["usage"].value("memUsed", uint64_t{0})) / (1 << 20) * 10) / 10;
+        json meta = s.metadata;
+        json usage = {{"cpu_count", s.cpu_count}, {"memory_limit_mb", s.memory_mb}};
+        std::string cpu = "?", mem = "? / " + std::to_string(s.memory_mb) + " MB";
+        if (s.usage) {
+          double pct = s.usage->cpu_used_pct;
+          double used_mb = std::round(static_cast<double>(s.usage->mem_used) / (1 << 20) * 10) / 10;
           usage["cpu_used_pct"] = pct;
           usage["memory_used_mb"] = used_mb;
           char buf[32];
           std::snprintf(buf, sizeof buf, "%.1f%%", pct);
-          cpu = std::string(buf) + " of " + std::to_string(s.value("cpuCount", 0));
+          cpu = std::string(buf) + " of " + std::to_string(s.cpu_count);
           std::snprintf(buf, sizeof buf, "%.1f", used_mb);
-          mem = std::string(buf) + " / " + std::to_string(s.value("memoryMB", 0)) + " MB";
+          mem = std::string(buf) + " / " + std::to_string(s.memory_mb) + " MB";
         }
-        list.push_back({{"sandbox_id", s.value("sandboxID", "")}, {"template", s.value("alias", "")}, {"status", status},
-                        {"started_at", s.value("startedAt", "")}, {"ends_at", s.value("endAt", "")}, {"metadata", meta},
-                        {"usage", usage}});
-        table += "| " + s.value("sandboxID", "") + " | " + s.value("alias", "") + " | " + status + " | " + cpu + " | " + mem +
-                 " | ends " + s.value("endAt", "") + (meta.empty() ? "" : ", " + meta.dump()) + " |\n";
+        list.push_back({{"sandbox_id", s.id}, {"template", s.template_name}, {"status", s.state},
+                        {"started_at", s.started_at}, {"ends_at", s.ends_at}, {"metadata", meta}, {"usage", usage}});
+        table += "| " + s.id + " | " + s.template_name + " | " + s.state + " | " + cpu + " | " + mem + " | ends " + s.ends_at +
+                 (meta.empty() ? "" : ", " + meta.dump()) + " |\n";
       }
       if (rows->empty()) table = "No sandboxes are running.";
       return text_result(table, {{"sandboxes", list}});
     }
     if (name == "kill_sandbox") {
       std::string id = sandbox_arg(args);
-      auto r = client_.call("DELETE", "/sandboxes/" + id);
-      if (!r) return tool_error(r.error().message());
-      if (r->status == 404) return tool_error("no sandbox " + id + " (already killed or expired); list_sandboxes shows the live ones");
-      if (r->status != 204) return tool_error(api_error(*r));
+      auto r = backend_->kill_sandbox(id);
+      if (!r && is_sandbox_gone(r.error()))
+        return tool_error("no sandbox " + id + " (already killed or expired); list_sandboxes shows the live ones");
+      if (!r) return failure(r.error());
       return text_result("Killed sandbox " + id + ".", {{"killed", true}});
     }
     if (name == "set_sandbox_timeout") {
       std::string id = sandbox_arg(args);
       int secs = args.at("seconds").get<int>();
-      auto r = client_.call("POST", "/sandboxes/" + id + "/timeout", dump({{"timeout", secs}}));
-      if (!r) return tool_error(r.error().message());
-      if (r->status != 204) return tool_error(api_error(*r));
+      if (auto r = backend_->set_timeout(id, secs); !r) return failure(r.error());
       return text_result("Sandbox " + id + " now lives " + std::to_string(secs) + " more seconds.", {{"sandbox_id", id}, {"seconds", secs}});
     }
     if (name == "run_command") return run_command(args, progress_token, cancel);
@@ -384,8 +377,8 @@ class Server::Impl {
     if (notify_) notify_(note);
   }
 
-  json run_command(const json& args, const json& progress_token, client::CancelToken& cancel) {
-    client::ExecRequest req;
+  json run_command(const json& args, const json& progress_token, CancelToken& cancel) {
+    Exec req;
     req.sandbox_id = sandbox_arg(args);
     req.cmd = "/bin/bash";
     req.args = {"-l", "-c", args.at("command").get<std::string>()};
@@ -395,7 +388,7 @@ class Server::Impl {
     req.timeout_ms = 1000 * args.value("timeout", 60);
     std::string out, err;
     uint64_t streamed = 0;
-    auto r = client::exec(client_, req, [&](bool is_stderr, std::string_view chunk) {
+    auto r = backend_->exec(req, [&](bool is_stderr, std::string_view chunk) {
       std::string& sink = is_stderr ? err : out;
       if (sink.size() < 4 * kMaxOutputChars) sink.append(chunk);
       streamed += chunk.size();
@@ -412,48 +405,49 @@ class Server::Impl {
     return text_result(text, structured, exit_code != 0);
   }
 
-  json run_code(const json& args, const json& progress_token, client::CancelToken& cancel) {
+  json run_code(const json& args, const json& progress_token, CancelToken& cancel) {
     std::string code = args.at("code").get<std::string>();
     std::string language = args.value("language", std::string("python"));
     int timeout = std::clamp(args.value("timeout", 60), 1, 3600);
     std::string id;
     bool ephemeral = !args.contains("sandbox_id");
     if (ephemeral) {
-      auto r = client_.call("POST", "/v2/sandboxes", dump({{"templateID", "code-interpreter-v1"}, {"timeout", timeout + 60}}));
-      if (!r) return tool_error(r.error().message());
-      if (r->status != 201) return tool_error("could not create a code-interpreter sandbox: " + api_error(*r));
-      id = json::parse(r->body).value("sandboxID", "");
+      NewSandbox req;
+      req.template_ref = "code-interpreter-v1";
+      req.timeout_s = timeout + 60;
+      auto created = backend_->create_sandbox(req);
+      if (!created) return failure(created.error(), "could not create a code-interpreter sandbox: ");
+      id = created->id;
     } else {
       id = sandbox_arg(args);
     }
     struct Ephemeral {  // killed however the cell ends (an exception included)
-      ApiClient& api;
+      Backend& backend;
       std::string id;
       bool on;
       ~Ephemeral() {
-        if (on) (void)api.call("DELETE", "/sandboxes/" + id);
+        if (on) (void)backend.kill_sandbox(id);
       }
-    } ephemeral_sandbox{client_, id, ephemeral};
+    } ephemeral_sandbox{*backend_, id, ephemeral};
     return execute_cell(id, code, language, args, timeout, progress_token, cancel);
   }
 
-  // POST /execute on the sandbox's code interpreter, the NDJSON lines gathered into one result.
+  // One cell through the backend, its NDJSON lines gathered into one result.
   json execute_cell(const std::string& id, const std::string& code, const std::string& language, const json& args,
-                    int timeout, const json& progress_token, client::CancelToken& cancel) {
-    auto headers = client_.envd_headers(id);
-    if (!headers) return tool_error(headers.error().message() + "; list_sandboxes shows the live ones");
-    (*headers)["E2b-Sandbox-Port"] = "49999";
-    (*headers)["Content-Type"] = "application/json";
-    json body = {{"code", code}, {"timeout_ms", timeout * 1000}};
-    if (args.contains("context_id")) body["context_id"] = args["context_id"];
-    else body["language"] = language;
-    if (args.contains("env")) body["env_vars"] = args["env"];
-    std::string out, err, text, pending, raw;
+                    int timeout, const json& progress_token, CancelToken& cancel) {
+    Cell cell;
+    cell.sandbox_id = id;
+    cell.code = code;
+    cell.timeout_ms = int64_t{timeout} * 1000;
+    if (args.contains("context_id")) cell.context_id = args["context_id"].get<std::string>();
+    else cell.language = language;
+    if (args.contains("env")) cell.env = args["env"].get<std::map<std::string, std::string>>();
+    std::string out, err, text;
     json results = json::array(), error = nullptr, images = json::array();
     bool results_dropped = false;
     int64_t count = 0;
     uint64_t streamed = 0;
-    auto on_line = [&](const std::string& line) {
+    auto on_line = [&](std::string_view line) {
       if (!json_depth_within(line, kMaxJsonDepth)) return;  // from the sandbox: bounded before it is copied
       json j = json::parse(line, nullptr, false);
       if (!j.is_object()) return;
@@ -484,18 +478,11 @@ class Server::Impl {
                  {"traceback", strip_ansi(j.value("traceback", "")).substr(0, kMaxOutputChars)}};
       }
     };
-    auto status = client_.stream("POST", "/execute", dump(body), *headers, [&](std::string_view d) {
-      if (raw.size() < 4096) raw.append(d.substr(0, 4096));
-      pending.append(d);
-      size_t nl;
-      while ((nl = pending.find('\n')) != std::string::npos) {
-        on_line(pending.substr(0, nl));
-        pending.erase(0, nl + 1);
-      }
-      return pending.size() < kMaxLine + (64u << 20);
-    }, &cancel);  // a cancelled cell: the closed stream interrupts the kernel
-    if (!status) return tool_error("the code interpreter is unreachable: " + status.error().message());
-    if (*status != 200) return tool_error("the code interpreter refused the cell (HTTP " + std::to_string(*status) + "): " + raw.substr(0, 1000));
+    auto ran = backend_->run_cell(cell, on_line, &cancel);
+    if (!ran && is_sandbox_gone(ran.error())) return failure(ran.error());
+    if (!ran) return tool_error("the code interpreter is unreachable: " + ran.error().message());
+    if (ran->status != 200)
+      return tool_error("the code interpreter refused the cell (HTTP " + std::to_string(ran->status) + "): " + ran->refusal);
     std::string summary = "Sandbox " + id + ", execution " + std::to_string(count) + ".\n";
     if (!text.empty()) summary += untrusted("Result", text) + "\n";
     if (!out.empty()) summary += untrusted("stdout", out) + "\n";
@@ -520,43 +507,29 @@ class Server::Impl {
     std::string path = args.at("path").get<std::string>();
     std::string format = args.value("format", std::string("tar.gz"));
     if (format != "tar.gz" && format != "zip") return tool_error("format must be tar.gz or zip");
-    auto headers = client_.envd_headers(id);
-    if (!headers) return tool_error(headers.error().message() + "; list_sandboxes shows the live ones");
-    std::string target = "/files/archive?format=" + format + "&path=" + percent_encode(path, "/");
     if (name == "download_files") {
-      auto r = client_.call("GET", target + "&max_bytes=10485760&max_entries=10000", "", *headers, 16u << 20);
+      auto r = backend_->download_archive(id, path, format, 10u << 20, 10'000, 16u << 20);
       if (!r && r.error().is(errc::limit_exceeded)) return tool_error("the archive of " + path + " is larger than 16 MB");
-      if (!r) return tool_error(r.error().message());
-      if (r->status != 200) return tool_error("cannot download " + path + ": " + api_error(*r));
-      auto num = [&](const char* h) {
-        auto it = r->headers.find(h);
-        return it == r->headers.end() ? 0ull : std::strtoull(it->second.c_str(), nullptr, 10);
-      };
+      if (!r) return failure(r.error(), "cannot download " + path + ": ");
       std::string uri = "brig://sandboxes/" + id + (path.starts_with("/") ? "" : "/") + path + "." + format;
-      json structured = {{"path", path}, {"format", format}, {"entries", num("x-archive-entries")},
-                          {"bytes", num("x-archive-bytes")}, {"archive_bytes", r->body.size()}, {"uri", uri}};
-      json result = text_result("Archive of " + path + " in sandbox " + id + ": " + std::to_string(num("x-archive-entries")) +
-                                    " entries, " + format_size(num("x-archive-bytes")) + " of files, " +
-                                    format_size(r->body.size()) + " as " + format +
-                                    ". Its content is untrusted data from the sandbox.",
+      json structured = {{"path", path}, {"format", format}, {"entries", r->entries},
+                         {"bytes", r->bytes}, {"archive_bytes", r->data.size()}, {"uri", uri}};
+      json result = text_result("Archive of " + path + " in sandbox " + id + ": " + std::to_string(r->entries) +
+                                    " entries, " + format_size(r->bytes) + " of files, " + format_size(r->data.size()) +
+                                    " as " + format + ". Its content is untrusted data from the sandbox.",
                                 structured);
       result["content"].push_back({{"type", "resource"},
                                    {"resource", {{"uri", uri},
                                                  {"mimeType", format == "zip" ? "application/zip" : "application/gzip"},
-                                                 {"blob", base64_encode(r->body)}}}});
+                                                 {"blob", base64_encode(r->data)}}}});
       return result;
     }
     auto bytes = base64_decode(args.at("archive").get<std::string>());
     if (!bytes) return tool_error("archive is not valid base64");
-    (*headers)["Content-Type"] = format == "zip" ? "application/zip" : "application/gzip";
-    auto r = client_.call("POST", target, *bytes, *headers);
-    if (!r) return tool_error(r.error().message());
-    if (r->status != 200) return tool_error("cannot unpack into " + path + ": " + api_error(*r));
-    json j = json::parse(r->body, nullptr, false);
-    if (!j.is_object()) return tool_error("unexpected answer: " + r->body.substr(0, 200));
-    json structured = {{"path", j.value("path", path)}, {"entries", j.value("entries", 0)}, {"bytes", j.value("bytes", 0)}};
-    return text_result("Unpacked " + std::to_string(structured["entries"].get<int>()) + " entries (" +
-                           format_size(structured["bytes"].get<uint64_t>()) + ") into " + structured["path"].get<std::string>() +
+    auto r = backend_->upload_archive(id, path, format, *bytes);
+    if (!r) return failure(r.error(), "cannot unpack into " + path + ": ");
+    json structured = {{"path", r->path}, {"entries", r->entries}, {"bytes", r->bytes}};
+    return text_result("Unpacked " + std::to_string(r->entries) + " entries (" + format_size(r->bytes) + ") into " + r->path +
                            " in sandbox " + id + ".",
                        structured);
   }
@@ -565,60 +538,42 @@ class Server::Impl {
     std::string id = sandbox_arg(args);
     std::string path = args.value("path", std::string("/home/user"));
     int depth = std::clamp(args.value("depth", 1), 1, 5);
-    auto headers = client_.envd_headers(id);
-    if (!headers) return tool_error(headers.error().message() + "; list_sandboxes shows the live ones");
-    (*headers)["Content-Type"] = "application/json";
-    (*headers)["Connect-Protocol-Version"] = "1";
-    auto r = client_.call("POST", "/filesystem.Filesystem/ListDir", dump({{"path", path}, {"depth", depth}}), *headers);
-    if (!r) return tool_error(r.error().message());
-    auto j = json::parse(r->body, nullptr, false);
-    if (r->status != 200) return tool_error("cannot list " + path + ": " + (j.is_object() ? j.value("message", r->body) : r->body));
+    auto all = backend_->list_dir(id, path, depth);
+    if (!all) return failure(all.error(), "cannot list " + path + ": ");
     json entries = json::array();
     std::string listing;
     const size_t kMaxEntries = 500;
-    json all = j.contains("entries") ? j["entries"] : json::array();
-    for (auto& e : all) {
+    for (auto& e : *all) {
       if (entries.size() >= kMaxEntries) break;
-      // envd describes a symlink by its target's type; its permissions start with "L".
-      std::string type = e.value("type", "");
-      bool link = e.value("permissions", "").starts_with("L");
-      type = link ? "symlink" : type == "FILE_TYPE_DIRECTORY" ? "dir" : "file";
-      std::string size = e.contains("size") ? (e["size"].is_string() ? e["size"].get<std::string>() : e["size"].dump()) : "0";
-      json entry = {{"path", e.value("path", "")}, {"type", type}, {"size", std::stoull(size)},
-                    {"permissions", e.value("permissions", "")}, {"owner", e.value("owner", "")}};
-      if (link) entry["target"] = e.value("symlinkTarget", "");
+      bool link = e.kind == DirEntry::symlink;
+      json entry = {{"path", e.path}, {"type", link ? "symlink" : e.kind == DirEntry::dir ? "dir" : "file"}, {"size", e.size},
+                    {"permissions", e.permissions}, {"owner", e.owner}};
+      if (link) entry["target"] = e.symlink_target;
       entries.push_back(std::move(entry));
-      listing += e.value("permissions", "") + " " + e.value("owner", "") + " " + size + " " + e.value("path", "") +
-                 (link ? " -> " + e.value("symlinkTarget", "") : "") + "\n";
+      listing += e.permissions + " " + e.owner + " " + std::to_string(e.size) + " " + e.path +
+                 (link ? " -> " + e.symlink_target : "") + "\n";
     }
-    bool truncated = all.size() > kMaxEntries;
+    bool truncated = all->size() > kMaxEntries;
     return text_result(untrusted("Entries of " + path, listing), {{"entries", entries}, {"truncated", truncated}});
   }
 
   json file_tool(const std::string& name, const json& args) {
     std::string id = sandbox_arg(args);
     std::string path = args.at("path").get<std::string>();
-    auto headers = client_.envd_headers(id);
-    if (!headers) return tool_error(headers.error().message() + "; list_sandboxes shows the live ones");
-    const std::string q = percent_encode(path, "/");
     if (name == "read_file") {
-      auto r = client_.call("GET", "/files?path=" + q, "", *headers, 1u << 20);
+      auto r = backend_->read_file(id, path, 1u << 20);
       if (!r && r.error().is(errc::limit_exceeded))
         return tool_error(path + " is larger than 1 MB; use run_command with head or grep");
-      if (!r) return tool_error(r.error().message());
-      if (r->status != 200) return tool_error("cannot read " + path + ": " + api_error(*r));
-      return text_result(untrusted("Content of " + path, r->body),
-                         {{"path", path}, {"content", r->body.substr(0, kMaxOutputChars)}, {"size", r->body.size()}});
+      if (!r) return failure(r.error(), "cannot read " + path + ": ");
+      return text_result(untrusted("Content of " + path, *r),
+                         {{"path", path}, {"content", r->substr(0, kMaxOutputChars)}, {"size", r->size()}});
     }
-    (*headers)["Content-Type"] = "application/octet-stream";
     std::string content = args.at("content").get<std::string>();
-    auto r = client_.call("POST", "/files?path=" + q, content, *headers);
-    if (!r) return tool_error(r.error().message());
-    if (r->status != 200) return tool_error("cannot write " + path + ": " + api_error(*r));
+    if (auto r = backend_->write_file(id, path, content); !r) return failure(r.error(), "cannot write " + path + ": ");
     return text_result("Wrote " + std::to_string(content.size()) + " bytes to " + path + ".", {{"path", path}, {"size", content.size()}});
   }
 
-  ApiClient client_;
+  std::shared_ptr<Backend> backend_;
   bool initialized_ = false;
   Notify notify_;
   std::shared_ptr<CancelRegistry> cancels_;
@@ -627,14 +582,14 @@ class Server::Impl {
 };
 
 
-std::shared_ptr<client::CancelToken> CancelRegistry::begin(const std::string& key) {
-  auto t = std::make_shared<client::CancelToken>();
+std::shared_ptr<CancelToken> CancelRegistry::begin(const std::string& key) {
+  auto t = std::make_shared<CancelToken>();
   std::lock_guard lock(mu_);
   if (live_.size() < 10'000) live_[key].push_back(t);
   return t;
 }
 
-void CancelRegistry::end(const std::string& key, const std::shared_ptr<client::CancelToken>& token) {
+void CancelRegistry::end(const std::string& key, const std::shared_ptr<CancelToken>& token) {
   std::lock_guard lock(mu_);
   auto it = live_.find(key);
   if (it == live_.end()) return;
@@ -643,7 +598,7 @@ void CancelRegistry::end(const std::string& key, const std::shared_ptr<client::C
 }
 
 void CancelRegistry::cancel(const std::string& key) {
-  std::shared_ptr<client::CancelToken> t;
+  std::shared_ptr<CancelToken> t;
   {
     std::lock_guard lock(mu_);
     if (auto it = live_.find(key); it != live_.end() && it->second.size() == 1) t = it->second.front();
@@ -651,9 +606,9 @@ void CancelRegistry::cancel(const std::string& key) {
   if (t) t->cancel();
 }
 
-Server::Server(ApiClient client, bool stateless, Notify notify, std::shared_ptr<CancelRegistry> cancels, std::string scope,
-               Mode mode)
-    : impl_(std::make_unique<Impl>(std::move(client), stateless, std::move(notify), std::move(cancels), std::move(scope),
+Server::Server(std::shared_ptr<Backend> backend, bool stateless, Notify notify, std::shared_ptr<CancelRegistry> cancels,
+               std::string scope, Mode mode)
+    : impl_(std::make_unique<Impl>(std::move(backend), stateless, std::move(notify), std::move(cancels), std::move(scope),
                                    mode)) {}
 Server::~Server() = default;
 json Server::handle(const json& msg) {

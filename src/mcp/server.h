@@ -1,7 +1,7 @@
 // The MCP server core, transport-free: JSON-RPC messages in, responses out, notifications
-// (progress) through a callback. Tools are clients of brig serve's API (client::ApiClient),
-// acting as whoever the client authenticates as. Used by `brig mcp` (stdio) and by the
-// daemon's /mcp endpoint (Streamable HTTP, stateless).
+// (progress) through a callback. Tools act through an mcp::Backend (mcp/backend.h): `brig mcp`
+// (stdio) gives it a client of a daemon's API (RemoteBackend), the daemon's /mcp endpoint
+// (Streamable HTTP, stateless) its core service in process.
 //
 // Thread safety: one Server per connection or request; not shared.
 #pragma once
@@ -13,7 +13,7 @@
 #include <vector>
 #include <nlohmann/json.hpp>
 
-#include "client/api_client.h"
+#include "mcp/backend.h"
 
 namespace brig::mcp {
 
@@ -23,13 +23,13 @@ namespace brig::mcp {
 // from 0): a cancellation that matches more than one call is ambiguous and stops none.
 class CancelRegistry {
  public:
-  std::shared_ptr<client::CancelToken> begin(const std::string& key);
-  void end(const std::string& key, const std::shared_ptr<client::CancelToken>& token);
+  std::shared_ptr<CancelToken> begin(const std::string& key);
+  void end(const std::string& key, const std::shared_ptr<CancelToken>& token);
   void cancel(const std::string& key);
 
  private:
   std::mutex mu_;
-  std::map<std::string, std::vector<std::shared_ptr<client::CancelToken>>> live_;
+  std::map<std::string, std::vector<std::shared_ptr<CancelToken>>> live_;
 };
 
 // The default toolset (one tool per operation), or code mode (search / execute_read /
@@ -41,7 +41,7 @@ class Server {
   using Notify = std::function<void(const nlohmann::json&)>;
   // `stateless`: serve requests without a prior initialize (Streamable HTTP, no sessions).
   // `scope` keeps callers apart in a shared `cancels` (e.g. a hash of the API key).
-  Server(client::ApiClient client, bool stateless, Notify notify, std::shared_ptr<CancelRegistry> cancels = nullptr,
+  Server(std::shared_ptr<Backend> backend, bool stateless, Notify notify, std::shared_ptr<CancelRegistry> cancels = nullptr,
          std::string scope = "", Mode mode = Mode::tools);
   ~Server();
   // One JSON-RPC message in; the response to send, or null for a notification or a request

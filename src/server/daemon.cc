@@ -54,6 +54,7 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options, sand
     d->own_loop_ = std::make_unique<EventLoop>(EventLoop::Options{.max_blocking_threads = options.http.max_connections});
     d->loop_ = d->own_loop_.get();
   }
+  d->mcp_host_ = std::make_shared<McpHost>(*d->core_, [self](const Request& r) { return self->route(r); });
   BRIG_TRY_ASSIGN(server, HttpServer::listen(
                               *d->loop_, options.http, [self](const Request& r) { return self->route(r); },
                               [self](const Request& r, int status, double ms) { self->log(r, status, ms); }));
@@ -78,6 +79,7 @@ void Daemon::run() { server_->run(); }
 
 void Daemon::stop() {
   if (stopping_.exchange(true)) return;
+  if (mcp_host_) mcp_host_->close();  // MCP streams end; MCP calls into the core finish first
   if (server_) server_->stop(std::chrono::seconds(5));
 }
 
@@ -140,8 +142,8 @@ Route Daemon::data_plane(const Request& head, const std::string& id, int port) {
 
 Route Daemon::control_plane(const Request& head) {
   const std::string& path = head.path;
-  if (path == "/mcp") return mcp_route(*core_, head, mcp::Mode::tools, server_->address(), mcp_cancels_);
-  if (path == "/mcp/code") return mcp_route(*core_, head, mcp::Mode::code, server_->address(), mcp_cancels_);
+  if (path == "/mcp") return mcp_route(*core_, head, mcp::Mode::tools, mcp_host_, mcp_cancels_);
+  if (path == "/mcp/code") return mcp_route(*core_, head, mcp::Mode::code, mcp_host_, mcp_cancels_);
   rest::Context ctx{*core_, options_.domain};
   if (auto r = rest::service_info(ctx, head)) return *r;
   // Everything else needs an API key (X-API-KEY, or Authorization: Bearer for non-E2B clients).

@@ -13,6 +13,7 @@
 #include "core/service.h"
 #include "mcp/server.h"
 #include "server/http.h"
+#include "server/mcp_backend.h"
 
 namespace brig::server {
 
@@ -35,6 +36,8 @@ class Daemon {
   // The domain of <port>-<id>.<domain> hosts (what E2B_DOMAIN should be), port included.
   const std::string& domain() const { return options_.domain; }
   core::Service& core() { return *core_; }
+  // What the MCP it hosts acts through (server/mcp_backend.h).
+  const std::shared_ptr<McpHost>& mcp_host() const { return mcp_host_; }
   void run();  // until stop()
   // Stops accepting and ends streams; sandboxes keep running for the next daemon to adopt.
   void stop();
@@ -56,10 +59,11 @@ class Daemon {
   std::unique_ptr<HttpServer> server_;
   std::atomic<bool> stopping_{false};
   std::shared_ptr<mcp::CancelRegistry> mcp_cancels_ = std::make_shared<mcp::CancelRegistry>();
+  std::shared_ptr<McpHost> mcp_host_;  // the core and router the hosted MCP uses, until stop()
 };
 
 // MCP over Streamable HTTP (mcp_http.cc), stateless: one JSON-RPC message per POST.
-Route mcp_route(core::Service& core, const Request& head, mcp::Mode mode, const std::string& self_address,
+Route mcp_route(core::Service& core, const Request& head, mcp::Mode mode, std::shared_ptr<McpHost> host,
                 std::shared_ptr<mcp::CancelRegistry> cancels);
 
 }  // namespace brig::server

@@ -1,10 +1,11 @@
-// MCP over Streamable HTTP, stateless: each POST carries one JSON-RPC message; the tools act
-// as the caller (their key), so nothing bypasses authorisation.
+// MCP over Streamable HTTP, stateless: each POST carries one JSON-RPC message. The caller's key
+// is checked here; the tools then call the core in process (server/mcp_backend.h), for what
+// that key may do.
 #include <nlohmann/json.hpp>
 
 #include "base/util.h"
-#include "client/api_client.h"
 #include "server/daemon.h"
+#include "server/mcp_backend.h"
 
 namespace brig::server {
 namespace {
@@ -20,7 +21,7 @@ std::string api_key_of(const Request& req) {
 
 }  // namespace
 
-Route mcp_route(core::Service& core, const Request& head, mcp::Mode mode, const std::string& self_address,
+Route mcp_route(core::Service& core, const Request& head, mcp::Mode mode, std::shared_ptr<McpHost> host,
                 std::shared_ptr<mcp::CancelRegistry> cancels) {
   Route r;
   r.body_limit = 1 << 20;
@@ -59,7 +60,7 @@ Route mcp_route(core::Service& core, const Request& head, mcp::Mode mode, const 
     r.respond = [rpc_error, v](Request&) { return rpc_error(400, -32000, "unsupported MCP-Protocol-Version " + v.substr(0, 32)); };
     return r;
   }
-  r.stream = [self_address, cancels, key, rpc_error, mode](Request& req, Stream& s) {
+  r.stream = [host, cancels, key, rpc_error, mode](Request& req, Stream& s) {
     auto msg = json::parse(req.body, nullptr, false);
     auto reply = [&](const Response& res) {
       s.begin(res.status, res.headers);
@@ -78,14 +79,12 @@ Route mcp_route(core::Service& core, const Request& head, mcp::Mode mode, const 
         cancels->cancel(scope + msg["params"]["requestId"].dump());
       return reply(Response::empty(202));
     }
-    auto api = client::ApiClient::to(self_address, key);
-    if (!api) return reply(rpc_error(500, -32603, api.error().message()));
     bool sse = msg.contains("params") && msg["params"].is_object() && msg["params"].contains("_meta") &&
                msg["params"]["_meta"].is_object() && msg["params"]["_meta"].contains("progressToken");
     auto event = [](const json& j) { return "event: message\ndata: " + dump(j) + "\n\n"; };
     if (sse) s.begin(200, {{"Content-Type", "text/event-stream"}, {"Cache-Control", "no-cache"}});
     mcp::Server server(
-        std::move(*api), /*stateless=*/true, [&](const json& note) {
+        std::make_shared<InProcessBackend>(host, key), /*stateless=*/true, [&](const json& note) {
           if (sse) s.write(event(note));
         },
         cancels, scope, mode);

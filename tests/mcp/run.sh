@@ -33,11 +33,12 @@ done
 export BRIG_URL=http://127.0.0.1:$port
 export BRIG_API_KEY=$(cat "$state/api-key")
 export BRIG_BIN=$brig
+export BRIG_SERVE_LOG=$log  # in-process.test.mjs reads the daemon's request log
 export NODE22_BIN=$node22
 
 status=0
 echo "== MCP protocol, tools and code mode, stdio and HTTP (@modelcontextprotocol/sdk $(node -p "require('./node_modules/@modelcontextprotocol/sdk/package.json').version"))"
-node --test --test-concurrency=1 mcp.test.mjs tools.test.mjs code-mode.test.mjs || status=1
+node --test --test-concurrency=1 mcp.test.mjs tools.test.mjs code-mode.test.mjs in-process.test.mjs || status=1
 echo "== MCP Inspector CLI (@modelcontextprotocol/inspector $(node -p "require('./node_modules/@modelcontextprotocol/inspector/package.json').version"))"
 node --test inspector.test.mjs || status=1
 echo "== MCP conformance"
