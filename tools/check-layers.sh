@@ -9,17 +9,19 @@ src=${1:-$(cd "$(dirname "$0")/../src" && pwd)}
 
 declare -A allowed=(
   [base]=""
-  [sys]="base"
-  [isolate]="base sys"
-  [policy]="base sys isolate"
-  [init]="base sys isolate"
-  [sandbox]="base sys isolate policy init"
-  [store]="base sys sandbox"
-  [client]="base"
-  [mcp]="base client"
+  # The typed configuration: every layer above base may take its sections as parameters.
+  [config]="base"
+  [sys]="base config"
+  [isolate]="base config sys"
+  [policy]="base config sys isolate"
+  [init]="base config sys isolate"
+  [sandbox]="base config sys isolate policy init"
+  [store]="base config sys sandbox"
+  [client]="base config"
+  [mcp]="base config client"
   # The daemon hosts MCP, which calls the API through the client.
-  [server]="base sys sandbox store client mcp envd"
-  [cli]="base sys isolate policy sandbox store client mcp server"
+  [server]="base config sys sandbox store client mcp envd"
+  [cli]="base config sys isolate policy sandbox store client mcp server"
 )
 # Host folders that may include these headers of a layer they may not otherwise see.
 declare -A entry_points=([init]="init/init.h")
