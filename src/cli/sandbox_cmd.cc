@@ -311,7 +311,7 @@ Runner add_sandbox(CLI::App& app, Globals& globals) {
   exec_cmd->positionals_at_end();
   return [=, &globals]() -> int {
     if (!sb->parsed()) return -1;
-    auto c = ApiClient::from_env(globals.state_dir);
+    auto c = daemon_client(globals.config);
     if (!c) return fail(c.error().message());
     if (create->parsed()) return brig::cli::create(*c, *a);
     if (ls->parsed()) return list(*c);
@@ -350,7 +350,7 @@ Runner add_files(CLI::App& app, Globals& globals) {
               "  brig files get -r ID /home/user/project project.zip");
   return [=, &globals]() -> int {
     if (!f->parsed()) return -1;
-    auto c = ApiClient::from_env(globals.state_dir);
+    auto c = daemon_client(globals.config);
     if (!c) return fail(c.error().message());
     std::string verb = ls->parsed() ? "ls" : cat->parsed() ? "cat" : put->parsed() ? "put" : "get";
     return files(*c, verb, *a);

@@ -169,7 +169,7 @@ Result<> apply_section(Config& c, std::string_view origin, std::string_view sect
     const Field* f = find(std::string(section) + "." + key);
     std::string where = at(origin, node.source());
     if (!f)
-      return bad(where + ": unknown key " + std::string(section) + "." + key + " (the keys of [" + std::string(section) +
+      return bad(at(origin, k.source()) + ": unknown key " + std::string(section) + "." + key + " (the keys of [" + std::string(section) +
                  "] are " + keys_of(section) + ")");
     if (f->kind == Kind::integer) {
       if (!node.is_integer())
@@ -293,7 +293,7 @@ Result<Config> parse_toml(std::string_view text, std::string_view origin, Config
   }
   for (auto&& [k, node] : doc) {
     const std::string name(k.str().substr(0, 64));
-    std::string where = at(origin, node.source());
+    std::string where = at(origin, k.source());
     if (!find_section(name)) {
       if (node.is_table()) return bad(where + ": unknown section [" + name + "] (the sections are " + section_names() + ")");
       return bad(where + ": " + name + " is outside any section (the sections are " + section_names() + ")");

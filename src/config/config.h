@@ -51,6 +51,21 @@ struct Config {
   bool operator==(const Config&) const = default;
 };
 
+// Each field's bounds as constants, for the code that enforces them against requests
+// (config::bounds::sandbox_memory_mib.max): the same numbers the file is checked against.
+struct Bound {
+  uint64_t min, max;
+};
+namespace bounds {
+#define BRIG_SECTION_BEGIN(section, Type, doc)
+#define BRIG_FIELD(section, key, T, def, lo, hi, ...) inline constexpr Bound section##_##key{lo, hi};
+#define BRIG_SECTION_END(section, Type)
+#include "config/schema.def"
+#undef BRIG_SECTION_BEGIN
+#undef BRIG_FIELD
+#undef BRIG_SECTION_END
+}  // namespace bounds
+
 // The optional columns of a field (see schema.def).
 struct Extra {
   std::string_view env;      // an established environment name, read before BRIG_<SECTION>_<KEY>

@@ -107,13 +107,27 @@ const char* kDeclarations = R"(Globals (TypeScript):
 
 }  // namespace
 
-Limits Limits::from_env() {
+Limits Limits::from(const config::Mcp& mcp) {
   Limits l;
-  if (const char* t = std::getenv("BRIG_CODE_MODE_TIMEOUT_MS"); t && *t) {
-    long v = std::strtol(t, nullptr, 10);
-    if (v >= 1000 && v <= 600'000) l.timeout_ms = static_cast<int>(v);
-  }
+  l.max_calls = static_cast<int>(mcp.code_mode_api_calls);
+  l.timeout_ms = static_cast<int>(mcp.code_mode_timeout_ms);
+  l.max_result_chars = mcp.output_chars;
   return l;
+}
+
+namespace {
+std::mutex g_process_limits_mu;
+Limits g_process_limits;
+}  // namespace
+
+void set_process_limits(const Limits& limits) {
+  std::lock_guard lock(g_process_limits_mu);
+  g_process_limits = limits;
+}
+
+Limits Limits::from_env() {
+  std::lock_guard lock(g_process_limits_mu);
+  return g_process_limits;
 }
 
 const std::string& openapi_text() {

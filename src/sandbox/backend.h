@@ -55,6 +55,8 @@ class Backend {
 
 struct LinuxBackendOptions {
   std::string state_dir;
+  config::Sandbox sandbox;  // max_lifetime_s
+  config::Limits limits;    // metadata; brig-init's watches, contexts, archive unpacking
 };
 
 // The cgroup group of a state directory: "brig/<12 hex of its real path>". Sandboxes of one

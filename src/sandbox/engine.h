@@ -25,7 +25,9 @@ class Registry;
 struct RegistryRow;
 
 struct EngineOptions {
-  std::string state_dir;  // created if missing; default chosen by the caller
+  std::string state_dir;    // created if missing; required (the CLI resolves the default)
+  config::Sandbox sandbox;  // max_lifetime_s bounds creates and set_timeout
+  config::Limits limits;    // env, metadata, and what brig-init keeps per sandbox
 };
 
 class Engine {
@@ -64,9 +66,11 @@ class Engine {
 
   Backend& backend() { return *backend_; }
   const std::string& state_dir() const { return state_dir_; }
+  // The longest lifetime create() and set_timeout() accept (sandbox.max_lifetime_s).
+  uint64_t max_lifetime_s() const { return sandbox_config_.max_lifetime_s; }
 
  private:
-  Engine(std::string state_dir, std::unique_ptr<Backend> backend, std::unique_ptr<Registry> registry);
+  Engine(EngineOptions options, std::unique_ptr<Backend> backend, std::unique_ptr<Registry> registry);
   Result<> cleanup(const std::string& id);
   // The row's info with its state checked against the live sandbox ("running" -> "dead").
   SandboxInfo describe(const RegistryRow& row);
@@ -81,6 +85,8 @@ class Engine {
   };
 
   std::string state_dir_;
+  config::Sandbox sandbox_config_;
+  config::Limits limits_;
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Registry> registry_;
   std::mutex mu_;

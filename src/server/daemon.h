@@ -12,6 +12,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "config/config.h"
 #include "sandbox/engine.h"
 #include "mcp/server.h"
 #include "server/http.h"
@@ -25,6 +26,7 @@ struct DaemonOptions {
   ServerOptions http;
   std::string domain;        // for <port>-<id>.<domain> Hosts; empty = localhost:<listening port>
   size_t pool_size = 1;      // warm sandboxes per built template
+  config::Config config;     // every limit and default (the fields above are its [server] values)
 };
 
 class Daemon {
