@@ -66,13 +66,6 @@ std::string upper(std::string_view s) {
   return out;
 }
 
-// Bytes in the largest binary unit that divides them ("512 MiB"), else rounded ("1.5 KiB").
-std::string size_text(uint64_t v) {
-  for (auto [shift, name] : {std::pair{40, " TiB"}, {30, " GiB"}, {20, " MiB"}, {10, " KiB"}})
-    if (v >= (1ull << shift) && v % (1ull << shift) == 0) return std::to_string(v >> shift) + name;
-  return v < 1024 ? std::to_string(v) + " bytes" : format_size(v);
-}
-
 // "1 MiB" beside a byte count, "512 MiB" beside a MiB count, "30 s" beside seconds...
 std::string with_unit(uint64_t v, Unit unit) {
   switch (unit) {
@@ -382,6 +375,12 @@ std::string to_toml(const Config& c) {
     }
   }
   return out;
+}
+
+std::string size_text(uint64_t v) {
+  for (auto [shift, name] : {std::pair{40, " TiB"}, {30, " GiB"}, {20, " MiB"}, {10, " KiB"}})
+    if (v >= (1ull << shift) && v % (1ull << shift) == 0) return std::to_string(v >> shift) + name;
+  return v < 1024 ? std::to_string(v) + " bytes" : format_size(v);
 }
 
 std::string default_state_dir(const std::map<std::string, std::string>& env, uint32_t euid) {

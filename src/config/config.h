@@ -139,6 +139,9 @@ std::string to_toml(const Config& config);
 // $XDG_STATE_HOME/brig, ~/.local/state/brig, or /tmp/brig-<euid>.
 std::string default_state_dir(const std::map<std::string, std::string>& env, uint32_t euid);
 
+// Bytes in the largest binary unit that divides them ("512 MiB"), else rounded ("1.5 KiB").
+std::string size_text(uint64_t bytes);
+
 // This process's environment, as Sources::env wants it.
 std::map<std::string, std::string> environment();
 

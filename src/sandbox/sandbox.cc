@@ -51,7 +51,7 @@ Result<> validate_metadata(const std::map<std::string, std::string>& metadata, c
 Result<> validate(const SandboxSpec& spec, const config::Sandbox& sandbox, const config::Limits& limits) {
   namespace bounds = config::bounds;
   auto bad = [](std::string msg) { return Error::make(errc::invalid_argument, std::move(msg)); };
-  auto mib = [](uint64_t n) { return format_size(n << 20); };
+  auto mib = [](uint64_t n) { return config::size_text(n << 20); };
   if (spec.rootfs.empty() == spec.layers.empty()) return bad("give either a rootfs or template layers");
   if (spec.layers.size() > bounds::build_max_layers.max)
     return bad("too many template layers (" + std::to_string(bounds::build_max_layers.max) + " at most)");
