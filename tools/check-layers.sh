@@ -2,7 +2,8 @@
 # The layering check (Chromium's DEPS idea, small): every `#include "dir/..."` in src/ must
 # point to the same folder or to one the folder may depend on, as listed below, lowest first.
 # In-sandbox code (init: brig-init and the kernel host) never includes host code, and host code
-# reaches it only through its entry point, init/init.h. Exits 1 and lists each violation.
+# reaches it only through its entry point, init/init.h. Only src/cli and src/config read the
+# environment. Exits 1 and lists each violation.
 #   tools/check-layers.sh [src-dir]
 set -euo pipefail
 src=${1:-$(cd "$(dirname "$0")/../src" && pwd)}
@@ -53,5 +54,16 @@ for dir in "$src"/*/; do
     fi
   done < <(grep -HnE '^[[:space:]]*#[[:space:]]*include[[:space:]]+"[^/"]+/' "$dir"*.h "$dir"*.cc 2>/dev/null || true)
 done
-((status)) || echo "check-layers: ok ($(ls -d "$src"/*/ | wc -l) layers)"
+
+# Only the CLI and the configuration read the environment: libraries take the configuration as
+# a parameter (config/config.h). A getenv or environ after a "." is code in a string (Python's
+# os.environ, R's Sys.getenv), not a call.
+while IFS= read -r hit; do
+  echo "src/${hit#"$src"/}" | cut -d: -f1,2 | tr -d '\n'
+  echo ": only src/cli and src/config read the environment; take the setting as a parameter"
+  status=1
+done < <(grep -rnE '(^|[^.A-Za-z0-9_])(secure_)?getenv[[:space:]]*\(|(^|[^.A-Za-z0-9_])environ([^A-Za-z0-9_]|$)' \
+           --include='*.cc' --include='*.h' "$src" | grep -vE "^$src/(cli|config)/" || true)
+
+((status)) || echo "check-layers: ok ($(ls -d "$src"/*/ | wc -l) layers; no environment read below the CLI)"
 exit $status
