@@ -20,7 +20,8 @@ int main(int argc, char** argv) {
   app.add_option("--config", globals.config_path,
                  "Configuration file (TOML); default: /etc/brig/brig.toml if it exists (also BRIG_CONFIG)");
   app.add_option("--set", globals.sets,
-                 "Set a configuration value, section.key=VALUE (repeatable); `brig serve --print-config` lists them");
+                 "Set a configuration value, section.key=VALUE (repeatable); `brig serve --print-config` lists them")
+      ->allow_extra_args(false);
   brig::cli::add_config_flags(app, "", globals);
 
   std::vector<brig::cli::Runner> runners = {
