@@ -18,11 +18,13 @@ declare -A allowed=(
   [init]="base config sys isolate"
   [sandbox]="base config sys isolate policy init"
   [store]="base config sys sandbox"
+  # The core service: typed commands over the engine and the store; no HTTP.
+  [core]="base config sys sandbox store"
   [client]="base config"
   [mcp]="base config client"
-  # The daemon hosts MCP, which calls the API through the client.
-  [server]="base config sys sandbox store client mcp envd"
-  [cli]="base config sys isolate policy sandbox store client mcp server"
+  # The daemon's adapters over the core (and the MCP it hosts).
+  [server]="base config sys sandbox store core client mcp envd"
+  [cli]="base config sys isolate policy sandbox store core client mcp server"
 )
 # Host folders that may include these headers of a layer they may not otherwise see.
 declare -A entry_points=([init]="init/init.h")

@@ -31,11 +31,11 @@ int fail(const Error& e) {
 // The key the README's command prints: kept (0600) in the state dir so local tools
 // (brig mcp, the CLI) find it when run by the same user. A key from before keys took E2B's
 // shape ("brig_…", which the Python SDK refuses) is replaced by a new one; it stays valid.
-Result<std::string> local_key(server::KeyStore& keys, const std::string& state_dir) {
+Result<std::string> local_key(core::KeyStore& keys, const std::string& state_dir) {
   const std::string path = state_dir + "/api-key";
   if (auto existing = read_small_file(path, 1024)) {
     std::string key(trim(*existing));
-    if (server::looks_like_e2b_key(key)) return key;
+    if (core::looks_like_e2b_key(key)) return key;
   }
   BRIG_TRY_ASSIGN(key, keys.create("local"));
   const std::string tmp = path + ".new";
@@ -62,7 +62,7 @@ int serve(const ServeArgs& a, const Globals& g) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   auto store = store::TemplateStore::open((*engine)->state_dir(), c.build);
   if (!store) return fail(store.error());
-  auto keys = server::KeyStore::open((*engine)->state_dir());
+  auto keys = core::KeyStore::open((*engine)->state_dir());
   if (!keys) return fail(keys.error());
   if (!c.server.api_key.empty()) (*keys)->add_ephemeral(c.server.api_key);
   auto key = local_key(**keys, (*engine)->state_dir());
@@ -126,7 +126,7 @@ Runner add_key(CLI::App& app, Globals& globals) {
     if (!sub->parsed() || !create->parsed()) return -1;
     const std::string& dir = globals.config.server.state_dir;
     ::mkdir(dir.c_str(), 0700);
-    auto keys = server::KeyStore::open(dir);
+    auto keys = core::KeyStore::open(dir);
     if (!keys) return fail(keys.error());
     auto key = (*keys)->create(*name);
     if (!key) return fail(key.error());

@@ -60,47 +60,7 @@ std::string envelope(uint8_t flags, std::string_view payload) {
 
 }  // namespace
 
-RpcError to_rpc_error(const Error& e) {
-  std::string code = "internal";
-  switch (e.sys_errno()) {
-    case ENOENT: code = "not_found"; break;
-    case EACCES:
-    case EPERM: code = "permission_denied"; break;
-    case EEXIST: code = "already_exists"; break;
-    case EINVAL:
-    case ENOTDIR:
-    case EISDIR:
-    case ELOOP:
-    case ENAMETOOLONG:
-    case ENOTEMPTY: code = "invalid_argument"; break;
-    case ESRCH: code = "not_found"; break;
-    case ENOSPC: code = "resource_exhausted"; break;
-    case 0:
-      if (e.is(errc::invalid_argument)) code = "invalid_argument";
-      else if (e.is(errc::not_found)) code = "not_found";
-      else if (e.is(errc::limit_exceeded)) code = "resource_exhausted";
-      else if (e.is(errc::timed_out)) code = "deadline_exceeded";
-      else if (e.is(errc::unsupported)) code = "unimplemented";
-      else if (e.is(errc::conflict)) code = "failed_precondition";
-      break;
-    default: break;
-  }
-  return {code, e.message()};
-}
-
-int http_status_for(const std::string& code) {
-  if (code == "invalid_argument" || code == "failed_precondition" || code == "out_of_range") return 400;
-  if (code == "unauthenticated") return 401;
-  if (code == "permission_denied") return 403;
-  if (code == "not_found") return 404;
-  if (code == "already_exists" || code == "aborted") return 409;
-  if (code == "resource_exhausted") return 429;
-  if (code == "canceled") return 499;
-  if (code == "unimplemented") return 501;
-  if (code == "unavailable") return 503;
-  if (code == "deadline_exceeded") return 504;
-  return 500;
-}
+RpcError rpc_error(const Error& e, std::string_view what) { return {core::report(e, what), e.message()}; }
 
 Result<Codec> decode_unary(const Request& req, google::protobuf::Message* msg) {
   BRIG_TRY_ASSIGN(codec, codec_of(req.header("content-type"), false));
@@ -117,8 +77,8 @@ Response unary_ok(Codec codec, const google::protobuf::Message& msg) {
 }
 
 Response unary_error(const RpcError& e) {
-  nlohmann::json j = {{"code", e.code}, {"message", e.message}};
-  return Response::json(http_status_for(e.code), j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  nlohmann::json j = {{"code", core::connect_code(e.status)}, {"message", e.message}};
+  return Response::json(core::http_status(e.status), j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 Result<Codec> decode_stream_request(const Request& req, google::protobuf::Message* msg) {
@@ -143,7 +103,7 @@ std::string frame(Codec codec, const google::protobuf::Message& msg) { return en
 
 std::string end_stream(const std::optional<RpcError>& error) {
   nlohmann::json j = nlohmann::json::object();
-  if (error) j["error"] = {{"code", error->code}, {"message", error->message}};
+  if (error) j["error"] = {{"code", core::connect_code(error->status)}, {"message", error->message}};
   return envelope(2, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 

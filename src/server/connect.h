@@ -12,20 +12,20 @@
 #include <string_view>
 
 #include "base/result.h"
+#include "core/status.h"
 #include "server/http.h"
 
 namespace brig::server::connect {
 
 enum class Codec { json, proto };
 
-// A Connect error: a code string ("not_found") and a message.
+// A Connect error: a status (its code and HTTP status come from core/status.h) and a message.
 struct RpcError {
-  std::string code;
+  core::Status status;
   std::string message;
 };
-// The one table from brig errors (errno or errc) to Connect codes.
-RpcError to_rpc_error(const Error& e);
-int http_status_for(const std::string& code);
+// `e` as a Connect error, through core's one table (a server fault is logged as `what`).
+RpcError rpc_error(const Error& e, std::string_view what);
 
 // Unary: decode the request body into `msg` by the request's content type.
 Result<Codec> decode_unary(const Request& req, google::protobuf::Message* msg);

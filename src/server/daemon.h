@@ -1,24 +1,18 @@
 // `brig serve`: the E2B-compatible daemon. One port for the control plane (by path) and the
 // data plane (by E2b-Sandbox-Id + E2b-Sandbox-Port headers, or a <port>-<id>.<domain> Host).
-// The daemon speaks envd's protocols itself and relays to each sandbox's brig-init.
+// It owns the HTTP server and the core service; every route is an adapter over the core:
+// rest/ (the control plane), envd/ (port 49983), code_interpreter (port 49999), mcp_http (MCP
+// over Streamable HTTP, calling the core in process).
 #pragma once
 
 #include <atomic>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "config/config.h"
-#include "sandbox/engine.h"
+#include "core/service.h"
 #include "mcp/server.h"
 #include "server/http.h"
-#include "server/keys.h"
-#include "server/live.h"
-#include "store/template_store.h"
 
 namespace brig::server {
 
@@ -32,43 +26,33 @@ struct DaemonOptions {
 class Daemon {
  public:
   static Result<std::unique_ptr<Daemon>> start(const DaemonOptions& options, sandbox::Engine& engine,
-                                               store::TemplateStore& store, KeyStore& keys);
+                                               store::TemplateStore& store, core::KeyStore& keys);
   ~Daemon();
   const std::string& address() const { return server_->address(); }
   // The domain of <port>-<id>.<domain> hosts (what E2B_DOMAIN should be), port included.
   const std::string& domain() const { return options_.domain; }
+  core::Service& core() { return *core_; }
   void run();  // until stop()
   // Stops accepting and ends streams; sandboxes keep running for the next daemon to adopt.
   void stop();
 
  private:
-  Daemon(DaemonOptions options, sandbox::Engine& engine, store::TemplateStore& store, KeyStore& keys);
+  explicit Daemon(DaemonOptions options) : options_(std::move(options)) {}
   Route route(const Request& req);
   Route control_plane(const Request& req);
-  Route mcp_route(const Request& req, mcp::Mode mode);
   Route data_plane(const Request& req, const std::string& id, int port);
-  std::shared_ptr<Live> live(const std::string& id);
-  void reap_loop();
-  void adopt();
-  void add_live(std::shared_ptr<Live> l);
-  void forget(const std::string& id);
   void log(const Request& req, int status, double ms);
-  // One SandboxMetric (E2B's shape) for a live sandbox, read now.
-  nlohmann::json metric(Live& l);
 
   DaemonOptions options_;
   std::string domain_name_;  // options_.domain without its port
-  sandbox::Engine& engine_;
-  store::TemplateStore& store_;
-  KeyStore& keys_;
+  std::unique_ptr<core::Service> core_;
   std::unique_ptr<HttpServer> server_;
-  std::unique_ptr<DaemonState> state_;
-  std::mutex mu_;
-  std::map<std::string, std::shared_ptr<Live>> live_;
   std::atomic<bool> stopping_{false};
-  std::thread reaper_;
   std::shared_ptr<mcp::CancelRegistry> mcp_cancels_ = std::make_shared<mcp::CancelRegistry>();
-  Metrics metrics_;
 };
+
+// MCP over Streamable HTTP (mcp_http.cc), stateless: one JSON-RPC message per POST.
+Route mcp_route(core::Service& core, const Request& head, mcp::Mode mode, const std::string& self_address,
+                std::shared_ptr<mcp::CancelRegistry> cancels);
 
 }  // namespace brig::server

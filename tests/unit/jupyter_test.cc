@@ -4,7 +4,8 @@
 
 #include <gtest/gtest.h>
 
-#include "server/code_interpreter.h"
+#include "core/code.h"
+#include "server/interpreter/interpreter.h"
 
 namespace brig::jupyter {
 namespace {
@@ -120,7 +121,7 @@ TEST(Jupyter, EnvCodeQuotesValues) {
 }  // namespace
 }  // namespace brig::jupyter
 
-namespace brig::server::code_interpreter {
+namespace brig::server::interpreter {
 namespace {
 
 TEST(CodeInterpreter, ExecuteBodiesAreChecked) {
@@ -138,9 +139,9 @@ TEST(CodeInterpreter, ExecuteBodiesAreChecked) {
     EXPECT_FALSE(r) << bad;
     if (!r) EXPECT_TRUE(r.error().is(errc::invalid_argument)) << bad;
   }
-  std::string huge = R"({"code":")" + std::string(kMaxCodeBytes + 1, 'x') + R"("})";
+  std::string huge = R"({"code":")" + std::string(core::kMaxCodeBytes + 1, 'x') + R"("})";
   EXPECT_FALSE(execute_request(huge));
 }
 
 }  // namespace
-}  // namespace brig::server::code_interpreter
+}  // namespace brig::server::interpreter

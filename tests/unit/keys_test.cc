@@ -1,6 +1,6 @@
 // API keys: new ones have E2B's shape (the Python SDK checks it before sending anything); keys
 // minted before, in brig's old shape, keep working.
-#include "server/keys.h"
+#include "core/keys.h"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -12,7 +12,7 @@
 
 #include "base/util.h"
 
-namespace brig::server {
+namespace brig::core {
 namespace {
 
 struct TempDir {
@@ -71,4 +71,4 @@ TEST(Keys, E2bShapeCheck) {
 }
 
 }  // namespace
-}  // namespace brig::server
+}  // namespace brig::core

@@ -21,7 +21,7 @@
 
 #include "sandbox/sandbox.h"
 
-namespace brig::server {
+namespace brig::core {
 
 struct ProcessEvent {
   enum Kind { stdout_data, stderr_data, pty_data, end } kind;
@@ -84,4 +84,4 @@ class ProcessHub {
   std::thread thread_;
 };
 
-}  // namespace brig::server
+}  // namespace brig::core

@@ -9,7 +9,7 @@
 
 #include "base/result.h"
 
-namespace brig::server {
+namespace brig::core {
 
 // New keys look like E2B's ("e2b_" + 40 hex characters): the official Python SDK refuses any
 // other shape before it sends a request. Keys minted earlier ("brig_…") stay valid.
@@ -49,4 +49,4 @@ class DaemonState {
   void* db_;
 };
 
-}  // namespace brig::server
+}  // namespace brig::core

@@ -1,4 +1,4 @@
-#include "server/keys.h"
+#include "core/keys.h"
 
 #include <openssl/crypto.h>
 #include <sqlite3.h>
@@ -6,7 +6,7 @@
 #include "base/util.h"
 #include "sandbox/db.h"
 
-namespace brig::server {
+namespace brig::core {
 namespace {
 sqlite3* db(void* p) { return static_cast<sqlite3*>(p); }
 }  // namespace
@@ -101,4 +101,4 @@ void DaemonState::forget(const std::string& id) {
   sqlite3_finalize(st);
 }
 
-}  // namespace brig::server
+}  // namespace brig::core

@@ -13,10 +13,10 @@
 
 #include "base/util.h"
 #include "sandbox/sandbox.h"
-#include "server/process_hub.h"
+#include "core/process_hub.h"
 #include "store/template_store.h"
 
-namespace brig::server {
+namespace brig::core {
 
 // One live sandbox as the daemon knows it.
 struct Live {
@@ -49,4 +49,4 @@ struct Metrics {
   double create_ms_sum = 0;
 };
 
-}  // namespace brig::server
+}  // namespace brig::core

@@ -1,4 +1,4 @@
-#include "server/process_hub.h"
+#include "core/process_hub.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -7,7 +7,7 @@
 #include <termios.h>
 #include <unistd.h>
 
-namespace brig::server {
+namespace brig::core {
 
 ProcessHub::ProcessHub(std::shared_ptr<sandbox::Sandbox> sandbox, sandbox::SpawnedProcess process,
                        sandbox::ProcessSpec spec, uint64_t oom_kills_before)
@@ -208,4 +208,4 @@ void ProcessHub::pump() {
   cv_.notify_all();
 }
 
-}  // namespace brig::server
+}  // namespace brig::core

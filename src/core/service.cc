@@ -1,0 +1,292 @@
+#include "core/service.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <spdlog/spdlog.h>
+
+#include "base/util.h"
+#include "store/builtin.h"
+
+namespace brig::core {
+namespace {
+
+constexpr int64_t kCpuWindowMs = 250;  // shortest interval a CPU percentage is measured over
+constexpr auto kReapInterval = std::chrono::milliseconds(500);
+
+int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Template builds started by a create log their steps; their output is the build's business.
+class LoggedBuild final : public store::BuildProgress {
+  void step_started(int i, int n, const std::string& t) override { spdlog::info("template build [{}/{}] {}", i, n, t); }
+  void step_output(std::string_view) override {}
+  void step_finished(int, int, bool, double) override {}
+};
+
+}  // namespace
+
+sandbox::SandboxSpec spec_for(const store::TemplateStore& store, const store::TemplateInfo& t) {
+  sandbox::SandboxSpec spec;
+  spec.layers = store.layer_paths(t);
+  spec.template_name = t.name;
+  spec.env = t.config.env;
+  spec.kernels = t.config.kernels;
+  if (t.config.memory_bytes) spec.memory_bytes = t.config.memory_bytes;
+  if (t.config.cpus > 0) spec.cpu_millis = static_cast<uint32_t>(t.config.cpus * 1000);
+  spec.shm_bytes = std::min<uint64_t>(64ull << 20, spec.memory_bytes / 2);
+  spec.persistent = true;  // survives a daemon restart; the next daemon re-adopts it
+  return spec;
+}
+
+Result<std::unique_ptr<Service>> Service::open(const ServiceOptions& options, sandbox::Engine& engine,
+                                               store::TemplateStore& store, KeyStore& keys) {
+  std::unique_ptr<Service> s(new Service(options, engine, store, keys));
+  BRIG_TRY_ASSIGN(state, DaemonState::open(engine.state_dir()));
+  s->state_ = std::move(state);
+  s->adopt();
+  // Warm sandboxes for the templates already built, so creates are hand-overs.
+  if (options.pool_size)
+    if (auto all = store.list())
+      for (auto& t : *all)
+        if (store::builtin_templates().count(t.name)) engine.set_pool(spec_for(store, t), options.pool_size);
+  auto* self = s.get();
+  s->reaper_ = std::thread([self] { self->reap_loop(); });
+  return s;
+}
+
+Service::Service(ServiceOptions options, sandbox::Engine& engine, store::TemplateStore& store, KeyStore& keys)
+    : options_(options), engine_(engine), store_(store), keys_(keys) {}
+
+Service::~Service() {
+  {
+    std::lock_guard lock(reap_mu_);
+    stopping_ = true;
+  }
+  reap_cv_.notify_all();
+  if (reaper_.joinable()) reaper_.join();
+}
+
+void Service::reap_loop() {
+  std::unique_lock lock(reap_mu_);
+  while (!reap_cv_.wait_for(lock, kReapInterval, [this] { return stopping_; })) {
+    lock.unlock();
+    std::vector<std::string> dead;
+    {
+      std::lock_guard live_lock(mu_);
+      for (auto& [id, l] : live_)
+        if (!l->sandbox->alive()) dead.push_back(id);
+      for (auto& id : dead) live_.erase(id);
+    }
+    for (auto& id : dead) state_->forget(id);
+    if (!dead.empty()) engine_.reap();
+    lock.lock();
+  }
+}
+
+void Service::adopt() {
+  for (auto& id : engine_.adopt_orphans()) {
+    auto sb = engine_.get(id);
+    auto info = engine_.info(id);
+    if (!sb || !info) continue;
+    auto l = std::make_shared<Live>();
+    l->sandbox = *sb;
+    l->id = id;
+    auto saved = state_->load(id);
+    l->access_token = saved ? saved->first : new_sandbox_id() + new_sandbox_id();
+    auto tpl = store_.find(saved ? saved->second : info->template_name);
+    if (tpl && *tpl) l->tpl = **tpl;
+    else l->tpl.name = info->template_name;
+    l->env = l->tpl.config.env;
+    add_live(l);
+    spdlog::info("re-adopted sandbox {} ({})", id, l->tpl.name);
+  }
+}
+
+void Service::add_live(std::shared_ptr<Live> l) {
+  // The first CPU window starts when the daemon hands the sandbox out, not when it was made
+  // (a pooled sandbox used CPU before: its kernel's start, for one).
+  if (auto u = l->sandbox->usage()) l->cpu = {steady_ms(), u->cpu_usage_ns, 0};
+  state_->save(l->id, l->access_token, l->tpl.name);
+  std::lock_guard lock(mu_);
+  live_[l->id] = std::move(l);
+}
+
+void Service::forget(const std::string& id) {
+  {
+    std::lock_guard lock(mu_);
+    live_.erase(id);
+  }
+  state_->forget(id);
+}
+
+std::shared_ptr<Live> Service::live(const std::string& id) {
+  if (!is_valid_sandbox_id(id)) return nullptr;
+  std::lock_guard lock(mu_);
+  auto it = live_.find(id);
+  if (it == live_.end() || !it->second->sandbox->alive()) return nullptr;
+  return it->second;
+}
+
+Result<std::shared_ptr<Live>> Service::find(const std::string& id) {
+  if (auto l = live(id)) return l;
+  return Error::make(errc::not_found, "sandbox '" + id.substr(0, 64) + "' not found");
+}
+
+void Service::record_create(double ms) {
+  std::lock_guard lock(metrics_.mu);
+  size_t b = 0;
+  while (b < metrics_.create_ms_buckets.size() && ms > metrics_.create_ms_buckets[b]) ++b;
+  ++metrics_.create_ms_counts[b];
+  metrics_.create_ms_sum += ms;
+}
+
+Result<std::shared_ptr<Live>> Service::create(const CreateSandbox& cmd) {
+  auto started = std::chrono::steady_clock::now();
+  if (cmd.timeout < std::chrono::seconds(1) || cmd.timeout > kMaxSandboxTimeout)
+    return Error::make(errc::invalid_argument, "timeout must be between 1 and " + std::to_string(kMaxSandboxTimeout.count()) + " seconds");
+  std::string ref = cmd.template_ref.empty() ? "base" : cmd.template_ref;
+  if (auto slash = ref.find('/'); slash != std::string::npos) ref = ref.substr(slash + 1);
+  LoggedBuild progress;
+  auto tpl = store::resolve_template(engine_, store_, ref, progress);
+  if (!tpl) {
+    ++metrics_.create_errors;
+    return tpl.error();
+  }
+  auto spec = spec_for(store_, *tpl);
+  for (auto& [k, v] : cmd.env) spec.env[k] = v;
+  spec.metadata = cmd.metadata;
+  spec.lifetime = cmd.timeout;
+  auto sb = engine_.create(spec);
+  if (!sb) {
+    ++metrics_.create_errors;
+    return sb.error().wrap("create sandbox");
+  }
+  if (auto s = store::start_template_services(**sb, *tpl); !s) {
+    ++metrics_.create_errors;
+    (void)engine_.kill((*sb)->id());
+    return s.error().wrap("start the template's services");
+  }
+  auto l = std::make_shared<Live>();
+  l->sandbox = *sb;
+  l->id = (*sb)->id();
+  l->access_token = new_sandbox_id() + new_sandbox_id();
+  l->tpl = *tpl;
+  l->env = spec.env;
+  add_live(l);
+  ++metrics_.creates;
+  record_create(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count());
+  return l;
+}
+
+SandboxPage Service::list(const ListSandboxes& q) {
+  std::vector<sandbox::SandboxInfo> rows;
+  for (auto& s : engine_.list()) {
+    if (s.state != "running" || !live(s.id)) continue;
+    bool match = true;
+    for (auto& [k, v] : q.metadata) match &= s.metadata.count(k) && s.metadata.at(k) == v;
+    if (!q.template_name.empty()) match &= s.template_name == q.template_name;
+    match &= s.started_at_ms >= q.started_after_ms;
+    if (match) rows.push_back(s);
+  }
+  std::sort(rows.begin(), rows.end(), [asc = q.ascending](auto& a, auto& b) {
+    return asc ? a.started_at_ms < b.started_at_ms : a.started_at_ms > b.started_at_ms;
+  });
+  SandboxPage page;
+  for (size_t i = q.offset; i < rows.size() && page.rows.size() < q.limit; ++i) page.rows.push_back(rows[i]);
+  if (q.offset + page.rows.size() < rows.size()) page.next_offset = q.offset + page.rows.size();
+  return page;
+}
+
+Result<sandbox::SandboxInfo> Service::info(const std::string& id) {
+  BRIG_TRY(find(id));
+  auto info = engine_.info(id);
+  if (!info || info->state != "running") return Error::make(errc::not_found, "sandbox '" + id + "' not found");
+  return *info;
+}
+
+Result<> Service::kill(const std::string& id) {
+  BRIG_TRY(find(id));
+  forget(id);
+  return engine_.kill(id);
+}
+
+Result<> Service::set_timeout(const std::string& id, std::chrono::seconds timeout) {
+  BRIG_TRY(find(id));
+  if (timeout < std::chrono::seconds(1) || timeout > kMaxSandboxTimeout)
+    return Error::make(errc::invalid_argument, "timeout must be between 1 and " + std::to_string(kMaxSandboxTimeout.count()) + " seconds");
+  return engine_.set_timeout(id, timeout);
+}
+
+Result<std::shared_ptr<Live>> Service::connect(const std::string& id, std::chrono::seconds timeout) {
+  BRIG_TRY_ASSIGN(l, find(id));
+  if (timeout < std::chrono::seconds(1) || timeout > kMaxSandboxTimeout)
+    return Error::make(errc::invalid_argument, "timeout must be between 1 and " + std::to_string(kMaxSandboxTimeout.count()) + " seconds");
+  auto info = engine_.info(id);
+  if (info && info->end_at_ms < now_unix_ms() + timeout.count() * 1000) (void)engine_.set_timeout(id, timeout);
+  return l;
+}
+
+Result<> Service::pause(const std::string& id) {
+  BRIG_TRY(find(id));
+  return Error::make(errc::unsupported, "pause is not supported by brig yet: the sandbox keeps running (kill it or let it expire)");
+}
+
+Metric Service::metric(Live& l) {
+  auto info = engine_.info(l.id);
+  auto u = l.sandbox->usage();
+  Metric m;
+  m.timestamp_ms = now_unix_ms();
+  m.cpu_count = info ? std::max<uint32_t>(1, (info->cpu_millis + 999) / 1000) : 1;
+  double capacity = info && info->cpu_millis ? info->cpu_millis / 1000.0 : 1.0;
+  if (u) {
+    std::lock_guard lock(l.mu);
+    auto& c = l.cpu;
+    const int64_t at = steady_ms();
+    if (u->cpu_usage_ns < c.used_ns) {
+      c = {at, u->cpu_usage_ns, 0};  // a counter that went back (a new cgroup): start again
+    } else if (at - c.at_ms >= kCpuWindowMs) {
+      // Readings closer than kCpuWindowMs apart repeat the last figure rather than divide noise.
+      double wall_ns = static_cast<double>(at - c.at_ms) * 1e6;
+      c.pct = std::clamp(100.0 * static_cast<double>(u->cpu_usage_ns - c.used_ns) / (wall_ns * capacity), 0.0, 100.0);
+      c.at_ms = at;
+      c.used_ns = u->cpu_usage_ns;
+    }
+    m.cpu_used_pct = std::round(c.pct * 100) / 100;
+    m.mem_used = u->memory_bytes;
+  }
+  m.mem_total = info ? info->memory_bytes : 0;
+  m.disk_total = info ? info->disk_bytes : 0;
+  return m;
+}
+
+std::string Service::template_id(const std::string& name) {
+  auto t = store_.find(name);
+  return t && *t ? (*t)->id : name;
+}
+
+Result<std::vector<store::TemplateInfo>> Service::templates() { return store_.list(); }
+
+Counters Service::counters() {
+  Counters c;
+  for (auto& s : engine_.list()) c.running += s.state == "running";
+  c.pooled = engine_.pool_stats().ready;
+  c.creates = metrics_.creates;
+  c.create_errors = metrics_.create_errors;
+  c.execs = metrics_.execs;
+  c.bytes_streamed = metrics_.bytes_streamed;
+  std::lock_guard lock(metrics_.mu);
+  c.create_ms_buckets = metrics_.create_ms_buckets;
+  c.create_ms_counts = metrics_.create_ms_counts;
+  c.create_ms_sum = metrics_.create_ms_sum;
+  c.errors_by_route = metrics_.errors_by_route;
+  return c;
+}
+
+void Service::count_http_error(const std::string& route) {
+  std::lock_guard lock(metrics_.mu);
+  if (metrics_.errors_by_route.size() < 1000 || metrics_.errors_by_route.count(route)) ++metrics_.errors_by_route[route];
+}
+
+}  // namespace brig::core

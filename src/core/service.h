@@ -1,0 +1,174 @@
+// core::Service: what brig does, with typed commands and results and no HTTP in sight
+// (Firecracker's VmmAction is the model). The REST control plane, envd's Connect services, the
+// code interpreter's port, MCP and the CLI are adapters over it: they parse their wire format,
+// call one method, and render the result or turn the Error into their status through
+// core/status.h.
+//
+// It owns the live sandboxes the daemon hands out (each a core::Live), their access tokens
+// (kept across daemon restarts in the state dir), the processes started in them, and the
+// counters /metrics shows. Lifecycle commands are in service.cc, processes in processes.cc,
+// the filesystem in files.cc, code cells in code.cc.
+//
+// Thread safety: every method may be called from any thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <condition_variable>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "core/keys.h"
+#include "core/live.h"
+#include "sandbox/engine.h"
+#include "store/template_store.h"
+
+namespace brig::core {
+
+// ---- commands and results ------------------------------------------------------------------
+
+inline constexpr std::chrono::seconds kDefaultSandboxTimeout{300};
+inline constexpr std::chrono::seconds kMaxSandboxTimeout{30 * 24 * 3600};
+
+struct CreateSandbox {
+  std::string template_ref = "base";  // a name, name:tag or id; "team/name" takes the name
+  std::chrono::seconds timeout = kDefaultSandboxTimeout;
+  std::map<std::string, std::string> metadata;
+  std::map<std::string, std::string> env;
+};
+
+struct ListSandboxes {
+  std::map<std::string, std::string> metadata;  // every pair must match
+  std::string template_name;                    // "" = any
+  int64_t started_after_ms = 0;
+  bool ascending = false;                       // by start time; newest first by default
+  size_t limit = 100;
+  size_t offset = 0;
+};
+struct SandboxPage {
+  std::vector<sandbox::SandboxInfo> rows;
+  std::optional<size_t> next_offset;  // set when more rows follow
+};
+
+// One reading of a sandbox's usage (E2B's SandboxMetric).
+struct Metric {
+  int64_t timestamp_ms = 0;  // unix
+  uint32_t cpu_count = 1;
+  double cpu_used_pct = 0;   // share of the sandbox's CPUs used since the previous reading
+  uint64_t mem_used = 0, mem_total = 0, mem_cache = 0;
+  uint64_t disk_used = 0, disk_total = 0;
+};
+
+// What /metrics (Prometheus) shows.
+struct Counters {
+  size_t running = 0, pooled = 0;
+  uint64_t creates = 0, create_errors = 0, execs = 0, bytes_streamed = 0;
+  std::vector<double> create_ms_buckets;
+  std::vector<uint64_t> create_ms_counts;  // one more than buckets (the +Inf bucket)
+  double create_ms_sum = 0;
+  std::map<std::string, uint64_t> errors_by_route;
+};
+
+// A process to start: what to run and, optionally, when to kill it (Connect-Timeout-Ms).
+struct StartProcess {
+  sandbox::ProcessSpec spec;  // cwd "" = the template's workdir
+  std::optional<std::chrono::milliseconds> timeout;
+};
+// A process by pid, or by tag (the newest running one with that tag).
+struct ProcessSelector {
+  std::optional<int> pid;
+  std::string tag;
+};
+
+// ---- the service ---------------------------------------------------------------------------
+
+struct ServiceOptions {
+  size_t pool_size = 1;  // warm sandboxes per built-in template that is built
+};
+
+class Service {
+ public:
+  // Adopts the sandboxes a previous daemon left running and starts the warm pools.
+  static Result<std::unique_ptr<Service>> open(const ServiceOptions& options, sandbox::Engine& engine,
+                                               store::TemplateStore& store, KeyStore& keys);
+  ~Service();  // stops the reaper; sandboxes keep running for the next daemon
+
+  KeyStore& keys() { return keys_; }
+  store::TemplateStore& templates_store() { return store_; }
+
+  // -- sandboxes (service.cc)
+  Result<std::shared_ptr<Live>> create(const CreateSandbox& cmd);
+  SandboxPage list(const ListSandboxes& query);
+  // A running sandbox the daemon serves, or nullptr (also for an id that is not well formed).
+  std::shared_ptr<Live> live(const std::string& id);
+  Result<std::shared_ptr<Live>> find(const std::string& id);  // errc::not_found, worded for clients
+  Result<sandbox::SandboxInfo> info(const std::string& id);
+  Result<> kill(const std::string& id);
+  Result<> set_timeout(const std::string& id, std::chrono::seconds timeout);
+  // Extends the sandbox's life to at least now + timeout.
+  Result<std::shared_ptr<Live>> connect(const std::string& id, std::chrono::seconds timeout);
+  Result<> pause(const std::string& id);
+  Metric metric(Live& live);
+  // The template id of a template name (the name itself when the store has none).
+  std::string template_id(const std::string& name);
+  Result<std::vector<store::TemplateInfo>> templates();
+  Counters counters();
+  void count_http_error(const std::string& route);
+  void count_streamed(uint64_t bytes) { metrics_.bytes_streamed += bytes; }
+
+  // -- processes (processes.cc)
+  Result<std::shared_ptr<ProcessHub>> start_process(Live& live, StartProcess cmd);
+  Result<std::shared_ptr<ProcessHub>> find_process(Live& live, const ProcessSelector& sel);
+  std::vector<std::shared_ptr<ProcessHub>> running_processes(Live& live);
+  Result<> send_input(Live& live, const ProcessSelector& sel, std::string_view data);
+  Result<> send_signal(Live& live, const ProcessSelector& sel, int signal);  // SIGTERM or SIGKILL
+  Result<> close_stdin(Live& live, const ProcessSelector& sel);
+  Result<> resize_pty(Live& live, const ProcessSelector& sel, uint16_t rows, uint16_t cols);
+
+  // -- filesystem (files.cc); paths resolve inside the sandbox as `user`
+  Result<sandbox::EntryInfo> stat(Live& live, const std::string& path, sandbox::User user);
+  Result<std::vector<sandbox::EntryInfo>> list_dir(Live& live, const std::string& path, uint32_t depth, sandbox::User user);
+  Result<sandbox::EntryInfo> make_dir(Live& live, const std::string& path, sandbox::User user);
+  Result<sandbox::EntryInfo> move(Live& live, const std::string& from, const std::string& to, sandbox::User user);
+  Result<> remove(Live& live, const std::string& path, sandbox::User user);  // a missing path is fine
+  // Polling watchers (CreateWatcher / GetWatcherEvents / RemoveWatcher).
+  Result<std::string> create_watcher(Live& live, const std::string& path, bool recursive, sandbox::User user);
+  Result<std::vector<sandbox::WatchEvent>> watcher_events(Live& live, const std::string& watcher_id);
+  Result<> remove_watcher(Live& live, const std::string& watcher_id);
+  // A streaming watch of a directory: the sandbox's watch id, to be given back to unwatch().
+  Result<uint64_t> watch_dir(Live& live, const std::string& path, bool recursive, sandbox::User user);
+
+ private:
+  Service(ServiceOptions options, sandbox::Engine& engine, store::TemplateStore& store, KeyStore& keys);
+  void reap_loop();
+  void adopt();
+  void add_live(std::shared_ptr<Live> l);
+  void forget(const std::string& id);
+  void record_create(double ms);
+
+  ServiceOptions options_;
+  sandbox::Engine& engine_;
+  store::TemplateStore& store_;
+  KeyStore& keys_;
+  std::unique_ptr<DaemonState> state_;
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Live>> live_;
+  Metrics metrics_;
+  // The reaper forgets sandboxes that ended by themselves (expired, or killed from inside).
+  std::mutex reap_mu_;
+  std::condition_variable reap_cv_;
+  bool stopping_ = false;
+  std::thread reaper_;
+};
+
+// Template defaults for a sandbox, and the shape the warm pool keys on.
+sandbox::SandboxSpec spec_for(const store::TemplateStore& store, const store::TemplateInfo& t);
+
+}  // namespace brig::core

@@ -1,0 +1,34 @@
+// The E2B control plane (REST, e2b-compat.md section 2) over core::Service: one file per
+// resource. The daemon has checked the API key; each function answers one resource's routes.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/service.h"
+#include "core/status.h"
+#include "server/http.h"
+
+namespace brig::server::rest {
+
+inline constexpr const char* kEnvdVersion = "0.6.13";
+
+struct Context {
+  core::Service& core;
+  std::string domain;  // <port>-<id>.<domain> hosts, port included
+};
+
+// The JSON error body every control-plane failure has ({"code":N,"message":...}), its status
+// from core's table; a server fault is logged once as `what`.
+Response error(const Error& e, std::string_view what);
+
+// /sandboxes[...] and /v2/sandboxes[...]: `parts` is the path after the version, split on '/'.
+Route sandboxes(const Context& ctx, const Request& head, const std::vector<std::string>& parts);
+// /templates
+Route templates(const Context& ctx, const Request& head);
+// /health, /metrics, /openapi.json (no key needed); nullopt for other paths.
+std::optional<Route> service_info(const Context& ctx, const Request& head);
+
+std::string rfc3339(int64_t unix_ms);
+
+}  // namespace brig::server::rest

@@ -1,0 +1,230 @@
+// /sandboxes: create, list, get, kill, timeout and refreshes, connect, pause, metrics.
+#include <boost/url/decode_view.hpp>
+#include <boost/url/pct_string_view.hpp>
+
+#include <ctime>
+#include <nlohmann/json.hpp>
+
+#include "base/util.h"
+#include "server/rest/rest.h"
+
+namespace brig::server::rest {
+namespace {
+
+using nlohmann::json;
+constexpr size_t kMaxMetricsIds = 100;  // sandbox_ids per /sandboxes/metrics request (E2B's bound)
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+// What create and connect return (E2B's Sandbox).
+json sandbox_json(const Context& ctx, const core::Live& l) {
+  return json{{"sandboxID", l.id},      {"templateID", l.tpl.id},        {"alias", l.tpl.name},
+              {"clientID", "brig"},     {"envdVersion", kEnvdVersion},   {"envdAccessToken", l.access_token},
+              {"trafficAccessToken", l.traffic_token()}, {"domain", ctx.domain.empty() ? json(nullptr) : json(ctx.domain)}};
+}
+
+// What get and list return (E2B's SandboxDetail / ListedSandbox).
+json detail_json(const Context& ctx, const sandbox::SandboxInfo& s) {
+  return {{"sandboxID", s.id},
+          {"templateID", ctx.core.template_id(s.template_name)},
+          {"alias", s.template_name},
+          {"clientID", "brig"},
+          {"startedAt", rfc3339(s.started_at_ms)},
+          {"endAt", rfc3339(s.end_at_ms)},
+          {"state", "running"},
+          {"cpuCount", std::max<uint32_t>(1, s.cpu_millis / 1000)},
+          {"memoryMB", s.memory_bytes >> 20},
+          {"diskSizeMB", s.disk_bytes >> 20},
+          {"envdVersion", kEnvdVersion},
+          {"metadata", s.metadata}};
+}
+
+json metric_json(const core::Metric& m) {
+  return {{"timestamp", rfc3339(m.timestamp_ms)}, {"timestampUnix", m.timestamp_ms / 1000}, {"cpuCount", m.cpu_count},
+          {"cpuUsedPct", m.cpu_used_pct},         {"memUsed", m.mem_used},                  {"memTotal", m.mem_total},
+          {"memCache", m.mem_cache},              {"diskUsed", m.disk_used},                {"diskTotal", m.disk_total}};
+}
+
+Error bad(std::string message) { return Error::make(errc::invalid_argument, std::move(message)); }
+
+// The E2B `metadata` list filter: decoded once by the URL parser already; then the whole
+// string, then each key and value (upstream's three layers).
+std::map<std::string, std::string> parse_metadata_filter(const std::string& raw) {
+  std::map<std::string, std::string> out;
+  auto decode = [](std::string_view s) {
+    auto pct = boost::urls::make_pct_string_view(s);
+    if (!pct) return std::string(s);  // not valid percent-encoding: take it literally
+    boost::urls::decode_view dv = **pct;
+    return std::string(dv.begin(), dv.end());
+  };
+  std::string whole = decode(raw);
+  for (auto& pair : split(whole, '&')) {
+    if (pair.empty()) continue;
+    auto eq = pair.find('=');
+    out[decode(pair.substr(0, eq))] = eq == std::string::npos ? "" : decode(pair.substr(eq + 1));
+  }
+  return out;
+}
+
+Result<core::CreateSandbox> parse_create(const std::string& raw) {
+  auto body = json::parse(raw.empty() ? "{}" : raw, nullptr, false);
+  if (!body.is_object()) return bad("the body must be a JSON object");
+  core::CreateSandbox cmd;
+  if (body.contains("templateID") && body["templateID"].is_string()) cmd.template_ref = body["templateID"];
+  if (body.contains("timeout")) {
+    if (!body["timeout"].is_number_integer()) return bad("timeout must be an integer (seconds)");
+    int64_t t = body["timeout"].get<int64_t>();
+    if (t < 1 || t > core::kMaxSandboxTimeout.count()) return bad("timeout must be between 1 and 2592000 seconds");
+    cmd.timeout = std::chrono::seconds(t);
+  }
+  for (auto [field, target] : {std::pair{"metadata", &cmd.metadata}, std::pair{"envVars", &cmd.env}}) {
+    if (!body.contains(field) || body[field].is_null()) continue;
+    if (!body[field].is_object()) return bad(std::string(field) + " must be an object of strings");
+    for (auto& [k, v] : body[field].items()) {
+      if (!v.is_string()) return bad(std::string(field) + " values must be strings");
+      (*target)[k] = v.get<std::string>();
+    }
+  }
+  return cmd;
+}
+
+Result<core::ListSandboxes> parse_list(const Request& req) {
+  core::ListSandboxes q;
+  q.metadata = parse_metadata_filter(req.param("metadata"));
+  q.template_name = req.param("template");
+  if (std::string sa = req.param("startedAfter"); !sa.empty()) {
+    struct tm tm = {};
+    if (!strptime(sa.c_str(), "%Y-%m-%dT%H:%M:%S", &tm)) return bad("startedAfter must be an RFC 3339 time");
+    q.started_after_ms = static_cast<int64_t>(timegm(&tm)) * 1000;
+  }
+  if (req.has_param("limit")) {
+    std::string l = req.param("limit");
+    if (l.empty() || l.size() > 5 || l.find_first_not_of("0123456789") != std::string::npos) return bad("limit must be an integer");
+    q.limit = static_cast<size_t>(std::clamp(std::stoi(l), 1, 1000));
+  }
+  if (std::string t = req.param("nextToken"); !t.empty()) {
+    if (t.size() > 10 || t.find_first_not_of("0123456789") != std::string::npos) return bad("invalid nextToken");
+    q.offset = std::stoul(t);
+  }
+  q.ascending = req.param("order") == "asc";
+  return q;
+}
+
+// `field` of a JSON body, in seconds, within the sandbox timeout's bounds.
+Result<std::chrono::seconds> parse_seconds(const Request& req, const char* field, std::optional<int64_t> dflt) {
+  auto body = json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
+  if (!body.is_object()) return bad("the body must be a JSON object");
+  if (!body.contains(field) || body[field].is_null()) {
+    if (dflt) return std::chrono::seconds(*dflt);
+    return bad(std::string(field) + " is required");
+  }
+  if (!body[field].is_number_integer()) return bad(std::string(field) + " must be an integer");
+  int64_t v = body[field].get<int64_t>();
+  if (v < 1 || v > core::kMaxSandboxTimeout.count()) return bad(std::string(field) + " must be between 1 and 2592000");
+  return std::chrono::seconds(v);
+}
+
+Route respond(std::function<Response(Request&)> fn) {
+  Route r;
+  r.respond = std::move(fn);
+  return r;
+}
+
+}  // namespace
+
+Route sandboxes(const Context& ctx, const Request& head, const std::vector<std::string>& parts) {
+  const std::string& method = head.method;
+  auto& core = ctx.core;
+  if (parts.size() == 1 && method == "POST")
+    return respond([ctx](Request& req) {
+      auto cmd = parse_create(req.body);
+      if (!cmd) return error(cmd.error(), "create sandbox");
+      auto l = ctx.core.create(*cmd);
+      if (!l) return error(l.error(), "create sandbox");
+      return Response::json(201, dump(sandbox_json(ctx, **l)));
+    });
+  if (parts.size() == 1 && method == "GET")
+    return respond([ctx](Request& req) {
+      std::string state = req.param("state");
+      if (!state.empty()) {
+        bool wants_running = false;
+        for (auto& s : split(state, ',')) {
+          if (s != "running" && s != "paused") return Response::error(400, "state must be running and/or paused");
+          wants_running |= s == "running";
+        }
+        if (!wants_running) return Response::json(200, "[]");
+      }
+      auto q = parse_list(req);
+      if (!q) return error(q.error(), "list sandboxes");
+      auto page = ctx.core.list(*q);
+      json out = json::array();
+      for (auto& s : page.rows) out.push_back(detail_json(ctx, s));
+      Response res = Response::json(200, dump(out));
+      if (page.next_offset) res.headers.emplace_back("X-Next-Token", std::to_string(*page.next_offset));
+      res.headers.emplace_back("Access-Control-Expose-Headers", "X-Next-Token");
+      return res;
+    });
+  // GET /sandboxes/metrics?sandbox_ids=a,b: the latest metric of each (at most 100) live sandbox.
+  if (parts.size() == 2 && parts[1] == "metrics" && method == "GET")
+    return respond([&core](Request& req) {
+      auto ids = split(req.param("sandbox_ids"), ',');
+      std::erase(ids, "");
+      if (ids.empty()) return Response::error(400, "sandbox_ids is required (comma-separated sandbox ids)");
+      if (ids.size() > kMaxMetricsIds) return Response::error(400, "at most 100 sandbox_ids per request");
+      json out = json::object();
+      for (auto& id : ids)
+        if (auto l = core.live(id)) out[id] = metric_json(core.metric(*l));
+      return Response::json(200, dump({{"sandboxes", out}}));
+    });
+  auto no_route = [](Request& req) { return Response::error(404, "no route for " + req.method + " " + req.path.substr(0, 128)); };
+  if (parts.size() == 1) return respond(no_route);
+  const std::string id = parts[1];
+  const std::string action = parts.size() >= 3 ? parts[2] : "";
+  auto not_found = [id] { return Response::error(404, "sandbox '" + id.substr(0, 64) + "' not found"); };
+  if (parts.size() > 3 || !is_valid_sandbox_id(id)) return respond([not_found](Request&) { return not_found(); });
+  if (action.empty() && method == "GET")
+    return respond([ctx, id](Request&) {
+      auto info = ctx.core.info(id);
+      if (!info) return error(info.error(), "get sandbox");
+      auto j = detail_json(ctx, *info);
+      if (auto l = ctx.core.live(id)) j["envdAccessToken"] = l->access_token;
+      j["domain"] = ctx.domain.empty() ? json(nullptr) : json(ctx.domain);
+      j["allowInternetAccess"] = false;
+      j["lifecycle"] = {{"onTimeout", "kill"}, {"autoResume", false}};
+      return Response::json(200, dump(j));
+    });
+  if (action.empty() && method == "DELETE")
+    return respond([&core, id](Request&) {
+      if (auto k = core.kill(id); !k) return error(k.error(), "kill sandbox");
+      return Response::empty(204);
+    });
+  if ((action == "timeout" || action == "refreshes") && method == "POST")
+    return respond([&core, id, action](Request& req) {
+      if (auto l = core.find(id); !l) return error(l.error(), "set timeout");
+      auto secs = parse_seconds(req, action == "timeout" ? "timeout" : "duration",
+                                action == "refreshes" ? std::optional<int64_t>(60) : std::nullopt);
+      if (!secs) return error(secs.error(), "set timeout");
+      if (auto set = core.set_timeout(id, *secs); !set) return error(set.error(), "set timeout");
+      return Response::empty(204);
+    });
+  if (action == "connect" && method == "POST")
+    return respond([ctx, id](Request& req) {
+      if (auto l = ctx.core.find(id); !l) return error(l.error(), "connect");
+      auto secs = parse_seconds(req, "timeout", core::kDefaultSandboxTimeout.count());
+      if (!secs) return error(secs.error(), "connect");
+      auto l = ctx.core.connect(id, *secs);
+      if (!l) return error(l.error(), "connect");
+      return Response::json(200, dump(sandbox_json(ctx, **l)));
+    });
+  if (action == "pause" && method == "POST")
+    return respond([&core, id](Request&) { return error(core.pause(id).error(), "pause"); });
+  if (action == "metrics" && method == "GET")
+    return respond([&core, id](Request&) {
+      auto l = core.find(id);
+      if (!l) return error(l.error(), "metrics");
+      return Response::json(200, dump(json::array({metric_json(core.metric(**l))})));
+    });
+  return respond(no_route);
+}
+
+}  // namespace brig::server::rest
