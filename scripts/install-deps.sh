@@ -9,7 +9,7 @@ packages=(
   # libraries (see ARCHITECTURE.md "Dependencies")
   libboost1.81-dev libseccomp-dev libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev
   nlohmann-json3-dev libssl-dev libarchive-dev libprotobuf-dev protobuf-compiler
-  libzmq3-dev cppzmq-dev
+  libzmq3-dev cppzmq-dev libtomlplusplus-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # rootfs builds and peers for the benchmarks
   mmdebstrap debian-archive-keyring bubblewrap runc crun

@@ -572,7 +572,9 @@ int main(int argc, char** argv) {
       char tmpl[] = "/var/tmp/brig-bench-state-XXXXXX";
       if (mkdtemp(tmpl)) state_dir = tmpl, own_state_dir = true;
     }
-    auto e = sb::Engine::open({state_dir});
+    sb::EngineOptions engine_options;  // the configuration's defaults
+    engine_options.state_dir = state_dir;
+    auto e = sb::Engine::open(engine_options);
     if (!e) {
       skipped.push_back("brig (in-process): skipped (Engine::open: " + brig_error(e.error()) + ")");
     } else {

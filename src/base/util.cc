@@ -34,13 +34,6 @@ std::string sha256_hex(std::string_view data) {
   return hex_encode({reinterpret_cast<const char*>(md), len});  // SAFETY: byte buffer
 }
 
-std::string default_state_dir() {
-  if (::geteuid() == 0) return "/var/lib/brig";
-  if (const char* xdg = std::getenv("XDG_STATE_HOME"); xdg && *xdg) return std::string(xdg) + "/brig";
-  if (const char* home = std::getenv("HOME"); home && *home) return std::string(home) + "/.local/state/brig";
-  return "/tmp/brig-" + std::to_string(::geteuid());
-}
-
 bool valid_env_name(std::string_view k) {
   if (k.empty() || k.size() > 256 || std::isdigit(static_cast<unsigned char>(k[0]))) return false;
   for (char c : k)

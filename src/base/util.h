@@ -18,9 +18,6 @@ bool is_valid_sandbox_id(std::string_view id);
 std::string hex_encode(std::string_view bytes);
 // Lowercase hex SHA-256 of `data` (OpenSSL).
 std::string sha256_hex(std::string_view data);
-// brig's state directory when none is given: /var/lib/brig as root, else
-// $XDG_STATE_HOME/brig (or ~/.local/state/brig).
-std::string default_state_dir();
 // [A-Za-z_][A-Za-z0-9_]*, at most 256 characters: an environment variable name, safe to paste
 // into code (python, javascript, r, bash) as an identifier.
 bool valid_env_name(std::string_view name);

@@ -79,7 +79,7 @@ int doctor(const Globals& g) {
                       std::to_string(policy::baseline_rules().size()) + " denied syscalls + argument rules)"
                 : policy.error().message());
 
-  std::string state = g.state_dir.empty() ? default_state_dir() : g.state_dir;
+  const std::string& state = g.config.server.state_dir;
   struct stat st;
   bool state_ok = ::stat(state.c_str(), &st) == 0;
   r.line(state_ok ? Level::ok : Level::warn, "state directory",

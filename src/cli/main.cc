@@ -16,10 +16,13 @@ int main(int argc, char** argv) {
   // hands what it does not know to its parent.
   app.fallthrough();
   brig::cli::Globals globals;
-  app.add_option("--state-dir", globals.state_dir,
-                 "State directory (default /var/lib/brig as root, else $XDG_STATE_HOME/brig)")
-      ->envname("BRIG_STATE_DIR");
-  app.add_option("--log-level", globals.log_level, "debug, info, warn, error or off")->envname("BRIG_LOG_LEVEL");
+  // The configuration: defaults < the file < the environment < these flags (config/config.h).
+  app.add_option("--config", globals.config_path,
+                 "Configuration file (TOML); default: /etc/brig/brig.toml if it exists (also BRIG_CONFIG)");
+  app.add_option("--set", globals.sets,
+                 "Set a configuration value, section.key=VALUE (repeatable); `brig serve --print-config` lists them")
+      ->allow_extra_args(false);
+  brig::cli::add_config_flags(app, "", globals);
 
   std::vector<brig::cli::Runner> runners = {
       brig::cli::add_run(app, globals),
@@ -36,7 +39,13 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  brig::log::init(globals.log_level);
+  auto config = brig::cli::load_config(globals);
+  if (!config) {
+    std::cerr << "brig: configuration: " << config.error().message() << "\n";
+    return 2;
+  }
+  globals.config = std::move(*config);
+  brig::log::init(globals.config.server.log_level);
   // Each runner returns -1 unless its own subcommand was the one given.
   for (auto& run : runners)
     if (int code = run(); code >= 0) return code;

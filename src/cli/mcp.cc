@@ -21,10 +21,6 @@ namespace {
 
 using client::ApiClient;
 using nlohmann::json;
-constexpr size_t kMaxLine = 16 << 20;
-
-constexpr int kMaxCallsInFlight = 16;
-
 // One JSON-RPC message per line on stdout, whole lines only (calls answer from several threads).
 void write_line(const json& msg) {
   static std::mutex mu;
@@ -36,7 +32,9 @@ void write_line(const json& msg) {
 
 int serve_stdio(const Globals& g, const std::string& mode_name) {
   const mcp::Mode mode = mode_name == "code" ? mcp::Mode::code : mcp::Mode::tools;
-  auto client = ApiClient::from_env(g.state_dir);
+  const config::Mcp& limits = g.config.mcp;
+  mcp::code_mode::set_process_limits(mcp::code_mode::Limits::from(limits));
+  auto client = daemon_client(g.config);
   if (!client) {
     std::cerr << "brig mcp: " << client.error().message() << "\n";
     return 1;
@@ -57,7 +55,7 @@ int serve_stdio(const Globals& g, const std::string& mode_name) {
   while (std::getline(std::cin, line)) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty()) continue;
-    if (line.size() > kMaxLine) {
+    if (line.size() > limits.message_bytes) {
       write_line({{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", {{"code", -32600}, {"message", "message too large"}}}});
       continue;
     }
@@ -68,13 +66,15 @@ int serve_stdio(const Globals& g, const std::string& mode_name) {
     }
     bool tool_call = msg.is_object() && msg.value("method", "") == "tools/call" && msg.contains("id");
     if (tool_call) {
-      // At most 16 at once; the reader never blocks (it must hear cancellations), so a 17th
-      // call is answered with an error at once.
+      // At most mcp.stdio_calls at once; the reader never blocks (it must hear cancellations),
+      // so one call more is answered with an error at once.
       std::unique_lock lock(mu);
-      if (in_flight >= kMaxCallsInFlight) {
+      if (in_flight >= static_cast<int>(limits.stdio_calls)) {
         lock.unlock();
         write_line({{"jsonrpc", "2.0"}, {"id", msg["id"]},
-                    {"error", {{"code", -32000}, {"message", "too many tool calls in progress (16); retry when one has finished"}}}});
+                    {"error", {{"code", -32000},
+                               {"message", "too many tool calls in progress (" + std::to_string(limits.stdio_calls) +
+                                               "); retry when one has finished"}}}});
         continue;
       }
       ++in_flight;
@@ -103,7 +103,8 @@ int serve_stdio(const Globals& g, const std::string& mode_name) {
 Runner add_mcp(CLI::App& app, Globals& globals) {
   auto* sub = app.add_subcommand("mcp", "Serve MCP on stdio: sandbox tools for AI agents, backed by a running `brig serve`.");
   sub->footer("Desktop MCP clients: {\"command\": \"brig\", \"args\": [\"mcp\"]}. The daemon is found through\n"
-              "BRIG_URL (default http://127.0.0.1:49982) and BRIG_API_KEY (default: the state directory's key).");
+              "client.url / BRIG_URL (default http://127.0.0.1:49982) and client.api_key / BRIG_API_KEY (default: the\n"
+              "state directory's key).");
   auto mode = std::make_shared<std::string>("tools");
   sub->add_option("--mode", *mode,
                   "tools: one tool per operation (default); code: search / execute_read / execute_write, which run "

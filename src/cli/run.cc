@@ -15,14 +15,15 @@
 namespace brig::cli {
 namespace {
 
+// Empty or 0: the template's value, else the configuration's [sandbox] default.
 struct RunArgs {
   std::string template_name;
   std::string rootfs;
-  std::string memory;  // "" = the template's default, else 512M
-  double cpus = 0;     // 0 = the template's default, else 1
-  std::string disk = "1G";
-  uint32_t pids = 512;
-  std::string timeout = "300";
+  std::string memory;
+  double cpus = 0;
+  std::string disk;
+  uint32_t pids = 0;
+  std::string timeout;
   std::vector<std::string> env;
   std::string user;    // "" = the template's default user
   std::string cwd;
@@ -40,25 +41,31 @@ void write_all(int fd, std::string_view data) {
 }
 
 Result<sandbox::SandboxSpec> build_spec(const RunArgs& a, const store::TemplateInfo* tpl,
-                                        const store::TemplateStore* store, std::chrono::milliseconds timeout) {
+                                        const store::TemplateStore* store, std::chrono::milliseconds timeout,
+                                        const config::Sandbox& defaults) {
   sandbox::SandboxSpec spec;
   if (tpl) {
-    spec.layers = store->layer_paths(*tpl);
-    spec.template_name = tpl->name;
-    spec.env = tpl->config.env;
+    spec = store::sandbox_spec(*store, *tpl, defaults);
+    spec.kernels.clear();  // one command: no kernel host started ahead
   } else {
     spec.rootfs = a.rootfs;
     spec.template_name = "rootfs";
+    spec.memory_bytes = uint64_t{defaults.memory_mib} << 20;
+    spec.cpu_millis = defaults.cpu_millis;
+    spec.pids = defaults.pids;
+    spec.disk_bytes = uint64_t{defaults.disk_mib} << 20;
   }
-  std::string memory = a.memory.empty() ? (tpl && tpl->config.memory_bytes ? std::to_string(tpl->config.memory_bytes) : "512M") : a.memory;
-  double cpus = a.cpus > 0 ? a.cpus : (tpl && tpl->config.cpus > 0 ? tpl->config.cpus : 1.0);
-  BRIG_TRY_ASSIGN(memory_bytes, parse_size(memory));
-  BRIG_TRY_ASSIGN(disk, parse_size(a.disk));
-  spec.memory_bytes = memory_bytes;
-  spec.disk_bytes = disk;
-  spec.shm_bytes = std::min<uint64_t>(64ull << 20, memory_bytes / 2);
-  spec.cpu_millis = static_cast<uint32_t>(cpus * 1000);
-  spec.pids = a.pids;
+  if (!a.memory.empty()) {
+    BRIG_TRY_ASSIGN(memory_bytes, parse_size(a.memory));
+    spec.memory_bytes = memory_bytes;
+  }
+  if (!a.disk.empty()) {
+    BRIG_TRY_ASSIGN(disk, parse_size(a.disk));
+    spec.disk_bytes = disk;
+  }
+  if (a.cpus > 0) spec.cpu_millis = static_cast<uint32_t>(a.cpus * 1000);
+  if (a.pids > 0) spec.pids = a.pids;
+  spec.shm_bytes = std::min(uint64_t{defaults.shm_mib} << 20, spec.memory_bytes / 2);
   // The sandbox outlives the command by a little, so the command's own timeout fires first.
   spec.lifetime = timeout + std::chrono::seconds(5);
   for (auto& kv : a.env) {
@@ -75,8 +82,10 @@ int run_command(const RunArgs& a, const Globals& g) {
     std::cerr << "brig: " << e.message() << "\n";
     return code;
   };
+  const config::Config& c = g.config;
   if (a.command.empty()) return fail(Error::make(errc::invalid_argument, "no command given (brig run [options] -- CMD ARGS...)"));
-  auto timeout = parse_duration(a.timeout);
+  const std::string timeout_text = a.timeout.empty() ? std::to_string(c.sandbox.lifetime_s) + "s" : a.timeout;
+  auto timeout = parse_duration(timeout_text);
   if (!timeout) return fail(timeout.error());
   if (!a.rootfs.empty() && !a.template_name.empty())
     return fail(Error::make(errc::invalid_argument, "give --template or --rootfs, not both"));
@@ -86,7 +95,9 @@ int run_command(const RunArgs& a, const Globals& g) {
     ssize_t n;
     while ((n = ::read(0, buf, sizeof buf)) > 0) {
       stdin_data.append(buf, static_cast<size_t>(n));
-      if (stdin_data.size() > (64u << 20)) return fail(Error::make(errc::limit_exceeded, "stdin above 64 MiB"));
+      if (stdin_data.size() > c.limits.run_stdin_bytes)
+        return fail(Error::make(errc::limit_exceeded,
+                                "stdin above " + format_size(c.limits.run_stdin_bytes) + " (limits.run_stdin_bytes)"));
     }
   }
 
@@ -97,12 +108,12 @@ int run_command(const RunArgs& a, const Globals& g) {
   sigaddset(&sigs, SIGTERM);
   sigaddset(&sigs, SIGHUP);
   sigaddset(&sigs, SIGUSR1);  // our own "run is over" wake-up for the waiter
-  auto engine = sandbox::Engine::open({g.state_dir});
+  auto engine = sandbox::Engine::open({.state_dir = c.server.state_dir, .sandbox = c.sandbox, .limits = c.limits});
   if (!engine) return fail(engine.error());
   std::unique_ptr<store::TemplateStore> store;
   std::optional<store::TemplateInfo> tpl;
   if (a.rootfs.empty()) {
-    auto opened = store::TemplateStore::open((*engine)->state_dir());
+    auto opened = store::TemplateStore::open((*engine)->state_dir(), c.build);
     if (!opened) return fail(opened.error());
     store = std::move(*opened);
     TerminalProgress progress(false);
@@ -110,7 +121,7 @@ int run_command(const RunArgs& a, const Globals& g) {
     if (!found) return fail(found.error());
     tpl = std::move(*found);
   }
-  auto spec = build_spec(a, tpl ? &*tpl : nullptr, store.get(), *timeout);
+  auto spec = build_spec(a, tpl ? &*tpl : nullptr, store.get(), *timeout, c.sandbox);
   if (!spec) return fail(spec.error());
   auto user = sandbox::parse_user(a.user.empty() ? (tpl ? tpl->config.user : "user") : a.user);
   if (!user) return fail(user.error());
@@ -139,6 +150,7 @@ int run_command(const RunArgs& a, const Globals& g) {
   ps.cwd = a.cwd.empty() && tpl ? tpl->config.workdir : a.cwd;
   sandbox::RunOptions opts;
   opts.timeout = *timeout;
+  opts.output_limit = c.limits.run_output_bytes;
   opts.stdin_data = std::move(stdin_data);
   opts.on_stdout = [](std::string_view d) { write_all(1, d); };
   opts.on_stderr = [](std::string_view d) { write_all(2, d); };
@@ -153,7 +165,7 @@ int run_command(const RunArgs& a, const Globals& g) {
   } else if (!result) {
     code = fail(result.error(), result.error().sys_errno() == ENOENT ? 127 : 126);
   } else if (result->timed_out) {
-    std::cerr << "brig: command timed out after " << a.timeout << " and was killed\n";
+    std::cerr << "brig: command timed out after " << timeout_text << " and was killed\n";
     code = 124;
   } else if (result->oom_killed) {
     std::cerr << "brig: command killed: out of memory (limit " << format_size(spec->memory_bytes) << ")\n";
@@ -184,11 +196,13 @@ Runner add_run(CLI::App& app, Globals& globals) {
                   "Template: base, minimal, python3, node, code-interpreter-v1 or one you built (default: base; "
                   "a missing built-in is built on first use)");
   sub->add_option("--rootfs", args->rootfs, "A root filesystem directory to use instead of a template (read-only, root-owned)");
-  sub->add_option("--memory", args->memory, "Hard memory limit, e.g. 256M, 2G (default: the template's, else 512M)");
-  sub->add_option("--cpus", args->cpus, "CPU quota in CPUs, e.g. 0.5 (default: the template's, else 1)");
-  sub->add_option("--disk", args->disk, "Size of the writable layer")->capture_default_str();
-  sub->add_option("--pids", args->pids, "Maximum number of tasks")->capture_default_str();
-  sub->add_option("--timeout", args->timeout, "Kill the command after this long, e.g. 30s, 5m")->capture_default_str();
+  sub->add_option("--memory", args->memory,
+                  "Hard memory limit, e.g. 256M, 2G (default: the template's, else sandbox.memory_mib, 512M)");
+  sub->add_option("--cpus", args->cpus, "CPU quota in CPUs, e.g. 0.5 (default: the template's, else sandbox.cpu_millis, 1)");
+  sub->add_option("--disk", args->disk, "Size of the writable layer (default: sandbox.disk_mib, 1G)");
+  sub->add_option("--pids", args->pids, "Maximum number of tasks (default: sandbox.pids, 512)");
+  sub->add_option("--timeout", args->timeout,
+                  "Kill the command after this long, e.g. 30s, 5m (default: sandbox.lifetime_s, 300s)");
   sub->add_option("-e,--env", args->env, "Environment variable KEY=VALUE (repeatable)");
   sub->add_option("-u,--user", args->user, "user (uid 1000) or root (root inside the sandbox only); default: the template's");
   sub->add_option("-w,--cwd", args->cwd, "Working directory inside the sandbox (default: the user's home)");

@@ -28,7 +28,7 @@ using nlohmann::json;
 
 struct Args {
   std::string id, template_name = "base", path, local, user, cwd;
-  int timeout = 300;
+  int timeout = 0;  // create: 0 = the daemon's default (its sandbox.lifetime_s)
   std::vector<std::string> env, metadata, command;
   uint32_t depth = 1;
   bool recursive = false;
@@ -56,7 +56,8 @@ int create(ApiClient& c, const Args& a) {
   auto meta = pairs(a.metadata, "--metadata");
   if (!env) return fail(env.error().message());
   if (!meta) return fail(meta.error().message());
-  json body = {{"templateID", a.template_name}, {"timeout", a.timeout}, {"envVars", *env}, {"metadata", *meta}};
+  json body = {{"templateID", a.template_name}, {"envVars", *env}, {"metadata", *meta}};
+  if (a.timeout > 0) body["timeout"] = a.timeout;
   auto r = c.call("POST", "/v2/sandboxes", body.dump());
   if (!r) return fail(r.error().message());
   if (r->status != 201) return fail(api_error(*r));
@@ -290,7 +291,7 @@ Runner add_sandbox(CLI::App& app, Globals& globals) {
                                                     "one built on the server)")
       ->capture_default_str();
   create->add_option("-t,--template", a->template_name, "The same as the positional TEMPLATE");
-  create->add_option("--timeout", a->timeout, "Lifetime in seconds")->capture_default_str();
+  create->add_option("--timeout", a->timeout, "Lifetime in seconds (default: the daemon's sandbox.lifetime_s, 300)");
   create->add_option("-e,--env", a->env, "KEY=VALUE (repeatable)");
   create->add_option("-m,--metadata", a->metadata, "KEY=VALUE (repeatable)");
   create->footer("Examples:\n  brig sandbox create\n  brig sandbox create python3 --timeout 600 -m owner=me");
@@ -311,7 +312,7 @@ Runner add_sandbox(CLI::App& app, Globals& globals) {
   exec_cmd->positionals_at_end();
   return [=, &globals]() -> int {
     if (!sb->parsed()) return -1;
-    auto c = ApiClient::from_env(globals.state_dir);
+    auto c = daemon_client(globals.config);
     if (!c) return fail(c.error().message());
     if (create->parsed()) return brig::cli::create(*c, *a);
     if (ls->parsed()) return list(*c);
@@ -350,7 +351,7 @@ Runner add_files(CLI::App& app, Globals& globals) {
               "  brig files get -r ID /home/user/project project.zip");
   return [=, &globals]() -> int {
     if (!f->parsed()) return -1;
-    auto c = ApiClient::from_env(globals.state_dir);
+    auto c = daemon_client(globals.config);
     if (!c) return fail(c.error().message());
     std::string verb = ls->parsed() ? "ls" : cat->parsed() ? "cat" : put->parsed() ? "put" : "get";
     return files(*c, verb, *a);

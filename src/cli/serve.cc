@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "cli/commands.h"
+#include "mcp/code_mode.h"
 #include "sandbox/engine.h"
 #include "server/daemon.h"
 
@@ -22,9 +23,7 @@ namespace brig::cli {
 namespace {
 
 struct ServeArgs {
-  std::string listen = "127.0.0.1:49982";
-  std::string domain;
-  size_t pool = 1;
+  bool print_config = false;
 };
 
 int fail(const Error& e) {
@@ -52,6 +51,11 @@ Result<std::string> local_key(core::KeyStore& keys, const std::string& state_dir
 }
 
 int serve(const ServeArgs& a, const Globals& g) {
+  const config::Config& c = g.config;
+  if (a.print_config) {
+    std::fputs(config::to_toml(c).c_str(), stdout);
+    return 0;
+  }
   sigset_t sigs;
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGINT);
@@ -60,20 +64,21 @@ int serve(const ServeArgs& a, const Globals& g) {
   // sandbox (their control channels and process pipes are read on it). Its thread starts after
   // Engine::open has forked the zygote, and after the signals are blocked (sigwait gets them).
   // One handler per connection at most, so the pool never makes a request wait for another.
-  server::DaemonOptions opts;
-  EventLoop loop(EventLoop::Options{.max_blocking_threads = opts.http.max_connections});
+  EventLoop loop(EventLoop::Options{.max_blocking_threads = c.server.max_connections});
   sandbox::EngineOptions engine_options;
-  engine_options.state_dir = g.state_dir;
+  engine_options.state_dir = c.server.state_dir;
   engine_options.loop = &loop;
+  engine_options.sandbox = c.sandbox;
+  engine_options.limits = c.limits;
   auto engine = sandbox::Engine::open(engine_options);
   if (!engine) return fail(engine.error());
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   loop.start();
-  auto store = store::TemplateStore::open((*engine)->state_dir());
+  auto store = store::TemplateStore::open((*engine)->state_dir(), c.build);
   if (!store) return fail(store.error());
   auto keys = core::KeyStore::open((*engine)->state_dir());
   if (!keys) return fail(keys.error());
-  if (const char* env_key = std::getenv("BRIG_API_KEY"); env_key && *env_key) (*keys)->add_ephemeral(env_key);
+  if (!c.server.api_key.empty()) (*keys)->add_ephemeral(c.server.api_key);
   auto key = local_key(**keys, (*engine)->state_dir());
   if (!key) return fail(key.error());
   // Every connection is an fd: 1,000 idle keep-alive clients do not fit the usual soft limit
@@ -82,10 +87,16 @@ int serve(const ServeArgs& a, const Globals& g) {
     rl.rlim_cur = std::min<rlim_t>(rl.rlim_max, 65536);
     ::setrlimit(RLIMIT_NOFILE, &rl);
   }
+  mcp::code_mode::set_process_limits(mcp::code_mode::Limits::from(c.mcp));
+  server::DaemonOptions opts;
   opts.loop = &loop;
-  opts.http.listen = a.listen;
-  opts.domain = a.domain;
-  opts.pool_size = a.pool;
+  opts.http.listen = c.server.listen;
+  opts.http.max_connections = c.server.max_connections;
+  opts.http.read_timeout = std::chrono::seconds(c.server.read_timeout_s);
+  opts.http.idle_timeout = std::chrono::seconds(c.server.idle_timeout_s);
+  opts.domain = c.server.domain;
+  opts.pool_size = c.server.pool_size;
+  opts.config = c;
   auto daemon = server::Daemon::start(opts, **engine, **store, **keys);
   if (!daemon) return fail(daemon.error());
   std::string url = "http://" + (*daemon)->address();
@@ -113,12 +124,13 @@ int serve(const ServeArgs& a, const Globals& g) {
 Runner add_serve(CLI::App& app, Globals& globals) {
   auto a = std::make_shared<ServeArgs>();
   auto* sub = app.add_subcommand("serve", "Serve the E2B-compatible HTTP API (control plane and sandbox data plane).");
-  sub->add_option("--listen", a->listen, "Address to listen on")->capture_default_str();
-  sub->add_option("--domain", a->domain,
-                  "Domain of sandbox hosts: getHost(port) is <port>-<sandboxid>.<domain>, routed by the Host header "
-                  "(default: localhost:<listening port>, which needs no DNS)");
-  sub->add_option("--pool", a->pool, "Warm sandboxes kept per built-in template")->capture_default_str();
-  sub->footer("Point the e2b SDKs (npm and Python) at it with the export lines it prints. The API key is kept in\n"
+  add_config_flags(*sub, "serve", globals);
+  sub->add_flag("--print-config", a->print_config,
+                "Print the effective configuration (file, environment and flags applied) as commented TOML, and exit");
+  sub->footer("Configuration: /etc/brig/brig.toml if it exists, or --config PATH (TOML; `brig serve --print-config`\n"
+              "prints every setting with its bounds). The environment overrides the file (BRIG_<SECTION>_<KEY>), and\n"
+              "flags override both (the ones above, and --set section.key=VALUE for any setting).\n"
+              "Point the e2b SDKs (npm and Python) at it with the export lines it prints. The API key is kept in\n"
               "<state-dir>/api-key; more keys: brig key create. BRIG_API_KEY adds one for this run.\n"
               "Ports: the data plane routes by the E2b-Sandbox-Id and E2b-Sandbox-Port headers, or by a Host of\n"
               "<port>-<sandboxid>.<domain>, e.g. curl http://49999-<id>.localhost:49982/health");
@@ -133,7 +145,7 @@ Runner add_key(CLI::App& app, Globals& globals) {
   create->add_option("--name", *name, "A label for the key")->capture_default_str();
   return [sub, create, name, &globals]() -> int {
     if (!sub->parsed() || !create->parsed()) return -1;
-    std::string dir = globals.state_dir.empty() ? default_state_dir() : globals.state_dir;
+    const std::string& dir = globals.config.server.state_dir;
     ::mkdir(dir.c_str(), 0700);
     auto keys = core::KeyStore::open(dir);
     if (!keys) return fail(keys.error());

@@ -35,8 +35,9 @@ struct Opened {
 };
 
 Result<Opened> open_all(const Globals& g) {
-  BRIG_TRY_ASSIGN(engine, sandbox::Engine::open({g.state_dir}));
-  BRIG_TRY_ASSIGN(store, store::TemplateStore::open(engine->state_dir()));
+  const config::Config& c = g.config;
+  BRIG_TRY_ASSIGN(engine, sandbox::Engine::open({.state_dir = c.server.state_dir, .sandbox = c.sandbox, .limits = c.limits}));
+  BRIG_TRY_ASSIGN(store, store::TemplateStore::open(engine->state_dir(), c.build));
   return Opened{std::move(engine), std::move(store)};
 }
 

@@ -15,20 +15,18 @@ namespace net = boost::asio;
 namespace http = boost::beast::http;
 using tcp = net::ip::tcp;
 
-Result<ApiClient> ApiClient::from_env(const std::string& state_dir) {
+Result<ApiClient> ApiClient::connect(const std::string& url, const std::string& key) {
   ApiClient c;
-  const char* url = std::getenv("BRIG_URL");
-  c.url_ = url && *url ? url : "http://127.0.0.1:49982";
+  c.url_ = url;
   std::string rest = c.url_;
-  if (!rest.starts_with("http://")) return Error::make(errc::invalid_argument, "BRIG_URL must be http://HOST:PORT");
+  if (!rest.starts_with("http://"))
+    return Error::make(errc::invalid_argument, "client.url (BRIG_URL) must be http://HOST:PORT");
   rest = rest.substr(7);
   if (auto slash = rest.find('/'); slash != std::string::npos) rest.resize(slash);
   auto colon = rest.rfind(':');
   c.host_ = colon == std::string::npos ? rest : rest.substr(0, colon);
   c.port_ = colon == std::string::npos ? "80" : rest.substr(colon + 1);
-  if (const char* key = std::getenv("BRIG_API_KEY"); key && *key) c.key_ = key;
-  else if (auto k = read_small_file((state_dir.empty() ? default_state_dir() : state_dir) + "/api-key", 1024))
-    c.key_ = std::string(trim(*k));
+  c.key_ = key;
   return c;
 }
 

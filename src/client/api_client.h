@@ -1,5 +1,5 @@
-// A small HTTP/1.1 client of a running `brig serve` (the CLI verbs, the MCP tools)
-// (BRIG_URL, default http://127.0.0.1:49982; BRIG_API_KEY, else the local state dir's key).
+// A small HTTP/1.1 client of a running `brig serve` (the CLI verbs, the MCP tools). The CLI
+// finds the daemon and the key in the configuration's [client] section.
 #pragma once
 
 #include <functional>
@@ -38,7 +38,8 @@ class CancelToken {
 
 class ApiClient {
  public:
-  static Result<ApiClient> from_env(const std::string& state_dir);
+  // A client of the daemon at `url` (http://HOST:PORT) acting with `key`.
+  static Result<ApiClient> connect(const std::string& url, const std::string& key);
   // A client of the daemon at http://HOST:PORT acting with `key`.
   static Result<ApiClient> to(const std::string& host_port, const std::string& key);
   // `max_body`: a longer response body is errc::limit_exceeded (read no further).

@@ -22,7 +22,6 @@ namespace brig::init {
 namespace {
 
 using json = nlohmann::json;
-constexpr uint64_t kMaxExtractedBytes = 8ull << 30;  // what an import may unpack (a zip bomb stops here)
 
 json failure(const std::string& code, const std::string& message) {
   return {{"ok", false}, {"code", code}, {"error", message}};
@@ -209,7 +208,9 @@ struct archive* open_reader(ArchiveFormat format, const std::string& data) {
     if (++entries > limits.max_entries)
       finish(result, failure("too_large", "the archive has more than " + std::to_string(limits.max_entries) + " entries"));
     bytes += static_cast<uint64_t>(std::max<la_int64_t>(0, archive_entry_size(e)));
-    if (bytes > kMaxExtractedBytes) finish(result, failure("too_large", "the archive unpacks to more than 8 GiB"));
+    // A zip bomb stops here.
+    if (bytes > limits.max_unpacked_bytes)
+      finish(result, failure("too_large", "the archive unpacks to more than " + format_size(limits.max_unpacked_bytes)));
     archive_read_data_skip(r);
   }
   if (rc != ARCHIVE_EOF)

@@ -14,6 +14,7 @@
 
 #include "base/fd.h"
 #include "base/result.h"
+#include "config/config.h"
 #include "init.pb.h"
 
 namespace brig::init {
@@ -23,7 +24,8 @@ Result<ArchiveFormat> parse_archive_format(const std::string& name);  // "tar.gz
 
 struct ArchiveLimits {
   uint64_t max_bytes = 1ull << 30;  // file content (export) or the archive itself (import)
-  uint32_t max_entries = 100'000;
+  uint32_t max_entries = config::Limits{}.archive_entries;
+  uint64_t max_unpacked_bytes = config::Limits{}.archive_unpacked_bytes;  // import: what it may unpack to
 };
 
 // The read end of a pipe that yields one JSON line ({"ok":true,"entries":N,"bytes":B} or

@@ -7,7 +7,10 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <linux/limits.h>
+
 #include <cstring>
+#include <vector>
 
 #include "init/spawn.h"
 #include "sys/syscalls.h"
@@ -16,6 +19,15 @@ namespace brig::init {
 namespace {
 
 thread_local const char* g_home = "/home/user";
+// What file metadata is read back (set_metadata_limits); the configuration's defaults until then.
+initpb::InitLimits g_metadata = [] {
+  initpb::InitLimits l;
+  config::Limits defaults;
+  l.set_metadata_entries(defaults.metadata_entries);
+  l.set_metadata_key_bytes(defaults.metadata_key_bytes);
+  l.set_metadata_value_bytes(defaults.metadata_value_bytes);
+  return l;
+}();
 
 constexpr uint64_t kResolve = RESOLVE_NO_MAGICLINKS;
 
@@ -57,19 +69,23 @@ initpb::FileType type_of(mode_t m) {
 
 // File metadata (E2B's upload metadata) lives in user.e2b.* xattrs. Read through an O_PATH
 // fd of the entry itself (never following a symlink), named via our own /proc/self/fd link.
+// The sandbox user can set user.e2b.* attributes themselves: what is read back is bounded by the
+// same limits as what brig writes (entries, key and value sizes); anything larger is skipped.
 void read_metadata(int dirfd, const std::string& name, initpb::EntryInfo* e) {
   Fd fd(::openat(dirfd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
   if (!fd) return;
   const std::string self = "/proc/self/fd/" + std::to_string(fd.get());
-  char names[4096];
-  ssize_t len = ::listxattr(self.c_str(), names, sizeof names);
+  std::vector<char> names(XATTR_LIST_MAX);  // any file's whole list fits
+  ssize_t len = ::listxattr(self.c_str(), names.data(), names.size());
+  std::vector<char> value(g_metadata.metadata_value_bytes());
+  if (value.empty()) return;  // getxattr with size 0 would report sizes, not values
   for (ssize_t i = 0; i < len;) {
-    std::string key(names + i);
+    std::string key(names.data() + i);
     i += static_cast<ssize_t>(key.size()) + 1;
-    if (!key.starts_with("user.e2b.") || e->metadata_size() >= 64) continue;
-    char value[4096];
-    ssize_t n = ::getxattr(self.c_str(), key.c_str(), value, sizeof value);
-    if (n >= 0) (*e->mutable_metadata())[key.substr(9)] = std::string(value, static_cast<size_t>(n));
+    if (!key.starts_with("user.e2b.") || key.size() - 9 > g_metadata.metadata_key_bytes()) continue;
+    if (e->metadata_size() >= static_cast<int>(g_metadata.metadata_entries())) break;
+    ssize_t n = ::getxattr(self.c_str(), key.c_str(), value.data(), value.size());  // ERANGE: too long, skipped
+    if (n >= 0) (*e->mutable_metadata())[key.substr(9)] = std::string(value.data(), static_cast<size_t>(n));
   }
 }
 
@@ -171,6 +187,8 @@ Result<> remove_tree_at(int dirfd, const char* name, int level) {
 }
 
 }  // namespace
+
+void set_metadata_limits(const initpb::InitLimits& limits) { g_metadata = limits; }
 
 FsCreds::FsCreds(initpb::User user) {
   UserIds ids = ids_for(user);

@@ -11,12 +11,17 @@
 
 #include "base/fd.h"
 #include "base/result.h"
+#include "config/config.h"
 #include "init.pb.h"
 
 namespace brig::init {
 
 inline constexpr size_t kMaxListEntries = 10'000;
 inline constexpr uint32_t kMaxListDepth = 32;
+
+// Bounds on the file metadata read back into EntryInfo (metadata_* of `limits`); brig-init
+// sets them once at start.
+void set_metadata_limits(const initpb::InitLimits& limits);
 
 // Switches filesystem credentials (setfsuid/setfsgid) for the lifetime of the object.
 class FsCreds {

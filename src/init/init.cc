@@ -23,8 +23,6 @@
 namespace brig::init {
 namespace {
 
-constexpr size_t kMaxWatches = 1024;
-
 struct Watch {
   uint64_t id;
   std::string dir;  // relative to the watched root ("" for the root)
@@ -35,7 +33,11 @@ struct Watch {
 class Init {
  public:
   Init(Fd control, InitConfig config)
-      : control_(std::move(control)), listener_(std::move(config.listener)), env_(std::move(config.env)) {
+      : control_(std::move(control)),
+        listener_(std::move(config.listener)),
+        env_(std::move(config.env)),
+        limits_(config.limits) {
+    set_metadata_limits(limits_);
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGCHLD);
@@ -81,7 +83,7 @@ class Init {
   // request starts a new one.
   Result<> ensure_kernel_host(const std::vector<std::string>& prestart = {}) {
     if (kernel_host_.pid > 0) return ok();
-    BRIG_TRY_ASSIGN(host, start_kernel_host(env_, prestart));
+    BRIG_TRY_ASSIGN(host, start_kernel_host(env_, prestart, limits_.contexts()));
     kernel_host_ = std::move(host);
     return ok();
   }
@@ -232,6 +234,7 @@ class Init {
         const auto& a = req.archive();
         BRIG_TRY_ASSIGN(format, parse_archive_format(a.format()));
         ArchiveLimits limits;
+        limits.max_unpacked_bytes = limits_.archive_unpacked_bytes();
         if (a.max_bytes()) limits.max_bytes = a.max_bytes();
         if (a.max_entries()) limits.max_entries = a.max_entries();
         if (a.extract()) {
@@ -258,7 +261,9 @@ class Init {
       IN_CREATE | IN_MODIFY | IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ATTRIB | IN_ONLYDIR;
 
   Result<int> watch_dir(const std::string& path, initpb::User user) {
-    if (watches_.size() >= kMaxWatches) return Error::make(errc::limit_exceeded, "too many watched directories");
+    if (watches_.size() >= limits_.watched_dirs())
+      return Error::make(errc::limit_exceeded,
+                         "too many watched directories (" + std::to_string(limits_.watched_dirs()) + " at most)");
     FsCreds creds(user);
     BRIG_TRY_ASSIGN(dir, open_dir_path(path));
     // Watch through our own verified fd, so no path is resolved a second time.
@@ -371,6 +376,7 @@ class Init {
 
   Fd control_, listener_, signals_, timer_, inotify_;
   std::map<std::string, std::string> env_;
+  const initpb::InitLimits limits_;
   KernelHost kernel_host_;
   std::map<int, initpb::ProcessInfo> processes_;
   std::map<int, Watch> watches_;

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "base/fd.h"
+#include "init.pb.h"
 
 namespace brig::init {
 
@@ -26,6 +27,7 @@ struct InitConfig {
   std::map<std::string, std::string> env;  // sandbox-wide env (SetEnv replaces it)
   Fd listener;  // persistent sandboxes: accepts a new control connection after the old one closes
   std::vector<std::string> kernels;  // languages whose kernel starts at once (the kernel host)
+  initpb::InitLimits limits;  // watches, contexts, archive unpacking, file metadata read back
 };
 
 [[noreturn]] void run_init(Fd control, InitConfig config);

@@ -34,7 +34,6 @@ using namespace std::chrono_literals;
 
 constexpr size_t kMaxRequestBytes = 8 << 20;  // one request line (code is capped by the daemon)
 constexpr size_t kMaxPendingOut = 256 << 20;  // unread output before a connection is dropped
-constexpr size_t kMaxContexts = 32;
 constexpr size_t kMaxQueued = 64;             // executions waiting per context
 constexpr size_t kStreamChunk = 1 << 20;      // stdout/stderr text per NDJSON line
 constexpr auto kStartTimeout = 60s;
@@ -115,7 +114,8 @@ struct Context {
 
 class Host {
  public:
-  Host(Fd control, std::map<std::string, std::string> env) : control_(std::move(control)), env_(std::move(env)) {
+  Host(Fd control, std::map<std::string, std::string> env, uint32_t max_contexts)
+      : control_(std::move(control)), env_(std::move(env)), max_contexts_(max_contexts) {
     char tmpl[] = "/tmp/.brig-kernels-XXXXXX";
     if (::mkdtemp(tmpl)) dir_ = tmpl;
   }
@@ -329,7 +329,8 @@ class Host {
   Result<Context*> create_context(const std::string& language, const std::string& cwd) {
     const Installed in = installed();
     BRIG_TRY_ASSIGN(choice, choose_kernel(language, in));
-    if (contexts_.size() >= kMaxContexts) return Error::make(errc::limit_exceeded, "too many contexts (32)");
+    if (contexts_.size() >= max_contexts_)
+      return Error::make(errc::limit_exceeded, "too many contexts (" + std::to_string(max_contexts_) + ")");
     auto c = std::make_unique<Context>();
     c->id = random_hex(16);
     c->id = c->id.substr(0, 8) + "-" + c->id.substr(8, 4) + "-" + c->id.substr(12, 4) + "-" + c->id.substr(16, 4) +
@@ -514,6 +515,7 @@ class Host {
   zmq::context_t zmq_{1};
   Fd control_;
   std::map<std::string, std::string> env_;
+  const uint32_t max_contexts_;
   std::string dir_;
   std::vector<std::shared_ptr<Conn>> conns_;
   std::map<std::string, std::unique_ptr<Context>> contexts_;
@@ -531,7 +533,7 @@ std::string kernel_host_env_message(const std::map<std::string, std::string>& en
 }
 
 Result<KernelHost> start_kernel_host(const std::map<std::string, std::string>& env,
-                                     const std::vector<std::string>& prestart) {
+                                     const std::vector<std::string>& prestart, uint32_t max_contexts) {
   BRIG_TRY_ASSIGN(pair, sys::seqpacket_pair());
   auto [ours, theirs] = std::move(pair);
   pid_t pid = ::fork();
@@ -559,7 +561,7 @@ Result<KernelHost> start_kernel_host(const std::map<std::string, std::string>& e
     if (::chdir(kHome) != 0) (void)!::chdir("/");
     ::umask(077);
     {
-      Host host(std::move(control), env);
+      Host host(std::move(control), env, max_contexts);
       host.run(prestart);
     }
   }

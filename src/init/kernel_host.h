@@ -34,9 +34,9 @@ struct KernelHost {
 };
 
 // Forks the kernel host. `env` is the sandbox environment; `prestart` lists the languages
-// whose default context (and kernel) starts at once.
+// whose default context (and kernel) starts at once; `max_contexts` bounds its contexts.
 Result<KernelHost> start_kernel_host(const std::map<std::string, std::string>& env,
-                                     const std::vector<std::string>& prestart);
+                                     const std::vector<std::string>& prestart, uint32_t max_contexts);
 
 // Messages from brig-init to the kernel host.
 std::string kernel_host_conn_message();

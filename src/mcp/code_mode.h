@@ -12,6 +12,7 @@
 #include <string>
 
 #include "base/result.h"
+#include "config/config.h"
 #include "mcp/backend.h"
 
 namespace brig::mcp::code_mode {
@@ -43,12 +44,17 @@ Result<CheckedRequest> check_request(const nlohmann::json& request, Access acces
 nlohmann::json tool_definitions();
 
 struct Limits {
-  int max_calls = 50;
-  int timeout_ms = 30'000;
-  size_t max_result_chars = 24'000;
-  // The defaults, with the wall-clock timeout from BRIG_CODE_MODE_TIMEOUT_MS if set (1 s - 10 min).
+  int max_calls = static_cast<int>(config::Mcp{}.code_mode_api_calls);
+  int timeout_ms = static_cast<int>(config::Mcp{}.code_mode_timeout_ms);
+  size_t max_result_chars = config::Mcp{}.output_chars;
+  // From the configuration's [mcp] section.
+  static Limits from(const config::Mcp& mcp);
+  // The limits set_process_limits() gave this process (else the defaults). It reads no
+  // environment: it remains for mcp/server.cc until that takes the limits as a parameter.
   static Limits from_env();
 };
+// Sets what Limits::from_env() returns (the CLI, once, from the loaded configuration).
+void set_process_limits(const Limits& limits);
 
 // Kills the executor kept ready by this process, if any (at exit: it would otherwise wait out
 // its lifetime).

@@ -67,6 +67,8 @@ struct LinuxBackendOptions {
   EventLoop* loop = nullptr;
   // Cold creates in flight at once (each a helper process of the zygote); 1..64.
   size_t max_parallel_creates = 8;
+  config::Sandbox sandbox;  // max_lifetime_s
+  config::Limits limits;    // metadata; brig-init's watches, contexts, archive unpacking
 };
 
 // The cgroup group of a state directory: "brig/<12 hex of its real path>". Sandboxes of one

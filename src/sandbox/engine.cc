@@ -28,8 +28,12 @@ Result<> make_dirs(const std::string& path, mode_t mode) {
 }  // namespace
 
 
-Engine::Engine(std::string state_dir, std::unique_ptr<Backend> backend, std::unique_ptr<Registry> registry)
-    : state_dir_(std::move(state_dir)), backend_(std::move(backend)), registry_(std::move(registry)) {}
+Engine::Engine(EngineOptions options, std::unique_ptr<Backend> backend, std::unique_ptr<Registry> registry)
+    : state_dir_(std::move(options.state_dir)),
+      sandbox_config_(options.sandbox),
+      limits_(options.limits),
+      backend_(std::move(backend)),
+      registry_(std::move(registry)) {}
 
 Engine::~Engine() {
   {
@@ -74,21 +78,26 @@ constexpr std::chrono::hours kPooledLifetime{1};
 }  // namespace
 
 Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
-  std::string dir = options.state_dir.empty() ? default_state_dir() : options.state_dir;
+  if (options.state_dir.empty()) return Error::make(errc::invalid_argument, "no state directory given");
+  const std::string dir = options.state_dir;
   BRIG_TRY(make_dirs(dir, 0700));
   // A process that exits while we write its stdin must be an EPIPE, not the end of brig.
   ::signal(SIGPIPE, SIG_IGN);
   // The backend first: it forks the zygote, which must happen before the registry opens
   // files or anything starts a thread.
-  BRIG_TRY_ASSIGN(backend, make_linux_backend({dir, options.loop, options.max_parallel_creates}));
+  BRIG_TRY_ASSIGN(backend, make_linux_backend({.state_dir = dir,
+                                                .loop = options.loop,
+                                                .max_parallel_creates = options.max_parallel_creates,
+                                                .sandbox = options.sandbox,
+                                                .limits = options.limits}));
   BRIG_TRY_ASSIGN(registry, Registry::open(dir + "/brig.db"));
-  std::unique_ptr<Engine> engine(new Engine(dir, std::move(backend), std::move(registry)));
+  std::unique_ptr<Engine> engine(new Engine(options, std::move(backend), std::move(registry)));
   if (size_t n = engine->reap()) spdlog::info("reaped {} sandbox(es) left by an earlier brig process", n);
   return engine;
 }
 
 Result<std::shared_ptr<Sandbox>> Engine::create(const SandboxSpec& spec) {
-  BRIG_TRY(validate(spec));
+  BRIG_TRY(validate(spec, sandbox_config_, limits_));
   SandboxInfo info;
   info.template_name = spec.template_name;
   info.started_at_ms = now_unix_ms();
@@ -278,8 +287,9 @@ Result<SandboxInfo> Engine::info(const std::string& id) {
 }
 
 Result<> Engine::set_timeout(const std::string& id, std::chrono::milliseconds from_now) {
-  if (from_now.count() < 1000 || from_now > std::chrono::hours(24 * 30))
-    return Error::make(errc::invalid_argument, "timeout must be between 1 s and 30 days");
+  if (from_now < std::chrono::seconds(1) || from_now > std::chrono::seconds(sandbox_config_.max_lifetime_s))
+    return Error::make(errc::invalid_argument,
+                       "timeout must be between 1 and " + std::to_string(sandbox_config_.max_lifetime_s) + " seconds");
   BRIG_TRY_ASSIGN(sandbox, get(id));
   BRIG_TRY(sandbox->set_lifetime(from_now));
   return registry_->set_end_at(id, now_unix_ms() + from_now.count());

@@ -25,7 +25,7 @@ class Registry;
 struct RegistryRow;
 
 struct EngineOptions {
-  std::string state_dir;  // created if missing; default chosen by the caller
+  std::string state_dir;    // created if missing; required (the CLI resolves the default)
   // The daemon's event loop: sandboxes' control channels are read there and process exits
   // pushed (Sandbox::on_exit). nullptr (brig run, the builder's CLI, tests): callers read the
   // channels themselves. Must outlive the engine and every sandbox it handed out; start it
@@ -33,6 +33,8 @@ struct EngineOptions {
   EventLoop* loop = nullptr;
   // Cold creates in flight at once; 1..64 (1 is one at a time, as before creates overlapped).
   size_t max_parallel_creates = 8;
+  config::Sandbox sandbox;  // max_lifetime_s bounds creates and set_timeout
+  config::Limits limits;    // env, metadata, and what brig-init keeps per sandbox
 };
 
 class Engine {
@@ -71,9 +73,11 @@ class Engine {
 
   Backend& backend() { return *backend_; }
   const std::string& state_dir() const { return state_dir_; }
+  // The longest lifetime create() and set_timeout() accept (sandbox.max_lifetime_s).
+  uint64_t max_lifetime_s() const { return sandbox_config_.max_lifetime_s; }
 
  private:
-  Engine(std::string state_dir, std::unique_ptr<Backend> backend, std::unique_ptr<Registry> registry);
+  Engine(EngineOptions options, std::unique_ptr<Backend> backend, std::unique_ptr<Registry> registry);
   Result<> cleanup(const std::string& id);
   // The row's info with its state checked against the live sandbox ("running" -> "dead").
   SandboxInfo describe(const RegistryRow& row);
@@ -88,6 +92,8 @@ class Engine {
   };
 
   std::string state_dir_;
+  config::Sandbox sandbox_config_;
+  config::Limits limits_;
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Registry> registry_;
   std::mutex mu_;

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <linux/limits.h>
 #include <sys/xattr.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -84,9 +85,9 @@ class LinuxSandbox final : public SandboxHandle {
  public:
   LinuxSandbox(std::string id, SandboxRecord record, Fd pidfd, Fd control,
                std::unique_ptr<isolate::Cgroup> cgroup, std::string socket_path, EventLoop* loop,
-               CreateTrace trace = {})
+               const config::Limits& limits, CreateTrace trace = {})
       : id_(std::move(id)), record_(record), pidfd_(std::move(pidfd)), channel_(std::move(control), loop),
-        cgroup_(std::move(cgroup)), socket_path_(std::move(socket_path)), trace_(trace) {}
+        cgroup_(std::move(cgroup)), socket_path_(std::move(socket_path)), trace_(trace), limits_(limits) {}
   ~LinuxSandbox() override { (void)destroy(); }
 
   const std::string& id() const override { return id_; }
@@ -96,6 +97,7 @@ class LinuxSandbox final : public SandboxHandle {
 
   Result<SpawnedProcess> spawn(const ProcessSpec& spec) override {
     if (spec.cmd.empty()) return Error::make(errc::invalid_argument, "empty command");
+    BRIG_TRY(validate_env(spec.env, limits_));
     initpb::InitRequest req;
     auto* s = req.mutable_spawn();
     s->set_cmd(spec.cmd);
@@ -214,19 +216,19 @@ class LinuxSandbox final : public SandboxHandle {
   }
 
   Result<> set_metadata(const std::string& path, User user, const std::map<std::string, std::string>& metadata) override {
-    if (metadata.size() > 64) return Error::make(errc::invalid_argument, "at most 64 metadata entries");
+    BRIG_TRY(validate_metadata(metadata, limits_));
     // The file is opened by brig-init as the user; the attributes are set on that fd, so no
     // path is resolved here. Files opened for writing are truncated, so open for reading.
     BRIG_TRY_ASSIGN(fd, open_read(path, user, nullptr));
-    char names[8192];
-    ssize_t len = ::flistxattr(fd.get(), names, sizeof names);
+    std::vector<char> names(XATTR_LIST_MAX);  // any file's whole list fits
+    ssize_t len = ::flistxattr(fd.get(), names.data(), names.size());
+    if (len < 0) return Error::from_errno(errno, "list metadata of '" + path + "'");
     for (ssize_t i = 0; i < len;) {
-      std::string key(names + i);
+      std::string key(names.data() + i);
       i += static_cast<ssize_t>(key.size()) + 1;
       if (key.starts_with("user.e2b.")) ::fremovexattr(fd.get(), key.c_str());
     }
     for (auto& [k, v] : metadata) {
-      if (k.empty() || k.size() > 200 || v.size() > 4000) return Error::make(errc::invalid_argument, "metadata key or value too long");
       if (::fsetxattr(fd.get(), ("user.e2b." + k).c_str(), v.data(), v.size(), 0) != 0)
         return Error::from_errno(errno, "set metadata '" + k + "'");
     }
@@ -384,14 +386,15 @@ class LinuxSandbox final : public SandboxHandle {
   std::string socket_path_;  // persistent sandboxes: brig-init's listener on the host
   std::atomic<bool> destroyed_{false};  // alive() is asked from any thread
   CreateTrace trace_;
+  const config::Limits limits_;
 };
 
 class LinuxBackend final : public Backend {
  public:
-  LinuxBackend(std::string mount_point, std::string run_dir, std::unique_ptr<isolate::CgroupDriver> cgroups,
-               std::unique_ptr<Zygote> zygote, EventLoop* loop)
-      : mount_point_(std::move(mount_point)), run_dir_(std::move(run_dir)), cgroups_(std::move(cgroups)),
-        zygote_(std::move(zygote)), loop_(loop) {}
+  LinuxBackend(const LinuxBackendOptions& options, std::string mount_point, std::string run_dir,
+               std::unique_ptr<isolate::CgroupDriver> cgroups, std::unique_ptr<Zygote> zygote)
+      : options_(options), mount_point_(std::move(mount_point)), run_dir_(std::move(run_dir)),
+        cgroups_(std::move(cgroups)), zygote_(std::move(zygote)) {}
   // The engine destroys its sandboxes first; an empty group is not left behind.
   ~LinuxBackend() override { cgroups_->remove_group(); }
 
@@ -399,7 +402,7 @@ class LinuxBackend final : public Backend {
 
   Result<std::unique_ptr<SandboxHandle>> create(const std::string& id, uint32_t slot,
                                                 const SandboxSpec& spec) override {
-    BRIG_TRY(validate(spec));
+    BRIG_TRY(validate(spec, options_.sandbox, options_.limits));
     std::vector<std::string> layers = spec.layers.empty() ? std::vector<std::string>{spec.rootfs} : spec.layers;
     for (auto& layer : layers) {
       struct stat st;
@@ -424,6 +427,7 @@ class LinuxBackend final : public Backend {
     req.set_lifetime_ms(static_cast<uint32_t>(spec.lifetime.count()));
     req.set_share_host_network(spec.host_network);
     for (auto& k : spec.kernels) req.add_kernels(k);
+    set_init_limits(req.mutable_limits());
     const std::string socket_path = spec.persistent ? socket_of(id) : "";
     req.set_control_socket(socket_path);
     std::vector<Fd> fds;
@@ -442,7 +446,7 @@ class LinuxBackend final : public Backend {
     if (!created) return fail(created.error());
     SandboxRecord record{id, slot, created->init_pid, proc_start_time(created->init_pid), static_cast<int>(::getpid())};
     auto sandbox = std::make_unique<LinuxSandbox>(id, record, std::move(created->pidfd), std::move(created->control),
-                                                  std::move(cgroup), socket_path, loop_,
+                                                  std::move(cgroup), socket_path, options_.loop, options_.limits,
                                                   SandboxHandle::CreateTrace{created->began_ns, created->ready_ns});
     if (!spec.env.empty())
       if (auto r = sandbox->set_env(spec.env); !r) return r.error().wrap("create sandbox: set env");
@@ -460,7 +464,8 @@ class LinuxBackend final : public Backend {
     SandboxRecord adopted = record;
     adopted.owner_pid = static_cast<int>(::getpid());
     return std::unique_ptr<SandboxHandle>(
-        new LinuxSandbox(record.id, adopted, std::move(pidfd), std::move(sock), std::move(cgroup), path, loop_));
+        new LinuxSandbox(record.id, adopted, std::move(pidfd), std::move(sock), std::move(cgroup), path, options_.loop,
+                         options_.limits));
   }
 
   bool is_alive(const SandboxRecord& record) override {
@@ -496,11 +501,22 @@ class LinuxBackend final : public Backend {
  private:
   std::string socket_of(const std::string& id) const { return run_dir_ + "/" + id + ".sock"; }
 
+  // What brig-init enforces inside the sandbox, fixed when it starts.
+  void set_init_limits(initpb::InitLimits* l) const {
+    const config::Limits& c = options_.limits;
+    l->set_watched_dirs(c.watched_dirs);
+    l->set_contexts(c.contexts);
+    l->set_archive_unpacked_bytes(c.archive_unpacked_bytes);
+    l->set_metadata_entries(c.metadata_entries);
+    l->set_metadata_key_bytes(c.metadata_key_bytes);
+    l->set_metadata_value_bytes(c.metadata_value_bytes);
+  }
+
+  const LinuxBackendOptions options_;
   std::string mount_point_;
   std::string run_dir_;
   std::unique_ptr<isolate::CgroupDriver> cgroups_;
   std::unique_ptr<Zygote> zygote_;
-  EventLoop* loop_;
 };
 
 }  // namespace
@@ -529,8 +545,7 @@ Result<std::unique_ptr<Backend>> make_linux_backend(const LinuxBackendOptions& o
   std::string run_dir = options.state_dir + "/run";
   if (::mkdir(run_dir.c_str(), 0700) != 0 && errno != EEXIST) return Error::from_errno(errno, "mkdir(" + run_dir + ")");
   BRIG_TRY_ASSIGN(zygote, Zygote::start(options.max_parallel_creates));
-  return std::unique_ptr<Backend>(
-      new LinuxBackend(mount_point, run_dir, std::move(cgroups), std::move(zygote), options.loop));
+  return std::unique_ptr<Backend>(new LinuxBackend(options, mount_point, run_dir, std::move(cgroups), std::move(zygote)));
 }
 
 }  // namespace brig::sandbox

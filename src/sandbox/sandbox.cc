@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include "base/util.h"
 #include "sandbox/run.h"
 
 namespace brig::sandbox {
@@ -17,30 +18,62 @@ Result<User> parse_user(std::string_view name) {
 
 const char* user_name(User u) { return u == User::root ? "root" : "user"; }
 
-Result<> validate(const SandboxSpec& spec) {
+Result<> validate_env(const std::map<std::string, std::string>& env, const config::Limits& limits) {
   auto bad = [](std::string msg) { return Error::make(errc::invalid_argument, std::move(msg)); };
+  if (env.size() > limits.env_entries) return bad("too many env vars (" + std::to_string(limits.env_entries) + " at most)");
+  for (auto& [k, v] : env)
+    if (k.empty() || k.size() > limits.env_key_bytes || v.size() > limits.env_value_bytes ||
+        k.find('=') != std::string::npos || k.find('\0') != std::string::npos || v.find('\0') != std::string::npos)
+      return bad("invalid env var '" + k.substr(0, 64) + "' (names of 1 to " + std::to_string(limits.env_key_bytes) +
+                 " bytes without '=', values of at most " + std::to_string(limits.env_value_bytes) + " bytes)");
+  return ok();
+}
+
+Result<> validate_metadata(const std::map<std::string, std::string>& metadata, const config::Limits& limits) {
+  auto bad = [](std::string msg) { return Error::make(errc::invalid_argument, std::move(msg)); };
+  if (metadata.size() > limits.metadata_entries)
+    return bad("too many metadata entries (" + std::to_string(limits.metadata_entries) + " at most)");
+  uint64_t total = 0;
+  for (auto& [k, v] : metadata) {
+    if (k.empty() || k.size() > limits.metadata_key_bytes || k.find('\0') != std::string::npos)
+      return bad("invalid metadata key '" + k.substr(0, 64) + "' (1 to " + std::to_string(limits.metadata_key_bytes) +
+                 " bytes)");
+    if (v.size() > limits.metadata_value_bytes)
+      return bad("the metadata value of '" + k.substr(0, 64) + "' is longer than " +
+                 std::to_string(limits.metadata_value_bytes) + " bytes");
+    total += k.size() + v.size();
+  }
+  if (total > limits.metadata_total_bytes)
+    return bad("metadata larger than " + std::to_string(limits.metadata_total_bytes) + " bytes in all");
+  return ok();
+}
+
+Result<> validate(const SandboxSpec& spec, const config::Sandbox& sandbox, const config::Limits& limits) {
+  namespace bounds = config::bounds;
+  auto bad = [](std::string msg) { return Error::make(errc::invalid_argument, std::move(msg)); };
+  auto mib = [](uint64_t n) { return config::size_text(n << 20); };
   if (spec.rootfs.empty() == spec.layers.empty()) return bad("give either a rootfs or template layers");
-  if (spec.layers.size() > 64) return bad("too many template layers (64 at most)");
+  if (spec.layers.size() > bounds::build_max_layers.max)
+    return bad("too many template layers (" + std::to_string(bounds::build_max_layers.max) + " at most)");
   for (auto& layer : spec.layers)
     if (layer.empty() || layer[0] != '/' || layer.find(':') != std::string::npos) return bad("invalid layer path");
   if (!spec.rootfs.empty() && (spec.rootfs[0] != '/' || spec.rootfs.find(':') != std::string::npos))
     return bad("rootfs must be an absolute path without ':'");
-  if (spec.memory_bytes < (16ull << 20) || spec.memory_bytes > (256ull << 30))
-    return bad("memory must be between 16 MiB and 256 GiB");
-  if (spec.cpu_millis < 10 || spec.cpu_millis > 256'000) return bad("cpus must be between 0.01 and 256");
-  if (spec.pids < 8 || spec.pids > 1'000'000) return bad("pids must be between 8 and 1000000");
-  if (spec.disk_bytes < (1ull << 20) || spec.disk_bytes > (1ull << 40)) return bad("disk must be between 1 MiB and 1 TiB");
-  if (spec.shm_bytes < (1ull << 20) || spec.shm_bytes > spec.memory_bytes) return bad("shm must be between 1 MiB and the memory limit");
-  if (spec.lifetime.count() < 1000 || spec.lifetime > std::chrono::hours(24 * 30))
-    return bad("timeout must be between 1 s and 30 days");
-  if (spec.env.size() > 1000 || spec.metadata.size() > 100) return bad("too many env vars or metadata entries");
-  for (auto& [k, v] : spec.env)
-    if (k.empty() || k.size() > 256 || v.size() > 32768 || k.find('=') != std::string::npos ||
-        k.find('\0') != std::string::npos || v.find('\0') != std::string::npos)
-      return bad("invalid env var '" + k.substr(0, 64) + "'");
-  for (auto& [k, v] : spec.metadata)
-    if (k.empty() || k.size() > 256 || v.size() > 4096) return bad("invalid metadata key '" + k.substr(0, 64) + "'");
-  return ok();
+  if (spec.memory_bytes < (bounds::sandbox_memory_mib.min << 20) || spec.memory_bytes > (bounds::sandbox_memory_mib.max << 20))
+    return bad("memory must be between " + mib(bounds::sandbox_memory_mib.min) + " and " + mib(bounds::sandbox_memory_mib.max));
+  if (spec.cpu_millis < bounds::sandbox_cpu_millis.min || spec.cpu_millis > bounds::sandbox_cpu_millis.max)
+    return bad("cpus must be between 0.01 and " + std::to_string(bounds::sandbox_cpu_millis.max / 1000));
+  if (spec.pids < bounds::sandbox_pids.min || spec.pids > bounds::sandbox_pids.max)
+    return bad("pids must be between " + std::to_string(bounds::sandbox_pids.min) + " and " +
+               std::to_string(bounds::sandbox_pids.max));
+  if (spec.disk_bytes < (bounds::sandbox_disk_mib.min << 20) || spec.disk_bytes > (bounds::sandbox_disk_mib.max << 20))
+    return bad("disk must be between " + mib(bounds::sandbox_disk_mib.min) + " and " + mib(bounds::sandbox_disk_mib.max));
+  if (spec.shm_bytes < (bounds::sandbox_shm_mib.min << 20) || spec.shm_bytes > spec.memory_bytes)
+    return bad("shm must be between " + mib(bounds::sandbox_shm_mib.min) + " and the memory limit");
+  if (spec.lifetime < std::chrono::seconds(1) || spec.lifetime > std::chrono::seconds(sandbox.max_lifetime_s))
+    return bad("timeout must be between 1 and " + std::to_string(sandbox.max_lifetime_s) + " seconds");
+  BRIG_TRY(validate_env(spec.env, limits));
+  return validate_metadata(spec.metadata, limits);
 }
 
 namespace {

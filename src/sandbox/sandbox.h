@@ -18,6 +18,7 @@
 
 #include "base/fd.h"
 #include "base/result.h"
+#include "config/config.h"
 
 namespace brig {
 class EventLoop;
@@ -33,12 +34,13 @@ struct SandboxSpec {
   std::string rootfs;                       // a single-tree root filesystem on the host, or
   std::vector<std::string> layers;          // a template's layers, topmost first (read-only lowers)
   std::string template_name = "custom";     // shown in listings
-  uint64_t memory_bytes = 512ull << 20;     // hard memory limit (no swap)
-  uint32_t cpu_millis = 1000;               // CPU quota, thousandths of a CPU
-  uint32_t pids = 512;                      // max tasks (fork bombs stop here)
-  uint64_t disk_bytes = 1ull << 30;         // writable layer size (ENOSPC beyond)
-  uint64_t shm_bytes = 64ull << 20;         // private /dev/shm size
-  std::chrono::milliseconds lifetime{300'000};  // expiry kills the sandbox
+  // The limits, defaulting to config::Sandbox's defaults (callers apply the configured ones).
+  uint64_t memory_bytes = uint64_t{config::Sandbox{}.memory_mib} << 20;  // hard memory limit (no swap)
+  uint32_t cpu_millis = config::Sandbox{}.cpu_millis;                    // CPU quota, thousandths of a CPU
+  uint32_t pids = config::Sandbox{}.pids;                                // max tasks (fork bombs stop here)
+  uint64_t disk_bytes = uint64_t{config::Sandbox{}.disk_mib} << 20;      // writable layer size (ENOSPC beyond)
+  uint64_t shm_bytes = uint64_t{config::Sandbox{}.shm_mib} << 20;        // private /dev/shm size
+  std::chrono::milliseconds lifetime = std::chrono::seconds(config::Sandbox{}.lifetime_s);  // expiry kills it
   std::map<std::string, std::string> env;       // sandbox-wide environment
   std::map<std::string, std::string> metadata;  // opaque key/values for listing filters
   bool host_network = false;                // build sandboxes only; default loopback-only
@@ -49,8 +51,14 @@ struct SandboxSpec {
                                             // this host dir (created by brig, root-only)
 };
 
-// Validates bounds (a client mistake is errc::invalid_argument, never a crash).
-Result<> validate(const SandboxSpec& spec);
+// Validates bounds (a client mistake is errc::invalid_argument, never a crash): the sizes
+// against the schema's bounds, the lifetime against `sandbox.max_lifetime_s`, env and metadata
+// against `limits`.
+Result<> validate(const SandboxSpec& spec, const config::Sandbox& sandbox, const config::Limits& limits);
+// A sandbox's or a process's environment against the limits.env_* bounds.
+Result<> validate_env(const std::map<std::string, std::string>& env, const config::Limits& limits);
+// File or sandbox metadata against the limits.metadata_* bounds.
+Result<> validate_metadata(const std::map<std::string, std::string>& metadata, const config::Limits& limits);
 
 struct ProcessSpec {
   std::string cmd;
@@ -119,7 +127,7 @@ struct Usage {
 // What `run` needs beyond the ProcessSpec.
 struct RunOptions {
   std::optional<std::chrono::milliseconds> timeout;   // per-command; kills the process group
-  uint64_t output_limit = 64ull << 20;                 // per stream; the excess is dropped
+  uint64_t output_limit = config::Limits{}.run_output_bytes;  // per stream; the excess is dropped
   std::string stdin_data;                              // written then closed (needs stdin_pipe)
   std::function<void(std::string_view)> on_stdout;     // live output; else collected
   std::function<void(std::string_view)> on_stderr;

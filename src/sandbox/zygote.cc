@@ -34,8 +34,10 @@ namespace {
 // The seccomp program, compiled once when the zygote starts and inherited by every init.
 policy::SeccompProgram* g_policy = nullptr;
 
+// The zygote is told apart from a user's `brig` by its whole argv: its name and a flag no verb
+// has. It gets an empty environment (nothing of the daemon's reaches a sandbox).
 constexpr const char* kZygoteArgv0 = "brig-zygote";
-constexpr const char* kZygoteEnv = "BRIG_ZYGOTE=1";
+constexpr const char* kZygoteFlag = "--brig-zygote-socket=3";
 
 constexpr int kSetupTimeoutMs = 10'000;
 
@@ -115,6 +117,7 @@ void report_step(int sock, const isolate::StepResult& step) {
   config.lifetime_ms = req.lifetime_ms();
   config.listener = std::move(listener);
   config.kernels.assign(req.kernels().begin(), req.kernels().end());
+  config.limits = req.limits();
   init::run_init(std::move(sock), std::move(config));
 }
 
@@ -319,8 +322,7 @@ void forward(int engine, Helper& h) {
 }  // namespace
 
 void run_zygote_if_requested(int argc, char** argv) {
-  const char* flag = std::getenv("BRIG_ZYGOTE");
-  if (argc < 1 || !flag || std::strcmp(flag, "1") != 0 || std::strcmp(argv[0], kZygoteArgv0) != 0) return;
+  if (argc != 2 || std::strcmp(argv[0], kZygoteArgv0) != 0 || std::strcmp(argv[1], kZygoteFlag) != 0) return;
   zygote_main(Fd(3));
 }
 
@@ -359,8 +361,8 @@ Result<std::unique_ptr<Zygote>> Zygote::start(size_t max_parallel_creates) {
     int mem = ::fcntl(image.get(), F_DUPFD_CLOEXEC, 10);
     if (sock < 0 || mem < 0 || ::dup2(sock, 3) < 0 || ::dup3(mem, 4, O_CLOEXEC) < 0) ::_exit(127);
     sys::close_range(5, ~0U, 0);
-    char* argv[] = {const_cast<char*>(kZygoteArgv0), nullptr};
-    char* envp[] = {const_cast<char*>(kZygoteEnv), nullptr};
+    char* argv[] = {const_cast<char*>(kZygoteArgv0), const_cast<char*>(kZygoteFlag), nullptr};
+    char* envp[] = {nullptr};
     ::fexecve(4, argv, envp);
     ::_exit(127);
   }

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "base/event_loop.h"
+#include "config/config.h"
 #include "core/service.h"
 #include "mcp/server.h"
 #include "server/http.h"
@@ -25,6 +26,7 @@ struct DaemonOptions {
   // control channels and process pipes are all read on it; it must outlive the daemon. Null:
   // the daemon runs a loop of its own for HTTP.
   EventLoop* loop = nullptr;
+  config::Config config;     // every limit and default (the fields above are its [server] values)
 };
 
 class Daemon {

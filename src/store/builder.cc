@@ -19,8 +19,6 @@ namespace brig::store {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr uint64_t kMaxCopyBytes = 1ull << 30;
-constexpr size_t kMaxCopyFiles = 100'000;
 constexpr const char* kBuildDir = "/run/brig-build";  // build-time only; never in a layer
 constexpr const char* kDebianRecipe = "brig-debian-v2";  // bump when the recipe below changes
 
@@ -145,7 +143,7 @@ struct CopyFile {
 
 // Lists the files a COPY takes from the build context, without leaving it.
 Result<std::vector<CopyFile>> collect_copy(const std::string& context, const std::vector<std::string>& srcs,
-                                           bool dest_is_dir) {
+                                           bool dest_is_dir, const config::Build& limits) {
   namespace fs = std::filesystem;
   std::vector<CopyFile> files;
   uint64_t total = 0;
@@ -157,8 +155,10 @@ Result<std::vector<CopyFile>> collect_copy(const std::string& context, const std
     if (::lstat(host.c_str(), &st) != 0) return Error::from_errno(errno, "stat " + host.string());
     if (!S_ISREG(st.st_mode)) return ok();  // symlinks and special files are not copied
     total += static_cast<uint64_t>(st.st_size);
-    if (total > kMaxCopyBytes || files.size() >= kMaxCopyFiles)
-      return Error::make(errc::limit_exceeded, "COPY sources exceed 1 GiB or 100000 files");
+    if (total > limits.copy_bytes || files.size() >= limits.copy_files)
+      return Error::make(errc::limit_exceeded, "COPY sources exceed " + format_size(limits.copy_bytes) + " or " +
+                                                   std::to_string(limits.copy_files) +
+                                                   " files (build.copy_bytes, build.copy_files)");
     files.push_back({rel, host.string(), st.st_mode & 07777});
     return ok();
   };
@@ -179,10 +179,10 @@ Result<std::vector<CopyFile>> collect_copy(const std::string& context, const std
   return files;
 }
 
-Result<std::string> hash_copy(const std::vector<CopyFile>& files) {
+Result<std::string> hash_copy(const std::vector<CopyFile>& files, uint64_t max_bytes) {
   std::string acc;
   for (auto& f : files) {
-    BRIG_TRY_ASSIGN(content, read_small_file(f.host, kMaxCopyBytes));
+    BRIG_TRY_ASSIGN(content, read_small_file(f.host, max_bytes));
     acc += f.rel + '\0' + std::to_string(f.mode) + '\0' + sha256_hex(content) + '\n';
   }
   return sha256_hex(acc);
@@ -197,7 +197,7 @@ std::string join_path(const std::string& base, const std::string& rel) {
 class Builder {
  public:
   Builder(sandbox::Engine& engine, TemplateStore& store, const BuildRequest& req, BuildProgress& progress)
-      : engine_(engine), store_(store), req_(req), progress_(progress) {}
+      : engine_(engine), store_(store), build_(store.build_config()), req_(req), progress_(progress) {}
 
   Result<TemplateInfo> build() {
     BRIG_TRY_ASSIGN(df, parse_dockerfile(req_.definition, req_.definition_name));
@@ -335,7 +335,7 @@ class Builder {
       sandbox::ProcessSpec step = ps;
       BRIG_TRY(trust_host_cas(sb, step));
       sandbox::RunOptions opts;
-      opts.timeout = std::chrono::hours(1);
+      opts.timeout = std::chrono::seconds(build_.step_timeout_s);
       opts.output_limit = 1ull << 40;  // everything is shown; nothing is kept
       std::string tail;
       auto keep = [&](std::string_view d) {
@@ -346,7 +346,9 @@ class Builder {
       opts.on_stdout = keep;
       opts.on_stderr = keep;
       BRIG_TRY_ASSIGN(r, sb.run(step, opts));
-      if (r.timed_out) return Error::make(errc::timed_out, "the command ran for more than an hour");
+      if (r.timed_out)
+        return Error::make(errc::timed_out, "the command ran for more than " + std::to_string(build_.step_timeout_s) +
+                                                " s (build.step_timeout_s)");
       if (r.shell_code() != 0)
         return Error::make(errc::invalid_argument, "the command failed with exit code " + std::to_string(r.shell_code()) +
                                                        (r.oom_killed ? " (out of memory)" : "") + "; last output:\n" + tail);
@@ -359,9 +361,8 @@ class Builder {
   // kBuildDir and named by the usual variables. It is removed before the layer is committed and
   // is not part of the cache key: it changes where a step may connect, not what it builds.
   Result<> trust_host_cas(sandbox::Sandbox& sb, sandbox::ProcessSpec& step) {
-    const char* file = std::getenv("BRIG_BUILD_CA_FILE");
-    std::string path = file && *file ? file : "/etc/ssl/certs/ca-certificates.crt";
-    auto bundle = read_small_file(path, 16 << 20);
+    if (build_.ca_file.empty()) return ok();
+    auto bundle = read_small_file(build_.ca_file, 16 << 20);
     if (!bundle) return ok();  // no host bundle: the template's own CAs only
     const std::string in_sandbox = std::string(kBuildDir) + "/ca-certificates.crt";
     BRIG_TRY(sb.write_file(in_sandbox, *bundle, sandbox::User::root, 0644));
@@ -387,14 +388,15 @@ class Builder {
       struct stat st;
       if (::stat((req_.context_dir + "/" + s).c_str(), &st) == 0 && S_ISDIR(st.st_mode)) dest_is_dir = true;
     }
-    BRIG_TRY_ASSIGN(files, collect_copy(req_.context_dir, srcs, dest_is_dir));
-    BRIG_TRY_ASSIGN(digest, hash_copy(files));
+    BRIG_TRY_ASSIGN(files, collect_copy(req_.context_dir, srcs, dest_is_dir, build_));
+    BRIG_TRY_ASSIGN(digest, hash_copy(files, build_.copy_bytes));
     std::string what = "COPY " + dest + " " + digest + " chmod=" + std::to_string(ins.chmod) + " chown=" + ins.chown;
     uint32_t chmod = ins.chmod;
     std::string chown = ins.chown;
-    return layer_step(what, [files, dest, chmod, chown](sandbox::Sandbox& sb) -> Result<> {
+    const uint64_t max_bytes = build_.copy_bytes;
+    return layer_step(what, [files, dest, chmod, chown, max_bytes](sandbox::Sandbox& sb) -> Result<> {
       for (auto& f : files) {
-        BRIG_TRY_ASSIGN(content, read_small_file(f.host, kMaxCopyBytes));
+        BRIG_TRY_ASSIGN(content, read_small_file(f.host, max_bytes));
         std::string target = join_path(dest, f.rel);
         BRIG_TRY(sb.write_file(target, content, sandbox::User::root, chmod ? chmod : f.mode));
       }
@@ -420,17 +422,20 @@ class Builder {
       cached_ = true;
       return ok();
     }
-    if (layers_.size() >= 60) return Error::make(errc::limit_exceeded, "too many layers (60); merge RUN steps");
+    if (layers_.size() >= build_.max_layers)
+      return Error::make(errc::limit_exceeded,
+                         "too many layers (" + std::to_string(build_.max_layers) + ", build.max_layers); merge RUN steps");
     BRIG_TRY_ASSIGN(dir, store_.make_build_dir());
     sandbox::SandboxSpec spec;
     spec.layers = store_.layer_paths(TemplateInfo{.layers = layers_});
     spec.template_name = "(build " + req_.name + ")";
     spec.upper_dir = dir;
     spec.host_network = true;
-    spec.memory_bytes = 8ull << 30;
+    spec.memory_bytes = uint64_t{build_.memory_mib} << 20;
     spec.cpu_millis = static_cast<uint32_t>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)) * 1000);
-    spec.pids = 8192;
-    spec.lifetime = std::chrono::hours(2);
+    spec.pids = build_.pids;
+    // Outlives its step's timeout, so the step's own timeout is what a slow step meets.
+    spec.lifetime = std::chrono::seconds(std::min(2 * uint64_t{build_.step_timeout_s}, engine_.max_lifetime_s()));
     auto sb = engine_.create(spec);
     if (!sb) {
       remove_tree(dir);
@@ -472,6 +477,7 @@ class Builder {
 
   sandbox::Engine& engine_;
   TemplateStore& store_;
+  const config::Build& build_;
   const BuildRequest& req_;
   BuildProgress& progress_;
   int total_ = 0;
@@ -485,6 +491,21 @@ class Builder {
 };
 
 }  // namespace
+
+sandbox::SandboxSpec sandbox_spec(const TemplateStore& store, const TemplateInfo& t, const config::Sandbox& defaults) {
+  sandbox::SandboxSpec spec;
+  spec.layers = store.layer_paths(t);
+  spec.template_name = t.name;
+  spec.env = t.config.env;
+  spec.kernels = t.config.kernels;
+  spec.memory_bytes = t.config.memory_bytes ? t.config.memory_bytes : uint64_t{defaults.memory_mib} << 20;
+  spec.cpu_millis = t.config.cpus > 0 ? static_cast<uint32_t>(t.config.cpus * 1000) : defaults.cpu_millis;
+  spec.pids = defaults.pids;
+  spec.disk_bytes = uint64_t{defaults.disk_mib} << 20;
+  spec.shm_bytes = std::min(uint64_t{defaults.shm_mib} << 20, spec.memory_bytes / 2);
+  spec.lifetime = std::chrono::seconds(defaults.lifetime_s);
+  return spec;
+}
 
 Result<> start_template_services(sandbox::Sandbox& sandbox, const TemplateInfo& t, std::chrono::milliseconds timeout) {
   const auto& c = t.config;

@@ -41,6 +41,11 @@ class BuildProgress {
   virtual void step_finished(int index, int total, bool cached, double seconds) = 0;
 };
 
+// A sandbox of template `t` with the configured defaults: the template's layers, env and
+// kernels, its CPU and memory if it sets them (else `defaults`'), the default pids, disk and
+// lifetime, and a /dev/shm of the default size but at most half the memory.
+sandbox::SandboxSpec sandbox_spec(const TemplateStore& store, const TemplateInfo& t, const config::Sandbox& defaults);
+
 // Starts a template's start command (if any) in the background of a fresh sandbox, as the
 // template's user in its workdir, then runs its readiness check every 100 ms until it exits 0.
 // Fails (naming the command and its last output) if the start command dies or `timeout` passes.

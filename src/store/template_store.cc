@@ -102,11 +102,11 @@ constexpr const char* kSelect = "SELECT name, tag, id, layers, config, created_a
 }  // namespace
 
 
-Result<std::unique_ptr<TemplateStore>> TemplateStore::open(const std::string& state_dir) {
+Result<std::unique_ptr<TemplateStore>> TemplateStore::open(const std::string& state_dir, const config::Build& build) {
   std::string layers = state_dir + "/layers";
   if (::mkdir(layers.c_str(), 0755) != 0 && errno != EEXIST) return Error::from_errno(errno, "mkdir(" + layers + ")");
   BRIG_TRY_ASSIGN(handle, db::open(state_dir + "/brig.db", kSchema));
-  std::unique_ptr<TemplateStore> store(new TemplateStore(handle, layers));
+  std::unique_ptr<TemplateStore> store(new TemplateStore(handle, layers, build));
   return store;
 }
 

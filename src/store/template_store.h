@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "config/config.h"
 
 namespace brig::store {
 
@@ -47,8 +48,11 @@ struct TemplateInfo {
 
 class TemplateStore {
  public:
-  static Result<std::unique_ptr<TemplateStore>> open(const std::string& state_dir);
+  // `build`: how templates are built from this store (builder.h), whoever asks for a build.
+  static Result<std::unique_ptr<TemplateStore>> open(const std::string& state_dir, const config::Build& build = {});
   ~TemplateStore();
+
+  const config::Build& build_config() const { return build_; }
 
   std::string layer_path(const std::string& key) const { return layers_dir_ + "/" + key; }
   bool has_layer(const std::string& key) const;
@@ -68,9 +72,11 @@ class TemplateStore {
   std::vector<std::string> layer_paths(const TemplateInfo& t) const;
 
  private:
-  TemplateStore(sqlite3* db, std::string layers_dir) : db_(db), layers_dir_(std::move(layers_dir)) {}
+  TemplateStore(sqlite3* db, std::string layers_dir, config::Build build)
+      : db_(db), layers_dir_(std::move(layers_dir)), build_(std::move(build)) {}
   sqlite3* db_;
   std::string layers_dir_;
+  const config::Build build_;
   std::mutex mu_;
 };
 

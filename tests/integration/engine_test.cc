@@ -443,5 +443,72 @@ TEST(Engine, InvalidSpecsAreClientErrors) {
   EXPECT_TRUE(engine.create(spec).error().is(errc::invalid_argument));
 }
 
+// The configuration's limits reach the engine and brig-init: an engine opened with small ones
+// enforces them, on the same code paths that enforce the defaults.
+TEST(Engine, ConfiguredLimitsReachTheEngineAndBrigInit) {
+  BRIG_REQUIRE_SANDBOX_ENV();
+  char tmpl[] = "/tmp/brig-limits-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  sandbox::EngineOptions options;
+  options.state_dir = tmpl;
+  options.sandbox.max_lifetime_s = 60;
+  options.limits.metadata_entries = 2;
+  options.limits.watched_dirs = 2;
+  options.limits.env_entries = 3;
+  {
+    auto opened = sandbox::Engine::open(options);
+    ASSERT_TRUE(opened) << opened.error().message();
+    auto& engine = **opened;
+    auto expect_refused = [](const Result<std::shared_ptr<sandbox::Sandbox>>& r, const std::string& why) {
+      ASSERT_FALSE(r) << "created";
+      EXPECT_TRUE(r.error().is(errc::invalid_argument)) << r.error().message();
+      EXPECT_NE(r.error().message().find(why), std::string::npos) << r.error().message();
+    };
+    auto spec = TestSandbox::default_spec();
+    spec.lifetime = 61s;
+    expect_refused(engine.create(spec), "timeout must be between 1 and 60 seconds");
+    spec.lifetime = 30s;
+    spec.metadata = {{"a", "1"}, {"b", "2"}, {"c", "3"}};
+    expect_refused(engine.create(spec), "too many metadata entries (2 at most)");
+    spec.metadata = {{"a", "1"}};
+    spec.env = {{"A", "1"}, {"B", "2"}, {"C", "3"}, {"D", "4"}};
+    expect_refused(engine.create(spec), "too many env vars (3 at most)");
+    spec.env = {{"A", "1"}};
+    auto created = engine.create(spec);
+    ASSERT_TRUE(created) << created.error().message();
+    auto& sb = **created;
+    EXPECT_TRUE(engine.set_timeout(sb.id(), 61s).error().is(errc::invalid_argument));
+    EXPECT_TRUE(engine.set_timeout(sb.id(), 50s));
+
+    // brig-init: two watched directories at most (watching one twice is one inotify watch).
+    EXPECT_TRUE(sb.watch("/tmp", false, User::user));
+    EXPECT_TRUE(sb.watch("/etc", false, User::user));
+    auto third = sb.watch("/usr", false, User::user);
+    ASSERT_FALSE(third);
+    EXPECT_NE(third.error().message().find("too many watched directories (2 at most)"), std::string::npos)
+        << third.error().message();
+
+    // File metadata: brig sets two at most, and reads back at most two of what the sandbox's
+    // own user sets.
+    ASSERT_TRUE(sb.write_file("/tmp/f", "x", User::user));
+    EXPECT_TRUE(sb.set_metadata("/tmp/f", User::user, {{"a", "1"}, {"b", "2"}}));
+    EXPECT_TRUE(sb.set_metadata("/tmp/f", User::user, {{"a", "1"}, {"b", "2"}, {"c", "3"}})
+                    .error()
+                    .is(errc::invalid_argument));
+    sandbox::ProcessSpec ps;
+    ps.cmd = "python3";
+    ps.args = {"-c", "import os\nfor i in range(5): os.setxattr('/tmp/f', 'user.e2b.k%d' % i, b'v')"};
+    auto r = sb.run(ps, {});
+    ASSERT_TRUE(r) << r.error().message();
+    ASSERT_EQ(r->status.exit_code, 0) << r->err;
+    auto st = sb.stat("/tmp/f", User::user);
+    ASSERT_TRUE(st) << st.error().message();
+    EXPECT_EQ(st->metadata.size(), 2u);
+    EXPECT_TRUE(engine.kill(sb.id()));
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(tmpl, ec);
+}
+
 }  // namespace
 }  // namespace brig::testing

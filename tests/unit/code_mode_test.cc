@@ -71,5 +71,23 @@ TEST(CodeMode, SearchSpecIsResolvedAndTrimmed) {
   EXPECT_NE(openapi_text().find("\"openapi\": \"3.1.0\""), std::string::npos);
 }
 
+TEST(CodeMode, LimitsComeFromTheConfigurationAndTheToolsSayThem) {
+  config::Mcp mcp;
+  EXPECT_EQ(Limits::from(mcp).timeout_ms, 30000);
+  EXPECT_EQ(Limits::from(mcp).max_result_chars, 24000u);
+  mcp.code_mode_timeout_ms = 5000;
+  mcp.output_chars = 1000;
+  mcp.code_mode_api_calls = 7;
+  Limits l = Limits::from(mcp);
+  EXPECT_EQ(l.timeout_ms, 5000);
+  EXPECT_EQ(l.max_calls, 7);
+  set_process_limits(l);
+  EXPECT_EQ(Limits::from_env().timeout_ms, 5000);
+  const std::string description = tool_definitions()[0]["description"];
+  EXPECT_NE(description.find("for at most 5 s"), std::string::npos) << description;
+  EXPECT_NE(description.find("Results over 1000 characters are truncated"), std::string::npos) << description;
+  set_process_limits(Limits{});
+}
+
 }  // namespace
 }  // namespace brig::mcp::code_mode
