@@ -1,15 +1,23 @@
 // brig run: a one-shot sandbox. Create, run one command with live output, exit with its
-// status, destroy.
+// status, destroy. With a daemon running (BRIG_URL, or the default address, and a key it
+// accepts) the sandbox is one of its warm ones, taken over the API; otherwise (or with
+// --rootfs, an explicit limit, or --standalone) this process opens its own engine.
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
 #include <iostream>
+#include <limits>
+#include <nlohmann/json.hpp>
 #include <thread>
 
+#include "base/log.h"
 #include "base/util.h"
 #include "cli/commands.h"
 #include "cli/templates.h"
+#include "client/api_client.h"
 #include "sandbox/engine.h"
 
 namespace brig::cli {
@@ -28,8 +36,11 @@ struct RunArgs {
   std::string user;    // "" = the template's default user
   std::string cwd;
   bool stdin_forward = false;
+  bool standalone = false;  // --standalone: never use a daemon
+  bool limits_given = false;  // --memory, --cpus, --disk or --pids: the API cannot set them
   std::vector<std::string> command;
 };
+
 
 void write_all(int fd, std::string_view data) {
   while (!data.empty()) {
@@ -77,6 +88,160 @@ Result<sandbox::SandboxSpec> build_spec(const RunArgs& a, const store::TemplateI
   return spec;
 }
 
+Result<std::string> read_stdin(uint64_t limit) {
+  std::string data;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(0, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    data.append(buf, static_cast<size_t>(n));
+    if (data.size() > limit)
+      return Error::make(errc::limit_exceeded, "stdin above " + format_size(limit) + " (limits.run_stdin_bytes)");
+  }
+  return data;
+}
+
+// 128 + N for the envd end status "signal: NAME" (Go's wording, which brig's envd keeps).
+int signal_exit_code(const std::string& status) {
+  if (status == "signal: killed") return 128 + SIGKILL;
+  if (status == "signal: terminated") return 128 + SIGTERM;
+  for (int sig = 1; sig < NSIG; ++sig)
+    if (const char* name = ::strsignal(sig); name && status == "signal: " + std::string(name)) return 128 + sig;
+  return 128 + SIGKILL;
+}
+
+// The run through a daemon: POST /sandboxes (a warm sandbox of the template, if its pool has
+// one), process.Process/Start streamed to our stdout/stderr, DELETE. nullopt = no daemon to use
+// (none reachable, or it refuses our key): the caller runs the sandbox itself.
+std::optional<int> run_via_daemon(const RunArgs& a, const config::Config& c, std::chrono::milliseconds timeout,
+                                  const std::string& stdin_data) {
+  using nlohmann::json;
+  auto api = daemon_client(c);
+  if (!api || !api->has_key()) return std::nullopt;
+  auto fail = [](const std::string& message, int code = 125) {
+    std::cerr << "brig: " << message << "\n";
+    return code;
+  };
+  // Bad input is refused here, as the standalone run refuses it, before anything is created.
+  std::map<std::string, std::string> env;
+  for (auto& kv : a.env) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) return fail("--env wants KEY=VALUE, got '" + kv + "'");
+    env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  if (!a.user.empty())
+    if (auto u = sandbox::parse_user(a.user); !u) return fail(u.error().message());
+  // The sandbox outlives the command by a little, so the command's own timeout fires first.
+  auto lifetime_s = std::chrono::duration_cast<std::chrono::seconds>(timeout).count() + 6;
+  json body = {{"templateID", a.template_name.empty() ? "base" : a.template_name},
+               {"timeout", std::clamp<int64_t>(lifetime_s, 1, 30 * 24 * 3600)},
+               {"metadata", {{"brig.role", "run"}}}};
+  // Signals stay blocked from here on: a waiting thread turns them into a kill of the sandbox.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGUSR1}) sigaddset(&sigs, sig);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  auto created = api->call("POST", "/sandboxes", body.dump());
+  if (!created) {
+    if (created.error().is(errc::unsupported)) {  // nothing listens there
+      spdlog::debug("brig run: no daemon at {} ({}); running standalone", api->url(), created.error().message());
+      pthread_sigmask(SIG_UNBLOCK, &sigs, nullptr);
+      return std::nullopt;
+    }
+    return fail(created.error().message());
+  }
+  if (created->status == 401) {  // a daemon of another state dir: not ours to use
+    spdlog::debug("brig run: the daemon at {} refused our key; running standalone", api->url());
+    pthread_sigmask(SIG_UNBLOCK, &sigs, nullptr);
+    return std::nullopt;
+  }
+  if (created->status != 201 && created->status != 200) return fail(client::api_error(*created));
+  auto sandbox = json::parse(created->body, nullptr, false);
+  if (!sandbox.is_object() || !sandbox.value("sandboxID", json()).is_string() ||
+      !sandbox.value("envdAccessToken", json()).is_string())
+    return fail("the daemon's create response has no sandboxID or envdAccessToken");
+  const std::string id = sandbox["sandboxID"].get<std::string>();
+  auto kill_sandbox = [&] {
+    auto r = api->call("DELETE", "/sandboxes/" + id);
+    if (!r) return r.error().message();
+    return r->status == 204 || r->status == 404 ? std::string() : client::api_error(*r);
+  };
+
+  client::CancelToken cancel;
+  std::atomic<int> interrupted{0};
+  std::thread waiter([&] {
+    int sig = 0;
+    if (sigwait(&sigs, &sig) == 0 && sig != SIGUSR1) {
+      interrupted = sig;
+      cancel.cancel();  // exec() then kills the process; the sandbox goes below
+    }
+  });
+
+  client::ExecRequest req;
+  req.sandbox_id = id;
+  req.access_token = sandbox["envdAccessToken"].get<std::string>();
+  req.cmd = a.command[0];
+  req.args.assign(a.command.begin() + 1, a.command.end());
+  req.cwd = a.cwd;
+  req.user = a.user;
+  req.env = std::move(env);
+  req.timeout_ms = static_cast<int>(std::min<int64_t>(timeout.count(), std::numeric_limits<int>::max()));
+  req.stdin = a.stdin_forward;
+  // stdin goes from its own thread, so output keeps flowing while a large input is written.
+  std::thread feeder;
+  if (a.stdin_forward)
+    req.on_start = [&](int pid) {
+      feeder = std::thread([&, pid] {
+        std::map<std::string, std::string> h = {{"E2b-Sandbox-Id", id}, {"E2b-Sandbox-Port", "49983"},
+                                                {"X-Access-Token", req.access_token},
+                                                {"Content-Type", "application/json"}, {"Connect-Protocol-Version", "1"}};
+        constexpr size_t kChunk = 512u << 10;  // one SendInput body stays well under the 1 MiB cap
+        for (size_t off = 0; off < stdin_data.size() && !cancel.cancelled(); off += kChunk) {
+          json in = {{"process", {{"pid", pid}}},
+                     {"input", {{"stdin", base64_encode(std::string_view(stdin_data).substr(off, kChunk))}}}};
+          auto r = api->call("POST", "/process.Process/SendInput", in.dump(), h);
+          if (!r || r->status != 200) return;  // the process is gone; its end says why
+        }
+        (void)api->call("POST", "/process.Process/CloseStdin", json{{"process", {{"pid", pid}}}}.dump(), h);
+      });
+    };
+  auto result = client::exec(*api, req, [](bool is_stderr, std::string_view d) { write_all(is_stderr ? 2 : 1, d); },
+                             &cancel);
+  if (feeder.joinable()) feeder.join();
+  pthread_kill(waiter.native_handle(), SIGUSR1);
+  waiter.join();
+
+  int code;
+  if (interrupted) {
+    std::cerr << "brig: interrupted; sandbox " << id << " killed\n";
+    code = 128 + interrupted;
+  } else if (!result) {
+    code = fail(result.error().message(), 126);
+  } else if (result->error_code == "deadline_exceeded") {
+    std::cerr << "brig: command timed out after " << a.timeout << " and was killed\n";
+    code = 124;
+  } else if (result->oom_killed) {
+    std::string limit = "the sandbox's memory limit";
+    if (auto info = api->call("GET", "/sandboxes/" + id); info && info->status == 200) {
+      auto j = json::parse(info->body, nullptr, false);
+      if (j.is_object() && j.value("memoryMB", json()).is_number_unsigned())
+        limit = "limit " + format_size(j["memoryMB"].get<uint64_t>() << 20);
+    }
+    std::cerr << "brig: command killed: out of memory (" << limit << ")\n";
+    code = 137;
+  } else if (result->exited) {
+    code = result->exit_code;
+  } else if (!result->error_code.empty() && result->status.empty()) {
+    // It never started: the Connect error says why (a missing program is not_found).
+    code = fail(result->error, result->error_code == "not_found" ? 127 : 126);
+  } else {
+    code = signal_exit_code(result->status);
+  }
+  if (auto e = kill_sandbox(); !e.empty() && !interrupted) std::cerr << "brig: cleanup: " << e << "\n";
+  return code;
+}
+
 int run_command(const RunArgs& a, const Globals& g) {
   auto fail = [](const Error& e, int code = 125) {
     std::cerr << "brig: " << e.message() << "\n";
@@ -91,15 +256,12 @@ int run_command(const RunArgs& a, const Globals& g) {
     return fail(Error::make(errc::invalid_argument, "give --template or --rootfs, not both"));
   std::string stdin_data;
   if (a.stdin_forward) {
-    char buf[65536];
-    ssize_t n;
-    while ((n = ::read(0, buf, sizeof buf)) > 0) {
-      stdin_data.append(buf, static_cast<size_t>(n));
-      if (stdin_data.size() > c.limits.run_stdin_bytes)
-        return fail(Error::make(errc::limit_exceeded,
-                                "stdin above " + format_size(c.limits.run_stdin_bytes) + " (limits.run_stdin_bytes)"));
-    }
+    auto in = read_stdin(c.limits.run_stdin_bytes);
+    if (!in) return fail(in.error());
+    stdin_data = std::move(*in);
   }
+  if (a.rootfs.empty() && !a.limits_given && !a.standalone)
+    if (auto code = run_via_daemon(a, c, *timeout, stdin_data)) return *code;
 
   // Signals go to a waiting thread, which kills the sandbox; the zygote is forked first.
   sigset_t sigs;
@@ -191,7 +353,10 @@ Runner add_run(CLI::App& app, Globals& globals) {
       "  echo hi | brig run -i --rootfs DIR -- cat\n"
       "  brig run --rootfs DIR --memory 256M --cpus 0.5 --timeout 10s -- bash -c 'yes > /dev/null'\n"
       "Exit status: the command's, 128+N if killed by signal N, 124 on timeout, 137 on OOM,\n"
-      "125 if the sandbox could not be created, 126/127 if the command could not be started.");
+      "125 if the sandbox could not be created, 126/127 if the command could not be started.\n"
+      "With a daemon running (BRIG_URL, default http://127.0.0.1:49982, and BRIG_API_KEY or the\n"
+      "state dir's key) the sandbox is one of its warm ones; --rootfs, --memory, --cpus, --disk,\n"
+      "--pids or --standalone make brig run start its own.");
   sub->add_option("--template", args->template_name,
                   "Template: base, minimal, python3, node, code-interpreter-v1 or one you built (default: base; "
                   "a missing built-in is built on first use)");
@@ -207,9 +372,14 @@ Runner add_run(CLI::App& app, Globals& globals) {
   sub->add_option("-u,--user", args->user, "user (uid 1000) or root (root inside the sandbox only); default: the template's");
   sub->add_option("-w,--cwd", args->cwd, "Working directory inside the sandbox (default: the user's home)");
   sub->add_flag("-i,--stdin", args->stdin_forward, "Pass this process's stdin to the command");
+  sub->add_flag("--standalone", args->standalone, "Start the sandbox in this process even when a daemon is running");
   sub->add_option("command", args->command, "The command and its arguments (after --)")->required();
   sub->positionals_at_end();
-  return [sub, args, &globals]() -> int { return sub->parsed() ? run_command(*args, globals) : -1; };
+  return [sub, args, &globals]() -> int {
+    if (!sub->parsed()) return -1;
+    for (const char* limit : {"--memory", "--cpus", "--disk", "--pids"}) args->limits_given |= sub->count(limit) > 0;
+    return run_command(*args, globals);
+  };
 }
 
 }  // namespace brig::cli

@@ -161,7 +161,13 @@ Result<std::map<std::string, std::string>> ApiClient::envd_headers(const std::st
 Result<ExecResult> exec(ApiClient& api, const ExecRequest& req,
                         const std::function<void(bool is_stderr, std::string_view)>& on_output, CancelToken* cancel) {
   using nlohmann::json;
-  BRIG_TRY_ASSIGN(headers, api.envd_headers(req.sandbox_id));
+  std::map<std::string, std::string> headers;
+  if (!req.access_token.empty()) {
+    headers = {{"E2b-Sandbox-Id", req.sandbox_id}, {"E2b-Sandbox-Port", "49983"}, {"X-Access-Token", req.access_token}};
+  } else {
+    BRIG_TRY_ASSIGN(h, api.envd_headers(req.sandbox_id));
+    headers = std::move(h);
+  }
   headers["Content-Type"] = "application/connect+json";
   headers["Connect-Protocol-Version"] = "1";
   if (req.timeout_ms > 0) headers["Connect-Timeout-Ms"] = std::to_string(req.timeout_ms);

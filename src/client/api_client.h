@@ -54,6 +54,7 @@ class ApiClient {
   // Headers that route a request to sandbox `id`'s envd, with its access token.
   Result<std::map<std::string, std::string>> envd_headers(const std::string& id);
   const std::string& url() const { return url_; }
+  bool has_key() const { return !key_.empty(); }
 
  private:
   std::string host_, port_, url_, key_;
@@ -69,6 +70,9 @@ struct ExecRequest {
   std::map<std::string, std::string> env;
   int timeout_ms = 0;  // 0 = none (Connect-Timeout-Ms)
   bool stdin = false;  // a stdin pipe (write with process.Process/SendInput), else /dev/null
+  // The sandbox's envdAccessToken, when the caller has it (from the create response): saves
+  // the GET /sandboxes/ID that envd_headers() makes.
+  std::string access_token;
   std::function<void(int pid)> on_start;
 };
 struct ExecResult {

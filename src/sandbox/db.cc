@@ -11,6 +11,11 @@ Result<sqlite3*> open(const std::string& path, const char* schema) {
     return e;
   }
   sqlite3_busy_timeout(handle, 10'000);
+  // No checkpoint when a connection closes: the last one to close would otherwise checkpoint
+  // and delete the WAL, and the next process to write (every `brig run`) would create it again,
+  // four fsyncs per short-lived process, tens of ms on a busy disk. The WAL stays (up to the
+  // 1000-page auto-checkpoint, which still syncs) and is replayed by whoever opens it next.
+  sqlite3_db_config(handle, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
   if (sqlite3_exec(handle, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", nullptr, nullptr, nullptr) != SQLITE_OK ||
       sqlite3_exec(handle, schema, nullptr, nullptr, nullptr) != SQLITE_OK) {
     Error e = error(handle, "initialise " + path);

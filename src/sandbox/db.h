@@ -14,8 +14,9 @@
 namespace brig::db {
 
 // Opens (creating) the database in WAL mode with synchronous=NORMAL (no fsync per commit;
-// a power cut may lose the last transactions, never corrupt the file) and a 10 s busy timeout,
-// then runs `schema`. The caller owns the handle (sqlite3_close).
+// a power cut may lose the last transactions, never corrupt the file), no checkpoint on close
+// (the WAL outlives short-lived processes) and a 10 s busy timeout, then runs `schema`. The
+// caller owns the handle (sqlite3_close).
 Result<sqlite3*> open(const std::string& path, const char* schema);
 
 inline Error error(sqlite3* db, std::string_view what) {

@@ -74,6 +74,7 @@ std::string shape_key(const SandboxSpec& s) {
 }
 
 constexpr std::chrono::hours kPooledLifetime{1};
+constexpr std::chrono::milliseconds kRefillDelay{50};
 
 }  // namespace
 
@@ -164,6 +165,10 @@ std::shared_ptr<SandboxHandle> Engine::take_pooled(const std::string& key) {
     }
     if (handle) ++stats_.hits;
     else ++stats_.misses;
+    // The sandbox just handed over is about to run its first command: a cold create started
+    // now would compete with it for the CPU. While another sandbox is ready the refill waits
+    // a little; an empty pool is refilled at once.
+    if (handle && !it->second.ready.empty()) refill_not_before_ = std::chrono::steady_clock::now() + kRefillDelay;
   }
   pool_cv_.notify_all();
   return handle;
@@ -216,6 +221,10 @@ void Engine::refill_loop() {
       }
     if (!want) {
       pool_cv_.wait_for(lock, std::chrono::seconds(5));
+      continue;
+    }
+    if (auto now = std::chrono::steady_clock::now(); now < refill_not_before_ && !pools_.at(want->first).ready.empty()) {
+      pool_cv_.wait_until(lock, refill_not_before_);
       continue;
     }
     lock.unlock();

@@ -102,6 +102,8 @@ class Engine {
   std::map<std::string, Pool> pools_;  // by shape key
   PoolStats stats_;
   std::condition_variable pool_cv_;
+  // No refill starts before this while the pool still has a sandbox ready (see take_pooled).
+  std::chrono::steady_clock::time_point refill_not_before_{};
   bool stopping_ = false;
   std::thread refiller_;
 };

@@ -322,7 +322,10 @@ class ChunkedStream final : public Stream {
 // BodyReader over Beast's buffer_body parser: each read fills the caller's buffer directly.
 class PulledBody final : public BodyReader {
  public:
-  PulledBody(Conn& c, http::request_parser<http::buffer_body>& p) : c_(c), s_(c), p_(p) {}
+  // Room for Beast to read 64 KiB from the socket at a time (it reads what the buffer can take:
+  // a fresh flat_buffer takes 512 bytes, half a million reads for a 256 MiB upload). The buffer
+  // is the connection's and is let go of between requests.
+  PulledBody(Conn& c, http::request_parser<http::buffer_body>& p) : c_(c), s_(c), p_(p) { c_.buffer().reserve(256 << 10); }
   Result<size_t> read(char* buf, size_t cap) override {
     while (!p_.is_done()) {
       p_.get().body().data = buf;

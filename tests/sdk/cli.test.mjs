@@ -116,3 +116,74 @@ test('brig serve prints E2B_DOMAIN and mints e2b_ keys, replacing a local key of
     rmSync(state, { recursive: true, force: true })
   }
 })
+
+// `brig run` with a daemon running takes one of its warm sandboxes over the API. The state dir
+// given is a plain file, so a run that fell back to its own engine would fail at once (125): every
+// result below came through the daemon.
+test('brig run uses the running daemon, with the standalone run\'s exit codes and messages', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'brig-run-'))
+  const notADir = join(dir, 'file')
+  writeFileSync(notADir, '')
+  const viaDaemon = (args, opts = {}) => {
+    const r = spawnSync(brig, ['--state-dir', notADir, 'run', ...args], { env, encoding: 'utf8', timeout: 60_000, ...opts })
+    return { code: r.status, out: r.stdout, err: r.stderr }
+  }
+  try {
+    let r = viaDaemon(['--', 'sh', '-c', 'echo hi; echo oops >&2; exit 42'])
+    assert.equal(r.code, 42, r.err)
+    assert.equal(r.out, 'hi\n')
+    assert.equal(r.err, 'oops\n')
+    r = viaDaemon(['-i', '--', 'tr', 'a-z', 'A-Z'], { input: 'shout' })
+    assert.equal(r.code, 0, r.err)
+    assert.equal(r.out, 'SHOUT')
+    // More stdin than one SendInput carries, and as much output back.
+    const big = 'x'.repeat(3 << 20)
+    r = viaDaemon(['-i', '--', 'wc', '-c'], { input: big })
+    assert.equal(r.out.trim(), String(big.length), r.err)
+    r = viaDaemon(['-u', 'root', '-e', 'GREETING=hello', '-w', '/tmp', '--template', 'minimal', '--', 'sh', '-c', 'echo $GREETING; id -u; pwd'])
+    assert.equal(r.out, 'hello\n0\n/tmp\n', r.err)
+    r = viaDaemon(['--timeout', '1s', '--', 'sleep', '30'])
+    assert.equal(r.code, 124)
+    assert.match(r.err, /timed out after 1s/)
+    r = viaDaemon(['--template', 'minimal', '--', 'sh', '-c', 'head -c 8G /dev/zero | tail'])
+    assert.equal(r.code, 137)
+    assert.match(r.err, /brig: command killed: out of memory \(limit 512\.0 MiB\)/)
+    r = viaDaemon(['--', 'sh', '-c', 'kill -9 $$'])
+    assert.equal(r.code, 137)
+    assert.doesNotMatch(r.err, /out of memory/)
+    r = viaDaemon(['--', '/no/such/binary'])
+    assert.equal(r.code, 127, r.err)
+    r = viaDaemon(['-u', 'nobody', '--', 'true'])
+    assert.equal(r.code, 125)
+    r = viaDaemon(['--template', 'nosuch', '--', 'true'])
+    assert.equal(r.code, 125)
+    assert.match(r.err, /nosuch/)
+    // Interrupted: the sandbox is killed and the exit status says by which signal.
+    const { spawn } = await import('node:child_process')
+    const child = spawn(brig, ['--state-dir', notADir, 'run', '--', 'sleep', '30'], { env })
+    let err = ''
+    child.stderr.on('data', (d) => (err += d))
+    await new Promise((res) => setTimeout(res, 1500))
+    child.kill('SIGINT')
+    const code = await new Promise((res) => child.on('exit', (c) => res(c)))
+    assert.equal(code, 130, err)
+    const id = err.match(/sandbox ([a-z0-9]{20}) killed/)?.[1]
+    assert.ok(id, err)
+    assert.notEqual(run('sandbox', 'info', id).code, 0)
+    // Nothing of these runs is left behind.
+    assert.doesNotMatch(run('sandbox', 'list').out, /brig\.role=run/)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('brig run without a reachable daemon, or with --standalone, starts its own sandbox', () => {
+  const noDaemon = spawnSync(brig, ['--state-dir', process.env.BRIG_STATE, 'run', '--template', 'minimal', '--', 'echo', 'alone'],
+    { env: { ...env, BRIG_URL: 'http://127.0.0.1:1' }, encoding: 'utf8', timeout: 60_000 })
+  assert.equal(noDaemon.status, 0, noDaemon.stderr)
+  assert.equal(noDaemon.stdout, 'alone\n')
+  const standalone = spawnSync(brig, ['--state-dir', process.env.BRIG_STATE, 'run', '--standalone', '--template', 'minimal', '--', 'echo', 'own'],
+    { env, encoding: 'utf8', timeout: 60_000 })
+  assert.equal(standalone.status, 0, standalone.stderr)
+  assert.equal(standalone.stdout, 'own\n')
+})
