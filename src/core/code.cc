@@ -23,8 +23,9 @@ bool valid_context_id(const std::string& id) {
   return true;
 }
 
-Result<json> kernel_request(const RunCode& cmd) {
-  if (cmd.code.size() > kMaxCodeBytes) return Error::make(errc::invalid_argument, "code is larger than 4 MiB");
+Result<json> kernel_request(const RunCode& cmd, const config::Limits& limits) {
+  if (cmd.code.size() > limits.code_bytes)
+    return Error::make(errc::invalid_argument, "code is larger than " + format_size(limits.code_bytes) + " (limits.code_bytes)");
   if (cmd.context_id && cmd.language)
     return Error::make(errc::invalid_argument, "You can provide context_id or language, but not both at the same time.");
   json out = {{"op", "execute"}, {"code", cmd.code}};
@@ -37,12 +38,14 @@ Result<json> kernel_request(const RunCode& cmd) {
     out["language"] = *cmd.language;
   }
   if (!cmd.env.empty()) {
-    if (cmd.env.size() > kMaxCodeEnvVars)
-      return Error::make(errc::invalid_argument, "env_vars must be an object of at most 256 variables");
+    if (cmd.env.size() > limits.env_entries)
+      return Error::make(errc::invalid_argument,
+                         "env_vars must be an object of at most " + std::to_string(limits.env_entries) + " variables (limits.env_entries)");
     for (auto& [k, v] : cmd.env) {
       if (!valid_env_name(k)) return Error::make(errc::invalid_argument, "env_vars: '" + k.substr(0, 64) + "' is not a variable name");
-      if (v.size() > kMaxCodeEnvValue)
-        return Error::make(errc::invalid_argument, "env_vars: the value of " + k + " must be a string of at most 128 KiB");
+      if (v.size() > limits.env_value_bytes)
+        return Error::make(errc::invalid_argument, "env_vars: the value of " + k.substr(0, 64) + " must be a string of at most " +
+                                                       format_size(limits.env_value_bytes) + " (limits.env_value_bytes)");
     }
     out["env_vars"] = cmd.env;
   }

@@ -14,13 +14,11 @@
 
 #include "base/fd.h"
 #include "base/result.h"
+#include "config/config.h"
 #include "core/live.h"
 
 namespace brig::core {
 
-inline constexpr size_t kMaxCodeBytes = 4 << 20;
-inline constexpr size_t kMaxCodeEnvVars = 256;
-inline constexpr size_t kMaxCodeEnvValue = 128 << 10;
 inline constexpr int64_t kMaxCellTimeoutMs = 86'400'000;
 
 struct RunCode {
@@ -33,8 +31,9 @@ struct RunCode {
 
 bool valid_context_id(const std::string& id);
 
-// The kernel host's request for `cmd`, bounds checked (errc::invalid_argument says what is wrong).
-Result<nlohmann::json> kernel_request(const RunCode& cmd);
+// The kernel host's request for `cmd`, checked against `limits` (code_bytes, env_entries,
+// env_value_bytes); errc::invalid_argument says what is wrong.
+Result<nlohmann::json> kernel_request(const RunCode& cmd, const config::Limits& limits);
 
 // One request to the kernel host: a JSON line out, lines back until it closes. Closing the
 // call (destroying it) interrupts a running cell.

@@ -4,10 +4,6 @@
 #include "base/util.h"
 
 namespace brig::core {
-namespace {
-constexpr size_t kMaxWatchers = 64;  // polling watchers per sandbox
-}  // namespace
-
 Result<sandbox::EntryInfo> Service::stat(Live& live, const std::string& path, sandbox::User user) {
   return live.sandbox->stat(path, user);
 }
@@ -41,7 +37,8 @@ Result<> Service::remove(Live& live, const std::string& path, sandbox::User user
 Result<std::string> Service::create_watcher(Live& live, const std::string& path, bool recursive, sandbox::User user) {
   {
     std::lock_guard lock(live.mu);
-    if (live.watchers.size() >= kMaxWatchers) return Error::make(errc::limit_exceeded, "too many watchers");
+    if (live.watchers.size() >= options_.config.limits.watchers)
+      return Error::make(errc::limit_exceeded, "too many watchers (limits.watchers)");
   }
   BRIG_TRY_ASSIGN(id, live.sandbox->watch(path, recursive, user));
   std::string watcher = new_sandbox_id();

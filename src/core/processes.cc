@@ -6,8 +6,6 @@
 namespace brig::core {
 namespace {
 
-constexpr size_t kKeptProcesses = 256;  // ended processes remembered for late Connects
-
 Error no_process() { return Error::from_errno(ENOENT, "process not found"); }
 
 }  // namespace
@@ -28,9 +26,10 @@ Result<std::shared_ptr<ProcessHub>> Service::start_process(Live& live, StartProc
   BRIG_TRY_ASSIGN(hub, ProcessHub::start(live.sandbox, std::move(*proc), cmd.spec, oom_kills_before));
   if (cmd.timeout && cmd.timeout->count() > 0) hub->set_deadline(std::chrono::steady_clock::now() + *cmd.timeout);
   std::lock_guard lock(live.mu);
-  // Forget processes that ended long enough ago for late Connects to have come.
+  // Forget processes that ended long enough ago for late Connects to have come (ended ones are
+  // kept up to limits.processes_per_sandbox).
   for (auto it = live.processes.begin(); it != live.processes.end();)
-    it = it->second->finished() && live.processes.size() > kKeptProcesses ? live.processes.erase(it) : std::next(it);
+    it = it->second->finished() && live.processes.size() > options_.config.limits.processes_per_sandbox ? live.processes.erase(it) : std::next(it);
   live.processes[hub->pid()] = hub;
   return hub;
 }

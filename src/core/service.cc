@@ -25,20 +25,15 @@ class LoggedBuild final : public store::BuildProgress {
   void step_finished(int, int, bool, double) override {}
 };
 
-}  // namespace
-
-sandbox::SandboxSpec spec_for(const store::TemplateStore& store, const store::TemplateInfo& t) {
-  sandbox::SandboxSpec spec;
-  spec.layers = store.layer_paths(t);
-  spec.template_name = t.name;
-  spec.env = t.config.env;
-  spec.kernels = t.config.kernels;
-  if (t.config.memory_bytes) spec.memory_bytes = t.config.memory_bytes;
-  if (t.config.cpus > 0) spec.cpu_millis = static_cast<uint32_t>(t.config.cpus * 1000);
-  spec.shm_bytes = std::min<uint64_t>(64ull << 20, spec.memory_bytes / 2);
+// Template defaults for a sandbox (the configured ones where the template sets none), and the
+// shape the warm pool keys on.
+sandbox::SandboxSpec spec_for(const store::TemplateStore& store, const store::TemplateInfo& t, const config::Sandbox& defaults) {
+  auto spec = store::sandbox_spec(store, t, defaults);
   spec.persistent = true;  // survives a daemon restart; the next daemon re-adopts it
   return spec;
 }
+
+}  // namespace
 
 Result<std::unique_ptr<Service>> Service::open(const ServiceOptions& options, sandbox::Engine& engine,
                                                store::TemplateStore& store, KeyStore& keys) {
@@ -50,7 +45,7 @@ Result<std::unique_ptr<Service>> Service::open(const ServiceOptions& options, sa
   if (options.pool_size)
     if (auto all = store.list())
       for (auto& t : *all)
-        if (store::builtin_templates().count(t.name)) engine.set_pool(spec_for(store, t), options.pool_size);
+        if (store::builtin_templates().count(t.name)) engine.set_pool(spec_for(store, t, options.config.sandbox), options.pool_size);
   auto* self = s.get();
   s->reaper_ = std::thread([self] { self->reap_loop(); });
   return s;
@@ -144,8 +139,7 @@ void Service::record_create(double ms) {
 
 Result<std::shared_ptr<Live>> Service::create(const CreateSandbox& cmd) {
   auto started = std::chrono::steady_clock::now();
-  if (cmd.timeout < std::chrono::seconds(1) || cmd.timeout > kMaxSandboxTimeout)
-    return Error::make(errc::invalid_argument, "timeout must be between 1 and " + std::to_string(kMaxSandboxTimeout.count()) + " seconds");
+  BRIG_TRY_ASSIGN(timeout, check_timeout(cmd.timeout.value_or(std::chrono::seconds(options_.config.sandbox.lifetime_s))));
   std::string ref = cmd.template_ref.empty() ? "base" : cmd.template_ref;
   if (auto slash = ref.find('/'); slash != std::string::npos) ref = ref.substr(slash + 1);
   LoggedBuild progress;
@@ -154,10 +148,10 @@ Result<std::shared_ptr<Live>> Service::create(const CreateSandbox& cmd) {
     ++metrics_.create_errors;
     return tpl.error();
   }
-  auto spec = spec_for(store_, *tpl);
+  auto spec = spec_for(store_, *tpl, options_.config.sandbox);
   for (auto& [k, v] : cmd.env) spec.env[k] = v;
   spec.metadata = cmd.metadata;
-  spec.lifetime = cmd.timeout;
+  spec.lifetime = timeout;
   auto sb = engine_.create(spec);
   if (!sb) {
     ++metrics_.create_errors;
@@ -214,15 +208,21 @@ Result<> Service::kill(const std::string& id) {
 
 Result<> Service::set_timeout(const std::string& id, std::chrono::seconds timeout) {
   BRIG_TRY(find(id));
-  if (timeout < std::chrono::seconds(1) || timeout > kMaxSandboxTimeout)
-    return Error::make(errc::invalid_argument, "timeout must be between 1 and " + std::to_string(kMaxSandboxTimeout.count()) + " seconds");
+  BRIG_TRY(check_timeout(timeout));
   return engine_.set_timeout(id, timeout);
 }
 
-Result<std::shared_ptr<Live>> Service::connect(const std::string& id, std::chrono::seconds timeout) {
+Result<std::chrono::seconds> Service::check_timeout(std::chrono::seconds t) const {
+  const auto max = options_.config.sandbox.max_lifetime_s;
+  if (t < std::chrono::seconds(1) || t.count() > max)
+    return Error::make(errc::invalid_argument, "timeout must be between 1 and " + std::to_string(max) +
+                                                   " seconds (sandbox.max_lifetime_s)");
+  return t;
+}
+
+Result<std::shared_ptr<Live>> Service::connect(const std::string& id, std::optional<std::chrono::seconds> wanted) {
   BRIG_TRY_ASSIGN(l, find(id));
-  if (timeout < std::chrono::seconds(1) || timeout > kMaxSandboxTimeout)
-    return Error::make(errc::invalid_argument, "timeout must be between 1 and " + std::to_string(kMaxSandboxTimeout.count()) + " seconds");
+  BRIG_TRY_ASSIGN(timeout, check_timeout(wanted.value_or(std::chrono::seconds(options_.config.sandbox.lifetime_s))));
   auto info = engine_.info(id);
   if (info && info->end_at_ms < now_unix_ms() + timeout.count() * 1000) (void)engine_.set_timeout(id, timeout);
   return l;

@@ -25,6 +25,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "config/config.h"
 #include "core/keys.h"
 #include "core/live.h"
 #include "sandbox/engine.h"
@@ -34,12 +35,9 @@ namespace brig::core {
 
 // ---- commands and results ------------------------------------------------------------------
 
-inline constexpr std::chrono::seconds kDefaultSandboxTimeout{300};
-inline constexpr std::chrono::seconds kMaxSandboxTimeout{30 * 24 * 3600};
-
 struct CreateSandbox {
   std::string template_ref = "base";  // a name, name:tag or id; "team/name" takes the name
-  std::chrono::seconds timeout = kDefaultSandboxTimeout;
+  std::optional<std::chrono::seconds> timeout;  // nullopt: sandbox.lifetime_s
   std::map<std::string, std::string> metadata;
   std::map<std::string, std::string> env;
 };
@@ -91,6 +89,7 @@ struct ProcessSelector {
 
 struct ServiceOptions {
   size_t pool_size = 1;  // warm sandboxes per built-in template that is built
+  config::Config config;  // sandbox defaults and [limits]: each limit read from here only
 };
 
 class Service {
@@ -101,6 +100,7 @@ class Service {
   ~Service();  // stops the reaper; sandboxes keep running for the next daemon
 
   KeyStore& keys() { return keys_; }
+  const config::Config& config() const { return options_.config; }
   store::TemplateStore& templates_store() { return store_; }
 
   // -- sandboxes (service.cc)
@@ -112,8 +112,8 @@ class Service {
   Result<sandbox::SandboxInfo> info(const std::string& id);
   Result<> kill(const std::string& id);
   Result<> set_timeout(const std::string& id, std::chrono::seconds timeout);
-  // Extends the sandbox's life to at least now + timeout.
-  Result<std::shared_ptr<Live>> connect(const std::string& id, std::chrono::seconds timeout);
+  // Extends the sandbox's life to at least now + timeout (nullopt: sandbox.lifetime_s).
+  Result<std::shared_ptr<Live>> connect(const std::string& id, std::optional<std::chrono::seconds> timeout);
   Result<> pause(const std::string& id);
   Metric metric(Live& live);
   // The template id of a template name (the name itself when the store has none).
@@ -152,6 +152,7 @@ class Service {
   void add_live(std::shared_ptr<Live> l);
   void forget(const std::string& id);
   void record_create(double ms);
+  Result<std::chrono::seconds> check_timeout(std::chrono::seconds t) const;
 
   ServiceOptions options_;
   sandbox::Engine& engine_;
@@ -168,7 +169,5 @@ class Service {
   std::thread reaper_;
 };
 
-// Template defaults for a sandbox, and the shape the warm pool keys on.
-sandbox::SandboxSpec spec_for(const store::TemplateStore& store, const store::TemplateInfo& t);
 
 }  // namespace brig::core

@@ -44,7 +44,7 @@ Route answer(Response res) {
 Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options, sandbox::Engine& engine,
                                               store::TemplateStore& store, core::KeyStore& keys) {
   std::unique_ptr<Daemon> d(new Daemon(options));
-  BRIG_TRY_ASSIGN(core, core::Service::open({options.pool_size}, engine, store, keys));
+  BRIG_TRY_ASSIGN(core, core::Service::open({options.pool_size, options.config}, engine, store, keys));
   d->core_ = std::move(core);
   auto* self = d.get();
   // One handler per connection at most, so the pool never makes a request wait for another.
@@ -91,6 +91,13 @@ void Daemon::log(const Request& req, int status, double ms) {
 }
 
 Route Daemon::route(const Request& req) {
+  Route r = pick_route(req);
+  // A route that did not choose its own body bound (uploads, cells do) gets the configured one.
+  if (r.body_limit == Route{}.body_limit) r.body_limit = core_->config().limits.request_body_bytes;
+  return r;
+}
+
+Route Daemon::pick_route(const Request& req) {
   // DNS rebinding: a loopback daemon answers only to loopback names (and its own domain).
   // Names compare without their ports.
   std::string host = req.header("host");
@@ -137,7 +144,7 @@ Route Daemon::data_plane(const Request& head, const std::string& id, int port) {
   if (!envd::same_secret(head.header("x-access-token"), l->access_token) &&
       !envd::same_secret(head.header("e2b-traffic-access-token"), l->traffic_token()))
     return answer(Response::error(401, "unauthorized access, please provide a valid access token"));
-  return interpreter::route(l, head);
+  return interpreter::route(l, head, core_->config().limits);
 }
 
 Route Daemon::control_plane(const Request& head) {

@@ -47,6 +47,7 @@ class Daemon {
  private:
   explicit Daemon(DaemonOptions options) : options_(std::move(options)) {}
   Route route(const Request& req);
+  Route pick_route(const Request& req);
   Route control_plane(const Request& req);
   Route data_plane(const Request& req, const std::string& id, int port);
   void log(const Request& req, int status, double ms);

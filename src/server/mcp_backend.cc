@@ -211,7 +211,7 @@ Result<mcp::CellOutcome> InProcessBackend::run_cell(const mcp::Cell& cell,
   cmd.language = cell.language;
   cmd.env = cell.env;
   if (cell.timeout_ms > 0) cmd.timeout_ms = cell.timeout_ms;
-  auto request = core::kernel_request(cmd);
+  auto request = core::kernel_request(cmd, host_->core_.config().limits);
   if (!request) return mcp::CellOutcome{400, request.error().message()};  // as /execute answers it
   auto call = core::KernelCall::open(*l, *request);
   auto reply = call ? call->status() : Result<json>(call.error());

@@ -24,7 +24,6 @@ std::string api_key_of(const Request& req) {
 Route mcp_route(core::Service& core, const Request& head, mcp::Mode mode, std::shared_ptr<McpHost> host,
                 std::shared_ptr<mcp::CancelRegistry> cancels) {
   Route r;
-  r.body_limit = 1 << 20;
   auto rpc_error = [](int status, int code, const std::string& message) {
     return Response::json(status, dump({{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", {{"code", code}, {"message", message}}}}));
   };

@@ -122,25 +122,27 @@ TEST(Jupyter, EnvCodeQuotesValues) {
 }  // namespace brig::jupyter
 
 namespace brig::server::interpreter {
+
+Result<nlohmann::json> execute_request_default(std::string_view body) { return execute_request(body, config::Limits{}); }
 namespace {
 
 TEST(CodeInterpreter, ExecuteBodiesAreChecked) {
-  auto ok = execute_request(R"({"code":"1","language":"js","env_vars":{"A_1":"x"},"timeout_ms":500})");
+  auto ok = execute_request_default(R"({"code":"1","language":"js","env_vars":{"A_1":"x"},"timeout_ms":500})");
   ASSERT_TRUE(ok) << ok.error().message();
   EXPECT_EQ((*ok)["op"], "execute");
   EXPECT_EQ((*ok)["language"], "js");
   EXPECT_EQ((*ok)["env_vars"]["A_1"], "x");
-  EXPECT_TRUE(execute_request(R"({"code":"1","context_id":null,"language":null})"));
+  EXPECT_TRUE(execute_request_default(R"({"code":"1","context_id":null,"language":null})"));
   for (const char* bad : {R"([])", R"({"code":1})", R"({})", R"({"code":"1","context_id":"a","language":"python"})",
                           R"({"code":"1","context_id":"../x"})", R"({"code":"1","env_vars":{"1A":"x"}})",
                           R"({"code":"1","env_vars":{"A":1}})", R"({"code":"1","env_vars":[]})",
                           R"({"code":"1","timeout_ms":0})", R"({"code":"1","timeout_ms":"5"})", "not json"}) {
-    auto r = execute_request(bad);
+    auto r = execute_request_default(bad);
     EXPECT_FALSE(r) << bad;
     if (!r) EXPECT_TRUE(r.error().is(errc::invalid_argument)) << bad;
   }
-  std::string huge = R"({"code":")" + std::string(core::kMaxCodeBytes + 1, 'x') + R"("})";
-  EXPECT_FALSE(execute_request(huge));
+  std::string huge = R"({"code":")" + std::string(config::Limits{}.code_bytes + 1, 'x') + R"("})";
+  EXPECT_FALSE(execute_request_default(huge));
 }
 
 }  // namespace

@@ -10,10 +10,6 @@
 namespace brig::server::envd {
 namespace {
 
-constexpr uint64_t kMaxArchiveExportBytes = 4ull << 30;
-constexpr uint32_t kMaxArchiveEntries = 100'000;
-constexpr uint64_t kMaxArchiveUploadBytes = 256ull << 20;
-
 // core's table, but a cap that was hit is 413 here (the body or the tree is too large).
 int status_of(const Error& e, std::string_view what) {
   core::Status s = core::report(e, what);
@@ -31,9 +27,12 @@ uint64_t bounded_param(const Request& req, const std::string& name, uint64_t max
 Route archive(const Call& call, const Request& head) {
   auto live = call.live;
   auto user = call.user;
+  const config::Limits& limits = call.core.config().limits;
+  const uint64_t max_download = limits.archive_download_bytes, max_upload = limits.archive_upload_bytes;
+  const uint32_t max_entries = limits.archive_entries;
   Route r;
   if (head.method == "GET") {
-    r.stream = [live, user](Request& req, Stream& s) {
+    r.stream = [live, user, max_download, max_entries](Request& req, Stream& s) {
       auto fail = [&](int status, const std::string& msg) {
         s.begin(status, {{"Content-Type", "application/json"}});
         s.write(nlohmann::json{{"code", status}, {"message", msg}}.dump());
@@ -41,8 +40,8 @@ Route archive(const Call& call, const Request& head) {
       std::string path = req.param("path"), format = req.param("format").empty() ? "tar.gz" : req.param("format");
       if (path.empty()) return fail(400, "the path query parameter is required");
       if (format != "tar.gz" && format != "zip") return fail(400, "format must be tar.gz or zip");
-      auto out = core::export_archive(*live, path, user, format, bounded_param(req, "max_bytes", kMaxArchiveExportBytes),
-                                      static_cast<uint32_t>(bounded_param(req, "max_entries", kMaxArchiveEntries)));
+      auto out = core::export_archive(*live, path, user, format, bounded_param(req, "max_bytes", max_download),
+                                      static_cast<uint32_t>(bounded_param(req, "max_entries", max_entries)));
       if (!out) return fail(status_of(out.error(), "archive export"), out.error().message());
       std::string base = path.substr(path.find_last_of('/') + 1);
       if (base.empty()) base = "archive";
@@ -75,15 +74,15 @@ Route archive(const Call& call, const Request& head) {
     };
     return r;
   }
-  r.body_limit = kMaxArchiveUploadBytes;
-  r.respond = [live, user](Request& req) -> Response {
+  r.body_limit = max_upload;
+  r.respond = [live, user, max_upload, max_entries](Request& req) -> Response {
     if (req.method != "POST") return Response::error(405, "use GET (download) or POST (upload)");
     std::string path = req.param("path");
     std::string format = req.param("format");
     if (format.empty()) format = req.header("content-type") == "application/zip" ? "zip" : "tar.gz";
     if (path.empty()) return Response::error(400, "the path query parameter (the directory to unpack into) is required");
     if (format != "tar.gz" && format != "zip") return Response::error(400, "format must be tar.gz or zip");
-    auto in = core::import_archive(*live, path, user, format, req.body, kMaxArchiveUploadBytes, kMaxArchiveEntries);
+    auto in = core::import_archive(*live, path, user, format, req.body, max_upload, max_entries);
     if (!in) return Response::error(status_of(in.error(), "archive import"), in.error().message());
     return Response::json(200, nlohmann::json{{"path", in->path}, {"entries", in->entries}, {"bytes", in->bytes}}
                                    .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));

@@ -15,7 +15,6 @@
 namespace brig::server::envd {
 namespace {
 
-constexpr size_t kMaxFileBytes = 512ull << 20;
 constexpr size_t kStreamChunk = 256 << 10;  // one read and one chunk of a file download
 
 // multipart/form-data (RFC 7578), read as it arrives: parts separated by "--boundary", each
@@ -183,7 +182,7 @@ void stream_file(const core::Live& live, sandbox::User user, Request& req, Strea
 
 // An octet-stream body (gzip-encoded or not) from the socket into the fd brig-init opened, a
 // piece at a time: the daemon holds one read buffer and one inflate window, whatever the size.
-Result<> body_to_fd(BodyReader& body, int fd, bool gzip) {
+Result<> body_to_fd(BodyReader& body, int fd, bool gzip, uint64_t max_bytes) {
   std::string in(kStreamChunk, '\0'), out(gzip ? kStreamChunk : 0, '\0');
   z_stream zs = {};
   if (gzip && inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) return Error::make(errc::protocol, "inflateInit2");
@@ -213,7 +212,8 @@ Result<> body_to_fd(BodyReader& body, int fd, bool gzip) {
       stream_end = rc == Z_STREAM_END;
       size_t got = out.size() - zs.avail_out;
       written += got;
-      if (written > kMaxFileBytes) return Error::make(errc::limit_exceeded, "decompressed body larger than 512 MiB");
+      if (written > max_bytes)
+        return Error::make(errc::limit_exceeded, "decompressed body larger than " + format_size(max_bytes) + " (limits.upload_bytes)");
       BRIG_TRY(write_fd_all(fd, std::string_view(out.data(), got), "the uploaded file"));
     }
   }
@@ -223,7 +223,7 @@ Result<> body_to_fd(BodyReader& body, int fd, bool gzip) {
 
 // POST /files: the body streams into the files (octet-stream: one file, maybe gzip-encoded;
 // multipart: one file per "file" part), each opened by brig-init as the user.
-Response upload(const core::Live& live, sandbox::User user, Request& req, BodyReader& body) {
+Response upload(const core::Live& live, sandbox::User user, Request& req, BodyReader& body, uint64_t max_bytes) {
   std::string path = req.param("path");
   if (!signature_ok(req, live, path, "write", req.param("username")))
     return Response::error(401, "invalid access token or signature");
@@ -257,7 +257,7 @@ Response upload(const core::Live& live, sandbox::User user, Request& req, BodyRe
     if (path.empty()) return Response::error(400, "the path query parameter is required");
     auto fd = live.sandbox->open_write(path, user, 0644);
     if (!fd) return file_error(fd.error(), path);
-    if (auto w = body_to_fd(body, fd->get(), req.header("content-encoding") == "gzip"); !w) {
+    if (auto w = body_to_fd(body, fd->get(), req.header("content-encoding") == "gzip", max_bytes); !w) {
       if (w.error().is(errc::protocol)) return Response::error(400, w.error().message());
       return file_error(w.error(), path);
     }
@@ -291,7 +291,8 @@ Route files(const Call& call, const Request& head) {
   auto live = call.live;
   auto user = call.user;
   Route r;
-  r.body_limit = kMaxFileBytes;
+  const uint64_t max_bytes = call.core.config().limits.upload_bytes;
+  r.body_limit = max_bytes;
   std::string method = head.method;
   if (method == "GET") {
     r.stream = [live, user](Request& req, Stream& s) { stream_file(*live, user, req, s); };
@@ -301,7 +302,7 @@ Route files(const Call& call, const Request& head) {
     r.respond = [](Request&) { return Response::error(405, "use GET or POST"); };
     return r;
   }
-  r.consume = [live, user](Request& req, BodyReader& body) { return upload(*live, user, req, body); };
+  r.consume = [live, user, max_bytes](Request& req, BodyReader& body) { return upload(*live, user, req, body, max_bytes); };
   return r;
 }
 

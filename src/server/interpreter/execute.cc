@@ -9,8 +9,8 @@ using Clock = std::chrono::steady_clock;
 
 constexpr auto kKeepalive = std::chrono::seconds(5);
 
-void run_cell(core::Live& live, Request& req, Stream& s) {
-  auto request = execute_request(req.body);
+void run_cell(core::Live& live, const config::Limits& limits, Request& req, Stream& s) {
+  auto request = execute_request(req.body, limits);
   if (!request) {
     s.begin(400, {{"Content-Type", "text/plain; charset=utf-8"}});
     s.write(request.error().message());
@@ -63,7 +63,7 @@ void run_cell(core::Live& live, Request& req, Stream& s) {
 
 }  // namespace
 
-Result<json> execute_request(std::string_view body) {
+Result<json> execute_request(std::string_view body, const config::Limits& limits) {
   json in = json::parse(body, nullptr, false);
   if (!in.is_object()) return Error::make(errc::invalid_argument, "the body must be a JSON object");
   core::RunCode cmd;
@@ -79,7 +79,7 @@ Result<json> execute_request(std::string_view body) {
   }
   if (in.contains("env_vars") && !in["env_vars"].is_null()) {
     const json& env = in["env_vars"];
-    if (!env.is_object() || env.size() > core::kMaxCodeEnvVars)
+    if (!env.is_object() || env.size() > limits.env_entries)
       return Error::make(errc::invalid_argument, "env_vars must be an object of at most 256 variables");
     for (auto& [k, v] : env.items()) {
       if (!v.is_string()) return Error::make(errc::invalid_argument, "env_vars: the value of " + k.substr(0, 64) + " must be a string of at most 128 KiB");
@@ -90,13 +90,13 @@ Result<json> execute_request(std::string_view body) {
     if (!in["timeout_ms"].is_number_integer()) return Error::make(errc::invalid_argument, "timeout_ms must be an integer from 1 to 86400000");
     cmd.timeout_ms = in["timeout_ms"].get<int64_t>();
   }
-  return core::kernel_request(cmd);
+  return core::kernel_request(cmd, limits);
 }
 
-Route execute(std::shared_ptr<core::Live> live) {
+Route execute(std::shared_ptr<core::Live> live, const config::Limits& limits) {
   Route r;
-  r.body_limit = core::kMaxCodeBytes + (1 << 20);
-  r.stream = [live](Request& req, Stream& s) { run_cell(*live, req, s); };
+  r.body_limit = limits.code_bytes + (1 << 20);  // the code and its JSON around it
+  r.stream = [live, limits](Request& req, Stream& s) { run_cell(*live, limits, req, s); };
   return r;
 }
 

@@ -16,14 +16,14 @@
 namespace brig::server::interpreter {
 
 // The handler for `head` on port 49999 (already authorised), or a 404 route.
-Route route(std::shared_ptr<core::Live> live, const Request& head);
+Route route(std::shared_ptr<core::Live> live, const Request& head, const config::Limits& limits);
 
 // The validated kernel-host request for an /execute body; errc::invalid_argument explains a
 // client mistake. `timeout_ms` (a brig extension) interrupts the cell when it runs longer.
-Result<nlohmann::json> execute_request(std::string_view body);
+Result<nlohmann::json> execute_request(std::string_view body, const config::Limits& limits);
 
 // /execute and /contexts (execute.cc, contexts.cc).
-Route execute(std::shared_ptr<core::Live> live);
+Route execute(std::shared_ptr<core::Live> live, const config::Limits& limits);
 Route contexts(std::shared_ptr<core::Live> live, const Request& head);
 
 // A plain-text response; a failure to reach the kernel host (a 502, logged once).

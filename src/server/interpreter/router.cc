@@ -20,11 +20,11 @@ Response unavailable(const Error& e, const std::string& prefix) {
   return text(502, prefix + e.message());
 }
 
-Route route(std::shared_ptr<core::Live> live, const Request& head) {
+Route route(std::shared_ptr<core::Live> live, const Request& head, const config::Limits& limits) {
   Route r;
   const std::string& path = head.path;
   const std::string& m = head.method;
-  if (path == "/execute" && m == "POST") return execute(live);
+  if (path == "/execute" && m == "POST") return execute(live, limits);
   if (path == "/contexts" || path.starts_with("/contexts/")) return contexts(live, head);
   r.respond = [](Request& req) { return text(404, "no route for " + req.method + " " + req.path.substr(0, 128)); };
   return r;

@@ -73,8 +73,9 @@ Result<core::CreateSandbox> parse_create(const std::string& raw) {
   if (body.contains("templateID") && body["templateID"].is_string()) cmd.template_ref = body["templateID"];
   if (body.contains("timeout")) {
     if (!body["timeout"].is_number_integer()) return bad("timeout must be an integer (seconds)");
+    // Its bounds are the core's (sandbox.max_lifetime_s); a huge number is refused here.
     int64_t t = body["timeout"].get<int64_t>();
-    if (t < 1 || t > core::kMaxSandboxTimeout.count()) return bad("timeout must be between 1 and 2592000 seconds");
+    if (t < 1 || t > int64_t{config::bounds::sandbox_max_lifetime_s.max}) return bad("timeout must be between 1 and " + std::to_string(config::bounds::sandbox_max_lifetime_s.max) + " seconds");
     cmd.timeout = std::chrono::seconds(t);
   }
   for (auto [field, target] : {std::pair{"metadata", &cmd.metadata}, std::pair{"envVars", &cmd.env}}) {
@@ -110,18 +111,22 @@ Result<core::ListSandboxes> parse_list(const Request& req) {
   return q;
 }
 
-// `field` of a JSON body, in seconds, within the sandbox timeout's bounds.
-Result<std::chrono::seconds> parse_seconds(const Request& req, const char* field, std::optional<int64_t> dflt) {
+// `field` of a JSON body, in seconds (the core checks it against sandbox.max_lifetime_s);
+// nullopt when absent and there is no default.
+Result<std::optional<std::chrono::seconds>> parse_seconds(const Request& req, const char* field, std::optional<int64_t> dflt,
+                                                         bool required) {
   auto body = json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
   if (!body.is_object()) return bad("the body must be a JSON object");
   if (!body.contains(field) || body[field].is_null()) {
-    if (dflt) return std::chrono::seconds(*dflt);
+    if (dflt) return std::optional(std::chrono::seconds(*dflt));
+    if (!required) return std::optional<std::chrono::seconds>();
     return bad(std::string(field) + " is required");
   }
   if (!body[field].is_number_integer()) return bad(std::string(field) + " must be an integer");
   int64_t v = body[field].get<int64_t>();
-  if (v < 1 || v > core::kMaxSandboxTimeout.count()) return bad(std::string(field) + " must be between 1 and 2592000");
-  return std::chrono::seconds(v);
+  if (v < 1 || v > int64_t{config::bounds::sandbox_max_lifetime_s.max})
+    return bad(std::string(field) + " must be between 1 and " + std::to_string(config::bounds::sandbox_max_lifetime_s.max));
+  return std::optional(std::chrono::seconds(v));
 }
 
 Route respond(std::function<Response(Request&)> fn) {
@@ -202,15 +207,15 @@ Route sandboxes(const Context& ctx, const Request& head, const std::vector<std::
     return respond([&core, id, action](Request& req) {
       if (auto l = core.find(id); !l) return error(l.error(), "set timeout");
       auto secs = parse_seconds(req, action == "timeout" ? "timeout" : "duration",
-                                action == "refreshes" ? std::optional<int64_t>(60) : std::nullopt);
+                                action == "refreshes" ? std::optional<int64_t>(60) : std::nullopt, true);
       if (!secs) return error(secs.error(), "set timeout");
-      if (auto set = core.set_timeout(id, *secs); !set) return error(set.error(), "set timeout");
+      if (auto set = core.set_timeout(id, **secs); !set) return error(set.error(), "set timeout");
       return Response::empty(204);
     });
   if (action == "connect" && method == "POST")
     return respond([ctx, id](Request& req) {
       if (auto l = ctx.core.find(id); !l) return error(l.error(), "connect");
-      auto secs = parse_seconds(req, "timeout", core::kDefaultSandboxTimeout.count());
+      auto secs = parse_seconds(req, "timeout", std::nullopt, false);
       if (!secs) return error(secs.error(), "connect");
       auto l = ctx.core.connect(id, *secs);
       if (!l) return error(l.error(), "connect");
