@@ -1,5 +1,5 @@
 // filesystem.Filesystem/WatchDir: a directory's events, streamed.
-#include <thread>
+#include <algorithm>
 
 #include "server/envd/rpc.h"
 #include "server/envd/watch_event.h"
@@ -7,7 +7,8 @@
 namespace brig::server::envd {
 namespace {
 constexpr auto kKeepalive = std::chrono::seconds(50);
-constexpr auto kPollInterval = std::chrono::milliseconds(50);
+// Longest wait for the next events before checking the client, the deadline and keepalives.
+constexpr auto kWait = std::chrono::milliseconds(500);
 }  // namespace
 
 Route watch_dir(const Call& call) {
@@ -33,7 +34,12 @@ Route watch_dir(const Call& call) {
     auto last_sent = std::chrono::steady_clock::now();
     std::string base = in.path();
     for (;;) {
-      for (auto& ev : sb.take_watch_events(*id)) {
+      // Waits on the control channel for the first event (pushed by brig-init), no polling.
+      auto wait = kWait;
+      if (deadline != std::chrono::steady_clock::time_point::max())
+        wait = std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()),
+                          std::chrono::milliseconds(0), kWait);
+      for (auto& ev : sb.take_watch_events(*id, wait)) {
         filesystem::WatchDirResponse out;
         auto* fe = out.mutable_filesystem();
         fe->set_name(ev.name);
@@ -54,7 +60,6 @@ Route watch_dir(const Call& call) {
         if (!s.write(connect::frame(*codec, ka))) return;
         last_sent = std::chrono::steady_clock::now();
       }
-      std::this_thread::sleep_for(kPollInterval);
     }
   };
   return r;
