@@ -87,12 +87,16 @@ ProcessHub::~ProcessHub() {
 
 void ProcessHub::begin() {
   begun_ = true;
+  // Every stream is marked as being read before any is read: when the exit is already known,
+  // the first stream's drain calls try_finish(), which must not take the second, not begun yet,
+  // for finished (that lost a short stderr after stdout).
   for (int i = 0; i < 2; ++i) {
     if (!io_->fds[i]) continue;
     io_->streams[i] = std::make_unique<boost::asio::posix::stream_descriptor>(loop_.io(), io_->fds[i].release());
     reading_[i] = Reading::active;
-    on_readable(i);  // output may already be waiting
   }
+  for (int i = 0; i < 2; ++i)
+    if (io_->streams[i]) on_readable(i);  // output may already be waiting
   try_finish();  // a process without pipes ends with its exit alone
   bool deadline;
   {
