@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <set>
@@ -26,9 +27,15 @@ std::string thread_name() {
   return name;
 }
 
+// The threads brig started (named brig-*): sanitizer runtimes add threads of their own.
 size_t threads_in_process() {
   size_t n = 0;
-  for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator("/proc/self/task")) ++n;
+  for (auto& e : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(e.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    n += name.starts_with("brig-");
+  }
   return n;
 }
 
