@@ -15,13 +15,6 @@ using nlohmann::json;
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
-// The caller's API key: X-API-KEY (E2B clients), else Authorization: Bearer (everyone else).
-std::string api_key_of(const Request& req) {
-  std::string key = req.header("x-api-key");
-  if (key.empty() && req.header("authorization").starts_with("Bearer ")) key = req.header("authorization").substr(7);
-  return key;
-}
-
 // "name:port" or "[v6]:port" -> the name.
 std::string host_name(const std::string& host_header) {
   if (host_header.starts_with("[")) return host_header.substr(1, host_header.find(']') - 1);
@@ -40,6 +33,12 @@ Route answer(Response res) {
 }
 
 }  // namespace
+
+std::string api_key_of(const Request& req) {
+  std::string key = req.header("x-api-key");
+  if (key.empty() && req.header("authorization").starts_with("Bearer ")) key = req.header("authorization").substr(7);
+  return key;
+}
 
 Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options, sandbox::Engine& engine,
                                               store::TemplateStore& store, core::KeyStore& keys) {

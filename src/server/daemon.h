@@ -65,6 +65,9 @@ class Daemon {
   std::shared_ptr<McpHost> mcp_host_;  // the core and router the hosted MCP uses, until stop()
 };
 
+// The caller's API key: X-API-KEY (E2B clients), else Authorization: Bearer (everyone else).
+std::string api_key_of(const Request& req);
+
 // MCP over Streamable HTTP (mcp_http.cc), stateless: one JSON-RPC message per POST.
 Route mcp_route(core::Service& core, const Request& head, mcp::Mode mode, std::shared_ptr<McpHost> host,
                 std::shared_ptr<mcp::CancelRegistry> cancels);

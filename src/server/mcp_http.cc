@@ -13,12 +13,6 @@ namespace {
 using nlohmann::json;
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
-std::string api_key_of(const Request& req) {
-  std::string key = req.header("x-api-key");
-  if (key.empty() && req.header("authorization").starts_with("Bearer ")) key = req.header("authorization").substr(7);
-  return key;
-}
-
 }  // namespace
 
 Route mcp_route(core::Service& core, const Request& head, mcp::Mode mode, std::shared_ptr<McpHost> host,
