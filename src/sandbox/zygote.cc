@@ -147,10 +147,20 @@ int64_t monotonic_ns() {
   return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
-// The helper side of one create (a fork of the zygote, so creates run side by side). The init
-// is cloned with CLONE_PARENT: its parent is the zygote, which auto-reaps it, not this helper,
-// which exits as soon as it has answered.
-Result<Zygote::Created> clone_sandbox(const initpb::ZygoteRequest& req, std::vector<Fd>& cgroup_fds) {
+// The zygote side of one create: clone the sandbox's first process. This happens in the zygote
+// itself, never in a forked helper: a fork child may not be single-threaded (ThreadSanitizer's
+// runtime, for one, starts a background thread in every fork child), and a raw clone3 from a
+// process with a second thread copies whatever lock that thread held. The zygote was exec'd and
+// never starts a thread. The child waits for its rootfs, which the helper sends once the child's
+// cgroups and id maps are in place, so it does nothing that counts before then.
+struct Cloned {
+  pid_t pid = 0;
+  Fd pidfd;
+  Fd control;  // our end of the child's channel
+  int64_t began_ns = 0;
+};
+
+Result<Cloned> clone_init(const initpb::ZygoteRequest& req, std::vector<Fd>& cgroup_fds) {
   const int64_t began = monotonic_ns();
   BRIG_TRY_ASSIGN(pair, sys::seqpacket_pair());
   auto& [ours, theirs] = pair;
@@ -158,12 +168,12 @@ Result<Zygote::Created> clone_sandbox(const initpb::ZygoteRequest& req, std::vec
 
   int pidfd = -1;
   struct clone_args args = {};
-  args.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD | CLONE_PARENT;
+  args.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD;
   if (!req.share_host_network()) args.flags |= CLONE_NEWNET;
   args.pidfd = reinterpret_cast<uint64_t>(&pidfd);  // SAFETY: the kernel writes an int here
-  // With CLONE_PARENT the exit signal is the helper's own (SIGCHLD, to the zygote, which
-  // ignores it: auto-reap); clone3 requires 0 here.
-  args.exit_signal = 0;
+  // The zygote ignores SIGCHLD, so the kernel reaps the init when it exits (its pidfd still
+  // reports the exit).
+  args.exit_signal = SIGCHLD;
   if (req.cgroup_dir_fd()) {
     args.flags |= CLONE_INTO_CGROUP;
     args.cgroup = static_cast<uint64_t>(cgroup_fds.at(0).get());
@@ -174,14 +184,18 @@ Result<Zygote::Created> clone_sandbox(const initpb::ZygoteRequest& req, std::vec
     ours.reset();
     sandbox_child(req, std::move(theirs), std::move(listener));
   }
-  Fd pid_fd(pidfd);
-  theirs.reset();
-  listener.reset();
+  return Cloned{pid, Fd(pidfd), std::move(ours), began};
+}
+
+// The helper side of one create (a fork of the zygote, so creates run side by side): place the
+// child in its cgroups (v1), write its id maps, build its rootfs and hand it over, wait until it
+// is ready. On failure the child is killed.
+Result<Zygote::Created> finish_sandbox(const initpb::ZygoteRequest& req, Cloned& child, std::vector<Fd>& cgroup_fds) {
+  const pid_t pid = child.pid;
   auto abort = [&](Error e) {
-    (void)sys::pidfd_send_signal(pid_fd.get(), SIGKILL);
+    (void)sys::pidfd_send_signal(child.pidfd.get(), SIGKILL);
     return e;
   };
-
   if (!req.cgroup_dir_fd()) {
     const std::string pid_text = std::to_string(pid);
     for (auto& fd : cgroup_fds)
@@ -193,10 +207,10 @@ Result<Zygote::Created> clone_sandbox(const initpb::ZygoteRequest& req, std::vec
   auto overlay = isolate::prepare_rootfs(pid, rootfs);
   if (!overlay) return abort(overlay.error().wrap("rootfs"));
   int fds[1] = {overlay->get()};
-  if (auto r = sys::send_packet(ours.get(), "", fds); !r) return abort(r.error());
+  if (auto r = sys::send_packet(child.control.get(), "", fds); !r) return abort(r.error());
   overlay->reset();
-  if (auto r = wait_ready(ours.get()); !r) return abort(r.error());
-  return Zygote::Created{pid, std::move(pid_fd), std::move(ours), began, monotonic_ns()};
+  if (auto r = wait_ready(child.control.get()); !r) return abort(r.error());
+  return Zygote::Created{pid, std::move(child.pidfd), std::move(child.control), child.began_ns, monotonic_ns()};
 }
 
 void send_reply(int sock, const initpb::ZygoteReply& reply, std::span<const int> fds = {}) {
@@ -213,12 +227,16 @@ void send_error(int sock, uint64_t request_id, int err, const std::string& messa
   send_reply(sock, reply);
 }
 
-// In a fresh helper process: one create, answered on `out`; never returns.
-[[noreturn]] void create_helper(pid_t zygote, const initpb::ZygoteRequest& req, std::vector<Fd>& cgroup_fds, Fd out) {
+// In a fresh helper process: finish one create, answered on `out`; never returns.
+[[noreturn]] void create_helper(pid_t zygote, const initpb::ZygoteRequest& req, Cloned child,
+                                std::vector<Fd>& cgroup_fds, Fd out) {
   ::prctl(PR_SET_NAME, "brig-zygote-c");
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (::getppid() != zygote) ::_exit(0);  // the zygote died before we got here
-  auto created = clone_sandbox(req, cgroup_fds);
+  if (::getppid() != zygote) {  // the zygote died before we got here
+    (void)sys::pidfd_send_signal(child.pidfd.get(), SIGKILL);
+    ::_exit(0);
+  }
+  auto created = finish_sandbox(req, child, cgroup_fds);
   if (!created) {
     send_error(out.get(), req.request_id(), created.error().sys_errno(), created.error().message());
     ::_exit(0);
@@ -255,7 +273,7 @@ void forward(int engine, Helper& h) {
   ::prctl(PR_SET_NAME, "brig-zygote");
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() == 1) ::_exit(0);  // the engine died before we got here
-  // Inits (cloned with CLONE_PARENT) and helpers are our children; let the kernel reap them
+  // Inits and helpers are our children; let the kernel reap them
   // (the inits' pidfds still report their exit).
   ::signal(SIGCHLD, SIG_IGN);
   initpb::ZygoteReply hello;
@@ -302,8 +320,14 @@ void forward(int engine, Helper& h) {
       send_error(sock.get(), req.request_id(), pair.error().sys_errno(), "sandbox create: " + pair.error().message());
       continue;
     }
+    auto child = clone_init(req, packet->fds);
+    if (!child) {
+      send_error(sock.get(), req.request_id(), child.error().sys_errno(), "sandbox create: " + child.error().message());
+      continue;
+    }
     pid_t pid = ::fork();
     if (pid < 0) {
+      (void)sys::pidfd_send_signal(child->pidfd.get(), SIGKILL);
       send_error(sock.get(), req.request_id(), errno, std::string("sandbox create: fork: ") + std::strerror(errno));
       continue;
     }
@@ -312,8 +336,10 @@ void forward(int engine, Helper& h) {
       sock.reset();
       for (auto& h : helpers) h.reply.reset();
       pair->first.reset();
-      create_helper(self, req, packet->fds, std::move(pair->second));
+      create_helper(self, req, std::move(*child), packet->fds, std::move(pair->second));
     }
+    // The helper holds the child's pidfd and channel now; if it dies, the channel closes and
+    // the child, waiting for its rootfs, exits.
     pair->second.reset();
     helpers.push_back({std::move(pair->first), req.request_id()});
   }

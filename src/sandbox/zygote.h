@@ -2,14 +2,16 @@
 // exists), which clones every sandbox's brig-init on request. Cloning from a multi-threaded
 // daemon would inherit locks held by other threads; cloning from the zygote cannot.
 //
-// Per request the zygote forks a helper (a copy of itself, still single-threaded) that:
-// clone3()s the init with fresh user, mount, pid, ipc, uts and net namespaces (into its cgroup
-// on v2) and the zygote as its parent; places it in its cgroups (v1); writes its id maps;
-// builds its overlay rootfs as a detached mount and hands it over; waits until the init
-// reports that its rootfs, loopback, privileges and seccomp are in place; then answers with
-// the init's pidfd and the control channel, which the zygote passes on. Creates of different
-// sandboxes thus run side by side; requests and answers carry an id. The zygote parents (and
-// auto-reaps) every init.
+// Per request the zygote clone3()s the init with fresh user, mount, pid, ipc, uts and net
+// namespaces (into its cgroup on v2) and its pidfd; the zygote is its parent (and auto-reaps it).
+// It then forks a helper (a copy of itself, still single-threaded) that places the init in its
+// cgroups (v1), writes its id maps, builds its overlay rootfs as a detached mount and hands it
+// over, waits until the init reports that its rootfs, loopback, privileges and seccomp are in
+// place, and answers with the init's pidfd and the control channel, which the zygote passes
+// on. The clone stays in the zygote because a fork child need not be single-threaded (TSan's
+// runtime starts a thread in each), and cloning from a process with two threads copies any lock
+// the other one held. Creates of different sandboxes thus run side by side; requests and
+// answers carry an id.
 //
 // Thread safety: create() may be called from any number of threads; at most
 // `max_parallel_creates` run at once, the others wait their turn.
