@@ -11,7 +11,10 @@
 // before the brig figures, so a busy machine slows both; the ratio is of the medians. Beside the
 // SDK the same request is made twice more: by Node's own fetch() with the least a client must do
 // (the client's ceiling in this runtime), and by curl, output to /dev/null (the daemon's own).
-import { execFileSync } from 'node:child_process'
+// Last, the SDK itself against replay.mjs, an envd answering from memory with the bytes brig
+// sent: the SDK's own ceiling on this machine, with no brig behind it.
+import { execFileSync, spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
@@ -101,6 +104,17 @@ try {
     fetchHeaders[k] = v
   }
   const startBytes = readFileSync(startBody)
+  // The SDK's ceiling: capture brig's Start stream once, and let replay.mjs serve it.
+  const captured = join(tmp, 'start.out')
+  execFileSync('curl', ['-sS', '--fail-with-body', '-o', captured, '-X', 'POST', ...hdrs, '-H', 'Content-Type: application/connect+json',
+    '-H', 'Connect-Protocol-Version: 1', '--data-binary', `@${startBody}`, `${API}/process.Process/Start`])
+  const replayProc = spawn(process.execPath, [new URL('./replay.mjs', import.meta.url).pathname], {
+    env: { ...env, REPLAY_STDOUT: captured, REPLAY_FILE_BYTES: String(FILE_BYTES) }, stdio: ['pipe', 'pipe', 'inherit'] })
+  const [line] = await once(replayProc.stdout, 'data')
+  const replayPort = Number(/listening (\d+)/.exec(String(line))?.[1])
+  if (!replayPort) throw new Error('replay.mjs did not start: ' + line)
+  const replay = await Sandbox.connect('replay', { debug: true, sandboxUrl: `http://127.0.0.1:${replayPort}` })
+  t.ceilOut = []; t.ceilWrite = []; t.ceilRead = []
   // The least a JavaScript client of process.Process/Start (Connect, JSON) does: split the
   // envelopes, parse each JSON message, decode the base64 output.
   const fetchStdout = async () => {
@@ -163,8 +177,23 @@ try {
     const down = await (await fetch(q, { headers: fetchHeaders })).arrayBuffer()
     t.fetchRead.push(ms(t0))
     if (down.byteLength !== FILE_BYTES) throw new Error(`fetch read: ${down.byteLength} bytes`)
+
+    // The SDK against replay.mjs (no brig): the same three calls.
+    let ceilGot = 0
+    t0 = now()
+    await replay.commands.run(`head -c ${STDOUT_BYTES} /dev/zero`, { onStdout: (d) => (ceilGot += d.length), timeoutMs: 0 })
+    t.ceilOut.push(ms(t0))
+    if (ceilGot !== STDOUT_BYTES) throw new Error(`replayed stdout: got ${ceilGot} of ${STDOUT_BYTES}`)
+    t0 = now()
+    await replay.files.write('/home/user/big.bin', blob)
+    t.ceilWrite.push(ms(t0))
+    t0 = now()
+    const replayed = await replay.files.read('/home/user/big.bin', { format: 'bytes' })
+    t.ceilRead.push(ms(t0))
+    if (replayed.length !== FILE_BYTES) throw new Error('replayed read ' + replayed.length)
   }
   await live.kill()
+  replayProc.stdin.end()
 
   // ---- the daemon's memory while 4 clients each move 1 GiB in and out ----------------------
   log('daemon RSS under concurrent file traffic')
@@ -187,13 +216,16 @@ try {
   tput(`SDK stdout: commands.run(head -c ${sO}), onStdout`, STDOUT_BYTES, t.sdkOut, pipeOut, 25)
   tput(`↳ the same Start stream to fetch() (envelopes, JSON.parse, base64 decode)`, STDOUT_BYTES, t.fetchOut, pipeOut, 0)
   tput(`↳ the same Start stream to curl (the daemon alone)`, STDOUT_BYTES, t.curlOut, pipeOut, 0)
+  tput(`↳ the SDK against an envd answering from memory (the SDK's own ceiling)`, STDOUT_BYTES, t.ceilOut, pipeOut, 0)
   rows.push([`plain pipe, ${sF} (the machine's limit)`, RUNS, pipeFile.p50.toFixed(0), pipeFile.p95.toFixed(0), 'MB/s', '100%', '', ''])
   tput(`SDK files.write, ${sF} (multipart)`, FILE_BYTES, t.sdkWrite, pipeFile, 30)
   tput(`↳ the same upload from fetch() (FormData)`, FILE_BYTES, t.fetchWrite, pipeFile, 0)
   tput(`↳ the same upload from curl -F (the daemon alone)`, FILE_BYTES, t.curlWrite, pipeFile, 0)
+  tput(`↳ the SDK uploading to an envd that only reads (the SDK's own ceiling)`, FILE_BYTES, t.ceilWrite, pipeFile, 0)
   tput(`SDK files.read, ${sF} (format: bytes)`, FILE_BYTES, t.sdkRead, pipeFile, 50)
   tput(`↳ the same download to fetch() (arrayBuffer)`, FILE_BYTES, t.fetchRead, pipeFile, 0)
   tput(`↳ the same download to curl (the daemon alone)`, FILE_BYTES, t.curlRead, pipeFile, 0)
+  tput(`↳ the SDK downloading from an envd answering from memory (the SDK's own ceiling)`, FILE_BYTES, t.ceilRead, pipeFile, 0)
   rows.push([`brig serve peak RSS, ${rss.clients} clients × ${rss.rounds} × ${rss.mb} MiB in and out at once (${rss.movedGiB} GiB, ${rss.secs.toFixed(1)} s; idle before: ${rss.beforeMB.toFixed(1)} MiB)`,
     1, rss.peakMB.toFixed(1), '–', 'MiB', '', '< 128 MiB', rss.peakMB < 128 ? 'met' : '**missed**'])
   const c50 = pct(cycle, 50)
