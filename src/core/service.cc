@@ -12,7 +12,6 @@ namespace brig::core {
 namespace {
 
 constexpr int64_t kCpuWindowMs = 250;  // shortest interval a CPU percentage is measured over
-constexpr auto kReapInterval = std::chrono::milliseconds(500);
 
 int64_t steady_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -56,16 +55,29 @@ Service::Service(ServiceOptions options, sandbox::Engine& engine, store::Templat
 
 Service::~Service() {
   {
-    std::lock_guard lock(reap_mu_);
-    stopping_ = true;
+    std::lock_guard lock(waker_->mu);
+    waker_->stopping = true;
   }
-  reap_cv_.notify_all();
+  waker_->cv.notify_all();
   if (reaper_.joinable()) reaper_.join();
 }
 
+void Service::ReapWaker::wake() {
+  {
+    std::lock_guard lock(mu);
+    due = true;
+  }
+  cv.notify_all();
+}
+
 void Service::reap_loop() {
-  std::unique_lock lock(reap_mu_);
-  while (!reap_cv_.wait_for(lock, kReapInterval, [this] { return stopping_; })) {
+  const auto sweep = std::chrono::milliseconds(options_.config.server.reap_sweep_ms);
+  auto& w = *waker_;
+  std::unique_lock lock(w.mu);
+  for (;;) {
+    w.cv.wait_for(lock, sweep, [&] { return w.stopping || w.due; });
+    if (w.stopping) return;
+    w.due = false;
     lock.unlock();
     std::vector<std::string> dead;
     {
@@ -75,7 +87,9 @@ void Service::reap_loop() {
       for (auto& id : dead) live_.erase(id);
     }
     for (auto& id : dead) state_->forget(id);
-    if (!dead.empty()) engine_.reap();
+    // The engine's reap also finds what no Live stands for (a crash's leftovers, ended pool
+    // sandboxes): on every sweep, and whenever a death was pushed.
+    engine_.reap();
     lock.lock();
   }
 }
@@ -104,6 +118,8 @@ void Service::add_live(std::shared_ptr<Live> l) {
   // (a pooled sandbox used CPU before: its kernel's start, for one).
   if (auto u = l->sandbox->usage()) l->cpu = {steady_ms(), u->cpu_usage_ns, 0};
   state_->save(l->id, l->access_token, l->tpl.name);
+  // Its end wakes the reaper (without an event loop, the sweep finds it).
+  (void)l->sandbox->on_gone([w = waker_] { w->wake(); });
   std::lock_guard lock(mu_);
   live_[l->id] = std::move(l);
 }

@@ -162,10 +162,18 @@ class Service {
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Live>> live_;
   Metrics metrics_;
-  // The reaper forgets sandboxes that ended by themselves (expired, or killed from inside).
-  std::mutex reap_mu_;
-  std::condition_variable reap_cv_;
-  bool stopping_ = false;
+  // The reaper forgets sandboxes that ended by themselves (expired, or killed from inside): each
+  // live sandbox's end is pushed from the event loop (Sandbox::on_gone), which wakes it; it also
+  // sweeps every [server] reap_sweep_ms for what nobody reports. The loop's callbacks share the
+  // waker, so one that fires after the Service is gone touches nothing of it.
+  struct ReapWaker {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool due = false;
+    bool stopping = false;
+    void wake();
+  };
+  std::shared_ptr<ReapWaker> waker_ = std::make_shared<ReapWaker>();
   std::thread reaper_;
 };
 

@@ -36,6 +36,7 @@ struct InitChannel::Core {
   std::set<uint64_t> abandoned;  // ids whose caller stopped waiting: their replies are dropped
   std::map<int, initpb::Exited> exits;
   std::map<int, ExitCallback> exit_callbacks;
+  std::vector<std::function<void()>> close_callbacks;
   std::map<uint64_t, std::deque<initpb::WatchEvent>> watch_events;
   // On a loop: the socket's registration with the reactor (touched on the loop thread only).
   std::unique_ptr<boost::asio::posix::stream_descriptor> descriptor;
@@ -84,6 +85,8 @@ struct InitChannel::Core {
     closed = true;
     for (auto& [pid, cb] : exit_callbacks) later.push_back([cb = std::move(cb)] { cb(std::nullopt); });
     exit_callbacks.clear();
+    for (auto& cb : close_callbacks) later.push_back(std::move(cb));
+    close_callbacks.clear();
   }
 
   // ---- on the loop thread ----
@@ -284,6 +287,15 @@ std::vector<initpb::WatchEvent> InitChannel::take_watch_events(uint64_t watch_id
   out.assign(it->second.begin(), it->second.end());
   it->second.clear();
   return out;
+}
+
+Result<> InitChannel::on_close(std::function<void()> done) {
+  if (!loop_) return Error::make(errc::unsupported, "close callbacks need the engine's event loop");
+  auto& c = *core_;
+  std::lock_guard lock(c.mu);
+  if (c.closed) loop_->post(std::move(done));
+  else c.close_callbacks.push_back(std::move(done));
+  return ok();
 }
 
 bool InitChannel::closed() {

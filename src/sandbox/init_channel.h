@@ -54,6 +54,9 @@ class InitChannel {
   // The events queued for `watch_id`, waiting up to `timeout` for the first one.
   std::vector<initpb::WatchEvent> take_watch_events(uint64_t watch_id,
                                                     std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+  // Calls `done` on the loop thread once the channel has closed (brig-init is gone, or this
+  // channel was destroyed), posted at once if it already has. Needs a loop.
+  Result<> on_close(std::function<void()> done);
   bool closed();
   EventLoop* loop() const { return loop_; }
 

@@ -338,6 +338,7 @@ class LinuxSandbox final : public SandboxHandle {
   }
 
   bool alive() override { return !destroyed_ && !pidfd_exited(pidfd_.get(), 0); }
+  Result<> on_gone(std::function<void()> done) override { return channel_.on_close(std::move(done)); }
 
   void detach() override { destroyed_ = true; }  // the channel closes with this object
 

@@ -214,6 +214,9 @@ class Sandbox {
   virtual Result<> set_lifetime(std::chrono::milliseconds remaining) = 0;
   virtual Result<Usage> usage() = 0;
   virtual bool alive() = 0;
+  // Calls `done` on the event loop once the sandbox has ended (brig-init gone: expired, killed,
+  // or crashed), at once if it has; pushed by the loop, nobody polls. Needs the event loop.
+  virtual Result<> on_gone(std::function<void()> done) = 0;
 };
 
 // The sandbox's OOM-kill count so far (0 if unreadable): read it before starting a process,

@@ -3,7 +3,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 
 const brig = process.env.BRIG_BIN
 const state = process.env.BRIG_STATE
@@ -12,8 +12,8 @@ const url = `http://127.0.0.1:${port}`
 const { Sandbox } = await import('e2b')
 const opts = { apiKey: readFileSync(`${state}/api-key`, 'utf8').trim(), apiUrl: url, sandboxUrl: url }
 
-async function startDaemon() {
-  const d = spawn(brig, ['--state-dir', state, '--log-level', 'info', 'serve', '--listen', `127.0.0.1:${port}`, '--pool', '0'], {
+async function startDaemon(...extra) {
+  const d = spawn(brig, ['--state-dir', state, '--log-level', 'info', 'serve', '--listen', `127.0.0.1:${port}`, '--pool', '0', ...extra], {
     stdio: ['ignore', 'ignore', 'pipe'],
   })
   let log = ''
@@ -51,4 +51,43 @@ test('sandboxes survive a daemon stop and a daemon crash', async () => {
   }
   assert.equal(await Sandbox.kill(s.sandboxId, opts), true)
   await stop(daemon.d, 'SIGTERM')
+})
+
+// brig-init of a sandbox, found from the host: its name and its cgroup (the sandbox's id).
+function initOf(id) {
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'brig-init') continue
+      const cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8')
+      if (!cgroup.includes(`/${id}\n`)) continue
+      // v1: the memory hierarchy's directory; v2: the unified one.
+      const line = cgroup.split('\n').find((l) => /^\d+:memory:/.test(l)) ?? cgroup.split('\n').find((l) => l.startsWith('0::'))
+      const path = line.slice(line.indexOf(':', line.indexOf(':') + 1) + 1)
+      const dir = line.startsWith('0::') ? `/sys/fs/cgroup${path}` : `/sys/fs/cgroup/memory${path}`
+      return { pid: Number(pid), dir }
+    } catch {}
+  }
+  return null
+}
+
+test('a sandbox that ends by itself is forgotten and cleaned up at once: its end is pushed, not found by a sweep', async () => {
+  // The sweep is an hour: only the pushed end can make the daemon notice within the bound below.
+  const daemon = await startDaemon('--set', 'server.reap_sweep_ms=3600000')
+  try {
+    const s = await Sandbox.create({ ...opts, timeoutMs: 120_000, metadata: { test: 'pushed-end' } })
+    const init = initOf(s.sandboxId)
+    assert.ok(init, 'found the sandbox\'s brig-init from the host')
+    assert.ok(existsSync(init.dir), `its cgroup ${init.dir} exists`)
+    process.kill(init.pid, 'SIGKILL')
+    let listed = true
+    for (let i = 0; i < 50 && (listed || existsSync(init.dir)); i++) {
+      await new Promise((r) => setTimeout(r, 100))
+      listed = (await Sandbox.list({ ...opts, query: { metadata: { test: 'pushed-end' } } }).nextItems()).some((x) => x.sandboxId === s.sandboxId)
+    }
+    assert.equal(listed, false, 'no longer listed')
+    assert.equal(existsSync(init.dir), false, 'its cgroup was removed')
+    assert.equal(await s.isRunning(), false)
+  } finally {
+    await stop(daemon.d, 'SIGTERM')
+  }
 })
