@@ -64,31 +64,45 @@ size_t KeyStore::count() {
 Result<std::unique_ptr<DaemonState>> DaemonState::open(const std::string& state_dir) {
   BRIG_TRY_ASSIGN(handle, db::open(state_dir + "/brig.db",
                                     "CREATE TABLE IF NOT EXISTS daemon_sandboxes (id TEXT PRIMARY KEY, token TEXT NOT "
-                                    "NULL, template TEXT NOT NULL);"));
+                                    "NULL, template TEXT NOT NULL, network TEXT NOT NULL DEFAULT '');"));
+  // A database made before sandboxes had networks (a racing process may have added it: same).
+  sqlite3_exec(handle, "ALTER TABLE daemon_sandboxes ADD COLUMN network TEXT NOT NULL DEFAULT '';", nullptr, nullptr, nullptr);
   return std::unique_ptr<DaemonState>(new DaemonState(handle));
 }
 
 DaemonState::~DaemonState() { sqlite3_close(db(db_)); }
 
-void DaemonState::save(const std::string& id, const std::string& token, const std::string& template_name) {
+void DaemonState::save(const std::string& id, const Saved& saved) {
   sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(db(db_), "INSERT OR REPLACE INTO daemon_sandboxes (id, token, template) VALUES (?, ?, ?);", -1, &st,
-                     nullptr);
+  sqlite3_prepare_v2(db(db_), "INSERT OR REPLACE INTO daemon_sandboxes (id, token, template, network) VALUES (?, ?, ?, ?);",
+                     -1, &st, nullptr);
   sqlite3_bind_text(st, 1, id.c_str(), -1, SQLITE_TRANSIENT);
-  sqlite3_bind_text(st, 2, token.c_str(), -1, SQLITE_TRANSIENT);
-  sqlite3_bind_text(st, 3, template_name.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 2, saved.token.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 3, saved.template_name.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 4, saved.network.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_step(st);
   sqlite3_finalize(st);
 }
 
-std::optional<std::pair<std::string, std::string>> DaemonState::load(const std::string& id) {
+void DaemonState::save_network(const std::string& id, const std::string& network) {
   sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(db(db_), "SELECT token, template FROM daemon_sandboxes WHERE id = ?;", -1, &st, nullptr);
+  sqlite3_prepare_v2(db(db_), "UPDATE daemon_sandboxes SET network = ? WHERE id = ?;", -1, &st, nullptr);
+  sqlite3_bind_text(st, 1, network.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 2, id.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_step(st);
+  sqlite3_finalize(st);
+}
+
+std::optional<DaemonState::Saved> DaemonState::load(const std::string& id) {
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(db(db_), "SELECT token, template, network FROM daemon_sandboxes WHERE id = ?;", -1, &st, nullptr);
   sqlite3_bind_text(st, 1, id.c_str(), -1, SQLITE_TRANSIENT);
-  std::optional<std::pair<std::string, std::string>> out;
-  if (sqlite3_step(st) == SQLITE_ROW)
-    out.emplace(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)),  // SAFETY: SQLite text
-                reinterpret_cast<const char*>(sqlite3_column_text(st, 1)));  // SAFETY: SQLite text
+  std::optional<Saved> out;
+  auto text = [st](int col) {
+    const unsigned char* t = sqlite3_column_text(st, col);
+    return t ? std::string(reinterpret_cast<const char*>(t)) : std::string();  // SAFETY: SQLite text
+  };
+  if (sqlite3_step(st) == SQLITE_ROW) out = Saved{text(0), text(1), text(2)};
   sqlite3_finalize(st);
   return out;
 }

@@ -35,13 +35,18 @@ class KeyStore {
 };
 
 // What the daemon must remember about its sandboxes across restarts (to re-adopt them): the
-// envd access token and the template. In the state dir's database, like the key hashes.
+// envd access token, the template and the egress configuration (E2B's, as given: network_to_text).
+// In the state dir's database, like the key hashes.
 class DaemonState {
  public:
   static Result<std::unique_ptr<DaemonState>> open(const std::string& state_dir);
   ~DaemonState();
-  void save(const std::string& id, const std::string& token, const std::string& template_name);
-  std::optional<std::pair<std::string, std::string>> load(const std::string& id);  // token, template
+  struct Saved {
+    std::string token, template_name, network;
+  };
+  void save(const std::string& id, const Saved& saved);
+  void save_network(const std::string& id, const std::string& network);
+  std::optional<Saved> load(const std::string& id);
   void forget(const std::string& id);
 
  private:

@@ -13,6 +13,7 @@
 
 #include "base/util.h"
 #include "sandbox/sandbox.h"
+#include "core/network.h"
 #include "core/process_hub.h"
 #include "store/template_store.h"
 
@@ -28,6 +29,8 @@ struct Live {
   store::TemplateInfo tpl;
   std::map<std::string, std::string> env;
   std::mutex mu;
+  NetworkConfig network;  // its egress configuration as given (guarded by mu)
+  std::mutex network_mu;  // held while its network policy changes
   std::map<int, std::shared_ptr<ProcessHub>> processes;
   std::map<std::string, uint64_t> watchers;  // polling watchers: id -> watch id
   // The last CPU reading (guarded by mu): cpuUsedPct is the share of the sandbox's CPUs used

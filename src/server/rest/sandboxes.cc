@@ -3,6 +3,7 @@
 #include <boost/url/pct_string_view.hpp>
 
 #include <ctime>
+#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "base/util.h"
@@ -66,6 +67,45 @@ std::map<std::string, std::string> parse_metadata_filter(const std::string& raw)
   return out;
 }
 
+// E2B's network lists: absent or null is empty; otherwise an array of strings (each checked by
+// the core). The body cap (limits.request_body_bytes) bounds their size.
+Result<std::vector<std::string>> parse_list_field(const json& network, const char* field) {
+  std::vector<std::string> out;
+  auto it = network.find(field);
+  if (it == network.end() || it->is_null()) return out;
+  if (!it->is_array()) return bad(std::string("network.") + field + " must be an array of strings");
+  for (auto& e : *it) {
+    if (!e.is_string()) return bad(std::string("network.") + field + " must be an array of strings");
+    out.push_back(e.get<std::string>());
+  }
+  return out;
+}
+
+// The egress part of E2B's SandboxNetworkConfig (create) or SandboxNetworkUpdateConfig (PUT).
+// Header rules and an upstream SOCKS proxy need the egress proxy brig does not have yet: refused
+// rather than ignored. The ingress fields (allowPublicTraffic, maskRequestHost, httpsPorts)
+// belong to the data plane and are not read here.
+Result<core::NetworkConfig> parse_network(const json& network) {
+  if (!network.is_object()) return bad("network must be an object");
+  if (auto it = network.find("rules"); it != network.end() && !it->is_null() && !(it->is_object() && it->empty()))
+    return bad("network.rules (header transforms) are not supported by brig yet: they need the egress proxy");
+  if (auto it = network.find("egressProxy"); it != network.end() && !it->is_null())
+    return bad("network.egressProxy is not supported by brig");
+  core::NetworkConfig c;
+  BRIG_TRY_ASSIGN(allow, parse_list_field(network, "allowOut"));
+  BRIG_TRY_ASSIGN(deny, parse_list_field(network, "denyOut"));
+  c.allow_out = std::move(allow);
+  c.deny_out = std::move(deny);
+  return c;
+}
+
+Result<std::optional<bool>> parse_internet_access(const json& body) {
+  auto it = body.find("allow_internet_access");
+  if (it == body.end() || it->is_null()) return std::optional<bool>();
+  if (!it->is_boolean()) return bad("allow_internet_access must be a boolean");
+  return std::optional<bool>(it->get<bool>());
+}
+
 Result<core::CreateSandbox> parse_create(const std::string& raw) {
   auto body = json::parse(raw.empty() ? "{}" : raw, nullptr, false);
   if (!body.is_object()) return bad("the body must be a JSON object");
@@ -86,7 +126,23 @@ Result<core::CreateSandbox> parse_create(const std::string& raw) {
       (*target)[k] = v.get<std::string>();
     }
   }
+  BRIG_TRY_ASSIGN(internet, parse_internet_access(body));
+  cmd.allow_internet_access = internet;
+  if (auto it = body.find("network"); it != body.end() && !it->is_null()) {
+    BRIG_TRY_ASSIGN(network, parse_network(*it));
+    cmd.network = std::move(network);
+  }
   return cmd;
+}
+
+// PUT /sandboxes/{id}/network: the whole configuration; what is omitted is cleared.
+Result<core::NetworkConfig> parse_network_update(const std::string& raw) {
+  auto body = json::parse(raw.empty() ? "{}" : raw, nullptr, false);
+  if (!body.is_object()) return bad("the body must be a JSON object");
+  BRIG_TRY_ASSIGN(network, parse_network(body));
+  BRIG_TRY_ASSIGN(internet, parse_internet_access(body));
+  network.allow_internet_access = internet.value_or(true);
+  return network;
 }
 
 Result<core::ListSandboxes> parse_list(const Request& req) {
@@ -194,7 +250,11 @@ Route sandboxes(const Context& ctx, const Request& head, const std::vector<std::
       auto j = detail_json(ctx, *info);
       if (auto l = ctx.core.live(id)) j["envdAccessToken"] = l->access_token;
       j["domain"] = ctx.domain.empty() ? json(nullptr) : json(ctx.domain);
-      j["allowInternetAccess"] = false;
+      if (auto l = ctx.core.live(id)) {
+        std::lock_guard lock(l->mu);
+        j["allowInternetAccess"] = l->network.allow_internet_access;
+        if (auto n = core::network_json(l->network); !n.is_null()) j["network"] = n;
+      }
       j["lifecycle"] = {{"onTimeout", "kill"}, {"autoResume", false}};
       return Response::json(200, dump(j));
     });
@@ -220,6 +280,14 @@ Route sandboxes(const Context& ctx, const Request& head, const std::vector<std::
       auto l = ctx.core.connect(id, *secs);
       if (!l) return error(l.error(), "connect");
       return Response::json(200, dump(sandbox_json(ctx, **l)));
+    });
+  if (action == "network" && method == "PUT")
+    return respond([&core, id](Request& req) {
+      if (auto l = core.find(id); !l) return error(l.error(), "update network");
+      auto network = parse_network_update(req.body);
+      if (!network) return error(network.error(), "update network");
+      if (auto r = core.update_network(id, *network); !r) return error(r.error(), "update network");
+      return Response::empty(204);
     });
   if (action == "pause" && method == "POST")
     return respond([&core, id](Request&) { return error(core.pause(id).error(), "pause"); });
