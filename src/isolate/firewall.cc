@@ -164,7 +164,7 @@ Result<size_t> delete_connections(Pred doomed) {
   if (!sock.nl) return Error::from_errno(errno, "conntrack: mnl_socket_open");
   if (mnl_socket_bind(sock.nl, 0, MNL_SOCKET_AUTOPID) < 0) return Error::from_errno(errno, "conntrack: mnl_socket_bind");
   const uint32_t portid = mnl_socket_get_portid(sock.nl);
-  std::vector<char> buf(MNL_SOCKET_DUMP_SIZE);
+  std::vector<char> buf(32768);  // libmnl's advice for dumps (MNL_SOCKET_DUMP_SIZE in newer versions)
   uint32_t seq = static_cast<uint32_t>(::time(nullptr));
   nlmsghdr* nlh = ct_header(buf.data(), IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, seq);
   if (mnl_socket_sendto(sock.nl, nlh, nlh->nlmsg_len) < 0) return Error::from_errno(errno, "conntrack: dump");

@@ -218,8 +218,8 @@ Result<NetLock> NetLock::acquire() {
 
 std::vector<std::string> sandbox_interfaces() {
   std::vector<std::string> out;
-  if (if_nameindex* all = ::if_nameindex()) {
-    for (if_nameindex* i = all; i->if_index != 0 && i->if_name; ++i)
+  if (struct if_nameindex* all = ::if_nameindex()) {
+    for (struct if_nameindex* i = all; i->if_index != 0 && i->if_name; ++i)
       if (parse_ifname(i->if_name) >= 0) out.emplace_back(i->if_name);
     ::if_freenameindex(all);
   }

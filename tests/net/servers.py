@@ -5,6 +5,8 @@ namespace, on every address it has:
   TCP 7007  echo
   UDP 5353  echo ("pong:" + what came)
   UDP 53    DNS: any A question gets 203.0.113.10 (one answer, TTL 5); anything else REFUSED
+UDP sockets are bound to each address (given as arguments), so a reply leaves from the address
+the request went to (conntrack on the host matches it to the NATed request).
 Stops when stdin closes (the script keeps a pipe to it) or after 1 hour."""
 import http.server
 import socket
@@ -49,17 +51,17 @@ class ThreadedHttp(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
 
 
-def udp_echo():
+def udp_echo(addr):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("0.0.0.0", 5353))
+    s.bind((addr, 5353))
     while True:
         data, peer = s.recvfrom(2048)
         s.sendto(b"pong:" + data[:64], peer)
 
 
-def dns():
+def dns(addr):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("0.0.0.0", 53))
+    s.bind((addr, 53))
     while True:
         q, peer = s.recvfrom(2048)
         if len(q) < 12:
@@ -83,8 +85,9 @@ def dns():
 
 
 def main():
-    for target in (udp_echo, dns):
-        threading.Thread(target=target, daemon=True).start()
+    for addr in sys.argv[1:]:
+        for target in (udp_echo, dns):
+            threading.Thread(target=target, args=(addr,), daemon=True).start()
     servers = [ThreadedHttp(("0.0.0.0", 8080), Http), Threaded(("0.0.0.0", 7007), Echo)]
     for srv in servers:
         threading.Thread(target=srv.serve_forever, daemon=True).start()

@@ -40,7 +40,8 @@ up)
   ip link set "$veth" up
   ip -n "$ns" link set lo up
   ip -n "$ns" addr add "$peer_ip/30" dev eth0
-  for a in 203.0.113.10 203.0.113.53 198.51.100.10 192.168.77.10 10.99.0.10 172.16.5.10 100.64.1.10 169.254.169.254; do
+  services="203.0.113.10 203.0.113.53 198.51.100.10 192.168.77.10 10.99.0.10 172.16.5.10 100.64.1.10 169.254.169.254"
+  for a in $services; do
     ip -n "$ns" addr add "$a/32" dev lo
   done
   ip -n "$ns" link set eth0 up
@@ -48,7 +49,8 @@ up)
   ip route add default via "$peer_ip" dev "$veth" table "$table"
   # The servers, until the pipe to their stdin closes (this script's holder: a sleep).
   mkfifo "$state.in"
-  setsid ip netns exec "$ns" python3 "$here/servers.py" <"$state.in" >"$state.log" 2>&1 &
+  # shellcheck disable=SC2086
+  setsid ip netns exec "$ns" python3 "$here/servers.py" $services <"$state.in" >"$state.log" 2>&1 &
   echo $! >"$state.pid"
   setsid sleep 3600 >"$state.in" &
   echo $! >"$state.holder"

@@ -3,6 +3,8 @@
 // probes inside sandboxes (tests/security/network_test.cc).
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "base/cidr.h"
 #include "config/config.h"
 #include "core/network.h"
