@@ -132,8 +132,9 @@ test('updateNetwork: unknown sandbox is SandboxNotFoundError; a bad body is a 40
     const r = await fetch(`${url}/sandboxes/${s.sandboxId}/network`, {
       method: 'PUT', body, headers: { 'X-API-KEY': opts.apiKey, 'Content-Type': 'application/json' },
     })
-    assert.equal(r.status, 400, `${body}: ${await r.text()}`)
-    assert.equal((await r.json()).code, 400)
+    const text = await r.text()
+    assert.equal(r.status, 400, `${body}: ${text}`)
+    assert.equal(JSON.parse(text).code, 400)
   }
   assert.equal(await get(s, PUBLIC), 'brig-test-internet', 'a refused update changed nothing')
 })
