@@ -42,7 +42,7 @@ std::string t(const std::string& rest) { return std::string("inet ") + kFirewall
 
 // The shared part: sets, maps, hook chains and the base chains' rules (flushed and written again
 // in the same transaction, so a table changed by hand is repaired atomically).
-std::string base_text(const Ipv4Cidr& subnet) {
+std::string shared_text(const Ipv4Cidr& subnet) {
   std::vector<Ipv4Cidr> denied(kAlwaysDenied.begin(), kAlwaysDenied.end());
   denied.push_back(subnet);
   std::string s;
@@ -241,11 +241,19 @@ long parse_ifname(std::string_view name) {
   return n;
 }
 
-std::string install_text(const NetAddress& a, const Ipv4Cidr& subnet, const EgressPolicy& policy, uint32_t dns_upstream) {
+std::string base_text(const Ipv4Cidr& subnet) { return shared_text(subnet); }
+
+std::string install_text(const NetAddress& a, const EgressPolicy& policy, uint32_t dns_upstream, bool fresh) {
   const std::string i = std::to_string(a.index);
-  std::string s = base_text(subnet);
-  s += "add chain " + t("sb_" + i) + "\n";
-  s += "flush chain " + t("sb_" + i) + "\n";
+  std::string s;
+  // `create` fails when the chain exists: a sandbox of this index left it (a crash), and the
+  // caller cleans up before it installs again.
+  if (fresh) {
+    s += "create chain " + t("sb_" + i) + "\n";
+  } else {
+    s += "add chain " + t("sb_" + i) + "\n";
+    s += "flush chain " + t("sb_" + i) + "\n";
+  }
   s += "add chain " + t("nat_" + i) + "\n";
   for (const char* set : {"allow_", "deny_"})
     s += "add set " + t(set + i + " { type ipv4_addr; flags interval; auto-merge; }") + "\n";
@@ -292,21 +300,17 @@ Result<> nft_run(const std::string& commands) {
 }
 
 Result<FirewallState> firewall_state() {
+  // One listing of the inet family's chains: the table has chains whenever it exists.
   FirewallState state;
-  BRIG_TRY_ASSIGN(tables, nft_output("list tables inet", true));
-  auto tj = nlohmann::json::parse(tables, nullptr, false);
-  if (tj.is_object() && tj.contains("nftables") && tj["nftables"].is_array())
-    for (auto& item : tj["nftables"])
-      if (item.contains("table") && item["table"].value("name", "") == kFirewallTable) state.table = true;
-  if (!state.table) return state;
-  BRIG_TRY_ASSIGN(listing, nft_output(std::string("list chains inet"), true));
+  BRIG_TRY_ASSIGN(listing, nft_output("list chains inet", true));
   auto j = nlohmann::json::parse(listing, nullptr, false);
   if (!j.is_object() || !j.contains("nftables") || !j["nftables"].is_array())
     return Error::make(errc::protocol, "nftables: unexpected JSON listing");
   for (auto& item : j["nftables"]) {
     if (!item.contains("chain")) continue;
     auto& c = item["chain"];
-    if (c.value("table", "") != kFirewallTable) continue;
+    if (c.value("table", "") != kFirewallTable || c.value("family", "") != "inet") continue;
+    state.table = true;
     std::string name = c.value("name", "");
     if (name.rfind("sb_", 0) != 0) continue;
     long n = parse_ifname("bv" + name.substr(3));

@@ -3,7 +3,7 @@
 // addresses (libnetfilter_conntrack). Shared by every brig process on the host; callers hold the
 // host-wide network lock (net.h) around each change.
 //
-// The table (see install_text() for the exact rules):
+// The table (see base_text() and install_text() for the exact rules):
 //   prerouting (nat)  iifname "bv*": jump egress_redirect (empty: the hook for a later egress
 //                     proxy's TCP redirect), then the sandbox's own nat chain by interface
 //                     (nat_<i>: its DNS forwarding, when on)
@@ -63,10 +63,20 @@ uint32_t net_capacity(const Ipv4Cidr& subnet);
 // "bv12" -> 12; -1 for any other name.
 long parse_ifname(std::string_view name);
 
-// The nft commands that create (or repair) the table's shared part and install sandbox `a`
-// with `policy`; idempotent. `subnet` joins the always-denied set (sandboxes never reach each
-// other); `dns_upstream` (host byte order; 0: none) is where its DNS goes when policy.dns is set.
-std::string install_text(const NetAddress& a, const Ipv4Cidr& subnet, const EgressPolicy& policy, uint32_t dns_upstream);
+// nftables makes a commit that removes or redefines something wait for an RCU grace period
+// (about 12 ms here): re-adding an existing chain, deleting a chain or an element, a failed
+// transaction. Adding new objects and flushing sets or chains do not wait. So a create adds only
+// new objects (install_text with `fresh`), a policy change flushes and refills (update_text), and
+// only removal deletes (remove_text), off the create path.
+//
+// The nft commands that create (or repair) the table's shared part: sets, maps, the hook chains,
+// the base chains and their rules (flushed and written again, atomically); idempotent. `subnet`
+// joins the always-denied set (sandboxes never reach each other).
+std::string base_text(const Ipv4Cidr& subnet);
+// The nft commands that install sandbox `a` with `policy` (the shared part must exist).
+// `dns_upstream` (host byte order; 0: none) is where its DNS goes when policy.dns is set.
+// `fresh`: its chain must not exist yet (the commands fail if it does); else they overwrite.
+std::string install_text(const NetAddress& a, const EgressPolicy& policy, uint32_t dns_upstream, bool fresh);
 // The nft commands that replace sandbox `a`'s policy (its objects must exist).
 std::string update_text(const NetAddress& a, const EgressPolicy& policy, uint32_t dns_upstream);
 // The nft commands that remove everything of sandbox `index`; idempotent while the table exists.

@@ -144,9 +144,13 @@ bool taken_by_another(nl_sock* sk, const std::string& name, const std::string& o
   return !alias || alias != owner_alias(owner);
 }
 
-// The lowest index whose interface does not exist (the lock is held).
-Result<uint32_t> free_index(const Ipv4Cidr& subnet) {
-  std::set<long> used;
+// The lowest index with neither an interface nor firewall objects (the lock is held). Objects
+// without an interface are a dead sandbox's, on their way out (its release runs off the kill's
+// path) or left by a crash (the sweep removes them); either way the index waits, so a create
+// never overwrites (nftables would wait for a grace period) and never meets a dead sandbox's
+// connections (a release forgets them together with the objects).
+Result<uint32_t> free_index(const Ipv4Cidr& subnet, const FirewallState& firewall) {
+  std::set<long> used(firewall.sandboxes.begin(), firewall.sandboxes.end());
   for (auto& name : sandbox_interfaces()) used.insert(parse_ifname(name));
   const uint32_t capacity = net_capacity(subnet);
   for (uint32_t i = 0; i < capacity; ++i)
@@ -178,7 +182,8 @@ Result<> configure_inside(pid_t pid, const NetAddress& a) {
 
 // The host side, under the lock: the pair, the firewall, the host end's address.
 Result<NetAddress> create_host_side(pid_t pid, const NetSetup& setup, nl_sock* sk) {
-  BRIG_TRY_ASSIGN(index, free_index(setup.subnet));
+  BRIG_TRY_ASSIGN(firewall, firewall_state());
+  BRIG_TRY_ASSIGN(index, free_index(setup.subnet, firewall));
   NetAddress a = net_address(setup.subnet, index);
   // The peer is created in the sandbox's namespace at once: it never exists on the host.
   if (int err = rtnl_link_veth_add(sk, a.ifname.c_str(), "eth0", pid); err < 0) return nl_error(err, "create veth " + a.ifname);
@@ -186,9 +191,9 @@ Result<NetAddress> create_host_side(pid_t pid, const NetSetup& setup, nl_sock* s
     BRIG_TRY(ipv6_off(a.ifname));
     BRIG_TRY(net_sysctl("ipv4/conf/" + a.ifname + "/rp_filter", "1\n"));
     BRIG_TRY(enable_ip_forwarding());
-    BRIG_TRY(nft_run(install_text(a, setup.subnet, setup.policy, setup.dns_upstream)));
-    // A connection a dead sandbox of this address left must not pass for this one's.
-    BRIG_TRY(forget_connections(a.sandbox_ip));
+    // New objects only (the shared part too, when the last sandbox took the table along).
+    std::string commands = firewall.table ? "" : base_text(setup.subnet);
+    BRIG_TRY(nft_run(commands + install_text(a, setup.policy, setup.dns_upstream, true)));
     BRIG_TRY_ASSIGN(ifindex, ifindex_of(sk, a.ifname));
     BRIG_TRY(add_address(sk, ifindex, a.host_ip, 31));
     return link_up(sk, a.ifname, owner_alias(setup.owner));
@@ -243,27 +248,42 @@ Result<NetAddress> attach_network(pid_t pid, const NetSetup& setup) {
 }
 
 Result<> set_network_policy(const NetAddress& a, const EgressPolicy& policy, uint32_t dns_upstream) {
-  {
-    BRIG_TRY_ASSIGN(lock, NetLock::acquire());
-    BRIG_TRY(wrap(nft_run(update_text(a, policy, dns_upstream)), "set the network policy of " + a.ifname));
-  }
+  // No lock: only this sandbox's own objects change, and they exist (they keep its index)
+  // while it lives. Flushes and adds only: nftables does not wait (firewall.h).
+  BRIG_TRY(wrap(nft_run(update_text(a, policy, dns_upstream)), "set the network policy of " + a.ifname));
   // After the rules: a cut connection's next packet meets the new policy.
   BRIG_TRY(cut_denied_connections(a, policy));
   return ok();
 }
 
+Result<> ensure_firewall(const Ipv4Cidr& subnet) {
+  BRIG_TRY_ASSIGN(lock, NetLock::acquire());
+  BRIG_TRY(enable_ip_forwarding());
+  return wrap(nft_run(base_text(subnet)), "set up the firewall table");
+}
+
 Result<> release_network(const NetAddress& a, const std::string& owner) {
   BRIG_TRY_ASSIGN(sk, route_socket());
+  {
+    BRIG_TRY_ASSIGN(lock, NetLock::acquire());
+    if (taken_by_another(sk.get(), a.ifname, owner)) return ok();
+  }
+  // First its connections, while its chain still keeps the index (and so the address) from
+  // the next sandbox; outside the lock, as it walks the whole conntrack table.
+  BRIG_TRY(forget_connections(a.sandbox_ip));
   BRIG_TRY_ASSIGN(lock, NetLock::acquire());
   if (taken_by_another(sk.get(), a.ifname, owner)) return ok();
-  BRIG_TRY_ASSIGN(state, firewall_state());
-  if (state.table) {
-    if (std::count(state.sandboxes.begin(), state.sandboxes.end(), a.index))
-      BRIG_TRY(wrap(nft_run(remove_text(a.index)), "remove the network of " + a.ifname));
-    std::erase(state.sandboxes, a.index);
-    if (state.sandboxes.empty() && sandbox_interfaces().empty()) BRIG_TRY(delete_firewall_table());
+  // Fails only when the table is gone, with everything in it.
+  if (auto r = nft_run(remove_text(a.index)); !r) {
+    BRIG_TRY_ASSIGN(state, firewall_state());
+    if (state.table) return r.error().wrap("remove the network of " + a.ifname);
   }
-  BRIG_TRY(forget_connections(a.sandbox_ip));
+  auto others = sandbox_interfaces();
+  std::erase(others, a.ifname);
+  if (others.empty()) {
+    BRIG_TRY_ASSIGN(state, firewall_state());
+    if (state.table && state.sandboxes.empty()) BRIG_TRY(delete_firewall_table());
+  }
   return ok();
 }
 

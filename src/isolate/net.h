@@ -52,6 +52,11 @@ struct NetSetup {
 // its addresses), then configures eth0 inside. On failure nothing of it is left.
 Result<NetAddress> attach_network(pid_t pid, const NetSetup& setup);
 
+// Creates (or repairs) the firewall table's shared part and turns IPv4 forwarding on. A create
+// does it when the table is missing; a brig process calls it once before its first create, so
+// that a table someone changed is repaired.
+Result<> ensure_firewall(const Ipv4Cidr& subnet);
+
 // Replaces the policy of a running sandbox and cuts its open connections that the new policy
 // denies.
 Result<> set_network_policy(const NetAddress& a, const EgressPolicy& policy, uint32_t dns_upstream);

@@ -373,11 +373,15 @@ class LinuxSandbox final : public SandboxHandle {
     // last one go its mount namespace (overlay, tmpfs layer, /dev, /proc) and network namespace.
     (void)sys::pidfd_send_signal(pidfd_.get(), SIGKILL);
     if (!pidfd_exited(pidfd_.get(), 10'000)) return Error::make(errc::timed_out, "sandbox init did not exit");
-    Result<> cgroup = cgroup_->destroy();
-    // Its interface goes with its network namespace; its firewall objects go here.
+    // Its interface goes with its network namespace; its firewall objects and connections go off
+    // the kill's path (the removal waits out an RCU grace period, see isolate/firewall.h). Should
+    // the process end first, the next sweep finds them.
     if (net_)
-      if (auto r = isolate::release_network(net_->address, id_); !r && cgroup) return r.error().wrap("release network");
-    return cgroup;
+      std::thread([address = net_->address, id = id_] {
+        if (auto r = isolate::release_network(address, id); !r)
+          spdlog::warn("release the network of sandbox {}: {}", id, r.error().message());
+      }).detach();
+    return cgroup_->destroy();
   }
 
  private:
@@ -487,6 +491,7 @@ class LinuxBackend final : public Backend {
     const std::string socket_path = spec.persistent ? socket_of(id) : "";
     req.set_control_socket(socket_path);
     if (spec.egress && !spec.host_network) {
+      if (auto r = ensure_firewall(); !r) return fail(r.error());
       auto* n = req.mutable_network();
       to_pb(subnet_, n->mutable_subnet());
       for (auto& c : spec.egress->allow) to_pb(c, n->add_allow());
@@ -565,6 +570,16 @@ class LinuxBackend final : public Backend {
     return (*cg)->destroy();
   }
 
+  // The firewall table's shared part, repaired once per process before its first create with a
+  // network (creates add it themselves when it is missing).
+  Result<> ensure_firewall() {
+    std::lock_guard lock(firewall_mu_);
+    if (firewall_ready_) return ok();
+    BRIG_TRY(isolate::ensure_firewall(subnet_));
+    firewall_ready_ = true;
+    return ok();
+  }
+
   void sweep() override {
     // Cheap when there is no table; the lock keeps it from racing another brig process's create.
     auto swept = isolate::sweep_networks(subnet_);
@@ -603,6 +618,8 @@ class LinuxBackend final : public Backend {
   std::unique_ptr<Zygote> zygote_;
   Ipv4Cidr subnet_;
   uint32_t dns_upstream_ = 0;  // 0: sandboxes' DNS is refused
+  std::mutex firewall_mu_;
+  bool firewall_ready_ = false;  // guarded by firewall_mu_
 };
 
 }  // namespace

@@ -395,6 +395,8 @@ TEST(Network, KillRemovesTheInterfaceAndTheFirewallObjects) {
     ASSERT_TRUE(shared_engine().kill(id));
   }
   EXPECT_TRUE(eventually([&] { return !interface_exists(a.ifname); })) << a.ifname << " is still there";
+  // The objects go off the kill's path (a deletion waits for an RCU grace period): soon after.
+  (void)eventually([&] { return firewall_objects_of(a.index).empty(); });
   auto left = firewall_objects_of(a.index);
   // The index may have been taken again by another sandbox meanwhile (another brig process):
   // then its interface carries that sandbox's alias, not ours.
@@ -412,13 +414,13 @@ TEST(Network, LeftoversOfDeadSandboxesAreSwept) {
   uint32_t stale = isolate::net_capacity(kSubnet) - 1;
   ASSERT_FALSE(interface_exists("bv" + std::to_string(stale)));
   auto a = isolate::net_address(kSubnet, stale);
-  ASSERT_TRUE(isolate::nft_run(isolate::install_text(a, kSubnet, {}, 0)));
+  ASSERT_TRUE(isolate::nft_run(isolate::base_text(kSubnet) + isolate::install_text(a, {}, 0, false)));
   ASSERT_FALSE(firewall_objects_of(stale).empty());
   shared_engine().reap();
   EXPECT_TRUE(firewall_objects_of(stale).empty()) << "the reaper left them";
   EXPECT_FALSE(firewall_objects_of(live.net().index).empty()) << "the reaper removed a live sandbox's objects";
 
-  ASSERT_TRUE(isolate::nft_run(isolate::install_text(a, kSubnet, {}, 0)));
+  ASSERT_TRUE(isolate::nft_run(isolate::base_text(kSubnet) + isolate::install_text(a, {}, 0, false)));
   auto doctor = run_on_host({brig::testing::brig_binary(), "doctor", "--cleanup"});
   EXPECT_EQ(doctor.exit_code, 0) << doctor.out;
   EXPECT_NE(doctor.out.find("removed the firewall objects of bv" + std::to_string(stale)), std::string::npos) << doctor.out;

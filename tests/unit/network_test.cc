@@ -81,7 +81,14 @@ TEST(Egress, AddressesByIndex) {
 TEST(Egress, TheFirewallTextNamesOnlyWhatItComputed) {
   auto subnet = c("10.200.0.0/16");
   auto a = isolate::net_address(subnet, 7);
-  auto text = isolate::install_text(a, subnet, {.allow = {c("1.1.1.1")}, .deny = {c("0.0.0.0/0")}, .dns = true}, ip("9.9.9.9"));
+  auto text = isolate::install_text(a, {.allow = {c("1.1.1.1")}, .deny = {c("0.0.0.0/0")}, .dns = true}, ip("9.9.9.9"), true);
+  // A fresh install adds new objects only: nothing that makes nftables wait (see firewall.h).
+  EXPECT_NE(text.find("create chain inet brig sb_7"), std::string::npos) << text;
+  EXPECT_EQ(text.find("delete"), std::string::npos) << text;
+  EXPECT_EQ(text.find("hook"), std::string::npos) << text;
+  auto base = isolate::base_text(subnet);
+  EXPECT_NE(base.find("add element inet brig always_deny { 0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10"), std::string::npos) << base;
+  EXPECT_NE(base.find("iifname \"bv*\" oifname != \"bv*\" masquerade"), std::string::npos);
   EXPECT_NE(text.find("add element inet brig allow_7 { 1.1.1.1/32 }"), std::string::npos) << text;
   EXPECT_NE(text.find("add element inet brig deny_7 { 0.0.0.0/0 }"), std::string::npos);
   EXPECT_NE(text.find("ip saddr != 10.200.0.15 drop"), std::string::npos);
