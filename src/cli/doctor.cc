@@ -62,7 +62,7 @@ int cleanup(const Globals& g) {
     std::cerr << "brig doctor --cleanup: " << swept.error().message() << "\n";
     return 1;
   }
-  for (uint32_t i : swept->removed) std::cout << "removed the firewall objects of bv" << i << " (its sandbox is gone)\n";
+  for (uint32_t i : swept->removed) std::cout << "emptied the firewall objects of bv" << i << " (its sandbox is gone)\n";
   if (swept->table_removed) std::cout << "removed table inet " << isolate::kFirewallTable << " (no sandbox network left)\n";
   if (swept->removed.empty() && !swept->table_removed) std::cout << "nothing to clean up\n";
   return 0;
@@ -144,8 +144,8 @@ Runner add_doctor(CLI::App& app, Globals& globals) {
   auto* sub = app.add_subcommand("doctor", "Check what this host supports and what brig will do about what it lacks.");
   auto cleanup_flag = std::make_shared<bool>(false);
   sub->add_flag("--cleanup", *cleanup_flag,
-                "Remove what dead sandboxes left of their networks (firewall objects of interfaces that are gone; the "
-                "table inet brig once none is left), then exit.");
+                "Remove what dead sandboxes left of their networks (the rules and connections of interfaces that are "
+                "gone; the table inet brig once no sandbox is left), then exit.");
   return [sub, &globals, cleanup_flag]() -> int {
     if (!sub->parsed()) return -1;
     return *cleanup_flag ? cleanup(globals) : doctor(globals);

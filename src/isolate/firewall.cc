@@ -94,6 +94,10 @@ std::string policy_text(const NetAddress& a, const EgressPolicy& policy, uint32_
   if (auto deny = normalize_ranges(policy.deny); !deny.empty())
     s += "add element " + t("deny_" + i + " { " + elements(deny) + " }") + "\n";
   s += "flush chain " + t("nat_" + i) + "\n";
+  // nat chains see the first packet of each connection only: every connection from the sandbox
+  // carries its index in its conntrack mark, so they can all be forgotten at once (in the
+  // kernel) when it ends.
+  s += "add rule " + t("nat_" + i + " ct mark set " + std::to_string(connection_mark(a.index))) + "\n";
   if (policy.dns && dns_upstream)
     s += "add rule " + t("nat_" + i + " ip daddr " + ipv4_text(a.host_ip) + " meta l4proto { tcp, udp } th dport 53 dnat ip to " +
                          ipv4_text(dns_upstream)) + "\n";
@@ -243,18 +247,23 @@ long parse_ifname(std::string_view name) {
 
 std::string base_text(const Ipv4Cidr& subnet) { return shared_text(subnet); }
 
-std::string install_text(const NetAddress& a, const EgressPolicy& policy, uint32_t dns_upstream, bool fresh) {
+std::string install_text(const NetAddress& a, const EgressPolicy& policy, uint32_t dns_upstream, Install how) {
   const std::string i = std::to_string(a.index);
   std::string s;
-  // `create` fails when the chain exists: a sandbox of this index left it (a crash), and the
-  // caller cleans up before it installs again.
-  if (fresh) {
-    s += "create chain " + t("sb_" + i) + "\n";
-  } else {
-    s += "add chain " + t("sb_" + i) + "\n";
-    s += "flush chain " + t("sb_" + i) + "\n";
+  switch (how) {
+    case Install::fresh:  // new objects; `create` fails if a chain of this index exists
+      s += "create chain " + t("sb_" + i) + "\n";
+      s += "create chain " + t("nat_" + i) + "\n";
+      break;
+    case Install::reuse:  // an index's emptied objects (clear_text): filled again
+      s += "flush chain " + t("sb_" + i) + "\n";
+      break;
+    case Install::overwrite:  // whatever is there, made right (slow: re-adding a chain waits)
+      s += "add chain " + t("sb_" + i) + "\n";
+      s += "flush chain " + t("sb_" + i) + "\n";
+      s += "add chain " + t("nat_" + i) + "\n";
+      break;
   }
-  s += "add chain " + t("nat_" + i) + "\n";
   for (const char* set : {"allow_", "deny_"})
     s += "add set " + t(set + i + " { type ipv4_addr; flags interval; auto-merge; }") + "\n";
   s += policy_text(a, policy, dns_upstream);
@@ -263,6 +272,7 @@ std::string install_text(const NetAddress& a, const EgressPolicy& policy, uint32
   s += "add rule " + t("sb_" + i + " ip daddr @allow_" + i + " accept") + "\n";
   s += "add rule " + t("sb_" + i + " ip daddr @deny_" + i + " goto deny") + "\n";
   s += "add rule " + t("sb_" + i + " accept") + "\n";
+  // The one value these elements ever have: adding an existing one is a no-op.
   s += "add element " + t("egress { \"" + a.ifname + "\" : jump sb_" + i + " }") + "\n";
   s += "add element " + t("egress_nat { \"" + a.ifname + "\" : jump nat_" + i + " }") + "\n";
   return s;
@@ -272,25 +282,11 @@ std::string update_text(const NetAddress& a, const EgressPolicy& policy, uint32_
   return policy_text(a, policy, dns_upstream);
 }
 
-std::string remove_text(uint32_t index) {
+std::string clear_text(uint32_t index) {
   const std::string i = std::to_string(index);
-  const std::string ifname = "bv" + i;
-  // Each object is added first (a no-op when it exists), so the deletes cannot fail on a
-  // half-removed sandbox; the map elements are added with the one value they ever have.
   std::string s;
-  s += "add chain " + t("sb_" + i) + "\n";
-  s += "add chain " + t("nat_" + i) + "\n";
-  for (const char* set : {"allow_", "deny_"})
-    s += "add set " + t(set + i + " { type ipv4_addr; flags interval; auto-merge; }") + "\n";
-  s += "add element " + t("egress { \"" + ifname + "\" : jump sb_" + i + " }") + "\n";
-  s += "add element " + t("egress_nat { \"" + ifname + "\" : jump nat_" + i + " }") + "\n";
-  s += "delete element " + t("egress { \"" + ifname + "\" }") + "\n";
-  s += "delete element " + t("egress_nat { \"" + ifname + "\" }") + "\n";
-  for (const char* chain : {"sb_", "nat_"}) {
-    s += "flush chain " + t(chain + i) + "\n";
-    s += "delete chain " + t(chain + i) + "\n";
-  }
-  for (const char* set : {"allow_", "deny_"}) s += "delete set " + t(set + i) + "\n";
+  for (const char* chain : {"sb_", "nat_"}) s += "flush chain " + t(chain + i) + "\n";
+  for (const char* set : {"allow_", "deny_"}) s += "flush set " + t(set + i) + "\n";
   return s;
 }
 
@@ -323,6 +319,29 @@ Result<> delete_firewall_table() {
   BRIG_TRY_ASSIGN(state, firewall_state());
   if (!state.table) return ok();
   return nft_run(std::string("delete table inet ") + kFirewallTable + "\n");
+}
+
+uint32_t connection_mark(uint32_t index) { return kConnectionMarkTag | (index & 0xffffff); }
+
+Result<> forget_sandbox_connections(uint32_t index) {
+  // A delete without a tuple is a flush; with a mark it flushes the entries of that mark only,
+  // walking the table in the kernel.
+  MnlSocket sock;
+  if (!sock.nl) return Error::from_errno(errno, "conntrack: mnl_socket_open");
+  if (mnl_socket_bind(sock.nl, 0, MNL_SOCKET_AUTOPID) < 0) return Error::from_errno(errno, "conntrack: mnl_socket_bind");
+  CtPtr ct(nfct_new());
+  if (!ct) return Error::make(errc::limit_exceeded, "nfct_new");
+  nfct_set_attr_u32(ct.get(), ATTR_MARK, connection_mark(index));
+  std::vector<char> buf(8192);
+  const uint32_t seq = static_cast<uint32_t>(::time(nullptr));
+  nlmsghdr* nlh = ct_header(buf.data(), IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, seq);
+  if (nfct_nlmsg_build(nlh, ct.get()) < 0) return Error::from_errno(errno, "conntrack: build");
+  if (mnl_socket_sendto(sock.nl, nlh, nlh->nlmsg_len) < 0) return Error::from_errno(errno, "conntrack: flush");
+  ssize_t n = mnl_socket_recvfrom(sock.nl, buf.data(), buf.size());
+  if (n < 0) return Error::from_errno(errno, "conntrack: flush");
+  if (mnl_cb_run(buf.data(), static_cast<size_t>(n), seq, mnl_socket_get_portid(sock.nl), nullptr, nullptr) < 0 && errno != ENOENT)
+    return Error::from_errno(errno, "conntrack: flush");
+  return ok();
 }
 
 Result<size_t> forget_connections(uint32_t ip) {

@@ -64,23 +64,30 @@ uint32_t net_capacity(const Ipv4Cidr& subnet);
 long parse_ifname(std::string_view name);
 
 // nftables makes a commit that removes or redefines something wait for an RCU grace period
-// (about 12 ms here): re-adding an existing chain, deleting a chain or an element, a failed
-// transaction. Adding new objects and flushing sets or chains do not wait. So a create adds only
-// new objects (install_text with `fresh`), a policy change flushes and refills (update_text), and
-// only removal deletes (remove_text), off the create path.
+// (about 12 ms here): re-adding an existing chain, deleting a chain, a set or an element, a
+// failed transaction. Adding new objects and flushing sets or chains do not wait. So brig never
+// deletes a sandbox's objects: a sandbox's end empties them (clear_text: its rules and set
+// elements go, the index's empty chains, sets and map entries stay), and the next sandbox of
+// that index fills them again (Install::reuse); the table goes as a whole when no sandbox is
+// left (the reaper's sweep).
 //
 // The nft commands that create (or repair) the table's shared part: sets, maps, the hook chains,
 // the base chains and their rules (flushed and written again, atomically); idempotent. `subnet`
 // joins the always-denied set (sandboxes never reach each other).
 std::string base_text(const Ipv4Cidr& subnet);
+enum class Install {
+  fresh,      // no object of the index exists (the commands fail if its chains do)
+  reuse,      // the index's objects exist, emptied by clear_text
+  overwrite,  // anything may exist (slow: nftables waits)
+};
 // The nft commands that install sandbox `a` with `policy` (the shared part must exist).
 // `dns_upstream` (host byte order; 0: none) is where its DNS goes when policy.dns is set.
-// `fresh`: its chain must not exist yet (the commands fail if it does); else they overwrite.
-std::string install_text(const NetAddress& a, const EgressPolicy& policy, uint32_t dns_upstream, bool fresh);
+std::string install_text(const NetAddress& a, const EgressPolicy& policy, uint32_t dns_upstream, Install how);
 // The nft commands that replace sandbox `a`'s policy (its objects must exist).
 std::string update_text(const NetAddress& a, const EgressPolicy& policy, uint32_t dns_upstream);
-// The nft commands that remove everything of sandbox `index`; idempotent while the table exists.
-std::string remove_text(uint32_t index);
+// The nft commands that empty index `index`'s objects: nothing of its sandbox stays (no rule,
+// no set element; the chains are jumped to and return, so its interface meets `goto deny`).
+std::string clear_text(uint32_t index);
 
 // Runs nft commands (nft syntax) as one transaction. Errors carry nft's message.
 Result<> nft_run(const std::string& commands);
@@ -94,7 +101,14 @@ Result<FirewallState> firewall_state();
 // Deletes the table (nothing if it does not exist).
 Result<> delete_firewall_table();
 
-// Conntrack: deletes the entries of connections from (or to) `ip`. Returns how many.
+// Conntrack: every connection a sandbox opens is marked kConnectionMarkTag | index (the first
+// packet's nat chain sets it).
+inline constexpr uint32_t kConnectionMarkTag = 0x62000000;  // 'b'
+uint32_t connection_mark(uint32_t index);
+// Deletes the entries of every connection sandbox `index` opened (one flush in the kernel).
+Result<> forget_sandbox_connections(uint32_t index);
+// Deletes the entries of connections from (or to) `ip`, walking the table from here (slower).
+// Returns how many.
 Result<size_t> forget_connections(uint32_t ip);
 // Deletes the entries of connections from the sandbox at `a` that `policy` no longer allows, so
 // their next packet is judged again (and refused). Returns how many.

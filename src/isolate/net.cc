@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -144,21 +145,6 @@ bool taken_by_another(nl_sock* sk, const std::string& name, const std::string& o
   return !alias || alias != owner_alias(owner);
 }
 
-// The lowest index with neither an interface nor firewall objects (the lock is held). Objects
-// without an interface are a dead sandbox's, on their way out (its release runs off the kill's
-// path) or left by a crash (the sweep removes them); either way the index waits, so a create
-// never overwrites (nftables would wait for a grace period) and never meets a dead sandbox's
-// connections (a release forgets them together with the objects).
-Result<uint32_t> free_index(const Ipv4Cidr& subnet, const FirewallState& firewall) {
-  std::set<long> used(firewall.sandboxes.begin(), firewall.sandboxes.end());
-  for (auto& name : sandbox_interfaces()) used.insert(parse_ifname(name));
-  const uint32_t capacity = net_capacity(subnet);
-  for (uint32_t i = 0; i < capacity; ++i)
-    if (!used.count(i)) return i;
-  return Error::make(errc::limit_exceeded, "the sandbox range " + cidr_text(subnet) + " is full (" + std::to_string(capacity) +
-                                               " sandboxes): network.subnet");
-}
-
 // Inside the sandbox's namespace: eth0 addressed and up, default route via the host side, no
 // IPv6 on eth0 (nor on any interface made later). Loopback keeps ::1, which reaches nothing.
 Result<> configure_inside(pid_t pid, const NetAddress& a) {
@@ -180,29 +166,86 @@ Result<> configure_inside(pid_t pid, const NetAddress& a) {
   return r;
 }
 
+// Indexes whose objects a sandbox's end emptied and whose connections it forgot: the next
+// create takes one of these before a new index. Kept in the lock file, read and written under
+// the lock; an unreadable list is an empty one (then indexes are only taken anew, and the
+// sweep empties what needs it).
+std::set<uint32_t> read_clean(const NetLock& lock) {
+  std::set<uint32_t> out;
+  char buf[65536];
+  ssize_t n = ::pread(lock.fd(), buf, sizeof buf - 1, 0);
+  if (n <= 0) return out;
+  for (auto& word : split(std::string_view(buf, static_cast<size_t>(n)), ' ')) {
+    long i = parse_ifname("bv" + std::string(trim(word)));
+    if (i >= 0) out.insert(static_cast<uint32_t>(i));
+  }
+  return out;
+}
+
+void write_clean(const NetLock& lock, const std::set<uint32_t>& clean) {
+  std::string text;
+  for (uint32_t i : clean) {
+    if (text.size() > 60000) break;  // the rest is taken anew
+    text += std::to_string(i) + " ";
+  }
+  if (::ftruncate(lock.fd(), 0) == 0) (void)::pwrite(lock.fd(), text.data(), text.size(), 0);
+}
+
 // The host side, under the lock: the pair, the firewall, the host end's address.
-Result<NetAddress> create_host_side(pid_t pid, const NetSetup& setup, nl_sock* sk) {
-  BRIG_TRY_ASSIGN(firewall, firewall_state());
-  BRIG_TRY_ASSIGN(index, free_index(setup.subnet, firewall));
-  NetAddress a = net_address(setup.subnet, index);
+Result<NetAddress> create_host_side(pid_t pid, const NetSetup& setup, nl_sock* sk, const NetLock& lock) {
+  std::set<long> live;
+  for (auto& name : sandbox_interfaces()) live.insert(parse_ifname(name));
+  // An emptied index if there is one (its objects are filled again); else the lowest index
+  // with neither an interface nor objects. Objects without an interface that are not in the
+  // clean list are a dead sandbox's, being released or left by a crash: their index waits
+  // for the release or the sweep, so a create never meets a dead sandbox's connections.
+  auto clean = read_clean(lock);
+  std::optional<uint32_t> index;
+  Install how = Install::fresh;
+  std::optional<FirewallState> firewall;
+  for (uint32_t i : clean)
+    if (!live.count(i)) {
+      index = i;
+      how = Install::reuse;
+      break;
+    }
+  if (!index) {
+    BRIG_TRY_ASSIGN(state, firewall_state());
+    std::set<long> used(state.sandboxes.begin(), state.sandboxes.end());
+    used.insert(live.begin(), live.end());
+    for (uint32_t i = 0; i < net_capacity(setup.subnet) && !index; ++i)
+      if (!used.count(i)) index = i;
+    if (!index)
+      return Error::make(errc::limit_exceeded, "the sandbox range " + cidr_text(setup.subnet) + " is full (" +
+                                                   std::to_string(net_capacity(setup.subnet)) + " sandboxes): network.subnet");
+    firewall = state;
+  }
+  NetAddress a = net_address(setup.subnet, *index);
   // The peer is created in the sandbox's namespace at once: it never exists on the host.
   if (int err = rtnl_link_veth_add(sk, a.ifname.c_str(), "eth0", pid); err < 0) return nl_error(err, "create veth " + a.ifname);
   Result<> r = [&]() -> Result<> {
     BRIG_TRY(ipv6_off(a.ifname));
     BRIG_TRY(net_sysctl("ipv4/conf/" + a.ifname + "/rp_filter", "1\n"));
     BRIG_TRY(enable_ip_forwarding());
-    // New objects only (the shared part too, when the last sandbox took the table along).
-    std::string commands = firewall.table ? "" : base_text(setup.subnet);
-    BRIG_TRY(nft_run(commands + install_text(a, setup.policy, setup.dns_upstream, true)));
+    // Without waiting: new objects (and the shared part when the table is gone), or an emptied
+    // index's objects filled again. If that fails (someone changed the table), the slow way.
+    std::string commands = firewall && !firewall->table ? base_text(setup.subnet) : "";
+    if (!nft_run(commands + install_text(a, setup.policy, setup.dns_upstream, how))) {
+      BRIG_TRY(nft_run(base_text(setup.subnet) + install_text(a, setup.policy, setup.dns_upstream, Install::overwrite)));
+      BRIG_TRY(forget_connections(a.sandbox_ip));
+    }
     BRIG_TRY_ASSIGN(ifindex, ifindex_of(sk, a.ifname));
     BRIG_TRY(add_address(sk, ifindex, a.host_ip, 31));
     return link_up(sk, a.ifname, owner_alias(setup.owner));
   }();
   if (!r) {
     (void)delete_link(sk, a.ifname);
-    (void)nft_run(remove_text(a.index));
+    // Its objects, if they were filled, are emptied; it never had a connection.
+    if (nft_run(clear_text(a.index))) clean.insert(a.index);
+    write_clean(lock, clean);
     return r.error().wrap("network " + a.ifname);
   }
+  if (clean.erase(a.index)) write_clean(lock, clean);
   return a;
 }
 
@@ -236,7 +279,7 @@ Result<NetAddress> attach_network(pid_t pid, const NetSetup& setup) {
   NetAddress a;
   {
     BRIG_TRY_ASSIGN(lock, NetLock::acquire());
-    BRIG_TRY_ASSIGN(created, create_host_side(pid, setup, sk.get()));
+    BRIG_TRY_ASSIGN(created, create_host_side(pid, setup, sk.get(), lock));
     a = created;
   }
   if (auto r = configure_inside(pid, a); !r) {
@@ -248,8 +291,8 @@ Result<NetAddress> attach_network(pid_t pid, const NetSetup& setup) {
 }
 
 Result<> set_network_policy(const NetAddress& a, const EgressPolicy& policy, uint32_t dns_upstream) {
-  // No lock: only this sandbox's own objects change, and they exist (they keep its index)
-  // while it lives. Flushes and adds only: nftables does not wait (firewall.h).
+  // No lock: only this sandbox's own objects change, and they keep its index while it lives.
+  // Flushes and adds only: nftables does not wait (firewall.h).
   BRIG_TRY(wrap(nft_run(update_text(a, policy, dns_upstream)), "set the network policy of " + a.ifname));
   // After the rules: a cut connection's next packet meets the new policy.
   BRIG_TRY(cut_denied_connections(a, policy));
@@ -268,22 +311,21 @@ Result<> release_network(const NetAddress& a, const std::string& owner) {
     BRIG_TRY_ASSIGN(lock, NetLock::acquire());
     if (taken_by_another(sk.get(), a.ifname, owner)) return ok();
   }
-  // First its connections, while its chain still keeps the index (and so the address) from
-  // the next sandbox; outside the lock, as it walks the whole conntrack table.
-  BRIG_TRY(forget_connections(a.sandbox_ip));
+  // First its connections, while its objects still keep the index (and so the address) from
+  // the next sandbox; outside the lock, as the kernel walks the whole conntrack table.
+  BRIG_TRY(forget_sandbox_connections(a.index));
   BRIG_TRY_ASSIGN(lock, NetLock::acquire());
   if (taken_by_another(sk.get(), a.ifname, owner)) return ok();
+  auto clean = read_clean(lock);
   // Fails only when the table is gone, with everything in it.
-  if (auto r = nft_run(remove_text(a.index)); !r) {
+  if (auto r = nft_run(clear_text(a.index)); !r) {
     BRIG_TRY_ASSIGN(state, firewall_state());
-    if (state.table) return r.error().wrap("remove the network of " + a.ifname);
+    if (state.table && std::count(state.sandboxes.begin(), state.sandboxes.end(), a.index))
+      return r.error().wrap("empty the network objects of " + a.ifname);
+    return ok();
   }
-  auto others = sandbox_interfaces();
-  std::erase(others, a.ifname);
-  if (others.empty()) {
-    BRIG_TRY_ASSIGN(state, firewall_state());
-    if (state.table && state.sandboxes.empty()) BRIG_TRY(delete_firewall_table());
-  }
+  clean.insert(a.index);
+  write_clean(lock, clean);
   return ok();
 }
 
@@ -291,23 +333,31 @@ Result<NetSweep> sweep_networks(const Ipv4Cidr& subnet) {
   NetSweep sweep;
   BRIG_TRY_ASSIGN(lock, NetLock::acquire());
   BRIG_TRY_ASSIGN(state, firewall_state());
-  if (!state.table) return sweep;
-  std::set<long> live;
-  for (auto& name : sandbox_interfaces()) live.insert(parse_ifname(name));
-  std::vector<uint32_t> left;
-  for (uint32_t i : state.sandboxes) {
-    if (live.count(i)) {
-      left.push_back(i);
-      continue;
+  std::set<uint32_t> clean;
+  if (state.table) {
+    std::set<long> live;
+    for (auto& name : sandbox_interfaces()) live.insert(parse_ifname(name));
+    auto listed = read_clean(lock);
+    for (uint32_t i : state.sandboxes) {
+      if (live.count(i)) continue;
+      if (listed.count(i)) {
+        clean.insert(i);
+        continue;
+      }
+      // A dead sandbox's objects that no release emptied (a crash): its connections first.
+      (void)forget_sandbox_connections(i);
+      (void)forget_connections(net_address(subnet, i).sandbox_ip);
+      BRIG_TRY(wrap(nft_run(clear_text(i)), "empty the objects of the dead network bv" + std::to_string(i)));
+      clean.insert(i);
+      sweep.removed.push_back(i);
     }
-    BRIG_TRY(wrap(nft_run(remove_text(i)), "remove the orphaned network bv" + std::to_string(i)));
-    (void)forget_connections(net_address(subnet, i).sandbox_ip);
-    sweep.removed.push_back(i);
+    if (live.empty()) {
+      BRIG_TRY(delete_firewall_table());
+      sweep.table_removed = true;
+      clean.clear();
+    }
   }
-  if (left.empty() && live.empty()) {
-    BRIG_TRY(delete_firewall_table());
-    sweep.table_removed = true;
-  }
+  write_clean(lock, clean);
   return sweep;
 }
 

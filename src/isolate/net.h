@@ -6,9 +6,12 @@
 //
 // Interfaces and the firewall table are host-wide, shared by every brig process (each state
 // directory has its own registry, so registry slots cannot name them): an index is taken by
-// creating its interface, under a host-wide lock (flock on kNetLockPath), and is free again once
-// the kernel has removed the interface with the sandbox's network namespace. The firewall
-// objects of an index whose interface is gone are orphans: sweep_networks() removes them.
+// creating its interface, under a host-wide lock (flock on kNetLockPath). When a sandbox ends,
+// the kernel removes its interface with its namespace, and brig forgets its connections and
+// empties its firewall objects (never deletes them: see firewall.h), which makes the index
+// clean again for the next sandbox. What a crash leaves (objects of an index whose interface is
+// gone, not emptied) is emptied by sweep_networks(), which also removes the table once no
+// sandbox is left.
 //
 // attach_network runs in the zygote's per-create helper (single-threaded, root, in the host's
 // network namespace); the rest runs in any brig process.
@@ -33,6 +36,8 @@ class NetLock {
  public:
   // Waits up to 10 s for the lock.
   static Result<NetLock> acquire();
+  // The lock file, which also holds the list of emptied indexes (net.cc).
+  int fd() const { return fd_.get(); }
 
  private:
   explicit NetLock(Fd fd) : fd_(std::move(fd)) {}
@@ -61,18 +66,18 @@ Result<> ensure_firewall(const Ipv4Cidr& subnet);
 // denies.
 Result<> set_network_policy(const NetAddress& a, const EgressPolicy& policy, uint32_t dns_upstream);
 
-// Removes the firewall objects of sandbox `owner` at `a` and forgets its connections (its
-// interface goes with its network namespace); deletes the table when no sandbox is left in it
-// and no bv* interface exists. Idempotent; does nothing when the index already belongs to
-// another sandbox (its interface's alias says whose it is).
+// Forgets the connections of sandbox `owner` at `a`, then empties its firewall objects (its
+// interface goes with its network namespace). Idempotent; does nothing when the index already
+// belongs to another sandbox (its interface's alias says whose it is).
 Result<> release_network(const NetAddress& a, const std::string& owner);
 
 struct NetSweep {
-  std::vector<uint32_t> removed;  // indexes whose firewall objects were orphans
+  std::vector<uint32_t> removed;  // indexes whose dead sandbox's objects were emptied here
   bool table_removed = false;
 };
-// Removes the firewall objects of every index whose interface is gone, and the table when
-// nothing is left (crashes, `brig doctor --cleanup`).
+// Empties the objects (and forgets the connections) of every index whose interface is gone and
+// that no release emptied (crashes), and removes the table when no sandbox is left: the
+// reaper's sweep, `brig doctor --cleanup`.
 Result<NetSweep> sweep_networks(const Ipv4Cidr& subnet);
 
 // The bv* interfaces on the host now.

@@ -41,7 +41,7 @@ Engine::~Engine() {
     stopping_ = true;
   }
   pool_cv_.notify_all();
-  if (refiller_.joinable()) refiller_.join();
+  for (auto& t : refillers_) t.join();
   std::map<std::string, std::shared_ptr<SandboxHandle>> owned;
   std::map<std::string, Pool> pools;
   {
@@ -76,6 +76,10 @@ std::string shape_key(const SandboxSpec& s) {
 
 constexpr std::chrono::hours kPooledLifetime{1};
 constexpr std::chrono::milliseconds kRefillDelay{50};
+// Cold creates the warm pools run at once: a create with a network spends most of its time
+// waiting for the kernel (RCU grace periods: cgroup v1 attach, interfaces), so two overlap
+// well, and refills keep up with back-to-back hand-overs.
+constexpr size_t kRefillers = 2;
 
 }  // namespace
 
@@ -197,7 +201,7 @@ void Engine::set_pool(const SandboxSpec& shape, size_t size) {
       pool.shape.template_name = "(pool)";
       pool.shape.lifetime = kPooledLifetime;
       pool.size = size;
-      if (!refiller_.joinable()) refiller_ = std::thread([this] { refill_loop(); });
+      while (refillers_.size() < kRefillers) refillers_.emplace_back([this] { refill_loop(); });
     }
   }
   for (auto& h : drop) {
@@ -217,10 +221,11 @@ Engine::PoolStats Engine::pool_stats() {
 void Engine::refill_loop() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    // The first pool short of its size gets one more sandbox; creates happen unlocked.
+    // The first pool short of its size (counting the creates under way) gets one more
+    // sandbox; creates happen unlocked, up to kRefillers at once.
     std::optional<std::pair<std::string, SandboxSpec>> want;
     for (auto& [key, pool] : pools_)
-      if (pool.ready.size() < pool.size) {
+      if (pool.ready.size() + pool.creating < pool.size) {
         want.emplace(key, pool.shape);
         break;
       }
@@ -232,6 +237,7 @@ void Engine::refill_loop() {
       pool_cv_.wait_until(lock, refill_not_before_);
       continue;
     }
+    ++pools_.at(want->first).creating;
     lock.unlock();
     SandboxInfo info;
     info.template_name = want->second.template_name;
@@ -248,6 +254,7 @@ void Engine::refill_loop() {
     }
     lock.lock();
     auto it = pools_.find(want->first);
+    if (it != pools_.end() && it->second.creating) --it->second.creating;
     if (!handle) {
       spdlog::warn("warm pool: {}", handle.error().message());
       pool_cv_.wait_for(lock, std::chrono::seconds(1));  // do not spin on a persistent failure

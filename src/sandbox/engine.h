@@ -91,6 +91,7 @@ class Engine {
   struct Pool {
     SandboxSpec shape;
     size_t size = 0;
+    size_t creating = 0;  // refills under way
     std::deque<std::shared_ptr<SandboxHandle>> ready;
   };
 
@@ -108,7 +109,7 @@ class Engine {
   // No refill starts before this while the pool still has a sandbox ready (see take_pooled).
   std::chrono::steady_clock::time_point refill_not_before_{};
   bool stopping_ = false;
-  std::thread refiller_;
+  std::vector<std::thread> refillers_;
 };
 
 // Every program that opens an Engine calls this first thing in main(): the engine's zygote is

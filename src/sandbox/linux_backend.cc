@@ -584,7 +584,7 @@ class LinuxBackend final : public Backend {
     // Cheap when there is no table; the lock keeps it from racing another brig process's create.
     auto swept = isolate::sweep_networks(subnet_);
     if (!swept) spdlog::warn("sweep sandbox networks: {}", swept.error().message());
-    else if (!swept->removed.empty()) spdlog::info("removed the firewall objects of {} dead sandbox network(s)", swept->removed.size());
+    else if (!swept->removed.empty()) spdlog::info("emptied the firewall objects of {} dead sandbox network(s)", swept->removed.size());
   }
 
   std::vector<std::string> list_resources() override { return cgroups_->list(); }

@@ -111,26 +111,30 @@ std::string route_from(const isolate::NetAddress& a, const std::string& dst) {
   return run_on_host({"/usr/sbin/ip", "-o", "route", "get", dst, "from", ipv4_text(a.sandbox_ip), "iif", a.ifname}).out;
 }
 
-// The table's objects (sets, chains, map elements) that name sandbox `index`, as JSON text.
-std::vector<std::string> firewall_objects_of(uint32_t index) {
+// What the firewall holds of the sandbox at `index`: the rules of its chains and the elements
+// of its sets (its empty chains, sets and map entries stay for the next sandbox of the index).
+std::vector<std::string> firewall_data_of(uint32_t index) {
   auto listing = run_on_host({"/bin/sh", "-c", std::string("nft -j list table inet ") + isolate::kFirewallTable + " 2>/dev/null"});
   std::vector<std::string> found;
   auto j = nlohmann::json::parse(listing.out, nullptr, false);
   if (!j.is_object()) return found;  // no table at all
   const std::string i = std::to_string(index);
   for (auto& item : j["nftables"]) {
-    for (const char* kind : {"chain", "set"})
-      if (item.contains(kind)) {
-        std::string name = item[kind].value("name", "");
-        for (const char* prefix : {"sb_", "nat_", "allow_", "deny_"})
-          if (name == prefix + i) found.push_back(std::string(kind) + " " + name);
-      }
-    if (item.contains("map"))
-      for (auto& e : item["map"].value("elem", nlohmann::json::array()))
-        if (e.dump().find("\"bv" + i + "\"") != std::string::npos)
-          found.push_back("element of " + item["map"].value("name", "") + ": " + e.dump());
+    if (item.contains("rule")) {
+      std::string chain = item["rule"].value("chain", "");
+      if (chain == "sb_" + i || chain == "nat_" + i) found.push_back("rule in " + chain + ": " + item["rule"]["expr"].dump());
+    }
+    if (item.contains("set")) {
+      std::string name = item["set"].value("name", "");
+      if ((name == "allow_" + i || name == "deny_" + i) && item["set"].contains("elem"))
+        found.push_back("elements of " + name + ": " + item["set"]["elem"].dump());
+    }
   }
   return found;
+}
+
+bool firewall_table_exists() {
+  return run_on_host({"/bin/sh", "-c", std::string("nft list table inet ") + isolate::kFirewallTable + " >/dev/null 2>&1"}).exit_code == 0;
 }
 
 bool interface_exists(const std::string& name) { return ::if_nametoindex(name.c_str()) != 0; }
@@ -380,54 +384,78 @@ TEST(Network, DnsIsForwardedWhileTheInternetIsOpen) {
 
 // ---- teardown ------------------------------------------------------------------------------
 
-// Killing a sandbox removes its interface and every firewall object that names it.
+// Killing a sandbox removes its interface, and its rules and set elements from the firewall.
 TEST(Network, KillRemovesTheInterfaceAndTheFirewallObjects) {
   REQUIRE_INTERNET();
   std::string id;
   isolate::NetAddress a;
+  NetSandbox control({});
+  ASSERT_TRUE(control.has_net());
   {
     NetSandbox s({.allow = {cidr("198.51.100.0/24")}, .deny = {cidr("0.0.0.0/0")}});
     ASSERT_TRUE(s.has_net());
     a = s.net();
     id = s.sb().id();
+    // A UDP exchange leaves a conntrack entry behind (for 30 s or more).
+    ASSERT_EVIDENCE(s.sb().probe({"udp", kPublic2, "5353"}), "outcome=reply");
     ASSERT_TRUE(interface_exists(a.ifname));
-    ASSERT_FALSE(firewall_objects_of(a.index).empty()) << "control: the sandbox's objects were not found";
+    ASSERT_FALSE(firewall_data_of(a.index).empty()) << "control: the sandbox's rules were not found";
     ASSERT_TRUE(shared_engine().kill(id));
   }
   EXPECT_TRUE(eventually([&] { return !interface_exists(a.ifname); })) << a.ifname << " is still there";
-  // The objects go off the kill's path (a deletion waits for an RCU grace period): soon after.
-  (void)eventually([&] { return firewall_objects_of(a.index).empty(); });
-  auto left = firewall_objects_of(a.index);
+  // They go off the kill's path (its connections are forgotten first): soon after.
+  (void)eventually([&] { return firewall_data_of(a.index).empty(); });
+  auto left = firewall_data_of(a.index);
   // The index may have been taken again by another sandbox meanwhile (another brig process):
   // then its interface carries that sandbox's alias, not ours.
   if (interface_exists(a.ifname)) GTEST_SKIP() << a.ifname << " was taken again by another sandbox";
   EXPECT_TRUE(left.empty()) << "left behind: " << ::testing::PrintToString(left);
+  // Its connections are forgotten: nothing is left to delete for its address. Control: the same
+  // exchange from a live sandbox leaves an entry that is there to delete.
+  auto left_conns = isolate::forget_connections(a.sandbox_ip);
+  ASSERT_TRUE(left_conns);
+  EXPECT_EQ(*left_conns, 0u) << "conntrack entries of the dead sandbox's address";
+  ASSERT_EVIDENCE(control.sb().probe({"udp", kPublic2, "5353"}), "outcome=reply");
+  auto live_conns = isolate::forget_connections(control.net().sandbox_ip);
+  ASSERT_TRUE(live_conns);
+  EXPECT_GE(*live_conns, 1u) << "control: a live sandbox's exchange left no entry";
 }
 
-// What a crashed brig left (firewall objects of an interface that is gone) is swept by the next
-// engine's reaper and by `brig doctor --cleanup`.
+// What a crashed brig left (rules of an interface that is gone, not emptied) is emptied by the
+// next engine's reaper and by `brig doctor --cleanup`; once no sandbox is left, the table goes.
 TEST(Network, LeftoversOfDeadSandboxesAreSwept) {
   REQUIRE_INTERNET();
-  NetSandbox live({});  // keeps the table in place, and must survive the sweep
-  ASSERT_TRUE(live.has_net());
-  // Stale objects at an index no interface has.
-  uint32_t stale = isolate::net_capacity(kSubnet) - 1;
-  ASSERT_FALSE(interface_exists("bv" + std::to_string(stale)));
-  auto a = isolate::net_address(kSubnet, stale);
-  ASSERT_TRUE(isolate::nft_run(isolate::base_text(kSubnet) + isolate::install_text(a, {}, 0, false)));
-  ASSERT_FALSE(firewall_objects_of(stale).empty());
-  shared_engine().reap();
-  EXPECT_TRUE(firewall_objects_of(stale).empty()) << "the reaper left them";
-  EXPECT_FALSE(firewall_objects_of(live.net().index).empty()) << "the reaper removed a live sandbox's objects";
+  {
+    NetSandbox live({});  // keeps the table in place, and must survive the sweep
+    ASSERT_TRUE(live.has_net());
+    // A dead sandbox's objects at an index no interface has.
+    uint32_t stale = isolate::net_capacity(kSubnet) - 1;
+    ASSERT_FALSE(interface_exists("bv" + std::to_string(stale)));
+    auto a = isolate::net_address(kSubnet, stale);
+    ASSERT_TRUE(isolate::nft_run(isolate::install_text(a, {.allow = {cidr("1.1.1.1")}}, 0, isolate::Install::overwrite)));
+    ASSERT_FALSE(firewall_data_of(stale).empty());
+    shared_engine().reap();
+    EXPECT_TRUE(firewall_data_of(stale).empty()) << "the reaper left them";
+    EXPECT_FALSE(firewall_data_of(live.net().index).empty()) << "the reaper emptied a live sandbox's objects";
 
-  ASSERT_TRUE(isolate::nft_run(isolate::base_text(kSubnet) + isolate::install_text(a, {}, 0, false)));
-  auto doctor = run_on_host({brig::testing::brig_binary(), "doctor", "--cleanup"});
-  EXPECT_EQ(doctor.exit_code, 0) << doctor.out;
-  EXPECT_NE(doctor.out.find("removed the firewall objects of bv" + std::to_string(stale)), std::string::npos) << doctor.out;
-  EXPECT_TRUE(firewall_objects_of(stale).empty());
-  EXPECT_FALSE(firewall_objects_of(live.net().index).empty());
-  auto r = live.sb().probe({"http-get", kPublic, "8080"});
-  EXPECT_EVIDENCE(r, "outcome=response status=200");
+    // Another crash's leftovers, for `brig doctor --cleanup`.
+    auto b = isolate::net_address(kSubnet, stale - 1);
+    ASSERT_FALSE(interface_exists(b.ifname));
+    ASSERT_TRUE(isolate::nft_run(isolate::install_text(b, {.allow = {cidr("1.1.1.1")}}, 0, isolate::Install::overwrite)));
+    auto doctor = run_on_host({brig::testing::brig_binary(), "doctor", "--cleanup"});
+    EXPECT_EQ(doctor.exit_code, 0) << doctor.out;
+    EXPECT_NE(doctor.out.find("emptied the firewall objects of " + b.ifname), std::string::npos) << doctor.out;
+    EXPECT_TRUE(firewall_data_of(b.index).empty());
+    EXPECT_FALSE(firewall_data_of(live.net().index).empty());
+    auto r = live.sb().probe({"http-get", kPublic, "8080"});
+    EXPECT_EVIDENCE(r, "outcome=response status=200");
+  }
+  // The last sandbox of this host gone (unless another brig process has some), the sweep takes
+  // the table along.
+  (void)eventually([] { return isolate::sandbox_interfaces().empty(); });
+  if (!isolate::sandbox_interfaces().empty()) GTEST_SKIP() << "other sandboxes with a network exist on this host";
+  shared_engine().reap();
+  EXPECT_FALSE(firewall_table_exists());
 }
 
 }  // namespace
