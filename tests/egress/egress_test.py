@@ -39,6 +39,8 @@ PROXY_PORT, DNS_PORT = 15001, 5353
 ALLOWED, WILD, CIDR, DENIED, PRIVATE = "203.0.113.10", "203.0.113.11", "203.0.113.12", "198.51.100.10", "10.99.0.10"
 HOST_PUBLIC = "192.0.2.1"  # an address of the hub ("the host") itself, with a web server
 ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}  # no proxy variables reach curl
+# A sanitizer build's options (the asan-ubsan and tsan stages) still reach brig egress.
+ENV.update({k: v for k, v in os.environ.items() if k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS")})
 
 
 def sh(*args, check=True, timeout=30, **kw):
