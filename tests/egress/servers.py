@@ -107,6 +107,16 @@ class Web(http.server.BaseHTTPRequestHandler):
         local = self.connection.getsockname()[0]
         tls = isinstance(self.connection, ssl.SSLSocket)
         body = f"server={local} host={self.headers.get('Host', '')} tls={int(tls)} path={self.path}\n"
+        if self.path.startswith("/zero/"):  # /zero/N: N zero bytes (throughput)
+            n = min(int(self.path[6:]), 1 << 31)
+            self.send_response(200)
+            self.send_header("Content-Length", str(n))
+            self.end_headers()
+            block = bytes(1 << 16)
+            while n > 0:
+                self.wfile.write(block[:min(n, len(block))])
+                n -= min(n, len(block))
+            return
         if self.path == "/stream":
             # A length the stream never reaches: a client cut short knows it was.
             self.send_response(200)
