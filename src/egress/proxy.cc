@@ -934,7 +934,9 @@ int run_proxy(const ProxyOptions& o) {
     return fail(Error::make(errc::invalid_argument, "refusing to run as root: give a user to run as"));
   }
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return fail(Error::from_errno(errno, "prctl(NO_NEW_PRIVS)"));
+#ifndef __SANITIZE_ADDRESS__  // LeakSanitizer's exit check ptraces the process from a task of its own
   (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+#endif
   spdlog::info("egress: proxy on {}, DNS on {}, upstream {}", e.listen_text, e.dns_text.empty() ? "-" : e.dns_text,
                e.resolver().servers());
   if (auto r = policy::install_seccomp(*prog); !r) return fail(r.error());
