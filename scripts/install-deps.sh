@@ -10,11 +10,15 @@ packages=(
   libboost1.81-dev libseccomp-dev libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev
   nlohmann-json3-dev libssl-dev libarchive-dev libprotobuf-dev protobuf-compiler
   libzmq3-dev cppzmq-dev libtomlplusplus-dev
+  # brig-egress: name resolution (c-ares), DNS messages (ldns)
+  libc-ares-dev libldns-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # rootfs builds and peers for the benchmarks
   mmdebstrap debian-archive-keyring bubblewrap runc crun
   # tests
   iproute2 procps psmisc python3-pytest
+  # egress tests: the namespaces' firewall, HTTP and TLS clients, the test CA
+  nftables curl openssl
 )
 # Test clients are npm packages; use the machine's Node if it has one (Debian's nodejs and npm
 # packages conflict with NodeSource builds).
