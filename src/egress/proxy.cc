@@ -79,8 +79,10 @@ Result<Fd> bound_socket(int type, const tcp::endpoint& ep) {
   sin.sin_family = AF_INET;
   sin.sin_port = htons(ep.port());
   sin.sin_addr.s_addr = htonl(ep.address().to_v4().to_uint());
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0)  // SAFETY: sockaddr_in
-    return Error::from_errno(errno, "bind(" + ep.address().to_string() + ":" + std::to_string(ep.port()) + ")");
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0) {  // SAFETY: sockaddr_in
+    const int err = errno;  // before the message is built
+    return Error::from_errno(err, "bind(" + ep.address().to_string() + ":" + std::to_string(ep.port()) + ")");
+  }
   if (type == SOCK_STREAM && ::listen(fd.get(), 1024) != 0) return Error::from_errno(errno, "listen");
   return fd;
 }
@@ -514,11 +516,21 @@ Result<> Egress::bind(const ProxyOptions& o) {
   if (ec) return Error::make(errc::unsupported, "acceptor: " + ec.message());
   if (!o.dns_listen.empty()) {
     BRIG_TRY_ASSIGN(dep, parse_endpoint(o.dns_listen));
-    BRIG_TRY_ASSIGN(ufd, bound_socket(SOCK_DGRAM, dep));
-    dns_text = local_text(ufd.get());
-    // TCP on the same port as UDP (port 0: the one UDP got).
-    BRIG_TRY_ASSIGN(actual, parse_endpoint(dns_text));
-    BRIG_TRY_ASSIGN(tfd, bound_socket(SOCK_STREAM, actual));
+    // TCP on the same port as UDP. With port 0 the port UDP got may be taken for TCP: try
+    // another (a bounded number of times).
+    Fd ufd, tfd;
+    for (int attempt = 0;; ++attempt) {
+      BRIG_TRY_ASSIGN(u, bound_socket(SOCK_DGRAM, dep));
+      dns_text = local_text(u.get());
+      BRIG_TRY_ASSIGN(actual, parse_endpoint(dns_text));
+      auto t = bound_socket(SOCK_STREAM, actual);
+      if (t) {
+        ufd = std::move(u);
+        tfd = std::move(*t);
+        break;
+      }
+      if (dep.port() != 0 || t.error().sys_errno() != EADDRINUSE || attempt == 15) return t.error();
+    }
     dns_udp_.assign(udp::v4(), ufd.release(), ec);
     if (!ec) dns_tcp_.assign(tcp::v4(), tfd.release(), ec);
     if (ec) return Error::make(errc::unsupported, "DNS sockets: " + ec.message());
