@@ -1,6 +1,7 @@
 #include "server/http.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -16,6 +17,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
+#include <cctype>
 #include <condition_variable>
 #include <cstring>
 #include <limits>
@@ -70,6 +72,8 @@ constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 // A tunnel's buffer, one per direction while bytes flow (none while that side is quiet). It
 // also bounds the first response head a tunnel reads to learn its status.
 constexpr size_t kRelayBuffer = 64 * 1024;
+// The pipe a tunnel's direction splices through (kernel memory, while bytes flow).
+constexpr int kRelayPipe = 256 * 1024;
 
 class Conn;
 
@@ -168,6 +172,11 @@ struct Relay {
     size_t len = 0;               // bytes in buf (the response head being read, downstream)
     std::string pending;          // written before anything else (the request head upstream)
     bool ended = false;           // `from` ended and the end was passed on
+    // Once no head is being read, bytes move by splice(2) through a pipe, never through user
+    // space; the pipe exists while bytes flow (closed while `from` is quiet).
+    Fd pipe_r, pipe_w;
+    size_t in_pipe = 0;
+    bool copy = false;            // splice refused (not a socket that supports it): copy instead
   };
   explicit Relay(net::io_context& io) : upstream(io), idle(io) {}
 
@@ -177,10 +186,12 @@ struct Relay {
   net::steady_timer idle;
   Clock::time_point last = Clock::now();  // the last byte either way
   bool one_exchange = false;
-  // The response heads downstream are read (up to kRelayBuffer) until the first final one, for
-  // its status and, with one_exchange, to tell the client the connection ends with it.
-  bool watching = true;
-  int status = 0;  // the first final response's status; 0 while unknown (or not HTTP)
+  // one_exchange: the response heads downstream are parsed (Beast, up to kRelayBuffer) until
+  // the first final one, to tell the client the connection ends with it. Otherwise nothing the
+  // upstream sends is parsed: the status is read off the first bytes for the log, if there.
+  bool watching = false;
+  bool peeked = false;
+  int status = 0;  // the first (final) response's status; 0 when unknown (or not HTTP)
   Request log;     // what the logger is told: method, path, id, remote
   Clock::time_point started;
 };
@@ -228,6 +239,8 @@ class Conn : public std::enable_shared_from_this<Conn> {
   void disarm();
   void begin_relay(std::shared_ptr<Relay> relay);
   void relay_pump(Relay::Direction& d);
+  void relay_splice(Relay::Direction& d);
+  void relay_peek_status();
   void relay_write(Relay::Direction& d, size_t n);
   void relay_watch(Relay::Direction& d);
   void relay_ended(Relay::Direction& d);
@@ -611,6 +624,8 @@ void Conn::relay_pump(Relay::Direction& d) {
     });
     return;
   }
+  if (!d.copy && d.len == 0 && !(&d == &relay_->down && relay_->watching)) return relay_splice(d);
+  if (&d == &relay_->down && !relay_->watching && !relay_->peeked) relay_peek_status();
   if (!d.buf) d.buf = std::make_unique<char[]>(kRelayBuffer);
   error_code ec;
   size_t n = d.from->read_some(net::buffer(d.buf.get() + d.len, kRelayBuffer - d.len), ec);
@@ -635,6 +650,76 @@ void Conn::relay_pump(Relay::Direction& d) {
   d.len += n;
   if (&d == &relay_->down && relay_->watching) return relay_watch(d);
   relay_write(d, d.len);
+}
+
+void Conn::relay_splice(Relay::Direction& d) {
+  const int from = d.from->native_handle(), to = d.to->native_handle();
+  for (;;) {
+    if (state_ != State::tunneling) return;
+    if (&d == &relay_->down && !relay_->peeked) relay_peek_status();
+    // What is in the pipe goes out first.
+    while (d.in_pipe > 0) {
+      ssize_t n = ::splice(d.pipe_r.get(), nullptr, to, nullptr, d.in_pipe, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+      if (n > 0) {
+        d.in_pipe -= static_cast<size_t>(n);
+        relay_->last = Clock::now();
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {  // the receiver is slow: wait for room
+        d.to->async_wait(tcp::socket::wait_write, [self = shared_from_this(), &d](error_code e) {
+          if (self->state_ != State::tunneling) return;
+          if (e) return self->close();
+          self->relay_splice(d);
+        });
+        return;
+      }
+      return close();
+    }
+    if (!d.pipe_r) {
+      int p[2];
+      if (::pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) return close();
+      d.pipe_r.reset(p[0]);
+      d.pipe_w.reset(p[1]);
+      ::fcntl(p[1], F_SETPIPE_SZ, kRelayPipe);  // best effort: the default (64 KiB) works too
+    }
+    ssize_t n = ::splice(from, nullptr, d.pipe_w.get(), nullptr, kRelayPipe, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+    if (n > 0) {
+      d.in_pipe = static_cast<size_t>(n);
+      relay_->last = Clock::now();
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      // Quiet: no pipe held while waiting.
+      d.pipe_r.reset();
+      d.pipe_w.reset();
+      d.from->async_wait(tcp::socket::wait_read, [self = shared_from_this(), &d](error_code e) {
+        if (self->state_ != State::tunneling) return;
+        if (e) return self->close();
+        self->relay_splice(d);
+      });
+      return;
+    }
+    if (n < 0 && errno == EINVAL) {  // this pair cannot be spliced: copy through the buffer
+      d.copy = true;
+      return relay_pump(d);
+    }
+    if (n == 0) return relay_ended(d);
+    return close();
+  }
+}
+
+void Conn::relay_peek_status() {
+  // "HTTP/1.x NNN", if the first bytes the upstream sent (not taken off the socket) say so.
+  char b[12];
+  ssize_t n = ::recv(relay_->upstream.native_handle(), b, sizeof b, MSG_PEEK | MSG_DONTWAIT);
+  if (n <= 0) return;  // nothing yet: asked again when there is
+  relay_->peeked = true;
+  std::string_view v(b, static_cast<size_t>(n));
+  if (n == 12 && v.starts_with("HTTP/1.") && v[8] == ' ' && std::isdigit(static_cast<unsigned char>(v[9])) &&
+      std::isdigit(static_cast<unsigned char>(v[10])) && std::isdigit(static_cast<unsigned char>(v[11])))
+    relay_->status = (v[9] - '0') * 100 + (v[10] - '0') * 10 + (v[11] - '0');
 }
 
 void Conn::relay_write(Relay::Direction& d, size_t n) {
@@ -701,6 +786,8 @@ void Conn::relay_ended(Relay::Direction& d) {
   // One side finished sending: the other is told (a half-close), and may still answer.
   d.ended = true;
   d.buf.reset();
+  d.pipe_r.reset();
+  d.pipe_w.reset();
   error_code ignored;
   d.to->shutdown(tcp::socket::shutdown_send, ignored);
   if (relay_->up.ended && relay_->down.ended) close();
@@ -928,6 +1015,7 @@ void Conn::open_tunnel() {
   if (!t.upstream) return answer(t.refusal, ex.parser.is_done() ? After::keep : After::linger);
   auto relay = std::make_unique<Relay>(srv_.loop.io());
   relay->one_exchange = t.one_exchange;
+  relay->watching = t.one_exchange;
   relay->started = ex.started;
   relay->log.method = ex.req.method;
   relay->log.path = ex.req.path;

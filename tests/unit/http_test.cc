@@ -847,6 +847,22 @@ TEST(Tunnel, KeepAliveRequestsAndAChunkedBodyGoThroughAsTheyAre) {
   ::close(u);
 }
 
+TEST(Tunnel, APlainTunnelParsesNothingTheUpstreamSendsAndHoldsNothingBack) {
+  Upstream up;
+  TestServer ts(tunnel_to(up.port));
+  Client c(ts.port);
+  ASSERT_TRUE(c.get("/"));
+  int u = up.accept();
+  ASSERT_GE(u, 0);
+  ASSERT_FALSE(recv_until(u, "\r\n\r\n").empty());
+  // Half a head, then a byte at a time: each part reaches the client as it comes.
+  ASSERT_TRUE(send_all(u, "HTTP/1.1 200 OK\r\nX-Slow: "));
+  EXPECT_EQ(recv_until(c.fd(), "X-Slow: ", SIZE_MAX, 2s), "HTTP/1.1 200 OK\r\nX-Slow: ");
+  ASSERT_TRUE(send_all(u, "1"));
+  EXPECT_EQ(recv_until(c.fd(), "1", SIZE_MAX, 2s), "1");
+  ::close(u);
+}
+
 TEST(Tunnel, AHalfCloseIsPassedOnAndTheOtherSideMayStillAnswer) {
   Upstream up;
   TestServer ts(tunnel_to(up.port));
