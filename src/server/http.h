@@ -8,6 +8,8 @@
 // answer, a Stream write or a BodyReader read straight on the socket while it can, and hands the
 // wait to the loop when it cannot: a full send buffer (backpressure: the handler waits) or an
 // empty receive buffer, each wait bounded by the read timeout. Every body has a size cap.
+// A tunnel route (a sandbox's port) hands its connection to the loop as a byte tunnel to an
+// upstream socket (see Tunnel).
 //
 // Thread safety: listen/run/stop from any thread but the loop's and the pool's; the Router and
 // handlers run on pool threads, concurrently; a Stream or BodyReader belongs to the one handler
