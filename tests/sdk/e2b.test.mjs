@@ -481,6 +481,16 @@ test(`${sdkName}: ports: a WebSocket echo through getHost(port)`, async () => {
   const closed = new Promise((resolve) => (ws.onclose = (e) => resolve(e.code)))
   ws.close(1000)
   assert.equal(await closed, 1000)
+  // A WebSocket open when the sandbox is killed ends (its server and connection are gone).
+  const second = new UWebSocket(`ws://${s.getHost(8000)}/ws`, { dispatcher: loopback })
+  await new Promise((resolve, reject) => {
+    second.onopen = resolve
+    second.onerror = reject
+  })
+  const ended = new Promise((resolve) => (second.onclose = (e) => resolve(e.code)))
+  await s.kill()
+  const code = await Promise.race([ended, new Promise((r) => setTimeout(() => r('still open after 10 s'), 10_000))])
+  assert.equal(code, 1006)  // closed without a close frame
 })
 
 test(`${sdkName}: ports: allowPublicTraffic false wants the traffic token on every port but envd's`, async () => {
