@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "base/result.h"
+#include "core/ingress.h"
 
 namespace brig::core {
 
@@ -35,13 +36,19 @@ class KeyStore {
 };
 
 // What the daemon must remember about its sandboxes across restarts (to re-adopt them): the
-// envd access token and the template. In the state dir's database, like the key hashes.
+// envd access token, the template and the ingress rules. In the state dir's database, like the
+// key hashes.
 class DaemonState {
  public:
+  struct Saved {
+    std::string token;
+    std::string template_name;
+    Ingress ingress;
+  };
   static Result<std::unique_ptr<DaemonState>> open(const std::string& state_dir);
   ~DaemonState();
-  void save(const std::string& id, const std::string& token, const std::string& template_name);
-  std::optional<std::pair<std::string, std::string>> load(const std::string& id);  // token, template
+  void save(const std::string& id, const Saved& saved);
+  std::optional<Saved> load(const std::string& id);
   void forget(const std::string& id);
 
  private:

@@ -13,6 +13,7 @@
 
 #include "base/util.h"
 #include "sandbox/sandbox.h"
+#include "core/ingress.h"
 #include "core/process_hub.h"
 #include "store/template_store.h"
 
@@ -27,6 +28,7 @@ struct Live {
   std::string traffic_token() const { return sha256_hex("brig-traffic|" + access_token).substr(0, 32); }
   store::TemplateInfo tpl;
   std::map<std::string, std::string> env;
+  Ingress ingress;
   std::mutex mu;
   std::map<int, std::shared_ptr<ProcessHub>> processes;
   std::map<std::string, uint64_t> watchers;  // polling watchers: id -> watch id

@@ -118,6 +118,7 @@ void report_step(int sock, const isolate::StepResult& step) {
   config.listener = std::move(listener);
   config.kernels.assign(req.kernels().begin(), req.kernels().end());
   config.limits = req.limits();
+  config.host_network = req.share_host_network();
   init::run_init(std::move(sock), std::move(config));
 }
 

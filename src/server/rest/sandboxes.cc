@@ -23,6 +23,14 @@ json sandbox_json(const Context& ctx, const core::Live& l) {
               {"trafficAccessToken", l.traffic_token()}, {"domain", ctx.domain.empty() ? json(nullptr) : json(ctx.domain)}};
 }
 
+// E2B's SandboxNetworkConfig as far as brig keeps it: the ingress rules.
+json network_json(const std::shared_ptr<core::Live>& l) {
+  if (!l) return json(nullptr);
+  json out = {{"allowPublicTraffic", l->ingress.allow_public_traffic}};
+  if (!l->ingress.mask_request_host.empty()) out["maskRequestHost"] = l->ingress.mask_request_host;
+  return out;
+}
+
 // What get and list return (E2B's SandboxDetail / ListedSandbox).
 json detail_json(const Context& ctx, const sandbox::SandboxInfo& s) {
   return {{"sandboxID", s.id},
@@ -36,7 +44,9 @@ json detail_json(const Context& ctx, const sandbox::SandboxInfo& s) {
           {"memoryMB", s.memory_bytes >> 20},
           {"diskSizeMB", s.disk_bytes >> 20},
           {"envdVersion", kEnvdVersion},
-          {"metadata", s.metadata}};
+          {"metadata", s.metadata},
+          {"domain", ctx.domain.empty() ? json(nullptr) : json(ctx.domain)},
+          {"network", network_json(ctx.core.live(s.id))}};
 }
 
 json metric_json(const core::Metric& m) {
@@ -77,6 +87,19 @@ Result<core::CreateSandbox> parse_create(const std::string& raw) {
     int64_t t = body["timeout"].get<int64_t>();
     if (t < 1 || t > int64_t{config::bounds::sandbox_max_lifetime_s.max}) return bad("timeout must be between 1 and " + std::to_string(config::bounds::sandbox_max_lifetime_s.max) + " seconds");
     cmd.timeout = std::chrono::seconds(t);
+  }
+  // E2B's network config: its ingress half (allowPublicTraffic, maskRequestHost) is brig's.
+  if (body.contains("network") && !body["network"].is_null()) {
+    const json& net = body["network"];
+    if (!net.is_object()) return bad("network must be an object");
+    if (net.contains("allowPublicTraffic") && !net["allowPublicTraffic"].is_null()) {
+      if (!net["allowPublicTraffic"].is_boolean()) return bad("network.allowPublicTraffic must be a boolean");
+      cmd.ingress.allow_public_traffic = net["allowPublicTraffic"].get<bool>();
+    }
+    if (net.contains("maskRequestHost") && !net["maskRequestHost"].is_null()) {
+      if (!net["maskRequestHost"].is_string()) return bad("network.maskRequestHost must be a string");
+      cmd.ingress.mask_request_host = net["maskRequestHost"].get<std::string>();
+    }
   }
   for (auto [field, target] : {std::pair{"metadata", &cmd.metadata}, std::pair{"envVars", &cmd.env}}) {
     if (!body.contains(field) || body[field].is_null()) continue;
