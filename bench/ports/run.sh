@@ -26,7 +26,9 @@ state=${BRIG_TEMPLATE_STATE_DIR:-${BRIG_CACHE_DIR:-/var/cache/brig}/state}
 port=$((20000 + RANDOM % 20000))
 host_port=$((port + 1))
 log=$(mktemp /tmp/brig-ports-serve-XXXXXX.log)
-"$brig" --state-dir "$state" serve --listen "127.0.0.1:$port" --pool 1 >"$log" 2>&1 &
+# The sandbox may use every core, as the host server may: the figure is the data plane's, not the
+# CPU quota's (sandbox.cpu_millis is 1 CPU by default).
+"$brig" --state-dir "$state" --set sandbox.cpu_millis=$(($(nproc) * 1000)) serve --listen "127.0.0.1:$port" --pool 1 >"$log" 2>&1 &
 daemon=$!
 peer=
 id=
@@ -83,7 +85,7 @@ cpu=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)
   echo
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); brig $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')"
   echo "- machine: $(uname -sr) $(uname -m), $(nproc) cores ($cpu); load average $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "- server: brig-port-bench serve (static; a process per connection), in a \`base\` sandbox on port 8000 and on the host"
+  echo "- server: brig-port-bench serve (static; a process per connection), in a \`base\` sandbox on port 8000 (its CPU quota: all $(nproc) cores) and on the host"
   echo "- client: brig-port-bench client, one kept-alive HTTP/1.1 connection; brig: 127.0.0.1:$port with Host <port>-<id>.localhost (getHost), direct: the host's server on 127.0.0.1"
   echo "- $RUNS transfers of $MB MiB per row, interleaved with the other path; latency: $SMALL requests of 1 byte in a row"
   echo

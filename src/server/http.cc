@@ -173,7 +173,7 @@ struct Relay {
     std::string pending;          // written before anything else (the request head upstream)
     bool ended = false;           // `from` ended and the end was passed on
     // Once no head is being read, bytes move by splice(2) through a pipe, never through user
-    // space; the pipe exists while bytes flow (closed while `from` is quiet).
+    // space; the pipe is made when the first bytes come and kept until the direction ends.
     Fd pipe_r, pipe_w;
     size_t in_pipe = 0;
     bool copy = false;            // splice refused (not a socket that supports it): copy instead
@@ -691,9 +691,8 @@ void Conn::relay_splice(Relay::Direction& d) {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      // Quiet: no pipe held while waiting.
-      d.pipe_r.reset();
-      d.pipe_w.reset();
+      // Nothing to read (the pipe is empty): wait. The pipe is kept, empty (no pages, a few
+      // hundred bytes of kernel memory), since making one per burst costs four calls.
       d.from->async_wait(tcp::socket::wait_read, [self = shared_from_this(), &d](error_code e) {
         if (self->state_ != State::tunneling) return;
         if (e) return self->close();

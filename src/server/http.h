@@ -91,7 +91,7 @@ class BodyReader {
 // What a tunnel route (Route::tunnel) hands the connection over to: an upstream socket (a
 // sandbox's port). The request head goes upstream re-serialized (with `host` as its Host, if
 // set), then whatever the client sent after it; from then on bytes flow both ways as they come,
-// on the loop, through one bounded buffer per direction (none while a side is quiet), until
+// on the loop, by splice(2) through one bounded pipe per direction (no user-space copy), until
 // both sides have closed (a half-close is passed on), either fails, or no byte moved either way
 // for the idle timeout. Keep-alive, chunked bodies and WebSocket upgrades pass through
 // untouched, and the router is not asked again for later requests on that connection: it

