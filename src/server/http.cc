@@ -240,7 +240,8 @@ class Conn : public std::enable_shared_from_this<Conn> {
   void begin_relay(std::shared_ptr<Relay> relay);
   void relay_pump(Relay::Direction& d);
   void relay_splice(Relay::Direction& d);
-  void relay_peek_status();
+  bool relay_peek_status();
+  void relay_await(Relay::Direction& d);  // pump `d` again when its side can be read
   void relay_write(Relay::Direction& d, size_t n);
   void relay_watch(Relay::Direction& d);
   void relay_ended(Relay::Direction& d);
@@ -625,18 +626,13 @@ void Conn::relay_pump(Relay::Direction& d) {
     return;
   }
   if (!d.copy && d.len == 0 && !(&d == &relay_->down && relay_->watching)) return relay_splice(d);
-  if (&d == &relay_->down && !relay_->watching && !relay_->peeked) relay_peek_status();
+  if (&d == &relay_->down && !relay_->watching && !relay_->peeked && !relay_peek_status()) return relay_await(d);
   if (!d.buf) d.buf = std::make_unique<char[]>(kRelayBuffer);
   error_code ec;
   size_t n = d.from->read_some(net::buffer(d.buf.get() + d.len, kRelayBuffer - d.len), ec);
   if (ec == net::error::would_block || ec == net::error::try_again) {
     if (d.len == 0) d.buf.reset();  // a quiet side holds no buffer
-    d.from->async_wait(tcp::socket::wait_read, [self = shared_from_this(), &d](error_code e) {
-      if (self->state_ != State::tunneling) return;
-      if (e) return self->close();
-      self->relay_pump(d);
-    });
-    return;
+    return relay_await(d);
   }
   if (ec == net::error::eof) {
     if (d.len > 0) {  // a response head that never completed: passed on as it is, then the end
@@ -656,7 +652,7 @@ void Conn::relay_splice(Relay::Direction& d) {
   const int from = d.from->native_handle(), to = d.to->native_handle();
   for (;;) {
     if (state_ != State::tunneling) return;
-    if (&d == &relay_->down && !relay_->peeked) relay_peek_status();
+    if (&d == &relay_->down && !relay_->peeked && !relay_peek_status()) return relay_await(d);
     // What is in the pipe goes out first.
     while (d.in_pipe > 0) {
       ssize_t n = ::splice(d.pipe_r.get(), nullptr, to, nullptr, d.in_pipe, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
@@ -709,16 +705,29 @@ void Conn::relay_splice(Relay::Direction& d) {
   }
 }
 
-void Conn::relay_peek_status() {
+bool Conn::relay_peek_status() {
   // "HTTP/1.x NNN", if the first bytes the upstream sent (not taken off the socket) say so.
+  // False while nothing has come: the caller waits instead of reading, or bytes arriving
+  // between this look and its read would go by unseen.
   char b[12];
   ssize_t n = ::recv(relay_->upstream.native_handle(), b, sizeof b, MSG_PEEK | MSG_DONTWAIT);
-  if (n <= 0) return;  // nothing yet: asked again when there is
-  relay_->peeked = true;
+  if (n < 0 && errno == EINTR) return relay_peek_status();
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
+  relay_->peeked = true;  // bytes, the end, or an error the read will report
+  if (n <= 0) return true;
   std::string_view v(b, static_cast<size_t>(n));
   if (n == 12 && v.starts_with("HTTP/1.") && v[8] == ' ' && std::isdigit(static_cast<unsigned char>(v[9])) &&
       std::isdigit(static_cast<unsigned char>(v[10])) && std::isdigit(static_cast<unsigned char>(v[11])))
     relay_->status = (v[9] - '0') * 100 + (v[10] - '0') * 10 + (v[11] - '0');
+  return true;
+}
+
+void Conn::relay_await(Relay::Direction& d) {
+  d.from->async_wait(tcp::socket::wait_read, [self = shared_from_this(), &d](error_code e) {
+    if (self->state_ != State::tunneling) return;
+    if (e) return self->close();
+    self->relay_pump(d);
+  });
 }
 
 void Conn::relay_write(Relay::Direction& d, size_t n) {
