@@ -12,11 +12,15 @@ packages=(
   libzmq3-dev cppzmq-dev libtomlplusplus-dev
   # sandbox networking: veth/addresses/routes (rtnetlink), the host firewall, conntrack
   libnl-route-3-dev libnftables-dev libnetfilter-conntrack-dev libmnl-dev nftables
+  # brig-egress: name resolution (c-ares), DNS messages (ldns)
+  libc-ares-dev libldns-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # rootfs builds and peers for the benchmarks
   mmdebstrap debian-archive-keyring bubblewrap runc crun
   # tests
   iproute2 procps psmisc python3-pytest
+  # egress tests: the namespaces' firewall, HTTP and TLS clients, the test CA
+  nftables curl openssl
 )
 # Test clients are npm packages; use the machine's Node if it has one (Debian's nodejs and npm
 # packages conflict with NodeSource builds).

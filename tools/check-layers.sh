@@ -20,11 +20,13 @@ declare -A allowed=(
   [store]="base config sys sandbox"
   # The core service: typed commands over the engine and the store; no HTTP.
   [core]="base config sys sandbox store"
+  # brig-egress: the egress proxy's own process (policy: its seccomp allowlist); never the core.
+  [egress]="base config sys policy"
   [client]="base config"
   [mcp]="base config client"
   # The daemon's adapters over the core (and the MCP it hosts).
-  [server]="base config sys sandbox store core client mcp envd"
-  [cli]="base config sys isolate policy sandbox store core client mcp server"
+  [server]="base config sys sandbox store core client mcp envd egress"
+  [cli]="base config sys isolate policy sandbox store core client mcp server egress"
 )
 # Host folders that may include these headers of a layer they may not otherwise see.
 declare -A entry_points=([init]="init/init.h")

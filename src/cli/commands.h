@@ -42,5 +42,6 @@ Runner add_key(CLI::App& app, Globals& globals);
 Runner add_sandbox(CLI::App& app, Globals& globals);
 Runner add_files(CLI::App& app, Globals& globals);
 Runner add_mcp(CLI::App& app, Globals& globals);
+Runner add_egress(CLI::App& app, Globals& globals);
 
 }  // namespace brig::cli

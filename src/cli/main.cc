@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
       brig::cli::add_sandbox(app, globals),
       brig::cli::add_files(app, globals),
       brig::cli::add_mcp(app, globals),
+      brig::cli::add_egress(app, globals),
   };
   try {
     app.parse(argc, argv);

@@ -95,6 +95,7 @@ int serve(const ServeArgs& a, const Globals& g) {
   opts.http.max_connections = c.server.max_connections;
   opts.http.read_timeout = std::chrono::seconds(c.server.read_timeout_s);
   opts.http.idle_timeout = std::chrono::seconds(c.server.idle_timeout_s);
+  opts.http.tunnel_idle_timeout = std::chrono::seconds(c.server.port_idle_timeout_s);
   opts.domain = c.server.domain;
   opts.pool_size = c.server.pool_size;
   opts.config = c;

@@ -64,9 +64,14 @@ size_t KeyStore::count() {
 Result<std::unique_ptr<DaemonState>> DaemonState::open(const std::string& state_dir) {
   BRIG_TRY_ASSIGN(handle, db::open(state_dir + "/brig.db",
                                     "CREATE TABLE IF NOT EXISTS daemon_sandboxes (id TEXT PRIMARY KEY, token TEXT NOT "
-                                    "NULL, template TEXT NOT NULL, network TEXT NOT NULL DEFAULT '');"));
-  // A database made before sandboxes had networks (a racing process may have added it: same).
-  sqlite3_exec(handle, "ALTER TABLE daemon_sandboxes ADD COLUMN network TEXT NOT NULL DEFAULT '';", nullptr, nullptr, nullptr);
+                                    "NULL, template TEXT NOT NULL);"));
+  // Columns that came later: a database of an older brig gets them here (the error when they
+  // exist already is expected and ignored).
+  for (const char* column : {"public_traffic INTEGER NOT NULL DEFAULT 1", "mask_host TEXT NOT NULL DEFAULT ''",
+                             "network TEXT NOT NULL DEFAULT ''"}) {
+    std::string sql = std::string("ALTER TABLE daemon_sandboxes ADD COLUMN ") + column + ";";
+    sqlite3_exec(db(handle), sql.c_str(), nullptr, nullptr, nullptr);
+  }
   return std::unique_ptr<DaemonState>(new DaemonState(handle));
 }
 
@@ -74,12 +79,16 @@ DaemonState::~DaemonState() { sqlite3_close(db(db_)); }
 
 void DaemonState::save(const std::string& id, const Saved& saved) {
   sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(db(db_), "INSERT OR REPLACE INTO daemon_sandboxes (id, token, template, network) VALUES (?, ?, ?, ?);",
+  sqlite3_prepare_v2(db(db_),
+                     "INSERT OR REPLACE INTO daemon_sandboxes (id, token, template, public_traffic, mask_host, network) "
+                     "VALUES (?, ?, ?, ?, ?, ?);",
                      -1, &st, nullptr);
   sqlite3_bind_text(st, 1, id.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_bind_text(st, 2, saved.token.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_bind_text(st, 3, saved.template_name.c_str(), -1, SQLITE_TRANSIENT);
-  sqlite3_bind_text(st, 4, saved.network.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int(st, 4, saved.ingress.allow_public_traffic ? 1 : 0);
+  sqlite3_bind_text(st, 5, saved.ingress.mask_request_host.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 6, saved.network.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_step(st);
   sqlite3_finalize(st);
 }
@@ -95,14 +104,22 @@ void DaemonState::save_network(const std::string& id, const std::string& network
 
 std::optional<DaemonState::Saved> DaemonState::load(const std::string& id) {
   sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(db(db_), "SELECT token, template, network FROM daemon_sandboxes WHERE id = ?;", -1, &st, nullptr);
+  sqlite3_prepare_v2(db(db_), "SELECT token, template, public_traffic, mask_host, network FROM daemon_sandboxes WHERE id = ?;", -1,
+                     &st, nullptr);
   sqlite3_bind_text(st, 1, id.c_str(), -1, SQLITE_TRANSIENT);
   std::optional<Saved> out;
-  auto text = [st](int col) {
-    const unsigned char* t = sqlite3_column_text(st, col);
-    return t ? std::string(reinterpret_cast<const char*>(t)) : std::string();  // SAFETY: SQLite text
-  };
-  if (sqlite3_step(st) == SQLITE_ROW) out = Saved{text(0), text(1), text(2)};
+  if (sqlite3_step(st) == SQLITE_ROW) {
+    auto text = [st](int col) {
+      const unsigned char* t = sqlite3_column_text(st, col);
+      return t ? std::string(reinterpret_cast<const char*>(t)) : std::string();  // SAFETY: SQLite text
+    };
+    out.emplace();
+    out->token = text(0);
+    out->template_name = text(1);
+    out->ingress.allow_public_traffic = sqlite3_column_int(st, 2) != 0;
+    out->ingress.mask_request_host = text(3);
+    out->network = text(4);
+  }
   sqlite3_finalize(st);
   return out;
 }

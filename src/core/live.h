@@ -14,6 +14,7 @@
 #include "base/util.h"
 #include "sandbox/sandbox.h"
 #include "core/network.h"
+#include "core/ingress.h"
 #include "core/process_hub.h"
 #include "store/template_store.h"
 
@@ -28,6 +29,7 @@ struct Live {
   std::string traffic_token() const { return sha256_hex("brig-traffic|" + access_token).substr(0, 32); }
   store::TemplateInfo tpl;
   std::map<std::string, std::string> env;
+  Ingress ingress;
   std::mutex mu;
   NetworkConfig network;  // its egress configuration as given (guarded by mu)
   std::mutex network_mu;  // held while its network policy changes

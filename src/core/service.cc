@@ -110,6 +110,7 @@ void Service::adopt() {
     auto saved = state_->load(id);
     l->access_token = saved ? saved->token : new_sandbox_id() + new_sandbox_id();
     if (saved && !saved->network.empty()) l->network = network_from_text(saved->network);
+    if (saved) l->ingress = saved->ingress;
     auto tpl = store_.find(saved ? saved->template_name : info->template_name);
     if (tpl && *tpl) l->tpl = **tpl;
     else l->tpl.name = info->template_name;
@@ -123,7 +124,7 @@ void Service::add_live(std::shared_ptr<Live> l) {
   // The first CPU window starts when the daemon hands the sandbox out, not when it was made
   // (a pooled sandbox used CPU before: its kernel's start, for one).
   if (auto u = l->sandbox->usage()) l->cpu = {steady_ms(), u->cpu_usage_ns, 0};
-  state_->save(l->id, {l->access_token, l->tpl.name, network_to_text(l->network)});
+  state_->save(l->id, {l->access_token, l->tpl.name, l->ingress, network_to_text(l->network)});
   // Its end wakes the reaper (without an event loop, the sweep finds it).
   (void)l->sandbox->on_gone([w = waker_] { w->wake(); });
   std::lock_guard lock(mu_);
@@ -162,6 +163,7 @@ void Service::record_create(double ms) {
 Result<std::shared_ptr<Live>> Service::create(const CreateSandbox& cmd) {
   auto started = std::chrono::steady_clock::now();
   BRIG_TRY_ASSIGN(timeout, check_timeout(cmd.timeout.value_or(std::chrono::seconds(options_.config.sandbox.lifetime_s))));
+  BRIG_TRY(validate_ingress(cmd.ingress));
   std::string ref = cmd.template_ref.empty() ? "base" : cmd.template_ref;
   if (auto slash = ref.find('/'); slash != std::string::npos) ref = ref.substr(slash + 1);
   LoggedBuild progress;
@@ -201,6 +203,7 @@ Result<std::shared_ptr<Live>> Service::create(const CreateSandbox& cmd) {
   l->tpl = *tpl;
   l->env = spec.env;
   l->network = network;
+  l->ingress = cmd.ingress;
   add_live(l);
   ++metrics_.creates;
   record_create(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count());

@@ -45,6 +45,7 @@ struct CreateSandbox {
   // brig-wide default ([network]) when given.
   std::optional<bool> allow_internet_access;
   std::optional<NetworkConfig> network;  // its lists only
+  Ingress ingress;
 };
 
 struct ListSandboxes {
@@ -78,6 +79,23 @@ struct Counters {
   double create_ms_sum = 0;
   std::map<std::string, uint64_t> errors_by_route;
 };
+
+// A connection to one of a sandbox's ports, for the data plane (ports.cc).
+struct OpenPort {
+  uint16_t port = 0;          // 1..65535; not envd's (the daemon serves it)
+  std::string traffic_token;  // the client's e2b-traffic-access-token header, "" if none
+};
+struct PortConnection {
+  Fd socket;                        // connected to the port inside the sandbox
+  std::optional<std::string> host;  // the Host header to send instead of the client's
+};
+// The data plane's name for the header a private sandbox's ports want (E2B's).
+inline constexpr const char* kTrafficTokenHeader = "e2b-traffic-access-token";
+inline constexpr uint16_t kEnvdPort = 49983;
+// A masked Host is a DNS name and a port (253 + 6 bytes) with room to spare.
+inline constexpr size_t kMaxMaskRequestHostBytes = 512;
+// A create's ingress rules: a bounded mask of visible ASCII (it becomes a header value).
+Result<> validate_ingress(const Ingress& ingress);
 
 // A process to start: what to run and, optionally, when to kill it (Connect-Timeout-Ms).
 struct StartProcess {
@@ -130,6 +148,13 @@ class Service {
   Counters counters();
   void count_http_error(const std::string& route);
   void count_streamed(uint64_t bytes) { metrics_.bytes_streamed += bytes; }
+
+  // -- ports (ports.cc)
+  // Checks the traffic token (a sandbox created with allow_public_traffic false), then connects
+  // to the port on the sandbox's loopback, waiting at most server.port_connect_timeout_ms. A
+  // missing or wrong token is EACCES (403), a closed port ECONNREFUSED (502), a listener that
+  // does not accept ETIMEDOUT (504).
+  Result<PortConnection> open_port(Live& live, const OpenPort& req);
 
   // -- processes (processes.cc)
   Result<std::shared_ptr<ProcessHub>> start_process(Live& live, StartProcess cmd);

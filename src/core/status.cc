@@ -65,6 +65,12 @@ Status classify(const Error& e) {
     case EMFILE:
     case ENFILE: return Status::resource_exhausted;
     case ETIMEDOUT: return Status::deadline_exceeded;
+    // A sandbox's port with nothing behind it (the data plane's connection to it).
+    case ECONNREFUSED:
+    case ECONNRESET:
+    case ENETUNREACH:
+    case EHOSTUNREACH:
+    case EADDRNOTAVAIL: return Status::bad_gateway;
     default: return Status::internal;
   }
   if (e.is(errc::invalid_argument)) return Status::invalid_argument;

@@ -26,7 +26,7 @@ enum class Status {
   deadline_exceeded,
   unimplemented,
   unavailable,          // a sandbox-side service is not there (the kernel host went away)
-  bad_gateway,          // a sandbox-side peer answered with something malformed
+  bad_gateway,          // a sandbox-side peer answered with something malformed, or is not there (a closed port)
   internal,             // brig's own failure: logged with its cause
 };
 

@@ -1,5 +1,6 @@
 #include "init/init.h"
 
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
@@ -36,7 +37,8 @@ class Init {
       : control_(std::move(control)),
         listener_(std::move(config.listener)),
         env_(std::move(config.env)),
-        limits_(config.limits) {
+        limits_(config.limits),
+        host_network_(config.host_network) {
     set_metadata_limits(limits_);
     sigset_t mask;
     sigemptyset(&mask);
@@ -97,6 +99,35 @@ class Init {
     // Non-blocking: a kernel host that stopped reading makes this request fail, not brig-init hang.
     BRIG_TRY(sys::send_packet(kernel_host_.control.get(), kernel_host_conn_message(), std::span<const int>(&fd, 1)));
     return ours;
+  }
+
+  // Starts a TCP connection to `port` on the sandbox's own loopback and returns the socket at
+  // once, connected or still connecting: brig-init is single-threaded and never waits for a
+  // peer the sandbox controls (a listener that never accepts would hold it for the SYN
+  // retries). The engine waits for the handshake and reads SO_ERROR. The socket belongs to
+  // this network namespace wherever its fd goes; it is made by the sandbox's root, as a
+  // process of the sandbox could make it.
+  Result<Fd> connect_port(const initpb::ConnectPort& c) const {
+    if (host_network_) return Error::from_errno(EPERM, "connect: this sandbox shares the host's network");
+    if (c.port() == 0 || c.port() > 65535) return Error::make(errc::invalid_argument, "connect: port out of range");
+    Fd sock(::socket(c.ipv6() ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!sock) return Error::from_errno(errno, "socket");
+    int r;
+    if (c.ipv6()) {
+      struct sockaddr_in6 a = {};
+      a.sin6_family = AF_INET6;
+      a.sin6_port = htons(static_cast<uint16_t>(c.port()));
+      a.sin6_addr = in6addr_loopback;
+      r = ::connect(sock.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);  // SAFETY: sockaddr_in6
+    } else {
+      struct sockaddr_in a = {};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(static_cast<uint16_t>(c.port()));
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      r = ::connect(sock.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);  // SAFETY: sockaddr_in
+    }
+    if (r != 0 && errno != EINPROGRESS) return Error::from_errno(errno, "connect");
+    return sock;
   }
 
   void send(const initpb::InitMessage& msg, std::span<const int> fds = {}) {
@@ -252,6 +283,11 @@ class Init {
         fds->push_back(std::move(conn));
         return ok();
       }
+      case initpb::InitRequest::kConnectPort: {
+        BRIG_TRY_ASSIGN(sock, connect_port(req.connect_port()));
+        fds->push_back(std::move(sock));
+        return ok();
+      }
       case initpb::InitRequest::OP_NOT_SET: break;
     }
     return Error::make(errc::invalid_argument, "unknown request");
@@ -377,6 +413,7 @@ class Init {
   Fd control_, listener_, signals_, timer_, inotify_;
   std::map<std::string, std::string> env_;
   const initpb::InitLimits limits_;
+  const bool host_network_;
   KernelHost kernel_host_;
   std::map<int, initpb::ProcessInfo> processes_;
   std::map<int, Watch> watches_;

@@ -28,6 +28,9 @@ struct InitConfig {
   Fd listener;  // persistent sandboxes: accepts a new control connection after the old one closes
   std::vector<std::string> kernels;  // languages whose kernel starts at once (the kernel host)
   initpb::InitLimits limits;  // watches, contexts, archive unpacking, file metadata read back
+  // The sandbox shares the host's network namespace (build sandboxes): its loopback is the
+  // host's, so ConnectPort is refused.
+  bool host_network = false;
 };
 
 [[noreturn]] void run_init(Fd control, InitConfig config);

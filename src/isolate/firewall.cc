@@ -329,13 +329,12 @@ Result<> forget_sandbox_connections(uint32_t index) {
   MnlSocket sock;
   if (!sock.nl) return Error::from_errno(errno, "conntrack: mnl_socket_open");
   if (mnl_socket_bind(sock.nl, 0, MNL_SOCKET_AUTOPID) < 0) return Error::from_errno(errno, "conntrack: mnl_socket_bind");
-  CtPtr ct(nfct_new());
-  if (!ct) return Error::make(errc::limit_exceeded, "nfct_new");
-  nfct_set_attr_u32(ct.get(), ATTR_MARK, connection_mark(index));
+  // The attributes are put directly: nfct_nlmsg_build wants a tuple (EINVAL without one).
   std::vector<char> buf(8192);
   const uint32_t seq = static_cast<uint32_t>(::time(nullptr));
   nlmsghdr* nlh = ct_header(buf.data(), IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, seq);
-  if (nfct_nlmsg_build(nlh, ct.get()) < 0) return Error::from_errno(errno, "conntrack: build");
+  mnl_attr_put_u32(nlh, CTA_MARK, htonl(connection_mark(index)));
+  mnl_attr_put_u32(nlh, CTA_MARK_MASK, htonl(0xffffffffu));
   if (mnl_socket_sendto(sock.nl, nlh, nlh->nlmsg_len) < 0) return Error::from_errno(errno, "conntrack: flush");
   ssize_t n = mnl_socket_recvfrom(sock.nl, buf.data(), buf.size());
   if (n < 0) return Error::from_errno(errno, "conntrack: flush");

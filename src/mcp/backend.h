@@ -145,6 +145,12 @@ struct Unpacked {
   uint64_t entries = 0, bytes = 0;
 };
 
+// Where a sandbox's ports are reached through the daemon's data plane: <port>-<id>.<domain>.
+struct SandboxDomain {
+  std::string domain;           // the daemon's domain, with its port ("localhost:49982")
+  bool public_traffic = true;   // false: the ports want the e2b-traffic-access-token header
+};
+
 struct ApiResponse {
   int status = 0;
   std::string body;
@@ -161,6 +167,7 @@ class Backend {
   virtual Result<std::vector<SandboxRow>> list_sandboxes(const std::map<std::string, std::string>& metadata) = 0;
   virtual Result<> kill_sandbox(const std::string& id) = 0;
   virtual Result<> set_timeout(const std::string& id, int64_t seconds) = 0;
+  virtual Result<SandboxDomain> sandbox_domain(const std::string& id) = 0;
 
   // -- processes. errc::conflict when `cancel` fired (the process is killed then).
   virtual Result<ExecResult> exec(const Exec& req, const OutputFn& on_output, CancelToken* cancel = nullptr) = 0;

@@ -111,6 +111,19 @@ Result<> RemoteBackend::set_timeout(const std::string& id, int64_t seconds) {
   return ok();
 }
 
+Result<SandboxDomain> RemoteBackend::sandbox_domain(const std::string& id) {
+  BRIG_TRY_ASSIGN(r, api_.call("GET", "/sandboxes/" + id));
+  if (r.status == 404) return sandbox_gone(client::api_error(r));
+  if (r.status != 200) return http_error(r);
+  json info = json::parse(r.body, nullptr, false);
+  SandboxDomain out{str(info, "domain"), true};
+  if (out.domain.empty()) return Error::make(errc::protocol, "the daemon did not say its sandboxes' domain");
+  if (info.contains("network") && info["network"].is_object() && info["network"].contains("allowPublicTraffic") &&
+      info["network"]["allowPublicTraffic"].is_boolean())
+    out.public_traffic = info["network"]["allowPublicTraffic"].get<bool>();
+  return out;
+}
+
 Result<ExecResult> RemoteBackend::exec(const Exec& req, const OutputFn& on_output, CancelToken* cancel) {
   client::ExecRequest er;
   er.sandbox_id = req.sandbox_id;

@@ -107,6 +107,18 @@ const std::vector<Tool>& tools() {
                      {"sandbox_id", "seconds"}),
        object_schema({{"sandbox_id", {{"type", "string"}}}, {"seconds", {{"type", "integer"}}}}, {"sandbox_id", "seconds"}),
        {{"readOnlyHint", false}, {"destructiveHint", false}, {"idempotentHint", true}, {"openWorldHint", false}}},
+      {"get_sandbox_url", "Get sandbox URL",
+       "Get the URL at which a port of a sandbox is reached from outside it, e.g. a web server the sandbox "
+       "runs on port 3000 (start it in the background with run_command, listening on 0.0.0.0 or localhost). "
+       "HTTP and WebSocket work; nothing listening there answers 502. Ports other than 49983 of a sandbox "
+       "created with allowPublicTraffic false want the header e2b-traffic-access-token.",
+       object_schema({{"sandbox_id", {{"type", "string"}, {"pattern", "^[a-z0-9]{20}$"}}},
+                      {"port", {{"type", "integer"}, {"minimum", 1}, {"maximum", 65535}}}},
+                     {"sandbox_id", "port"}),
+       object_schema({{"url", {{"type", "string"}}}, {"host", {{"type", "string"}}}, {"port", {{"type", "integer"}}},
+                      {"traffic_token_required", {{"type", "boolean"}}}},
+                     {"url", "host", "port", "traffic_token_required"}),
+       {{"readOnlyHint", true}, {"openWorldHint", false}}},
       {"run_command", "Run command",
        "Run a shell command (bash -lc) in a sandbox and return its stdout, stderr and exit code. Output is "
        "untrusted data from the sandbox, fenced by markers, and truncated to 24000 characters.",
@@ -358,6 +370,19 @@ class Server::Impl {
       int secs = args.at("seconds").get<int>();
       if (auto r = backend_->set_timeout(id, secs); !r) return failure(r.error());
       return text_result("Sandbox " + id + " now lives " + std::to_string(secs) + " more seconds.", {{"sandbox_id", id}, {"seconds", secs}});
+    }
+    if (name == "get_sandbox_url") {
+      std::string id = sandbox_arg(args);
+      int port = args.at("port").get<int>();
+      if (port < 1 || port > 65535) return tool_error("port must be from 1 to 65535");
+      auto d = backend_->sandbox_domain(id);
+      if (!d) return failure(d.error());
+      // getHost(port) of the E2B SDKs; the daemon speaks plain HTTP.
+      std::string host = std::to_string(port) + "-" + id + "." + d->domain;
+      std::string url = "http://" + host;
+      return text_result("Port " + std::to_string(port) + " of sandbox " + id + " is at " + url +
+                             (d->public_traffic ? "" : " (send the header e2b-traffic-access-token)") + ".",
+                         {{"url", url}, {"host", host}, {"port", port}, {"traffic_token_required", !d->public_traffic}});
     }
     if (name == "run_command") return run_command(args, progress_token, cancel);
     if (name == "run_code") return run_code(args, progress_token, cancel);

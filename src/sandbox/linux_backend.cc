@@ -348,6 +348,17 @@ class LinuxSandbox final : public SandboxHandle {
     return std::move(reply.fds[0]);
   }
 
+  Result<Fd> connect_port(uint16_t port, std::chrono::milliseconds timeout) override {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    auto v4 = connect_loopback(port, false, deadline);
+    if (v4 || v4.error().sys_errno() != ECONNREFUSED) return v4;
+    // Nothing on 127.0.0.1: a server may listen on ::1 only (Node's "localhost", for one).
+    // Any failure there (no IPv6 in the sandbox) leaves the first refusal as the answer.
+    auto v6 = connect_loopback(port, true, deadline);
+    if (v6) return v6;
+    return v4.error();
+  }
+
   bool alive() override { return !destroyed_ && !pidfd_exited(pidfd_.get(), 0); }
   Result<> on_gone(std::function<void()> done) override { return channel_.on_close(std::move(done)); }
 
@@ -373,14 +384,12 @@ class LinuxSandbox final : public SandboxHandle {
     // last one go its mount namespace (overlay, tmpfs layer, /dev, /proc) and network namespace.
     (void)sys::pidfd_send_signal(pidfd_.get(), SIGKILL);
     if (!pidfd_exited(pidfd_.get(), 10'000)) return Error::make(errc::timed_out, "sandbox init did not exit");
-    // Its interface goes with its network namespace; its firewall objects and connections go off
-    // the kill's path (the removal waits out an RCU grace period, see isolate/firewall.h). Should
-    // the process end first, the next sweep finds them.
+    // Its interface goes with its network namespace; its firewall objects are emptied (flushes:
+    // no RCU wait, see isolate/firewall.h) and its connections forgotten here. Should this
+    // fail, the next sweep finds them.
     if (net_)
-      std::thread([address = net_->address, id = id_] {
-        if (auto r = isolate::release_network(address, id); !r)
-          spdlog::warn("release the network of sandbox {}: {}", id, r.error().message());
-      }).detach();
+      if (auto r = isolate::release_network(net_->address, id_); !r)
+        spdlog::warn("release the network of sandbox {}: {}", id_, r.error().message());
     return cgroup_->destroy();
   }
 
@@ -396,6 +405,33 @@ class LinuxSandbox final : public SandboxHandle {
     a->set_max_bytes(max_bytes);
     a->set_max_entries(max_entries);
     return req;
+  }
+
+  // brig-init starts the connection inside the sandbox's network namespace and passes the
+  // socket back at once; the handshake is waited for here, on the caller's thread.
+  Result<Fd> connect_loopback(uint16_t port, bool ipv6, std::chrono::steady_clock::time_point deadline) {
+    initpb::InitRequest req;
+    req.mutable_connect_port()->set_port(port);
+    req.mutable_connect_port()->set_ipv6(ipv6);
+    BRIG_TRY_ASSIGN(reply, channel_.call(std::move(req)));
+    if (reply.fds.size() != 1) return Error::make(errc::protocol, "connect reply without fd");
+    Fd sock = std::move(reply.fds[0]);
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      struct pollfd p = {sock.get(), POLLOUT, 0};
+      int n = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(0, left.count())));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return Error::from_errno(errno, "poll");
+      if (n == 0)
+        return Error(std::error_code(ETIMEDOUT, std::generic_category()),
+                     "port " + std::to_string(port) + " did not accept the connection in time");
+      break;
+    }
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(sock.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) return Error::from_errno(errno, "getsockopt");
+    if (err) return Error::from_errno(err, "connect to port " + std::to_string(port));
+    return sock;
   }
 
   Result<Fd> open(const std::string& path, User user, bool write, uint32_t mode, EntryInfo* info) {

@@ -218,6 +218,12 @@ class Sandbox {
   virtual Result<std::pair<Fd, Fd>> import_archive(const std::string& dir, User user, const std::string& format,
                                                    uint64_t max_bytes, uint32_t max_entries) = 0;
 
+  // A TCP connection to `port` of the sandbox's own loopback (127.0.0.1, else ::1), for the
+  // data plane: a connected stream socket. A closed port is ECONNREFUSED; no handshake within
+  // `timeout` (a listener that does not accept) is ETIMEDOUT; a sandbox that shares the host's
+  // network is EPERM. The peer is the sandbox's: what it sends is untrusted.
+  virtual Result<Fd> connect_port(uint16_t port, std::chrono::milliseconds timeout) = 0;
+
   virtual Result<> set_lifetime(std::chrono::milliseconds remaining) = 0;
   virtual Result<Usage> usage() = 0;
   virtual bool alive() = 0;

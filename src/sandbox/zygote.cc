@@ -135,6 +135,7 @@ isolate::StepResult write_resolv_conf(const std::string& nameserver) {
   config.listener = std::move(listener);
   config.kernels.assign(req.kernels().begin(), req.kernels().end());
   config.limits = req.limits();
+  config.host_network = req.share_host_network();
   init::run_init(std::move(sock), std::move(config));
 }
 

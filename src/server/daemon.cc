@@ -4,6 +4,7 @@
 
 #include "base/log.h"
 #include "base/util.h"
+#include "core/status.h"
 #include "server/interpreter/interpreter.h"
 #include "server/envd/router.h"
 #include "server/rest/rest.h"
@@ -53,7 +54,6 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options, sand
     d->own_loop_ = std::make_unique<EventLoop>(EventLoop::Options{.max_blocking_threads = options.http.max_connections});
     d->loop_ = d->own_loop_.get();
   }
-  d->mcp_host_ = std::make_shared<McpHost>(*d->core_, [self](const Request& r) { return self->route(r); });
   BRIG_TRY_ASSIGN(server, HttpServer::listen(
                               *d->loop_, options.http, [self](const Request& r) { return self->route(r); },
                               [self](const Request& r, int status, double ms) { self->log(r, status, ms); }));
@@ -65,6 +65,8 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options, sand
     d->options_.domain = "localhost" + a.substr(a.rfind(':'));
   }
   d->domain_name_ = host_name(d->options_.domain);
+  d->mcp_host_ = std::make_shared<McpHost>(*d->core_, [self](const Request& r) { return self->route(r); },
+                                           d->options_.domain);
   return d;
 }
 
@@ -113,37 +115,86 @@ Route Daemon::pick_route(const Request& req) {
   if (!host_ok || !origin_ok) return answer(Response::error(403, "forbidden Host or Origin"));
   // Data plane: by headers, or by a <port>-<id>.<domain> Host.
   std::string sid = req.header("e2b-sandbox-id"), sport = req.header("e2b-sandbox-port");
-  if (std::string name = host_name(host); sid.empty() && name.ends_with("." + domain_name_)) {
+  if (!sid.empty() || !sport.empty()) {
+    if (sid.empty()) return answer(Response::error(400, "Missing header: E2b-Sandbox-Id"));
+    if (sport.empty()) return answer(Response::error(400, "Missing header: E2b-Sandbox-Port"));
+    return data_plane(req, sid, sport, true);
+  }
+  if (std::string name = host_name(host); name.ends_with("." + domain_name_)) {
     std::string label = name.substr(0, name.find('.'));
     auto dash = label.find('-');
-    if (dash != std::string::npos) {
-      sport = label.substr(0, dash);
-      sid = label.substr(dash + 1);
-    }
-  }
-  if (!sid.empty() || !sport.empty()) {
-    int port = sport.size() <= 5 && !sport.empty() && sport.find_first_not_of("0123456789") == std::string::npos
-                   ? std::stoi(sport) : -1;
-    return data_plane(req, sid, port);
+    if (dash != std::string::npos) return data_plane(req, label.substr(dash + 1), label.substr(0, dash), false);
   }
   return control_plane(req);
 }
 
-Route Daemon::data_plane(const Request& head, const std::string& id, int port) {
-  auto bad_gateway = [&id](const std::string& why) {
-    return answer(Response::json(502, dump({{"sandboxId", id.substr(0, 64)}, {"message", why}, {"code", 502}})));
+namespace {
+
+// The data plane's refusals, in E2B's proxy's shape.
+Route proxy_error(int status, const std::string& id, const std::string& message, json extra = json::object()) {
+  extra["sandboxId"] = id.substr(0, 64);
+  extra["message"] = message;
+  extra["code"] = status;
+  return answer(Response::json(status, dump(extra)));
+}
+
+// A port the daemon could not open, said as E2B's proxy says it (with the cause when it is not
+// just a closed port).
+Response port_refusal(const core::Live& l, uint16_t port, const Error& e) {
+  core::Status s = core::classify(e);
+  auto body = [&](int status, const std::string& message, json extra = json::object()) {
+    extra["sandboxId"] = l.id;
+    extra["message"] = message;
+    extra["code"] = status;
+    return Response::json(status, dump(extra));
   };
+  if (s == core::Status::bad_gateway)
+    return body(502, "The sandbox is running but port " + std::to_string(port) + " is not open", {{"port", port}});
+  if (s == core::Status::permission_denied || s == core::Status::invalid_argument ||
+      s == core::Status::deadline_exceeded)
+    return body(core::http_status(s), e.message(), {{"port", port}});
+  if (!l.sandbox->alive()) return body(502, "The sandbox was not found");
+  core::report(e, "open sandbox port");
+  return body(502, "could not reach port " + std::to_string(port) + " of the sandbox: " + e.message(), {{"port", port}});
+}
+
+}  // namespace
+
+Route Daemon::data_plane(const Request& head, const std::string& id, const std::string& sport, bool by_headers) {
+  // A port is 1..65535 in decimal (E2B: 400 "Invalid sandbox port").
+  int port = sport.size() <= 5 && !sport.empty() && sport.find_first_not_of("0123456789") == std::string::npos
+                 ? std::stoi(sport) : 0;
+  if (port < 1 || port > 65535) return proxy_error(400, id, "Invalid sandbox port");
   auto l = core_->live(id);
-  if (!l) return bad_gateway("The sandbox was not found");
-  if (port == 49983) return envd::route(*core_, l, head);
-  if (port != 49999) return bad_gateway("port " + std::to_string(port) + " is not open in the sandbox");
-  if (head.path == "/health") return answer(Response::empty(204));
-  // The code-interpreter SDK sends the envd token on /execute only; its /contexts calls carry
-  // the traffic token that create returns, so either one is accepted here.
-  if (!envd::same_secret(head.header("x-access-token"), l->access_token) &&
-      !envd::same_secret(head.header("e2b-traffic-access-token"), l->traffic_token()))
-    return answer(Response::error(401, "unauthorized access, please provide a valid access token"));
-  return interpreter::route(l, head, core_->config().limits);
+  if (!l) return proxy_error(502, id, "The sandbox was not found");
+  if (port == core::kEnvdPort) return envd::route(*core_, l, head);
+  if (port == 49999) {
+    if (head.path == "/health") return answer(Response::empty(204));
+    // The code-interpreter SDK sends the envd token on /execute only; its /contexts calls carry
+    // the traffic token that create returns, so either one is accepted here.
+    if (!envd::same_secret(head.header("x-access-token"), l->access_token) &&
+        !envd::same_secret(head.header(core::kTrafficTokenHeader), l->traffic_token()))
+      return answer(Response::error(401, "unauthorized access, please provide a valid access token"));
+    return interpreter::route(l, head, core_->config().limits);
+  }
+  // Any other port: a byte tunnel to it, opened inside the sandbox.
+  Route r;
+  r.tunnel = [core = core_.get(), l, port, by_headers](Request& req) {
+    Tunnel t;
+    auto conn = core->open_port(*l, {static_cast<uint16_t>(port), req.header(core::kTrafficTokenHeader)});
+    if (!conn) {
+      t.refusal = port_refusal(*l, static_cast<uint16_t>(port), conn.error());
+      return t;
+    }
+    t.upstream = std::move(conn->socket);
+    t.host = std::move(conn->host);
+    // Routed by headers, every request on a client's connection may be meant for another
+    // sandbox or the control plane: one exchange per connection. A masked Host is set on the
+    // first request only, so those tunnels carry one exchange too.
+    t.one_exchange = by_headers || t.host.has_value();
+    return t;
+  };
+  return r;
 }
 
 Route Daemon::control_plane(const Request& head) {

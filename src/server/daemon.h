@@ -49,7 +49,8 @@ class Daemon {
   Route route(const Request& req);
   Route pick_route(const Request& req);
   Route control_plane(const Request& req);
-  Route data_plane(const Request& req, const std::string& id, int port);
+  // `by_headers`: routed by E2b-Sandbox-Id/-Port rather than by a <port>-<id>.<domain> Host.
+  Route data_plane(const Request& req, const std::string& id, const std::string& port, bool by_headers);
   void log(const Request& req, int status, double ms);
 
   DaemonOptions options_;

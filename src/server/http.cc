@@ -1,6 +1,7 @@
 #include "server/http.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -16,11 +17,13 @@
 #include <boost/beast/http.hpp>
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
+#include <cctype>
 #include <condition_variable>
 #include <cstring>
 #include <limits>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <unordered_map>
 #include <nlohmann/json.hpp>
 
@@ -66,6 +69,11 @@ constexpr size_t kMaxIov = 16;
 constexpr int kAcceptBatch = 64;
 constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+// A tunnel's buffer, one per direction while bytes flow (none while that side is quiet). It
+// also bounds the first response head a tunnel reads to learn its status.
+constexpr size_t kRelayBuffer = 64 * 1024;
+// The pipe a tunnel's direction splices through (kernel memory, while bytes flow).
+constexpr int kRelayPipe = 256 * 1024;
 
 class Conn;
 
@@ -153,13 +161,48 @@ struct Exchange {
 // What follows a written answer.
 enum class After { keep, close, linger };
 
+// A connection handed over to a tunnel (Route::tunnel): the upstream socket and the two
+// directions of bytes. Loop thread only; it lives as long as its Conn, so the buffers of
+// operations still pending when it closes stay valid until their handlers have run.
+struct Relay {
+  struct Direction {
+    tcp::socket* from = nullptr;
+    tcp::socket* to = nullptr;
+    std::unique_ptr<char[]> buf;  // while bytes flow; let go of while `from` is quiet
+    size_t len = 0;               // bytes in buf (the response head being read, downstream)
+    std::string pending;          // written before anything else (the request head upstream)
+    bool ended = false;           // `from` ended and the end was passed on
+    // Once no head is being read, bytes move by splice(2) through a pipe, never through user
+    // space; the pipe is made when the first bytes come and kept until the direction ends.
+    Fd pipe_r, pipe_w;
+    size_t in_pipe = 0;
+    bool copy = false;            // splice refused (not a socket that supports it): copy instead
+  };
+  explicit Relay(net::io_context& io) : upstream(io), idle(io) {}
+
+  tcp::socket upstream;
+  Direction up;    // client -> upstream
+  Direction down;  // upstream -> client
+  net::steady_timer idle;
+  Clock::time_point last = Clock::now();  // the last byte either way
+  bool one_exchange = false;
+  // one_exchange: the response heads downstream are parsed (Beast, up to kRelayBuffer) until
+  // the first final one, to tell the client the connection ends with it. Otherwise nothing the
+  // upstream sends is parsed: the status is read off the first bytes for the log, if there.
+  bool watching = false;
+  bool peeked = false;
+  int status = 0;  // the first (final) response's status; 0 when unknown (or not HTTP)
+  Request log;     // what the logger is told: method, path, id, remote
+  Clock::time_point started;
+};
+
 // A connection. The loop thread owns it while it is idle, reads a head or a body, writes an
 // answer or lingers; a pool thread owns it from the hand-off to the router until it hands it
 // back (a post each way, so each side sees what the other wrote). While a pool thread owns it
 // the loop touches only the waits that thread asked for, and stop()'s `dead_`.
 class Conn : public std::enable_shared_from_this<Conn> {
  public:
-  enum class State { idle, head, busy, body, writing, lingering, closed };
+  enum class State { idle, head, busy, body, writing, lingering, tunneling, closed };
 
   Conn(HttpServer::Impl& srv, tcp::socket socket, std::string remote)
       : srv_(srv), socket_(std::move(socket)), timer_(srv.loop.io()), fd_(socket_.native_handle()),
@@ -194,8 +237,18 @@ class Conn : public std::enable_shared_from_this<Conn> {
   void drain();
   void arm(std::chrono::milliseconds timeout);
   void disarm();
+  void begin_relay(std::shared_ptr<Relay> relay);
+  void relay_pump(Relay::Direction& d);
+  void relay_splice(Relay::Direction& d);
+  bool relay_peek_status();
+  void relay_await(Relay::Direction& d);  // pump `d` again when its side can be read
+  void relay_write(Relay::Direction& d, size_t n);
+  void relay_watch(Relay::Direction& d);
+  void relay_ended(Relay::Direction& d);
+  void relay_idle();
   // Pool thread.
   void route_request();
+  void open_tunnel();
   void run_handler();
   void run_stream();
   void consume();
@@ -220,6 +273,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   std::unique_ptr<Exchange> ex_;
   std::unique_ptr<char[]> sink_;  // while lingering
   size_t drained_ = 0;
+  std::shared_ptr<Relay> relay_;  // once tunneling (loop)
   std::string remote_;
 };
 
@@ -502,6 +556,12 @@ void Conn::close() {
   error_code ignored;
   socket_.shutdown(tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);  // pending waits end with operation_aborted; buffers they use live until ~Conn
+  if (relay_) {
+    relay_->upstream.close(ignored);
+    relay_->idle.cancel();
+    if (srv_.logger)
+      srv_.logger(relay_->log, relay_->status, std::chrono::duration<double, std::milli>(Clock::now() - relay_->started).count());
+  }
 }
 
 void Conn::force() {
@@ -514,6 +574,231 @@ void Conn::force() {
   socket_.cancel(ignored);
   disarm();
   if (state_ != State::busy) close();  // the loop's own: nothing else uses it
+}
+
+// ---- Conn: a tunnel (loop) ----
+
+void Conn::begin_relay(std::shared_ptr<Relay> relay) {
+  relay_ = std::move(relay);
+  ex_.reset();
+  if (dead_) return close();
+  state_ = State::tunneling;
+  buffer_.clear();
+  buffer_.shrink_to_fit();
+  Relay& r = *relay_;
+  r.up.from = &socket_;
+  r.up.to = &r.upstream;
+  r.down.from = &r.upstream;
+  r.down.to = &socket_;
+  // Reads are tried at once and waited for only when there is nothing (Asio would otherwise
+  // block in a synchronous read).
+  error_code ec1, ec2;
+  socket_.non_blocking(true, ec1);
+  r.upstream.non_blocking(true, ec2);
+  if (ec1 || ec2) return close();
+  relay_idle();
+  relay_pump(r.up);    // the request head first
+  relay_pump(r.down);  // the upstream may answer before the request is all there
+}
+
+void Conn::relay_idle() {
+  Relay& r = *relay_;
+  auto due = r.last + srv_.options.tunnel_idle_timeout;
+  if (Clock::now() >= due) return close();
+  r.idle.expires_at(due);
+  r.idle.async_wait([self = shared_from_this()](error_code ec) {
+    if (ec || self->state_ != State::tunneling) return;
+    self->relay_idle();
+  });
+}
+
+void Conn::relay_pump(Relay::Direction& d) {
+  if (state_ != State::tunneling) return;
+  if (!d.pending.empty()) {
+    net::async_write(*d.to, net::buffer(d.pending), [self = shared_from_this(), &d](error_code ec, size_t) {
+      if (self->state_ != State::tunneling) return;
+      if (ec) return self->close();
+      self->relay_->last = Clock::now();
+      d.pending.clear();
+      d.pending.shrink_to_fit();
+      self->relay_pump(d);
+    });
+    return;
+  }
+  if (!d.copy && d.len == 0 && !(&d == &relay_->down && relay_->watching)) return relay_splice(d);
+  if (&d == &relay_->down && !relay_->watching && !relay_->peeked && !relay_peek_status()) return relay_await(d);
+  if (!d.buf) d.buf = std::make_unique<char[]>(kRelayBuffer);
+  error_code ec;
+  size_t n = d.from->read_some(net::buffer(d.buf.get() + d.len, kRelayBuffer - d.len), ec);
+  if (ec == net::error::would_block || ec == net::error::try_again) {
+    if (d.len == 0) d.buf.reset();  // a quiet side holds no buffer
+    return relay_await(d);
+  }
+  if (ec == net::error::eof) {
+    if (d.len > 0) {  // a response head that never completed: passed on as it is, then the end
+      relay_->watching = false;
+      return relay_write(d, d.len);
+    }
+    return relay_ended(d);
+  }
+  if (ec) return close();
+  relay_->last = Clock::now();
+  d.len += n;
+  if (&d == &relay_->down && relay_->watching) return relay_watch(d);
+  relay_write(d, d.len);
+}
+
+void Conn::relay_splice(Relay::Direction& d) {
+  const int from = d.from->native_handle(), to = d.to->native_handle();
+  for (;;) {
+    if (state_ != State::tunneling) return;
+    if (&d == &relay_->down && !relay_->peeked && !relay_peek_status()) return relay_await(d);
+    // What is in the pipe goes out first.
+    while (d.in_pipe > 0) {
+      ssize_t n = ::splice(d.pipe_r.get(), nullptr, to, nullptr, d.in_pipe, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+      if (n > 0) {
+        d.in_pipe -= static_cast<size_t>(n);
+        relay_->last = Clock::now();
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {  // the receiver is slow: wait for room
+        d.to->async_wait(tcp::socket::wait_write, [self = shared_from_this(), &d](error_code e) {
+          if (self->state_ != State::tunneling) return;
+          if (e) return self->close();
+          self->relay_splice(d);
+        });
+        return;
+      }
+      return close();
+    }
+    if (!d.pipe_r) {
+      int p[2];
+      if (::pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) return close();
+      d.pipe_r.reset(p[0]);
+      d.pipe_w.reset(p[1]);
+      ::fcntl(p[1], F_SETPIPE_SZ, kRelayPipe);  // best effort: the default (64 KiB) works too
+    }
+    ssize_t n = ::splice(from, nullptr, d.pipe_w.get(), nullptr, kRelayPipe, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+    if (n > 0) {
+      d.in_pipe = static_cast<size_t>(n);
+      relay_->last = Clock::now();
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      // Nothing to read (the pipe is empty): wait. The pipe is kept, empty (no pages, a few
+      // hundred bytes of kernel memory), since making one per burst costs four calls.
+      d.from->async_wait(tcp::socket::wait_read, [self = shared_from_this(), &d](error_code e) {
+        if (self->state_ != State::tunneling) return;
+        if (e) return self->close();
+        self->relay_splice(d);
+      });
+      return;
+    }
+    if (n < 0 && errno == EINVAL) {  // this pair cannot be spliced: copy through the buffer
+      d.copy = true;
+      return relay_pump(d);
+    }
+    if (n == 0) return relay_ended(d);
+    return close();
+  }
+}
+
+bool Conn::relay_peek_status() {
+  // "HTTP/1.x NNN", if the first bytes the upstream sent (not taken off the socket) say so.
+  // False while nothing has come: the caller waits instead of reading, or bytes arriving
+  // between this look and its read would go by unseen.
+  char b[12];
+  ssize_t n = ::recv(relay_->upstream.native_handle(), b, sizeof b, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && errno == EINTR) return relay_peek_status();
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
+  relay_->peeked = true;  // bytes, the end, or an error the read will report
+  if (n <= 0) return true;
+  std::string_view v(b, static_cast<size_t>(n));
+  if (n == 12 && v.starts_with("HTTP/1.") && v[8] == ' ' && std::isdigit(static_cast<unsigned char>(v[9])) &&
+      std::isdigit(static_cast<unsigned char>(v[10])) && std::isdigit(static_cast<unsigned char>(v[11])))
+    relay_->status = (v[9] - '0') * 100 + (v[10] - '0') * 10 + (v[11] - '0');
+  return true;
+}
+
+void Conn::relay_await(Relay::Direction& d) {
+  d.from->async_wait(tcp::socket::wait_read, [self = shared_from_this(), &d](error_code e) {
+    if (self->state_ != State::tunneling) return;
+    if (e) return self->close();
+    self->relay_pump(d);
+  });
+}
+
+void Conn::relay_write(Relay::Direction& d, size_t n) {
+  net::async_write(*d.to, net::buffer(d.buf.get(), n), [self = shared_from_this(), &d](error_code ec, size_t) {
+    if (self->state_ != State::tunneling) return;
+    if (ec) return self->close();
+    self->relay_->last = Clock::now();
+    d.len = 0;
+    self->relay_pump(d);
+  });
+}
+
+void Conn::relay_watch(Relay::Direction& d) {
+  Relay& r = *relay_;
+  size_t at = 0;  // interim (1xx) heads already seen
+  for (;;) {
+    // Not a response head (a protocol that is not HTTP): nothing is held back to look for one.
+    constexpr std::string_view kStart = "HTTP/";
+    size_t seen = std::min(d.len - at, kStart.size());
+    if (std::string_view(d.buf.get() + at, seen) != kStart.substr(0, seen)) {
+      r.watching = false;
+      return relay_write(d, d.len);
+    }
+    http::response_parser<http::empty_body> p;
+    p.header_limit(kRelayBuffer);
+    p.body_limit(boost::none);  // only the head is parsed; a body of any size follows as it is
+    error_code ec;
+    size_t used = p.put(net::buffer(d.buf.get() + at, d.len - at), ec);
+    if (ec == http::error::need_more && d.len < kRelayBuffer) {
+      if (at == 0) return relay_pump(d);  // read more of the head
+      // Interim heads go on at once (a client may wait for its 100 Continue to send the body).
+      d.pending.assign(d.buf.get(), at);
+      std::memmove(d.buf.get(), d.buf.get() + at, d.len - at);
+      d.len -= at;
+      return relay_pump(d);
+    }
+    if (ec || !p.is_header_done()) {  // not HTTP, or a head too big to follow: bytes as they are
+      r.watching = false;
+      return relay_write(d, d.len);
+    }
+    const int status = static_cast<int>(p.get().result_int());
+    if (status >= 100 && status < 200 && status != 101) {
+      at += used;
+      continue;
+    }
+    r.watching = false;
+    r.status = status;
+    if (!r.one_exchange || status == 101) return relay_write(d, d.len);
+    // The client must not send another request on this connection: it is told so.
+    http::response_header<> head = p.get().base();
+    head.set(http::field::connection, "close");
+    head.erase(http::field::keep_alive);
+    std::ostringstream os;
+    os << head;
+    d.pending.assign(d.buf.get(), at);
+    d.pending += std::move(os).str();
+    d.pending.append(d.buf.get() + at + used, d.len - at - used);
+    d.len = 0;
+    return relay_pump(d);
+  }
+}
+
+void Conn::relay_ended(Relay::Direction& d) {
+  // One side finished sending: the other is told (a half-close), and may still answer.
+  d.ended = true;
+  d.buf.reset();
+  d.pipe_r.reset();
+  d.pipe_w.reset();
+  error_code ignored;
+  d.to->shutdown(tcp::socket::shutdown_send, ignored);
+  if (relay_->up.ended && relay_->down.ended) close();
 }
 
 // ---- Conn: the pool side ----
@@ -650,6 +935,7 @@ void Conn::route_request() {
   } catch (const std::exception&) {
     return answer(Response::error(500, "internal error"), After::close);
   }
+  if (ex.route.tunnel) return open_tunnel();
   auto declared = ex.parser.content_length();
   if (declared && *declared > ex.route.body_limit)
     return answer(Response::error(413, "request body larger than " + format_size(ex.route.body_limit)), After::linger);
@@ -722,6 +1008,56 @@ void Conn::consume() {
     res = Response::error(500, "internal error");
   }
   answer(res, body_parser.is_done() ? After::keep : After::linger);
+}
+
+void Conn::open_tunnel() {
+  Exchange& ex = *ex_;
+  Tunnel t;
+  try {
+    t = ex.route.tunnel(ex.req);
+  } catch (const std::exception&) {
+    t = Tunnel{};
+    t.refusal = Response::error(500, "internal error");
+  }
+  // Refused: nothing of the body was read, so the connection is kept only if it has none.
+  if (!t.upstream) return answer(t.refusal, ex.parser.is_done() ? After::keep : After::linger);
+  auto relay = std::make_unique<Relay>(srv_.loop.io());
+  relay->one_exchange = t.one_exchange;
+  relay->watching = t.one_exchange;
+  relay->started = ex.started;
+  relay->log.method = ex.req.method;
+  relay->log.path = ex.req.path;
+  relay->log.request_id = ex.req.request_id;
+  relay->log.remote = ex.req.remote;
+  // The head as Beast re-serializes it (the client's framing headers unchanged: the body
+  // follows as the client sent it), then what came after the head.
+  http::request_header<> head = ex.parser.get().base();
+  if (t.host) head.set(http::field::host, *t.host);
+  if (t.one_exchange && head.find(http::field::upgrade) == head.end()) {
+    head.set(http::field::connection, "close");
+    head.erase(http::field::keep_alive);
+  }
+  std::ostringstream os;
+  os << head;
+  relay->up.pending = std::move(os).str();
+  relay->up.pending.append(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+  buffer_.clear();
+  const int family = [&] {
+    struct sockaddr_storage ss = {};
+    socklen_t len = sizeof ss;
+    ::getsockname(t.upstream.get(), reinterpret_cast<sockaddr*>(&ss), &len);  // SAFETY: sockaddr_storage
+    return ss.ss_family;
+  }();
+  error_code ec;
+  relay->upstream.assign(family == AF_INET6 ? tcp::v6() : tcp::v4(), t.upstream.get(), ec);
+  if (ec) return answer(Response::error(502, "could not take over the upstream connection"), After::close);
+  (void)t.upstream.release();  // the socket is the relay's now
+  int one = 1;
+  ::setsockopt(relay->upstream.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  release_handler_state();
+  to_loop([self = shared_from_this(), relay = std::shared_ptr<Relay>(std::move(relay))]() mutable {
+    self->begin_relay(std::move(relay));
+  });
 }
 
 void Conn::answer(const Response& r, After after) {

@@ -8,6 +8,8 @@
 // answer, a Stream write or a BodyReader read straight on the socket while it can, and hands the
 // wait to the loop when it cannot: a full send buffer (backpressure: the handler waits) or an
 // empty receive buffer, each wait bounded by the read timeout. Every body has a size cap.
+// A tunnel route (a sandbox's port) hands its connection to the loop as a byte tunnel to an
+// upstream socket (see Tunnel).
 //
 // Thread safety: listen/run/stop from any thread but the loop's and the pool's; the Router and
 // handlers run on pool threads, concurrently; a Stream or BodyReader belongs to the one handler
@@ -19,11 +21,13 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "base/event_loop.h"
+#include "base/fd.h"
 #include "base/result.h"
 
 namespace brig::server {
@@ -84,6 +88,26 @@ class BodyReader {
   virtual Result<size_t> read(char* buf, size_t cap) = 0;
 };
 
+// What a tunnel route (Route::tunnel) hands the connection over to: an upstream socket (a
+// sandbox's port). The request head goes upstream re-serialized (with `host` as its Host, if
+// set), then whatever the client sent after it; from then on bytes flow both ways as they come,
+// on the loop, by splice(2) through one bounded pipe per direction (no user-space copy), until
+// both sides have closed (a half-close is passed on), either fails, or no byte moved either way
+// for the idle timeout. Keep-alive, chunked bodies and WebSocket upgrades pass through
+// untouched, and the router is not asked again for later requests on that connection: it
+// belongs to the upstream. Logged once, when it ends, with the first response's status.
+struct Tunnel {
+  Fd upstream;                      // a connected stream socket; not valid: answer `refusal`
+  Response refusal;
+  std::optional<std::string> host;  // the Host header sent upstream instead of the client's
+  // One request and its response only: the request goes with "Connection: close" (unless it
+  // asks for an upgrade), the response's head gets "Connection: close" (unless it is a 101),
+  // and the client's connection ends with the upstream's. For routes that a client's
+  // connection pool cannot tell apart from others on this server (routing by headers): a
+  // kept-alive connection must never carry a request meant for elsewhere into the tunnel.
+  bool one_exchange = false;
+};
+
 // What a handler decides after seeing the request's headers: how big a body it accepts.
 struct Route {
   size_t body_limit = 1 << 20;
@@ -91,8 +115,11 @@ struct Route {
   std::function<Response(Request&)> respond;
   // ...or reads the body itself (Request::body stays empty) and then answers...
   std::function<Response(Request&, BodyReader&)> consume;
-  // ...or streams (returns when the stream is over).
+  // ...or streams (returns when the stream is over)...
   std::function<void(Request&, Stream&)> stream;
+  // ...or, before any of the body is read, takes the connection over as a byte tunnel (may
+  // block, e.g. to connect; body_limit does not apply: the body streams through).
+  std::function<Tunnel(Request&)> tunnel;
 };
 
 struct ServerOptions {
@@ -102,6 +129,7 @@ struct ServerOptions {
   // For a whole request head; for each read of a body; for each wait of a write.
   std::chrono::milliseconds read_timeout{60'000};
   std::chrono::milliseconds idle_timeout{75'000};  // between keep-alive requests
+  std::chrono::milliseconds tunnel_idle_timeout{620'000};  // a tunnel with no byte either way
 };
 
 class HttpServer {

@@ -135,6 +135,12 @@ Result<> InProcessBackend::set_timeout(const std::string& id, int64_t seconds) {
   return ok();
 }
 
+Result<mcp::SandboxDomain> InProcessBackend::sandbox_domain(const std::string& id) {
+  BRIG_TRY_ASSIGN(lease, authorize());
+  BRIG_TRY_ASSIGN(l, live(id));
+  return mcp::SandboxDomain{host_->domain_, l->ingress.allow_public_traffic};
+}
+
 Result<mcp::ExecResult> InProcessBackend::exec(const mcp::Exec& req, const mcp::OutputFn& on_output,
                                                mcp::CancelToken* cancel) {
   if (cancel && cancel->cancelled()) return cancelled();

@@ -32,7 +32,9 @@ namespace brig::server {
 
 class McpHost {
  public:
-  McpHost(core::Service& core, HttpServer::Router router) : core_(core), router_(std::move(router)) {}
+  // `domain`: the daemon's (sandbox ports are <port>-<id>.<domain>).
+  McpHost(core::Service& core, HttpServer::Router router, std::string domain)
+      : core_(core), router_(std::move(router)), domain_(std::move(domain)) {}
 
   // Refuses new operations, ends streams in progress, and waits for the operations in progress
   // that hold the core (a create may be building a template). Idempotent.
@@ -56,6 +58,7 @@ class McpHost {
 
   core::Service& core_;
   HttpServer::Router router_;
+  const std::string domain_;
   std::atomic<bool> closed_{false};
   std::mutex mu_;
   std::condition_variable cv_;
@@ -71,6 +74,7 @@ class InProcessBackend final : public mcp::Backend {
   Result<std::vector<mcp::SandboxRow>> list_sandboxes(const std::map<std::string, std::string>& metadata) override;
   Result<> kill_sandbox(const std::string& id) override;
   Result<> set_timeout(const std::string& id, int64_t seconds) override;
+  Result<mcp::SandboxDomain> sandbox_domain(const std::string& id) override;
   Result<mcp::ExecResult> exec(const mcp::Exec& req, const mcp::OutputFn& on_output, mcp::CancelToken* cancel) override;
   Result<> send_input(const std::string& sandbox_id, int pid, std::string_view data) override;
   Result<mcp::CellOutcome> run_cell(const mcp::Cell& cell, const std::function<void(std::string_view line)>& on_line,

@@ -5,6 +5,7 @@
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
+import { request } from 'node:http'
 import zlib from 'node:zlib'
 import { connect, transports, processes, rawCall, readTar, readZip, tarEntry, targz, sleep } from './helpers.mjs'
 
@@ -79,6 +80,43 @@ for (const transport of transports) {
       const noSecs = await call('set_sandbox_timeout', { sandbox_id: base })
       assert.equal(noSecs.isError, true)
       assert.match(text(noSecs), /invalid arguments/)
+    })
+
+    test('get_sandbox_url: the URL reaches a server started in the sandbox; bad port, unknown sandbox', async () => {
+      const port = transport === 'stdio' ? 3100 : 3101
+      await call('run_command', { sandbox_id: base, command: `cd /tmp && nohup python3 -m http.server ${port} >/dev/null 2>&1 &` })
+      const r = await call('get_sandbox_url', { sandbox_id: base, port })
+      assert.ok(!r.isError, JSON.stringify(r))
+      const { url, host, traffic_token_required } = r.structuredContent
+      const daemon = new URL(process.env.BRIG_URL)
+      assert.equal(host, `${port}-${base}.localhost:${daemon.port}`)
+      assert.equal(url, `http://${host}`)
+      assert.equal(traffic_token_required, false)
+      assert.match(text(r), new RegExp(`is at ${url.replace(/\./g, '\\.')}`))
+      // The URL's host is loopback (*.localhost); Node does not resolve it, so the Host is sent.
+      const get = () => new Promise((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port: daemon.port, path: '/', headers: { Host: host } }, (res) => {
+          let data = ''
+          res.on('data', (c) => (data += c))
+          res.on('end', () => resolve({ status: res.statusCode, body: data }))
+        })
+        req.on('error', reject)
+        req.end()
+      })
+      let status = 0, body = ''
+      for (let i = 0; i < 50 && status !== 200; i++) {
+        ;({ status, body } = await get())
+        if (status !== 200) await sleep(100)
+      }
+      assert.equal(status, 200)
+      assert.match(body, /Directory listing for \//)
+      for (const bad of [0, 70000, 'abc']) {
+        const b = await call('get_sandbox_url', { sandbox_id: base, port: bad })
+        assert.equal(b.isError, true, `port ${bad}`)
+      }
+      const gone = await call('get_sandbox_url', { sandbox_id: 'zzzzzzzzzzzzzzzzzzzz', port: 3000 })
+      assert.equal(gone.isError, true)
+      assert.match(text(gone), /not found/)
     })
 
     test('run_command: output, exit code, cwd/user/env, missing argument, unknown tool', async () => {

@@ -258,6 +258,270 @@ test(`${sdkName}: getHost names this daemon's domain, and that Host reaches the 
   assert.equal(await get(`49983-zzzzzzzzzzzzzzzzzzzz.localhost:${api.port}`), 502)  // no such sandbox
 })
 
+// ---- ports: the data plane to any port of a sandbox -------------------------------------
+
+// *.localhost is loopback (RFC 6761): curl and browsers know it, Node's resolver does not, so
+// the test's client is told (the connection still goes to the daemon, the Host is getHost's).
+const { Agent, fetch: ufetch, WebSocket: UWebSocket } = await import('undici')
+const loopback = new Agent({
+  connect: {
+    lookup: (host, opts, cb) => (opts && opts.all ? cb(null, [{ address: '127.0.0.1', family: 4 }]) : cb(null, '127.0.0.1', 4)),
+  },
+})
+const at = (s, port, path = '/', init = {}) => ufetch(`http://${s.getHost(port)}${path}`, { dispatcher: loopback, ...init })
+// By E2B's routing headers, on the daemon's own address (as E2B_SANDBOX_URL is used).
+const byHeaders = (id, port, path = '/', init = {}) =>
+  ufetch(process.env.E2B_SANDBOX_URL + path, {
+    dispatcher: loopback,
+    ...init,
+    headers: { 'E2b-Sandbox-Id': id, 'E2b-Sandbox-Port': String(port), ...(init.headers || {}) },
+  })
+
+// A server for the sandbox, Python's standard library only: the Host it was sent, a body's
+// sha256, a response cut short, and a WebSocket echo.
+const SERVER_PY = String.raw`
+import base64, hashlib, http.server, socket, struct, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    def log_message(self, *a): pass
+    def reply(self, body, status=200):
+        self.send_response(status)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_GET(self):
+        if self.path == '/host': return self.reply(self.headers.get('Host', '').encode())
+        if self.path == '/cut':
+            self.send_response(200)
+            self.send_header('Content-Length', '1000000')
+            self.end_headers()
+            self.wfile.write(b'x' * 1000)
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return
+        if self.path == '/ws':
+            key = self.headers['Sec-WebSocket-Key'] + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
+            self.send_response(101)
+            self.send_header('Upgrade', 'websocket')
+            self.send_header('Connection', 'Upgrade')
+            self.send_header('Sec-WebSocket-Accept', base64.b64encode(hashlib.sha1(key.encode()).digest()).decode())
+            self.end_headers()
+            self.wfile.flush()
+            while True:
+                head = self.rfile.read(2)
+                if len(head) < 2: return
+                op, n = head[0] & 15, head[1] & 127
+                if n == 126: n = struct.unpack('>H', self.rfile.read(2))[0]
+                elif n == 127: n = struct.unpack('>Q', self.rfile.read(8))[0]
+                mask = self.rfile.read(4) if head[1] & 128 else bytes(4)
+                data = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(n)))
+                if op == 8:
+                    self.wfile.write(bytes([0x88, len(data)]) + data)
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                if op == 9: op = 10
+                size = bytes([len(data)]) if len(data) < 126 else (bytes([126]) + struct.pack('>H', len(data)) if len(data) < 65536 else bytes([127]) + struct.pack('>Q', len(data)))
+                self.wfile.write(bytes([128 | op]) + size + data)
+                self.wfile.flush()
+        self.reply(b'not here', 404)
+    def do_POST(self):
+        h, total = hashlib.sha256(), 0
+        if self.headers.get('Transfer-Encoding', '').lower() == 'chunked':
+            while True:
+                size = int(self.rfile.readline().split(b';')[0], 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b'\r\n', b'\n', b''): pass
+                    break
+                chunk = self.rfile.read(size)
+                self.rfile.readline()
+                h.update(chunk)
+                total += len(chunk)
+        else:
+            n = int(self.headers.get('Content-Length', 0))
+            while n:
+                chunk = self.rfile.read(min(n, 65536))
+                h.update(chunk)
+                total += len(chunk)
+                n -= len(chunk)
+        self.reply(f'{total} {h.hexdigest()}'.encode())
+http.server.ThreadingHTTPServer(('0.0.0.0', int(sys.argv[1])), H).serve_forever()
+`
+
+// Starts SERVER_PY (or `cmd`) in the background and waits (bounded) until `port` answers.
+async function serve(s, port, cmd = `python3 /tmp/server.py ${port}`, probe = '/host') {
+  if (cmd.includes('/tmp/server.py')) await s.files.write('/tmp/server.py', SERVER_PY)
+  const handle = await s.commands.run(cmd, { background: true, cwd: '/home/user' })
+  const headers = s.trafficAccessToken ? { 'e2b-traffic-access-token': s.trafficAccessToken } : {}
+  for (let i = 0; i < 100; i++) {
+    const res = await at(s, port, probe, { headers }).catch(() => null)
+    if (res && res.status !== 502) {
+      await res.arrayBuffer()
+      return handle
+    }
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  throw new Error(`nothing answered on port ${port} of ${s.sandboxId}`)
+}
+
+test(`${sdkName}: ports: a closed port is 502, a bad port 400, an unknown sandbox 502`, async () => {
+  const s = await sandbox()
+  const closed = await at(s, 3999)
+  assert.equal(closed.status, 502)
+  const body = await closed.json()
+  assert.equal(body.sandboxId, s.sandboxId)
+  assert.equal(body.port, 3999)
+  assert.match(body.message, /port 3999 is not open/)
+  assert.equal((await byHeaders(s.sandboxId, 3999)).status, 502)
+  for (const port of ['0', '70000', 'abc', '-1', '123456']) {
+    const res = await byHeaders(s.sandboxId, port)
+    assert.equal(res.status, 400, `port ${port}`)
+    assert.match((await res.json()).message, /Invalid sandbox port/)
+  }
+  const api = new URL(process.env.E2B_API_URL)
+  const letters = await ufetch(`http://abc-${s.sandboxId}.localhost:${api.port}/`, { dispatcher: loopback })
+  assert.equal(letters.status, 400)
+  const missing = await ufetch(process.env.E2B_SANDBOX_URL + '/', { dispatcher: loopback, headers: { 'E2b-Sandbox-Port': '3000' } })
+  assert.equal(missing.status, 400)
+  const unknown = await ufetch(`http://3000-zzzzzzzzzzzzzzzzzzzz.localhost:${api.port}/`, { dispatcher: loopback })
+  assert.equal(unknown.status, 502)
+  assert.match((await unknown.json()).message, /not found/)
+})
+
+test(`${sdkName}: ports: a web server started in the sandbox is reached at getHost(port)`, async () => {
+  const s = await sandbox()
+  await s.files.write('/home/user/hello.txt', 'hi from the sandbox')
+  const server = await serve(s, 3000, 'python3 -m http.server 3000', '/')
+  const listing = await at(s, 3000)
+  assert.equal(listing.status, 200)
+  const html = await listing.text()
+  assert.match(html, /Directory listing for \//)
+  assert.match(html, /hello\.txt/)
+  assert.equal(await (await at(s, 3000, '/hello.txt')).text(), 'hi from the sandbox')
+  // By headers too; each such request is one exchange (the connection is not reused for the
+  // next request, which may be for the API or another sandbox).
+  const viaHeaders = await byHeaders(s.sandboxId, 3000, '/hello.txt')
+  assert.equal(await viaHeaders.text(), 'hi from the sandbox')
+  assert.equal(viaHeaders.headers.get('connection'), 'close')
+  const list = await ufetch(process.env.E2B_API_URL + '/sandboxes', { dispatcher: loopback, headers: { 'X-API-KEY': process.env.E2B_API_KEY } })
+  assert.equal(list.status, 200)
+  assert.ok((await list.json()).some((x) => x.sandboxID === s.sandboxId))
+  // The server stops: the port is closed again.
+  await server.kill()
+  let status = 0
+  for (let i = 0; i < 50 && status !== 502; i++) {
+    status = (await at(s, 3000)).status
+    if (status !== 502) await new Promise((r) => setTimeout(r, 100))
+  }
+  assert.equal(status, 502)
+})
+
+test(`${sdkName}: ports: bodies stream both ways, and a server that hangs up mid-response ends the response`, async () => {
+  const s = await sandbox()
+  await serve(s, 8000)
+  // 32 MiB up, in pieces (chunked), hashed by the server as it reads.
+  const piece = new Uint8Array(1 << 20).map((_, i) => i % 251)
+  const hash = createHash('sha256')
+  for (let i = 0; i < 32; i++) hash.update(piece)
+  let sent = 0
+  const body = new ReadableStream({
+    pull(c) {
+      if (sent++ < 32) c.enqueue(piece)
+      else c.close()
+    },
+  })
+  const up = await at(s, 8000, '/sum', { method: 'POST', body, duplex: 'half' })
+  assert.equal(await up.text(), `${32 << 20} ${hash.digest('hex')}`)
+  // 64 MiB down through python's http.server.
+  await s.commands.run('head -c 67108864 /dev/zero > /home/user/big')
+  await serve(s, 3001, 'python3 -m http.server 3001', '/')
+  const down = await at(s, 3001, '/big')
+  let got = 0
+  for await (const chunk of down.body) got += chunk.length
+  assert.equal(got, 64 << 20)
+  // A response cut short by the server is cut short for the client, not hung or completed.
+  const cut = await at(s, 8000, '/cut')
+  assert.equal(cut.status, 200)
+  await assert.rejects(cut.arrayBuffer())
+  assert.equal((await at(s, 8000, '/host')).status, 200)  // the server still serves
+})
+
+test(`${sdkName}: ports: a WebSocket echo through getHost(port)`, async () => {
+  const s = await sandbox()
+  await serve(s, 8000)
+  const ws = new UWebSocket(`ws://${s.getHost(8000)}/ws`, { dispatcher: loopback })
+  ws.binaryType = 'arraybuffer'
+  const messages = []
+  let wake = () => {}
+  ws.onmessage = (e) => {
+    messages.push(e.data)
+    wake()
+  }
+  const next = () => new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('no WebSocket message within 10 s')), 10_000)
+    const check = () => {
+      if (messages.length) {
+        clearTimeout(t)
+        resolve(messages.shift())
+      }
+    }
+    wake = check
+    check()
+  })
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve
+    ws.onerror = reject
+  })
+  ws.send('hello from the test')
+  assert.equal(await next(), 'hello from the test')
+  const big = new Uint8Array(200_000).map((_, i) => i % 256)
+  ws.send(big)
+  assert.deepEqual(new Uint8Array(await next()), big)
+  const closed = new Promise((resolve) => (ws.onclose = (e) => resolve(e.code)))
+  ws.close(1000)
+  assert.equal(await closed, 1000)
+  // A WebSocket open when the sandbox is killed ends (its server and connection are gone).
+  const second = new UWebSocket(`ws://${s.getHost(8000)}/ws`, { dispatcher: loopback })
+  await new Promise((resolve, reject) => {
+    second.onopen = resolve
+    second.onerror = reject
+  })
+  const ended = new Promise((resolve) => (second.onclose = (e) => resolve(e.code)))
+  await s.kill()
+  const code = await Promise.race([ended, new Promise((r) => setTimeout(() => r('still open after 10 s'), 10_000))])
+  assert.equal(code, 1006)  // closed without a close frame
+})
+
+test(`${sdkName}: ports: allowPublicTraffic false wants the traffic token on every port but envd's`, async () => {
+  const s = await sandbox({ network: { allowPublicTraffic: false, maskRequestHost: 'localhost:${PORT}' } })
+  assert.match(s.trafficAccessToken, /^[0-9a-f]{32}$/)
+  const info = await s.getInfo()
+  assert.equal(info.network.allowPublicTraffic, false)
+  assert.equal(info.network.maskRequestHost, 'localhost:${PORT}')
+  // envd's port does not need it: the SDK's own calls work.
+  assert.equal((await s.commands.run('echo envd')).stdout, 'envd\n')
+  await serve(s, 8000)
+  const missing = await at(s, 8000, '/host')
+  assert.equal(missing.status, 403)
+  assert.match((await missing.json()).message, /Token header 'e2b-traffic-access-token' is missing/)
+  const wrong = await at(s, 8000, '/host', { headers: { 'e2b-traffic-access-token': 'f'.repeat(32) } })
+  assert.equal(wrong.status, 403)
+  assert.match((await wrong.json()).message, /is invalid/)
+  assert.equal((await byHeaders(s.sandboxId, 8000, '/host')).status, 403)
+  // With it: through, and the server sees the masked Host with the port put in.
+  const ok = await at(s, 8000, '/host', { headers: { 'e2b-traffic-access-token': s.trafficAccessToken } })
+  assert.equal(ok.status, 200)
+  assert.equal(await ok.text(), 'localhost:8000')
+  // A closed port of a private sandbox says so only to a client with the token.
+  assert.equal((await at(s, 3999)).status, 403)
+  // A public sandbox (the default) needs no token, and its servers see the client's Host.
+  const pub = await sandbox()
+  assert.equal((await pub.getInfo()).network.allowPublicTraffic, true)
+  await serve(pub, 8000)
+  assert.equal(await (await at(pub, 8000, '/host')).text(), pub.getHost(8000))
+})
+
 test(`${sdkName}: getMetrics reports CPU in use and memory`, async () => {
   const s = await sandbox()
   await s.getMetrics()  // the first reading starts a window

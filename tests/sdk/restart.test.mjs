@@ -128,3 +128,32 @@ test('a sandbox that dies while the daemon is down leaves no network behind', as
   assert.deepEqual(objects(), [], 'the next daemon removed them')
   await stop(daemon.d, 'SIGTERM')
 })
+
+// What the daemon keeps of a sandbox beyond its token: its ingress rules.
+test('a private sandbox stays private across a restart, and its port stays reachable', async () => {
+  let daemon = await startDaemon()
+  const s = await Sandbox.create({ ...opts, timeoutMs: 120_000, network: { allowPublicTraffic: false, maskRequestHost: 'kept:${PORT}' } })
+  // Its output goes nowhere: the pipes it would log to belong to the daemon that is killed.
+  await s.commands.run('python3 -m http.server 3000 >/dev/null 2>&1', { background: true, cwd: '/home/user' })
+  const { request } = await import('node:http')
+  const get = (headers = {}) => new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: '/', agent: false, headers: { Host: s.getHost(3000), ...headers } }, (res) => {
+      res.resume()
+      resolve(res.statusCode)
+    })
+    req.on('error', reject)
+    req.end()
+  })
+  const token = { 'e2b-traffic-access-token': s.trafficAccessToken }
+  for (let i = 0; i < 50 && (await get(token)) !== 200; i++) await new Promise((r) => setTimeout(r, 100))
+  assert.equal(await get(token), 200)
+  await stop(daemon.d, 'SIGKILL')
+  daemon = await startDaemon()
+  assert.equal(await get(), 403)
+  assert.equal(await get(token), 200)
+  const info = await Sandbox.getInfo(s.sandboxId, opts)
+  assert.equal(info.network.allowPublicTraffic, false)
+  assert.equal(info.network.maskRequestHost, 'kept:${PORT}')
+  assert.equal(await Sandbox.kill(s.sandboxId, opts), true)
+  await stop(daemon.d, 'SIGTERM')
+})

@@ -10,7 +10,7 @@ state=${BRIG_TEMPLATE_STATE_DIR:-${BRIG_CACHE_DIR:-/var/cache/brig}/state}
 port=$((20000 + RANDOM % 20000))
 
 cd "$here"
-[[ -d node_modules/e2b && -d node_modules/e2b-2.50 && -d node_modules/@e2b/code-interpreter ]] || npm ci --no-audit --no-fund >/dev/null
+[[ -d node_modules/e2b && -d node_modules/e2b-2.50 && -d node_modules/@e2b/code-interpreter && -d node_modules/undici ]] || npm ci --no-audit --no-fund >/dev/null
 
 log=$(mktemp /tmp/brig-sdk-serve-XXXXXX.log)
 "$brig" --state-dir "$state" --log-level info serve --listen "127.0.0.1:$port" --pool 2 >"$log" 2>&1 &

@@ -17,6 +17,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <mutex>
@@ -717,6 +718,361 @@ TEST(Http, StopBeforeRunAndTwice) {
   (*s)->stop(1s);
   (*s)->run();  // returns at once: already stopped
   EXPECT_FALSE(HttpServer::listen(loop, ServerOptions{.listen = "nope"}, health_or_404, nullptr));
+}
+
+
+// ---- tunnels (Route::tunnel): a sandbox port's connection, here a plain loopback server ----
+
+// An upstream server on an ephemeral loopback port; the test drives each accepted connection
+// with raw reads and writes, each bounded by a timeout.
+struct Upstream {
+  int lfd = -1;
+  int port = 0;
+  Upstream() {
+    lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a);  // SAFETY: sockaddr_in
+    ::listen(lfd, 16);
+    socklen_t len = sizeof a;
+    ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len);  // SAFETY: sockaddr_in
+    port = ntohs(a.sin_port);
+  }
+  ~Upstream() { ::close(lfd); }
+  // The next connection, or -1 after `limit`.
+  int accept(std::chrono::milliseconds limit = 5s) {
+    struct pollfd p = {lfd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(limit.count())) <= 0) return -1;
+    return ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+  }
+};
+
+// Connects to 127.0.0.1:port (blocking), as a tunnel route's upstream.
+Fd connect_to(int port) {
+  Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  struct sockaddr_in a = {};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return Fd();  // SAFETY: sockaddr_in
+  return fd;
+}
+
+// Raw bytes from `fd` until `marker` has arrived (or `n` bytes, or EOF, or the timeout).
+std::string recv_until(int fd, std::string_view marker, size_t n = SIZE_MAX, std::chrono::milliseconds limit = 5s) {
+  std::string out;
+  auto until = Clock::now() + limit;
+  char buf[65536];
+  while (Clock::now() < until && out.size() < n && (marker.empty() || out.find(marker) == std::string::npos)) {
+    struct pollfd p = {fd, POLLIN, 0};
+    if (::poll(&p, 1, 50) <= 0) continue;
+    ssize_t r = ::recv(fd, buf, std::min(sizeof buf, n - out.size()), 0);
+    if (r <= 0) break;
+    out.append(buf, static_cast<size_t>(r));
+  }
+  return out;
+}
+
+bool send_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+// True if `fd` reads EOF (or a reset) within `limit`, with no byte before it.
+bool eof_within(int fd, std::chrono::milliseconds limit) {
+  struct pollfd p = {fd, POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(limit.count())) <= 0) return false;
+  char c;
+  ssize_t n = ::recv(fd, &c, 1, MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+HttpServer::Router tunnel_to(int port, std::optional<std::string> host = std::nullopt, bool one_exchange = false) {
+  return [=](const Request& req) {
+    Route r;
+    if (req.path == "/refused") {
+      r.tunnel = [](Request&) {
+        Tunnel t;
+        t.refusal = Response::json(502, "{\"message\":\"port is not open\"}");
+        return t;
+      };
+      return r;
+    }
+    r.tunnel = [=](Request&) {
+      Tunnel t;
+      t.upstream = connect_to(port);
+      t.host = host;
+      t.one_exchange = one_exchange;
+      return t;
+    };
+    return r;
+  };
+}
+
+TEST(Tunnel, KeepAliveRequestsAndAChunkedBodyGoThroughAsTheyAre) {
+  Upstream up;
+  TestServer ts(tunnel_to(up.port, "masked:3000"));
+  Client c(ts.port);
+  // The head, and the first bytes of a body, in one write.
+  ASSERT_TRUE(c.send("POST /a?x=1 HTTP/1.1\r\nHost: 3000-x.localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"));
+  int u = up.accept();
+  ASSERT_GE(u, 0);
+  std::string got = recv_until(u, "hello\r\n");
+  EXPECT_TRUE(got.starts_with("POST /a?x=1 HTTP/1.1\r\n")) << got;
+  EXPECT_NE(got.find("Host: masked:3000\r\n"), std::string::npos) << got;
+  EXPECT_EQ(got.find("3000-x.localhost"), std::string::npos) << got;
+  EXPECT_NE(got.find("Transfer-Encoding: chunked\r\n"), std::string::npos) << got;
+  EXPECT_TRUE(got.ends_with("\r\n\r\n5\r\nhello\r\n")) << got;
+  // The rest of the body comes later, untouched.
+  ASSERT_TRUE(c.send("6\r\n world\r\n0\r\n\r\n"));
+  EXPECT_EQ(recv_until(u, "0\r\n\r\n"), "6\r\n world\r\n0\r\n\r\n");
+  ASSERT_TRUE(send_all(u, "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"));
+  auto res = c.response();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->result_int(), 201);
+  EXPECT_EQ(res->body(), "ok");
+  EXPECT_TRUE(res->keep_alive());
+  // The next request on the connection goes to the same upstream connection, as it was sent.
+  ASSERT_TRUE(c.get("/b"));
+  EXPECT_EQ(recv_until(u, "\r\n\r\n"), "GET /b HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  ASSERT_TRUE(send_all(u, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nbye"));
+  auto second = c.response();
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->body(), "bye");
+  ::close(u);
+}
+
+TEST(Tunnel, APlainTunnelParsesNothingTheUpstreamSendsAndHoldsNothingBack) {
+  Upstream up;
+  TestServer ts(tunnel_to(up.port));
+  Client c(ts.port);
+  ASSERT_TRUE(c.get("/"));
+  int u = up.accept();
+  ASSERT_GE(u, 0);
+  ASSERT_FALSE(recv_until(u, "\r\n\r\n").empty());
+  // Half a head, then a byte at a time: each part reaches the client as it comes.
+  ASSERT_TRUE(send_all(u, "HTTP/1.1 200 OK\r\nX-Slow: "));
+  EXPECT_EQ(recv_until(c.fd(), "X-Slow: ", SIZE_MAX, 2s), "HTTP/1.1 200 OK\r\nX-Slow: ");
+  ASSERT_TRUE(send_all(u, "1"));
+  EXPECT_EQ(recv_until(c.fd(), "1", SIZE_MAX, 2s), "1");
+  ::close(u);
+}
+
+TEST(Tunnel, AHalfCloseIsPassedOnAndTheOtherSideMayStillAnswer) {
+  Upstream up;
+  TestServer ts(tunnel_to(up.port));
+  Client c(ts.port);
+  ASSERT_TRUE(c.send("GET /stream HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+  int u = up.accept();
+  ASSERT_GE(u, 0);
+  ASSERT_FALSE(recv_until(u, "\r\n\r\n").empty());
+  // The client is done sending: the upstream sees the end...
+  ::shutdown(c.fd(), SHUT_WR);
+  EXPECT_TRUE(eof_within(u, 5s));
+  // ...and its answer still reaches the client, then its own end.
+  ASSERT_TRUE(send_all(u, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nlate answer"));
+  ::shutdown(u, SHUT_WR);
+  std::string got = recv_until(c.fd(), "", SIZE_MAX, 2s);
+  EXPECT_TRUE(got.ends_with("late answer")) << got;
+  EXPECT_TRUE(eventually([&] { return ts.server->connections() == 0; }));
+  ::close(u);
+}
+
+TEST(Tunnel, OneExchangeTellsBothSidesTheConnectionEnds) {
+  Upstream up;
+  TestServer ts(tunnel_to(up.port, std::nullopt, true));
+  Client c(ts.port);
+  ASSERT_TRUE(c.send("PUT /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"));
+  int u = up.accept();
+  ASSERT_GE(u, 0);
+  std::string head = recv_until(u, "\r\n\r\n");
+  EXPECT_NE(head.find("Connection: close\r\n"), std::string::npos) << head;
+  // An interim answer goes on at once: the client waits for it to send the body.
+  ASSERT_TRUE(send_all(u, "HTTP/1.1 100 Continue\r\n\r\n"));
+  EXPECT_EQ(recv_until(c.fd(), "\r\n\r\n", SIZE_MAX, 2s), "HTTP/1.1 100 Continue\r\n\r\n");
+  ASSERT_TRUE(c.send("body"));
+  EXPECT_EQ(recv_until(u, "body"), "body");
+  // The final answer is told the connection ends (the upstream did not say so).
+  ASSERT_TRUE(send_all(u, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nKeep-Alive: timeout=5\r\n\r\nok"));
+  auto res = c.response();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->result_int(), 200);
+  EXPECT_EQ(res->body(), "ok");
+  EXPECT_FALSE(res->keep_alive());
+  EXPECT_EQ((*res)[http::field::keep_alive], "");
+  ::close(u);
+  EXPECT_TRUE(c.closed_within(2s));
+}
+
+TEST(Tunnel, AnUpgradeBecomesARawStreamBothWays) {
+  Upstream up;
+  TestServer ts(tunnel_to(up.port, std::nullopt, true));
+  Client c(ts.port);
+  ASSERT_TRUE(c.send("GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"));
+  int u = up.accept();
+  ASSERT_GE(u, 0);
+  std::string head = recv_until(u, "\r\n\r\n");
+  EXPECT_NE(head.find("Connection: Upgrade\r\n"), std::string::npos) << head;  // left alone
+  EXPECT_EQ(head.find("close"), std::string::npos) << head;
+  std::string switching = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+  ASSERT_TRUE(send_all(u, switching + "server-first"));
+  EXPECT_EQ(recv_until(c.fd(), "server-first", SIZE_MAX, 2s), switching + "server-first");
+  for (int i = 0; i < 3; ++i) {
+    std::string msg = "frame " + std::to_string(i);
+    ASSERT_TRUE(c.send(msg));
+    EXPECT_EQ(recv_until(u, msg), msg);
+    ASSERT_TRUE(send_all(u, "echo " + msg));
+    EXPECT_EQ(recv_until(c.fd(), "echo " + msg), "echo " + msg);
+  }
+  ::close(u);
+  EXPECT_TRUE(eof_within(c.fd(), 2s));
+}
+
+TEST(Tunnel, ARefusalIsAnAnswerAndTheConnectionServesTheNextRequest) {
+  Upstream up;
+  std::vector<int> statuses;
+  std::mutex mu;
+  EventLoop loop;
+  auto logged = [&](const Request&, int status, double) {
+    std::lock_guard lock(mu);
+    statuses.push_back(status);
+  };
+  auto s = HttpServer::listen(loop, ServerOptions{.listen = "127.0.0.1:0"}, tunnel_to(up.port), logged);
+  ASSERT_TRUE(s);
+  auto server = std::move(*s);
+  std::thread runner([&] { server->run(); });
+  int port = std::stoi(server->address().substr(server->address().rfind(':') + 1));
+  {
+    Client c(port);
+    ASSERT_TRUE(c.get("/refused"));
+    auto res = c.response();
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->result_int(), 502);
+    EXPECT_TRUE(res->keep_alive());
+    ASSERT_TRUE(c.get("/then"));
+    int u = up.accept();
+    ASSERT_GE(u, 0);
+    EXPECT_EQ(recv_until(u, "\r\n\r\n"), "GET /then HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    ASSERT_TRUE(send_all(u, "HTTP/1.1 204 No Content\r\n\r\n"));
+    auto second = c.response();
+    ASSERT_TRUE(second);
+    EXPECT_EQ(second->result_int(), 204);
+    ::close(u);
+    EXPECT_TRUE(eof_within(c.fd(), 2s));
+  }
+  // Each logged once: the refusal, and the tunnel (when it ended) with its first answer.
+  // A head announcing a body larger than any Beast default still gives its status.
+  {
+    Client c(port);
+    ASSERT_TRUE(c.get("/large"));
+    int u = up.accept();
+    ASSERT_GE(u, 0);
+    ASSERT_FALSE(recv_until(u, "\r\n\r\n").empty());
+    ASSERT_TRUE(send_all(u, "HTTP/1.0 200 OK\r\nContent-Length: 67108864\r\n\r\nfirst bytes"));
+    EXPECT_EQ(recv_until(c.fd(), "first bytes", SIZE_MAX, 2s),
+              "HTTP/1.0 200 OK\r\nContent-Length: 67108864\r\n\r\nfirst bytes");
+    ::close(u);
+  }
+  EXPECT_TRUE(eventually([&] {
+    std::lock_guard lock(mu);
+    return statuses.size() == 3;
+  }));
+  {
+    std::lock_guard lock(mu);
+    EXPECT_EQ(statuses, (std::vector<int>{502, 204, 200}));
+  }
+  server->stop(0ms);
+  runner.join();
+  loop.stop();
+}
+
+TEST(Tunnel, BytesStreamBothWaysThroughBoundedBuffers) {
+  Upstream up;
+  TestServer ts(tunnel_to(up.port));
+  Client c(ts.port, 10s, 64 * 1024);
+  ASSERT_TRUE(c.send("GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+  int u = up.accept();
+  ASSERT_GE(u, 0);
+  ASSERT_FALSE(recv_until(u, "\r\n\r\n").empty());
+  int small = 64 * 1024;
+  ::setsockopt(u, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  // The upstream writes 128 MiB that the client does not read yet: the tunnel holds one
+  // buffer, the kernel's socket buffers the rest, and the writer waits.
+  constexpr size_t kTotal = 128u << 20;
+  const size_t rss_before = rss_kib();
+  std::atomic<size_t> written{0};
+  std::thread writer([&] {
+    std::string chunk(1 << 20, '\0');
+    for (size_t i = 0; i < chunk.size(); ++i) chunk[i] = static_cast<char>(i & 0xff);
+    while (written < kTotal) {
+      if (!send_all(u, chunk)) break;
+      written += chunk.size();
+    }
+    ::shutdown(u, SHUT_WR);
+  });
+  std::this_thread::sleep_for(1s);
+  size_t stalled = written;
+  EXPECT_LT(stalled, 32u << 20);
+  if (kMeasuresMemory) EXPECT_LT(rss_kib() - rss_before, 8u * 1024) << "KiB";
+  // Reading lets it all through, byte for byte, then the end.
+  size_t got = 0;
+  bool exact = true;
+  std::vector<char> buf(1 << 20);
+  auto until = Clock::now() + 60s;
+  while (Clock::now() < until) {
+    struct pollfd p = {c.fd(), POLLIN, 0};
+    if (::poll(&p, 1, 1000) <= 0) continue;
+    ssize_t n = ::recv(c.fd(), buf.data(), buf.size(), 0);
+    if (n <= 0) break;
+    for (ssize_t i = 0; i < n; ++i) exact &= buf[i] == static_cast<char>((got + i) & 0xff);
+    got += static_cast<size_t>(n);
+  }
+  writer.join();
+  EXPECT_EQ(got, kTotal);
+  EXPECT_TRUE(exact);
+  ::close(u);
+}
+
+TEST(Tunnel, QuietTunnelsEndAtTheIdleTimeoutAndStopEndsTheRest) {
+  Upstream up;
+  ServerOptions o;
+  o.tunnel_idle_timeout = 400ms;
+  TestServer ts(tunnel_to(up.port), o);
+  Client quiet(ts.port);
+  ASSERT_TRUE(quiet.get("/"));
+  int u = up.accept();
+  ASSERT_GE(u, 0);
+  ASSERT_FALSE(recv_until(u, "\r\n\r\n").empty());
+  // Bytes keep it open past the timeout...
+  for (int i = 0; i < 4; ++i) {
+    std::this_thread::sleep_for(200ms);
+    ASSERT_TRUE(send_all(u, "x"));
+    EXPECT_EQ(recv_until(quiet.fd(), "x", 1, 2s), "x");
+  }
+  // ...silence ends it, on both sides.
+  auto t0 = Clock::now();
+  EXPECT_TRUE(eof_within(quiet.fd(), 3s));
+  EXPECT_TRUE(eof_within(u, 3s));
+  EXPECT_GE(Clock::now() - t0, 300ms);
+  ::close(u);
+  // A busy tunnel ends with stop() at its grace.
+  Client busy(ts.port);
+  ASSERT_TRUE(busy.get("/"));
+  int u2 = up.accept();
+  ASSERT_GE(u2, 0);
+  ASSERT_FALSE(recv_until(u2, "\r\n\r\n").empty());
+  t0 = Clock::now();
+  ts.stop(100ms);
+  EXPECT_LT(Clock::now() - t0, 3s);
+  EXPECT_TRUE(eof_within(busy.fd(), 2s));
+  EXPECT_TRUE(eof_within(u2, 2s));
+  ::close(u2);
 }
 
 }  // namespace

@@ -24,9 +24,18 @@ json sandbox_json(const Context& ctx, const core::Live& l) {
               {"trafficAccessToken", l.traffic_token()}, {"domain", ctx.domain.empty() ? json(nullptr) : json(ctx.domain)}};
 }
 
+// E2B's SandboxNetworkConfig: the ingress rules, then the egress lists (empty ones left out).
+json network_json(core::Live& l) {
+  json out = {{"allowPublicTraffic", l.ingress.allow_public_traffic}};
+  if (!l.ingress.mask_request_host.empty()) out["maskRequestHost"] = l.ingress.mask_request_host;
+  std::lock_guard lock(l.mu);
+  if (auto egress = core::network_json(l.network); !egress.is_null()) out.update(egress);
+  return out;
+}
+
 // What get and list return (E2B's SandboxDetail / ListedSandbox).
 json detail_json(const Context& ctx, const sandbox::SandboxInfo& s) {
-  return {{"sandboxID", s.id},
+  json out = {{"sandboxID", s.id},
           {"templateID", ctx.core.template_id(s.template_name)},
           {"alias", s.template_name},
           {"clientID", "brig"},
@@ -37,7 +46,14 @@ json detail_json(const Context& ctx, const sandbox::SandboxInfo& s) {
           {"memoryMB", s.memory_bytes >> 20},
           {"diskSizeMB", s.disk_bytes >> 20},
           {"envdVersion", kEnvdVersion},
-          {"metadata", s.metadata}};
+          {"metadata", s.metadata},
+          {"domain", ctx.domain.empty() ? json(nullptr) : json(ctx.domain)}};
+  if (auto l = ctx.core.live(s.id)) {
+    out["network"] = network_json(*l);
+    std::lock_guard lock(l->mu);
+    out["allowInternetAccess"] = l->network.allow_internet_access;
+  }
+  return out;
 }
 
 json metric_json(const core::Metric& m) {
@@ -83,8 +99,8 @@ Result<std::vector<std::string>> parse_list_field(const json& network, const cha
 
 // The egress part of E2B's SandboxNetworkConfig (create) or SandboxNetworkUpdateConfig (PUT).
 // Header rules and an upstream SOCKS proxy need the egress proxy brig does not have yet: refused
-// rather than ignored. The ingress fields (allowPublicTraffic, maskRequestHost, httpsPorts)
-// belong to the data plane and are not read here.
+// rather than ignored. The ingress fields (allowPublicTraffic, maskRequestHost) are
+// parse_ingress's.
 Result<core::NetworkConfig> parse_network(const json& network) {
   if (!network.is_object()) return bad("network must be an object");
   if (auto it = network.find("rules"); it != network.end() && !it->is_null() && !(it->is_object() && it->empty()))
@@ -97,6 +113,20 @@ Result<core::NetworkConfig> parse_network(const json& network) {
   c.allow_out = std::move(allow);
   c.deny_out = std::move(deny);
   return c;
+}
+
+// The ingress part of E2B's SandboxNetworkConfig (create only: fixed for the sandbox's life).
+Result<core::Ingress> parse_ingress(const json& net) {
+  core::Ingress ingress;
+  if (net.contains("allowPublicTraffic") && !net["allowPublicTraffic"].is_null()) {
+    if (!net["allowPublicTraffic"].is_boolean()) return bad("network.allowPublicTraffic must be a boolean");
+    ingress.allow_public_traffic = net["allowPublicTraffic"].get<bool>();
+  }
+  if (net.contains("maskRequestHost") && !net["maskRequestHost"].is_null()) {
+    if (!net["maskRequestHost"].is_string()) return bad("network.maskRequestHost must be a string");
+    ingress.mask_request_host = net["maskRequestHost"].get<std::string>();
+  }
+  return ingress;
 }
 
 Result<std::optional<bool>> parse_internet_access(const json& body) {
@@ -131,6 +161,8 @@ Result<core::CreateSandbox> parse_create(const std::string& raw) {
   if (auto it = body.find("network"); it != body.end() && !it->is_null()) {
     BRIG_TRY_ASSIGN(network, parse_network(*it));
     cmd.network = std::move(network);
+    BRIG_TRY_ASSIGN(ingress, parse_ingress(*it));
+    cmd.ingress = std::move(ingress);
   }
   return cmd;
 }
@@ -250,11 +282,6 @@ Route sandboxes(const Context& ctx, const Request& head, const std::vector<std::
       auto j = detail_json(ctx, *info);
       if (auto l = ctx.core.live(id)) j["envdAccessToken"] = l->access_token;
       j["domain"] = ctx.domain.empty() ? json(nullptr) : json(ctx.domain);
-      if (auto l = ctx.core.live(id)) {
-        std::lock_guard lock(l->mu);
-        j["allowInternetAccess"] = l->network.allow_internet_access;
-        if (auto n = core::network_json(l->network); !n.is_null()) j["network"] = n;
-      }
       j["lifecycle"] = {{"onTimeout", "kill"}, {"autoResume", false}};
       return Response::json(200, dump(j));
     });

@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""brig-egress's cost, in the egress test's namespaces (tests/egress): a download and a small
+request straight from the hub (the host: no proxy) beside the same through brig egress from a
+client namespace, with no domain in the policy (nothing peeked) and with one (the Host peeked,
+the name resolved by the proxy). Interleaved round-robin; prints p50 and the slowest run.
+
+    bench/egress/run.py BRIG [RUNS]      (root; the same tools as the test)
+"""
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "egress"))
+import egress_test as t  # noqa: E402
+
+SIZE = 256 << 20
+
+
+def curl(ns, url, *extra):
+    r = subprocess.run(["ip", "netns", "exec", ns, "curl", "-sS", "--noproxy", "*", "-o", "/dev/null", "-w",
+                        "%{speed_download} %{time_total}", *extra, url],
+                       capture_output=True, text=True, timeout=120, env=t.ENV, check=True)
+    speed, total = r.stdout.split()
+    return float(speed), float(total)
+
+
+def main():
+    t.BRIG = sys.argv[1]
+    runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    net = t.Net()
+    by_name = ["--resolve", f"denied.test:80:{t.DENIED}"]
+    cases = [
+        ("direct (hub, no proxy)", None, t.HUB, f"http://{t.DENIED}", []),
+        ("proxy, no domain in the policy", ([], []), t.CLI, f"http://{t.DENIED}", []),
+        ("proxy, dialled by name", (["denied.test"], ["0.0.0.0/0"]), t.CLI, "http://denied.test", by_name),
+    ]
+    rates = {c[0]: [] for c in cases}
+    small = {c[0]: [] for c in cases}
+    try:
+        net.up()
+        for _ in range(runs):
+            for label, policy, ns, base, extra in cases:
+                if policy:
+                    net.policy(t.CLIENT_IP, "bench", *policy)
+                rates[label].append(curl(ns, f"{base}/zero/{SIZE}", *extra)[0] / 1e6)
+                for _ in range(5):
+                    small[label].append(curl(ns, f"{base}/", *extra)[1] * 1000)
+    finally:
+        net.down()
+    print(f"| path | {SIZE >> 20} MiB download p50 | slowest | small request p50 | slowest |")
+    print("|---|---:|---:|---:|---:|")
+    for label, *_ in cases:
+        r, s = sorted(rates[label]), sorted(small[label])
+        print(f"| {label} | {r[len(r) // 2]:.0f} MB/s | {r[0]:.0f} MB/s | {s[len(s) // 2]:.2f} ms | {s[-1]:.2f} ms |")
+
+
+if __name__ == "__main__":
+    main()
