@@ -12,16 +12,17 @@ def test_network_policy_is_created_echoed_and_replaced(sandboxes):
     s = sandboxes(allow_internet_access=False, network={"allow_out": ["1.1.1.1", "example.com"], "deny_out": [ALL_TRAFFIC]})
     info = s.get_info()
     assert info.allow_internet_access is False
-    assert info.network == {"allow_out": ["1.1.1.1", "example.com"], "deny_out": ["0.0.0.0/0"]}
+    # The ingress half (allow_public_traffic) is echoed beside the egress lists.
+    assert info.network == {"allow_out": ["1.1.1.1", "example.com"], "deny_out": ["0.0.0.0/0"], "allow_public_traffic": True}
 
     s.update_network({"deny_out": ["10.0.0.0/8"]})
     info = Sandbox.get_info(s.sandbox_id)
     assert info.allow_internet_access is True
-    assert info.network == {"deny_out": ["10.0.0.0/8"]}
+    assert info.network == {"deny_out": ["10.0.0.0/8"], "allow_public_traffic": True}
 
     s.update_network({})
     info = s.get_info()
-    assert info.network is None
+    assert info.network == {"allow_public_traffic": True}
 
     # The host side of its own network (its nameserver) is the host, and refuses it.
     r = s.commands.run(

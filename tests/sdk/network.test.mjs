@@ -120,7 +120,10 @@ test('updateNetwork replaces the whole policy: narrowed, then cleared', async ()
   await s.updateNetwork({})  // omitted = cleared: everything open again
   assert.equal(await get(s, PUBLIC), 'brig-test-internet')
   const info = await s.getInfo()
-  assert.equal(info.network, undefined)
+  // Only the ingress half is left (allowPublicTraffic, fixed at create).
+  assert.equal(info.network.allowOut, undefined)
+  assert.equal(info.network.denyOut, undefined)
+  assert.equal(info.network.allowPublicTraffic, true)
   assert.equal(info.allowInternetAccess, true)
 })
 
