@@ -127,15 +127,18 @@ Result<> EgressLink::launch(const std::string& listen, const std::string& dns_li
     return Error::make(errc::protocol, "brig egress did not start: " +
                                               (ready ? std::string("unexpected first event") : ready.error().message()));
   }
-  ports_ = {port_of(r->listen), port_of(r->dns)};
-  if (!ports_.proxy || !ports_.dns) {
+  const Ports got{port_of(r->listen), port_of(r->dns)};
+  // A restart must serve where the sandboxes' redirects point; ports_ is written once, before
+  // anyone reads it (ports() takes no lock).
+  const bool first = !ports_.proxy;
+  if (!got.proxy || !got.dns || (!first && (got.proxy != ports_.proxy || got.dns != ports_.dns))) {
     ::kill(spawned.pid, SIGKILL);
     reap(spawned.pid, 1s);
-    return Error::make(errc::protocol, "brig egress reported no ports (" + r->listen + ", " + r->dns + ")");
+    return Error::make(errc::protocol, "brig egress reported other ports (" + r->listen + ", " + r->dns + ")");
   }
+  if (first) ports_ = got;
   pid_ = spawned.pid;
   control_ = std::move(spawned.control);
-  ++generation_;
   spdlog::info("brig egress {} serves: TCP {}, DNS {}", pid_, r->listen, r->dns);
   return ok();
 }

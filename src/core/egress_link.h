@@ -62,7 +62,6 @@ class EgressLink {
   std::condition_variable cv_;
   pid_t pid_ = -1;   // guarded by mu_
   Fd control_;       // guarded by mu_ (the reader reads it while it is open)
-  uint64_t generation_ = 0;  // bumps on every (re)start
   uint64_t next_id_ = 1;
   std::set<uint64_t> waiting_;               // requests whose answer someone waits for
   struct Answer {

@@ -132,4 +132,17 @@ void DaemonState::forget(const std::string& id) {
   sqlite3_finalize(st);
 }
 
+void DaemonState::retain(const std::set<std::string>& ids) {
+  std::vector<std::string> gone;
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(db(db_), "SELECT id FROM daemon_sandboxes;", -1, &st, nullptr);
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    const unsigned char* t = sqlite3_column_text(st, 0);
+    std::string id = t ? reinterpret_cast<const char*>(t) : "";  // SAFETY: SQLite text
+    if (!ids.count(id)) gone.push_back(std::move(id));
+  }
+  sqlite3_finalize(st);
+  for (auto& id : gone) forget(id);
+}
+
 }  // namespace brig::core

@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -52,6 +53,8 @@ class DaemonState {
   void save_network(const std::string& id, const std::string& network);
   std::optional<Saved> load(const std::string& id);
   void forget(const std::string& id);
+  // Forgets every sandbox but `ids` (those that ended while no daemon ran).
+  void retain(const std::set<std::string>& ids);
 
  private:
   explicit DaemonState(void* db) : db_(db) {}

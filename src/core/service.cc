@@ -1,6 +1,7 @@
 #include "core/service.h"
 
 #include <algorithm>
+#include <set>
 #include <cmath>
 
 #include <spdlog/spdlog.h>
@@ -110,6 +111,7 @@ void Service::reap_loop() {
 }
 
 void Service::adopt() {
+  std::set<std::string> adopted;
   for (auto& id : engine_.adopt_orphans()) {
     auto sb = engine_.get(id);
     auto info = engine_.info(id);
@@ -134,8 +136,11 @@ void Service::adopt() {
       if (!r) spdlog::error("sandbox {}: its domain rules are not enforced: {}", id, r.error().message());
     }
     add_live(l);
+    adopted.insert(id);
     spdlog::info("re-adopted sandbox {} ({})", id, l->tpl.name);
   }
+  // What the daemon kept of sandboxes that ended while none ran.
+  state_->retain(adopted);
 }
 
 void Service::add_live(std::shared_ptr<Live> l) {

@@ -71,6 +71,9 @@ struct NewSandbox {
   std::map<std::string, std::string> env;
   std::map<std::string, std::string> metadata;
   std::optional<bool> allow_internet_access;  // nullopt: the daemon's default
+  // E2B's network.allowOut / denyOut (IPs, CIDRs; domains in allowOut need 0.0.0.0/0 denied);
+  // nullopt: the daemon's default.
+  std::optional<std::vector<std::string>> allow_out, deny_out;
 };
 struct CreatedSandbox {
   std::string id;

@@ -57,6 +57,9 @@ Result<CreatedSandbox> RemoteBackend::create_sandbox(const NewSandbox& req) {
   if (!req.env.empty()) body["envVars"] = req.env;
   if (!req.metadata.empty()) body["metadata"] = req.metadata;
   if (req.allow_internet_access) body["allow_internet_access"] = *req.allow_internet_access;
+  if (req.allow_out || req.deny_out)
+    body["network"] = {{"allowOut", req.allow_out.value_or(std::vector<std::string>{})},
+                       {"denyOut", req.deny_out.value_or(std::vector<std::string>{})}};
   BRIG_TRY_ASSIGN(r, api_.call("POST", "/v2/sandboxes", dump(body)));
   if (r.status != 201) return http_error(r);
   json created = json::parse(r.body, nullptr, false);

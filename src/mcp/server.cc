@@ -79,9 +79,15 @@ const std::vector<Tool>& tools() {
        "git, curl), python3 (base + numpy, pandas, matplotlib), code-interpreter-v1 (python3 + more data "
        "libraries, Deno for JavaScript/TypeScript cells, R), node (Node.js only), minimal (bash, coreutils, curl, "
        "git), or any template built on this server. "
-       "The sandbox is killed when its timeout (seconds, default 300) passes; extend it with set_sandbox_timeout.",
+       "The sandbox is killed when its timeout (seconds, default 300) passes; extend it with set_sandbox_timeout. "
+       "Network: internet access is on unless allow_internet_access is false; allow_out (IPs, CIDRs, domains such as "
+       "pypi.org or *.github.com) beats deny_out (IPs, CIDRs); domains need \"0.0.0.0/0\" in deny_out. The host, "
+       "other sandboxes and private addresses are never reachable.",
        object_schema({{"template", {{"type", "string"}, {"maxLength", 128}, {"default", "base"}}},
                       {"timeout", {{"type", "integer"}, {"minimum", 1}, {"maximum", 86400}, {"default", 300}}},
+                      {"allow_internet_access", {{"type", "boolean"}, {"default", true}}},
+                      {"allow_out", {{"type", "array"}, {"maxItems", 256}, {"items", {{"type", "string"}, {"maxLength", 255}}}}},
+                      {"deny_out", {{"type", "array"}, {"maxItems", 256}, {"items", {{"type", "string"}, {"maxLength", 255}}}}},
                       {"env", {{"type", "object"}, {"additionalProperties", {{"type", "string"}, {"maxLength", 32768}}}}},
                       {"metadata", {{"type", "object"}, {"additionalProperties", {{"type", "string"}, {"maxLength", 4096}}}}}},
                      {}),
@@ -319,6 +325,9 @@ class Server::Impl {
       req.timeout_s = args.value("timeout", 300);
       if (args.contains("env")) req.env = args["env"].get<std::map<std::string, std::string>>();
       if (args.contains("metadata")) req.metadata = args["metadata"].get<std::map<std::string, std::string>>();
+      if (args.contains("allow_internet_access")) req.allow_internet_access = args["allow_internet_access"].get<bool>();
+      if (args.contains("allow_out")) req.allow_out = args["allow_out"].get<std::vector<std::string>>();
+      if (args.contains("deny_out")) req.deny_out = args["deny_out"].get<std::vector<std::string>>();
       auto created = backend_->create_sandbox(req);
       if (!created) return failure(created.error(), "could not create the sandbox: ");
       json out = {{"sandbox_id", created->id}, {"template", created->template_name}, {"status", "running"},

@@ -86,6 +86,9 @@ Result<mcp::CreatedSandbox> InProcessBackend::create_sandbox(const mcp::NewSandb
   cmd.env = req.env;
   cmd.metadata = req.metadata;
   cmd.allow_internet_access = req.allow_internet_access;
+  if (req.allow_out || req.deny_out)
+    cmd.network = core::NetworkConfig{.allow_out = req.allow_out.value_or(std::vector<std::string>{}),
+                                      .deny_out = req.deny_out.value_or(std::vector<std::string>{})};
   auto l = core.create(cmd);
   if (!l) return reported(l.error(), "mcp create sandbox");
   mcp::CreatedSandbox out{(*l)->id, (*l)->tpl.name, ""};

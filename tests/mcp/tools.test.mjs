@@ -46,6 +46,25 @@ for (const transport of transports) {
       assert.match(text(bad), /no-such-template.*not found/)
     })
 
+    // The network options are the daemon's egress policy: shown by a connection the firewall
+    // refuses at once (ECONNREFUSED, 111) to an address a default sandbox would try to reach.
+    test('create_sandbox: network options (allow_internet_access, allow_out, deny_out)', async () => {
+      const connect = async (id) => (await call('run_command', { sandbox_id: id, command:
+        `python3 -c "import socket;s=socket.socket();s.settimeout(3);print(s.connect_ex(('198.51.100.10',80)))"` })).structuredContent.stdout.trim()
+      for (const args of [{ allow_internet_access: false }, { deny_out: ['198.51.100.0/24'] }]) {
+        const c = await call('create_sandbox', { template: 'base', timeout: 60, ...args })
+        assert.ok(!c.isError, JSON.stringify(c))
+        const id = c.structuredContent.sandbox_id
+        assert.equal(await connect(id), '111', JSON.stringify(args))
+        await call('kill_sandbox', { sandbox_id: id })
+      }
+      const bad = await call('create_sandbox', { allow_out: ['pypi.org'] })
+      assert.equal(bad.isError, true)
+      assert.match(text(bad), /ALL_TRAFFIC/)
+      const typed = await call('create_sandbox', { allow_out: 'pypi.org' })
+      assert.equal(typed.isError, true)
+    })
+
     test('list_sandboxes: metadata filter; a badly typed filter is a tool error', async () => {
       const mine = await call('list_sandboxes', { metadata: { suite: 'mcp-tools', transport } })
       assert.deepEqual(mine.structuredContent.sandboxes.map((s) => s.sandbox_id), [base])

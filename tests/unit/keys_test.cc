@@ -71,4 +71,26 @@ TEST(Keys, E2bShapeCheck) {
 }
 
 }  // namespace
+// The daemon's memory of its sandboxes: what it saves comes back (ingress and egress halves),
+// and what ended while no daemon ran is forgotten by retain().
+TEST(DaemonState, SavedSandboxesComeBackAndRetainForgetsTheRest) {
+  TempDir dir;
+  auto state = brig::core::DaemonState::open(dir.path);
+  ASSERT_TRUE(state) << state.error().message();
+  brig::core::DaemonState::Saved a{"token-a", "base", {false, "h:${PORT}"}, R"({"allowOut":["x.test"]})"};
+  (*state)->save("aaaaaaaaaaaaaaaaaaaa", a);
+  (*state)->save("bbbbbbbbbbbbbbbbbbbb", {"token-b", "node", {}, ""});
+  (*state)->save_network("aaaaaaaaaaaaaaaaaaaa", R"({"denyOut":["0.0.0.0/0"]})");
+  auto got = (*state)->load("aaaaaaaaaaaaaaaaaaaa");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->token, "token-a");
+  EXPECT_EQ(got->template_name, "base");
+  EXPECT_FALSE(got->ingress.allow_public_traffic);
+  EXPECT_EQ(got->ingress.mask_request_host, "h:${PORT}");
+  EXPECT_EQ(got->network, R"({"denyOut":["0.0.0.0/0"]})");
+  (*state)->retain({"aaaaaaaaaaaaaaaaaaaa"});
+  EXPECT_TRUE((*state)->load("aaaaaaaaaaaaaaaaaaaa"));
+  EXPECT_FALSE((*state)->load("bbbbbbbbbbbbbbbbbbbb"));
+}
+
 }  // namespace brig::core
