@@ -100,7 +100,10 @@ void Service::reap_loop() {
       for (auto& l : dead) live_.erase(l->id);
     }
     for (auto& l : dead) {
-      untell_egress(*l);
+      {
+        std::lock_guard net(l->network_mu);
+        untell_egress(*l);
+      }
       state_->forget(l->id);
     }
     // The engine's reap also finds what no Live stands for (a crash's leftovers, ended pool
@@ -163,7 +166,10 @@ void Service::forget(const std::string& id) {
       live_.erase(it);
     }
   }
-  if (l) untell_egress(*l);
+  if (l) {
+    std::lock_guard net(l->network_mu);
+    untell_egress(*l);
+  }
   state_->forget(id);
 }
 
