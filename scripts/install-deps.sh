@@ -10,6 +10,8 @@ packages=(
   libboost1.81-dev libseccomp-dev libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev
   nlohmann-json3-dev libssl-dev libarchive-dev libprotobuf-dev protobuf-compiler
   libzmq3-dev cppzmq-dev libtomlplusplus-dev
+  # sandbox networking: veth/addresses/routes (rtnetlink), the host firewall, conntrack
+  libnl-route-3-dev libnftables-dev libnetfilter-conntrack-dev libmnl-dev nftables
   # brig-egress: name resolution (c-ares), DNS messages (ldns)
   libc-ares-dev libldns-dev
   libgtest-dev libgmock-dev libbenchmark-dev

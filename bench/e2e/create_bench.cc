@@ -12,7 +12,10 @@
 // zygote's own timing of each create (SandboxHandle::create_trace: its helper began → the init
 // was ready) gives the most creates that were inside the zygote at one instant.
 //
-//   brig-create-bench --rootfs DIR [--iterations 50] [--warmup 3] [--concurrency 4]
+// With --network every sandbox gets its own network (a veth pair, the host firewall, the default
+// egress policy), as the daemon's sandboxes do; without it, loopback only.
+//
+//   brig-create-bench --rootfs DIR [--iterations 50] [--warmup 3] [--concurrency 4] [--network]
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -53,6 +56,7 @@ struct Options {
   int iterations = 50;
   int warmup = 3;
   int concurrency = 4;
+  bool network = false;
 };
 
 Options parse(int argc, char** argv) {
@@ -70,9 +74,10 @@ Options parse(int argc, char** argv) {
     else if (a == "--iterations") o.iterations = std::max(1, atoi(value().c_str()));
     else if (a == "--warmup") o.warmup = std::max(0, atoi(value().c_str()));
     else if (a == "--concurrency") o.concurrency = std::clamp(atoi(value().c_str()), 2, 32);
+    else if (a == "--network") o.network = true;
     else {
       fprintf(stderr,
-              "usage: brig-create-bench --rootfs DIR [--iterations N] [--warmup N] [--concurrency N]\n");
+              "usage: brig-create-bench --rootfs DIR [--iterations N] [--warmup N] [--concurrency N] [--network]\n");
       exit(a == "--help" ? 0 : 2);
     }
   }
@@ -176,6 +181,7 @@ int main(int argc, char** argv) {
   sb::SandboxSpec spec;
   spec.rootfs = opt.rootfs;
   spec.template_name = "bench";
+  if (opt.network) spec.egress = sb::EgressPolicy{};
 
   std::vector<Subject> subjects;
   subjects.push_back({"one at a time (max_parallel_creates 1)", 1, "", nullptr, {}, {}, {}, {}, 0, {}});
@@ -211,8 +217,9 @@ int main(int argc, char** argv) {
   if (getloadavg(load, 3) < 0) load[0] = NAN;
   printf("## Cold creates, one and %d at once (brig-create-bench)\n\n", n);
   printf("%u CPUs online, load average %.2f during the run; rootfs %s; %d rounds + %d warm-up; every create cold "
-         "(no pool), the sandbox killed after its round.\n\n",
-         std::thread::hardware_concurrency(), load[0], opt.rootfs.c_str(), opt.iterations, opt.warmup);
+         "(no pool), the sandbox killed after its round; %s.\n\n",
+         std::thread::hardware_concurrency(), load[0], opt.rootfs.c_str(), opt.iterations, opt.warmup,
+         opt.network ? "each with its own network (veth pair, firewall, default policy)" : "loopback only");
   printf("| creates in the zygote | scenario | n | p50 ms | p95 ms |\n|---|---|---:|---:|---:|\n");
   auto row = [](const Subject& s, const std::string& scenario, const std::vector<double>& v) {
     printf("| %s | %s | %zu | %s | %s |\n", s.label.c_str(), scenario.c_str(), v.size(), fmt(percentile(v, 50)).c_str(),

@@ -6,10 +6,13 @@
 #include <unistd.h>
 
 #include <iostream>
+#include <memory>
 
+#include "base/cidr.h"
 #include "base/util.h"
 #include "cli/commands.h"
 #include "isolate/cgroup.h"
+#include "isolate/net.h"
 #include "policy/seccomp_policy.h"
 #include "sandbox/engine.h"
 #include "sys/syscalls.h"
@@ -31,6 +34,39 @@ struct Report {
 };
 
 bool syscall_exists(long ret) { return ret >= 0 || errno != ENOSYS; }
+
+// Sandbox networks: nftables, forwarding, and what brig's table holds.
+void network(Report& r, const config::Network& n) {
+  auto state = isolate::firewall_state();
+  if (!state) {
+    r.line(Level::fail, "nftables", state.error().message() + " (sandboxes with a network cannot be created)");
+    return;
+  }
+  auto forward = read_small_file("/proc/sys/net/ipv4/ip_forward", 16);
+  const auto interfaces = isolate::sandbox_interfaces();
+  r.line(Level::ok, "sandbox networks",
+         "range " + n.subnet + "; table inet " + isolate::kFirewallTable + " " +
+             (state->table ? "holds " + std::to_string(state->sandboxes.size()) + " sandbox(es)" : "absent (no sandbox has a network)") +
+             "; " + std::to_string(interfaces.size()) + " bv* interface(s); ip_forward " +
+             (forward ? std::string(trim(*forward)) : "?"));
+  r.line(Level::warn, "egress domains",
+         "allowOut domains are stored but not enforced yet (no egress proxy): they open nothing; IPs and CIDRs are enforced");
+}
+
+// --cleanup: what crashed brig processes left of sandbox networks.
+int cleanup(const Globals& g) {
+  auto subnet = parse_ipv4_cidr(g.config.network.subnet);
+  if (!subnet) return 2;
+  auto swept = isolate::sweep_networks(*subnet);
+  if (!swept) {
+    std::cerr << "brig doctor --cleanup: " << swept.error().message() << "\n";
+    return 1;
+  }
+  for (uint32_t i : swept->removed) std::cout << "emptied the firewall objects of bv" << i << " (its sandbox is gone)\n";
+  if (swept->table_removed) std::cout << "removed table inet " << isolate::kFirewallTable << " (no sandbox network left)\n";
+  if (swept->removed.empty() && !swept->table_removed) std::cout << "nothing to clean up\n";
+  return 0;
+}
 
 int doctor(const Globals& g) {
   Report r;
@@ -95,8 +131,7 @@ int doctor(const Globals& g) {
   }
   if (::access("/dev/kvm", F_OK) == 0)
     r.line(Level::warn, "/dev/kvm", "present, but brig has no microVM backend yet: sandboxes use namespaces");
-  r.line(Level::warn, "network egress",
-         "sandboxes are loopback-only; egress allowlists are not built yet");
+  network(r, g.config.network);
 
   std::cout << "\n" << (r.failures ? "brig cannot run sandboxes on this host (" + std::to_string(r.failures) + " failure(s))"
                                    : "brig can run sandboxes on this host") << "\n";
@@ -107,7 +142,14 @@ int doctor(const Globals& g) {
 
 Runner add_doctor(CLI::App& app, Globals& globals) {
   auto* sub = app.add_subcommand("doctor", "Check what this host supports and what brig will do about what it lacks.");
-  return [sub, &globals]() -> int { return sub->parsed() ? doctor(globals) : -1; };
+  auto cleanup_flag = std::make_shared<bool>(false);
+  sub->add_flag("--cleanup", *cleanup_flag,
+                "Remove what dead sandboxes left of their networks (the rules and connections of interfaces that are "
+                "gone; the table inet brig once no sandbox is left), then exit.");
+  return [sub, &globals, cleanup_flag]() -> int {
+    if (!sub->parsed()) return -1;
+    return *cleanup_flag ? cleanup(globals) : doctor(globals);
+  };
 }
 
 }  // namespace brig::cli

@@ -270,7 +270,7 @@ int run_command(const RunArgs& a, const Globals& g) {
   sigaddset(&sigs, SIGTERM);
   sigaddset(&sigs, SIGHUP);
   sigaddset(&sigs, SIGUSR1);  // our own "run is over" wake-up for the waiter
-  auto engine = sandbox::Engine::open({.state_dir = c.server.state_dir, .sandbox = c.sandbox, .limits = c.limits});
+  auto engine = sandbox::Engine::open({.state_dir = c.server.state_dir, .sandbox = c.sandbox, .limits = c.limits, .network = c.network});
   if (!engine) return fail(engine.error());
   std::unique_ptr<store::TemplateStore> store;
   std::optional<store::TemplateInfo> tpl;

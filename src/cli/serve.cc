@@ -70,6 +70,7 @@ int serve(const ServeArgs& a, const Globals& g) {
   engine_options.loop = &loop;
   engine_options.sandbox = c.sandbox;
   engine_options.limits = c.limits;
+  engine_options.network = c.network;
   auto engine = sandbox::Engine::open(engine_options);
   if (!engine) return fail(engine.error());
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);

@@ -36,7 +36,7 @@ struct Opened {
 
 Result<Opened> open_all(const Globals& g) {
   const config::Config& c = g.config;
-  BRIG_TRY_ASSIGN(engine, sandbox::Engine::open({.state_dir = c.server.state_dir, .sandbox = c.sandbox, .limits = c.limits}));
+  BRIG_TRY_ASSIGN(engine, sandbox::Engine::open({.state_dir = c.server.state_dir, .sandbox = c.sandbox, .limits = c.limits, .network = c.network}));
   BRIG_TRY_ASSIGN(store, store::TemplateStore::open(engine->state_dir(), c.build));
   return Opened{std::move(engine), std::move(store)};
 }

@@ -11,6 +11,7 @@
 
 #include <toml++/toml.h>
 
+#include "base/cidr.h"
 #include "base/util.h"
 
 extern char** environ;
@@ -316,6 +317,12 @@ Result<> validate(const Config& c) {
                std::to_string(c.limits.metadata_key_bytes + c.limits.metadata_value_bytes) +
                ") is more than limits.metadata_total_bytes (" + std::to_string(c.limits.metadata_total_bytes) +
                "): one entry of the largest size could never be stored");
+  auto subnet = parse_ipv4_cidr(c.network.subnet);
+  if (!subnet || subnet->prefix > 28 || cidr_text(*subnet) != c.network.subnet)
+    return bad("network.subnet = \"" + c.network.subnet + "\" must be an IPv4 range a.b.c.d/n with n at most 28 and no host bits "
+               "(e.g. 10.200.0.0/16)");
+  if (!c.network.dns_upstream.empty() && c.network.dns_upstream != "off" && !parse_ipv4(c.network.dns_upstream))
+    return bad("network.dns_upstream = \"" + c.network.dns_upstream + "\" must be an IPv4 address, \"off\" or empty");
   if (!c.client.url.starts_with("http://"))
     return bad("client.url = \"" + c.client.url.substr(0, 64) + "\" must be http://HOST:PORT");
   return ok();

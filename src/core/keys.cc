@@ -65,9 +65,10 @@ Result<std::unique_ptr<DaemonState>> DaemonState::open(const std::string& state_
   BRIG_TRY_ASSIGN(handle, db::open(state_dir + "/brig.db",
                                     "CREATE TABLE IF NOT EXISTS daemon_sandboxes (id TEXT PRIMARY KEY, token TEXT NOT "
                                     "NULL, template TEXT NOT NULL);"));
-  // The ingress columns came later: a database of an older brig gets them here (the error
-  // when they exist already is expected and ignored).
-  for (const char* column : {"public_traffic INTEGER NOT NULL DEFAULT 1", "mask_host TEXT NOT NULL DEFAULT ''"}) {
+  // Columns that came later: a database of an older brig gets them here (the error when they
+  // exist already is expected and ignored).
+  for (const char* column : {"public_traffic INTEGER NOT NULL DEFAULT 1", "mask_host TEXT NOT NULL DEFAULT ''",
+                             "network TEXT NOT NULL DEFAULT ''"}) {
     std::string sql = std::string("ALTER TABLE daemon_sandboxes ADD COLUMN ") + column + ";";
     sqlite3_exec(db(handle), sql.c_str(), nullptr, nullptr, nullptr);
   }
@@ -79,21 +80,31 @@ DaemonState::~DaemonState() { sqlite3_close(db(db_)); }
 void DaemonState::save(const std::string& id, const Saved& saved) {
   sqlite3_stmt* st = nullptr;
   sqlite3_prepare_v2(db(db_),
-                     "INSERT OR REPLACE INTO daemon_sandboxes (id, token, template, public_traffic, mask_host) "
-                     "VALUES (?, ?, ?, ?, ?);",
+                     "INSERT OR REPLACE INTO daemon_sandboxes (id, token, template, public_traffic, mask_host, network) "
+                     "VALUES (?, ?, ?, ?, ?, ?);",
                      -1, &st, nullptr);
   sqlite3_bind_text(st, 1, id.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_bind_text(st, 2, saved.token.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_bind_text(st, 3, saved.template_name.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_bind_int(st, 4, saved.ingress.allow_public_traffic ? 1 : 0);
   sqlite3_bind_text(st, 5, saved.ingress.mask_request_host.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 6, saved.network.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_step(st);
+  sqlite3_finalize(st);
+}
+
+void DaemonState::save_network(const std::string& id, const std::string& network) {
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(db(db_), "UPDATE daemon_sandboxes SET network = ? WHERE id = ?;", -1, &st, nullptr);
+  sqlite3_bind_text(st, 1, network.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 2, id.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_step(st);
   sqlite3_finalize(st);
 }
 
 std::optional<DaemonState::Saved> DaemonState::load(const std::string& id) {
   sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(db(db_), "SELECT token, template, public_traffic, mask_host FROM daemon_sandboxes WHERE id = ?;", -1,
+  sqlite3_prepare_v2(db(db_), "SELECT token, template, public_traffic, mask_host, network FROM daemon_sandboxes WHERE id = ?;", -1,
                      &st, nullptr);
   sqlite3_bind_text(st, 1, id.c_str(), -1, SQLITE_TRANSIENT);
   std::optional<Saved> out;
@@ -107,6 +118,7 @@ std::optional<DaemonState::Saved> DaemonState::load(const std::string& id) {
     out->template_name = text(1);
     out->ingress.allow_public_traffic = sqlite3_column_int(st, 2) != 0;
     out->ingress.mask_request_host = text(3);
+    out->network = text(4);
   }
   sqlite3_finalize(st);
   return out;

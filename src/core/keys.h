@@ -36,18 +36,20 @@ class KeyStore {
 };
 
 // What the daemon must remember about its sandboxes across restarts (to re-adopt them): the
-// envd access token, the template and the ingress rules. In the state dir's database, like the
-// key hashes.
+// envd access token, the template, the ingress rules and the egress configuration (E2B's, as
+// given: network_to_text). In the state dir's database, like the key hashes.
 class DaemonState {
  public:
   struct Saved {
     std::string token;
     std::string template_name;
     Ingress ingress;
+    std::string network;  // network_to_text
   };
   static Result<std::unique_ptr<DaemonState>> open(const std::string& state_dir);
   ~DaemonState();
   void save(const std::string& id, const Saved& saved);
+  void save_network(const std::string& id, const std::string& network);
   std::optional<Saved> load(const std::string& id);
   void forget(const std::string& id);
 

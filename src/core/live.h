@@ -13,6 +13,7 @@
 
 #include "base/util.h"
 #include "sandbox/sandbox.h"
+#include "core/network.h"
 #include "core/ingress.h"
 #include "core/process_hub.h"
 #include "store/template_store.h"
@@ -30,6 +31,8 @@ struct Live {
   std::map<std::string, std::string> env;
   Ingress ingress;
   std::mutex mu;
+  NetworkConfig network;  // its egress configuration as given (guarded by mu)
+  std::mutex network_mu;  // held while its network policy changes
   std::map<int, std::shared_ptr<ProcessHub>> processes;
   std::map<std::string, uint64_t> watchers;  // polling watchers: id -> watch id
   // The last CPU reading (guarded by mu): cpuUsedPct is the share of the sandbox's CPUs used

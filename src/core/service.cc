@@ -26,9 +26,11 @@ class LoggedBuild final : public store::BuildProgress {
 
 // Template defaults for a sandbox (the configured ones where the template sets none), and the
 // shape the warm pool keys on.
-sandbox::SandboxSpec spec_for(const store::TemplateStore& store, const store::TemplateInfo& t, const config::Sandbox& defaults) {
+sandbox::SandboxSpec spec_for(const store::TemplateStore& store, const store::TemplateInfo& t, const config::Sandbox& defaults,
+                              const NetworkConfig& network) {
   auto spec = store::sandbox_spec(store, t, defaults);
   spec.persistent = true;  // survives a daemon restart; the next daemon re-adopts it
+  spec.egress = egress_policy(network);  // its own network; pooled ones start with the default
   return spec;
 }
 
@@ -37,6 +39,8 @@ sandbox::SandboxSpec spec_for(const store::TemplateStore& store, const store::Te
 Result<std::unique_ptr<Service>> Service::open(const ServiceOptions& options, sandbox::Engine& engine,
                                                store::TemplateStore& store, KeyStore& keys) {
   std::unique_ptr<Service> s(new Service(options, engine, store, keys));
+  BRIG_TRY_ASSIGN(network, default_network(options.config.network, options.config.limits));
+  s->default_network_ = network;
   BRIG_TRY_ASSIGN(state, DaemonState::open(engine.state_dir()));
   s->state_ = std::move(state);
   s->adopt();
@@ -44,7 +48,8 @@ Result<std::unique_ptr<Service>> Service::open(const ServiceOptions& options, sa
   if (options.pool_size)
     if (auto all = store.list())
       for (auto& t : *all)
-        if (store::builtin_templates().count(t.name)) engine.set_pool(spec_for(store, t, options.config.sandbox), options.pool_size);
+        if (store::builtin_templates().count(t.name))
+          engine.set_pool(spec_for(store, t, options.config.sandbox, s->default_network_), options.pool_size);
   auto* self = s.get();
   s->reaper_ = std::thread([self] { self->reap_loop(); });
   return s;
@@ -104,6 +109,7 @@ void Service::adopt() {
     l->id = id;
     auto saved = state_->load(id);
     l->access_token = saved ? saved->token : new_sandbox_id() + new_sandbox_id();
+    if (saved && !saved->network.empty()) l->network = network_from_text(saved->network);
     if (saved) l->ingress = saved->ingress;
     auto tpl = store_.find(saved ? saved->template_name : info->template_name);
     if (tpl && *tpl) l->tpl = **tpl;
@@ -118,7 +124,7 @@ void Service::add_live(std::shared_ptr<Live> l) {
   // The first CPU window starts when the daemon hands the sandbox out, not when it was made
   // (a pooled sandbox used CPU before: its kernel's start, for one).
   if (auto u = l->sandbox->usage()) l->cpu = {steady_ms(), u->cpu_usage_ns, 0};
-  state_->save(l->id, {l->access_token, l->tpl.name, l->ingress});
+  state_->save(l->id, {l->access_token, l->tpl.name, l->ingress, network_to_text(l->network)});
   // Its end wakes the reaper (without an event loop, the sweep finds it).
   (void)l->sandbox->on_gone([w = waker_] { w->wake(); });
   std::lock_guard lock(mu_);
@@ -166,7 +172,17 @@ Result<std::shared_ptr<Live>> Service::create(const CreateSandbox& cmd) {
     ++metrics_.create_errors;
     return tpl.error();
   }
-  auto spec = spec_for(store_, *tpl, options_.config.sandbox);
+  NetworkConfig network = default_network_;
+  if (cmd.network) {
+    network.allow_out = cmd.network->allow_out;
+    network.deny_out = cmd.network->deny_out;
+  }
+  if (cmd.allow_internet_access) network.allow_internet_access = *cmd.allow_internet_access;
+  if (auto r = check_network(network, options_.config.limits); !r) {
+    ++metrics_.create_errors;
+    return r.error();
+  }
+  auto spec = spec_for(store_, *tpl, options_.config.sandbox, network);
   for (auto& [k, v] : cmd.env) spec.env[k] = v;
   spec.metadata = cmd.metadata;
   spec.lifetime = timeout;
@@ -186,6 +202,7 @@ Result<std::shared_ptr<Live>> Service::create(const CreateSandbox& cmd) {
   l->access_token = new_sandbox_id() + new_sandbox_id();
   l->tpl = *tpl;
   l->env = spec.env;
+  l->network = network;
   l->ingress = cmd.ingress;
   add_live(l);
   ++metrics_.creates;
@@ -245,6 +262,20 @@ Result<std::shared_ptr<Live>> Service::connect(const std::string& id, std::optio
   auto info = engine_.info(id);
   if (info && info->end_at_ms < now_unix_ms() + timeout.count() * 1000) (void)engine_.set_timeout(id, timeout);
   return l;
+}
+
+Result<> Service::update_network(const std::string& id, const NetworkConfig& network) {
+  BRIG_TRY_ASSIGN(l, find(id));
+  BRIG_TRY(check_network(network, options_.config.limits));
+  // One update at a time per sandbox, so the stored configuration is the enforced one.
+  std::lock_guard lock(l->network_mu);
+  BRIG_TRY(engine_.set_egress(id, egress_policy(network)));
+  {
+    std::lock_guard data(l->mu);
+    l->network = network;
+  }
+  state_->save_network(id, network_to_text(network));
+  return ok();
 }
 
 Result<> Service::pause(const std::string& id) {

@@ -28,6 +28,7 @@
 #include "config/config.h"
 #include "core/keys.h"
 #include "core/live.h"
+#include "core/network.h"
 #include "sandbox/engine.h"
 #include "store/template_store.h"
 
@@ -40,6 +41,10 @@ struct CreateSandbox {
   std::optional<std::chrono::seconds> timeout;  // nullopt: sandbox.lifetime_s
   std::map<std::string, std::string> metadata;
   std::map<std::string, std::string> env;
+  // E2B's allow_internet_access and network (allowOut/denyOut); each replaces its part of the
+  // brig-wide default ([network]) when given.
+  std::optional<bool> allow_internet_access;
+  std::optional<NetworkConfig> network;  // its lists only
   Ingress ingress;
 };
 
@@ -132,6 +137,9 @@ class Service {
   Result<> set_timeout(const std::string& id, std::chrono::seconds timeout);
   // Extends the sandbox's life to at least now + timeout (nullopt: sandbox.lifetime_s).
   Result<std::shared_ptr<Live>> connect(const std::string& id, std::optional<std::chrono::seconds> timeout);
+  // Replaces the sandbox's whole egress configuration (omitted parts are cleared, as in E2B);
+  // open connections the new one denies are cut. errc::conflict: it has no network of its own.
+  Result<> update_network(const std::string& id, const NetworkConfig& network);
   Result<> pause(const std::string& id);
   Metric metric(Live& live);
   // The template id of a template name (the name itself when the store has none).
@@ -184,6 +192,7 @@ class Service {
   store::TemplateStore& store_;
   KeyStore& keys_;
   std::unique_ptr<DaemonState> state_;
+  NetworkConfig default_network_;  // [network], checked at open
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Live>> live_;
   Metrics metrics_;

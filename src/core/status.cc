@@ -24,6 +24,7 @@ constexpr Row kTable[] = {
     {Status::not_found, 404, "not_found"},
     {Status::already_exists, 409, "already_exists"},
     {Status::failed_precondition, 400, "failed_precondition"},
+    {Status::aborted, 409, "aborted"},
     {Status::payload_too_large, 413, "resource_exhausted"},
     {Status::resource_exhausted, 429, "resource_exhausted"},
     {Status::canceled, 499, "canceled"},
@@ -77,7 +78,7 @@ Status classify(const Error& e) {
   if (e.is(errc::limit_exceeded)) return Status::resource_exhausted;
   if (e.is(errc::timed_out)) return Status::deadline_exceeded;
   if (e.is(errc::unsupported)) return Status::unimplemented;
-  if (e.is(errc::conflict)) return Status::failed_precondition;
+  if (e.is(errc::conflict)) return Status::aborted;
   if (e.is(errc::protocol)) return Status::bad_gateway;
   return Status::internal;
 }

@@ -19,6 +19,7 @@ enum class Status {
   not_found,            // no such sandbox, template, process, file
   already_exists,
   failed_precondition,  // the state does not allow it (e.g. a directory that is not empty)
+  aborted,              // it conflicts with the state of what it names (HTTP 409)
   payload_too_large,    // a body past its route's bound
   resource_exhausted,   // a bound of the sandbox or of brig was hit (ENOSPC, too many watchers)
   canceled,             // the client went away

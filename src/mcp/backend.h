@@ -70,6 +70,7 @@ struct NewSandbox {
   int64_t timeout_s = 300;
   std::map<std::string, std::string> env;
   std::map<std::string, std::string> metadata;
+  std::optional<bool> allow_internet_access;  // nullopt: the daemon's default
 };
 struct CreatedSandbox {
   std::string id;

@@ -315,6 +315,7 @@ Result<std::shared_ptr<Executor>> start_executor(std::shared_ptr<Backend> backen
   sandbox.template_ref = "node";
   sandbox.timeout_s = kExecutorLifetime.count();
   sandbox.metadata = {{"brig.role", "code-mode-executor"}};
+  sandbox.allow_internet_access = false;  // it talks to brig over its stdio only
   auto created = backend->create_sandbox(sandbox);
   if (!created) return created.error().wrap("cannot create the executor sandbox");
   auto ex = std::make_shared<Executor>();

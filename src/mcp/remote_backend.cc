@@ -56,6 +56,7 @@ Result<CreatedSandbox> RemoteBackend::create_sandbox(const NewSandbox& req) {
   json body = {{"templateID", req.template_ref}, {"timeout", req.timeout_s}};
   if (!req.env.empty()) body["envVars"] = req.env;
   if (!req.metadata.empty()) body["metadata"] = req.metadata;
+  if (req.allow_internet_access) body["allow_internet_access"] = *req.allow_internet_access;
   BRIG_TRY_ASSIGN(r, api_.call("POST", "/v2/sandboxes", dump(body)));
   if (r.status != 201) return http_error(r);
   json created = json::parse(r.body, nullptr, false);

@@ -20,6 +20,7 @@ struct SandboxRecord {
   int init_pid = 0;        // host pid of brig-init
   uint64_t init_start = 0; // its start time (clock ticks since boot), against pid reuse
   int owner_pid = 0;       // the brig process holding its control channel
+  int32_t net_index = -1;  // its own network's interface is bv<net_index>; -1: none
 };
 
 class SandboxHandle : public Sandbox {
@@ -31,6 +32,11 @@ class SandboxHandle : public Sandbox {
   virtual Result<> set_env(const std::map<std::string, std::string>& env) = 0;
   // Lets go of a persistent sandbox without killing it (it waits for the next brig process).
   virtual void detach() = 0;
+  // Replaces the egress policy of a sandbox with its own network and cuts its open connections
+  // that the new one denies (errc::conflict for a sandbox without one).
+  virtual Result<> set_egress(const EgressPolicy& policy) = 0;
+  // The policy it was created (or last set) with; nullopt when unknown (adopted) or none.
+  virtual std::optional<EgressPolicy> egress() const = 0;
   // When the backend's own part of this sandbox's create ran (CLOCK_MONOTONIC ns, host-wide;
   // zero for an adopted sandbox): for traces, and for the test that proves creates overlap.
   struct CreateTrace {
@@ -52,8 +58,12 @@ class Backend {
   virtual Result<std::unique_ptr<SandboxHandle>> adopt(const SandboxRecord& record) = 0;
   // Kills what a record names (when its owner is gone or another process asks).
   virtual Result<> kill(const SandboxRecord& record) = 0;
-  // Releases host resources left by a sandbox whose processes are gone (cgroups, ...).
-  virtual Result<> release(const std::string& id) = 0;
+  // Releases host resources left by a sandbox whose processes are gone (cgroups, its network's
+  // firewall objects, ...). `record` when the registry still has it, else by id only.
+  virtual Result<> release(const std::string& id, const SandboxRecord* record = nullptr) = 0;
+  // Releases host resources no sandbox owns any more (firewall objects of interfaces that are
+  // gone); best effort.
+  virtual void sweep() = 0;
   // Names of host resources that exist for sandboxes (for orphan sweeps).
   virtual std::vector<std::string> list_resources() = 0;
   // Human-readable host facts for `brig doctor`.
@@ -69,6 +79,7 @@ struct LinuxBackendOptions {
   size_t max_parallel_creates = 8;
   config::Sandbox sandbox;  // max_lifetime_s
   config::Limits limits;    // metadata; brig-init's watches, contexts, archive unpacking
+  config::Network network;  // the sandbox range and the DNS upstream of sandboxes with a network
 };
 
 // The cgroup group of a state directory: "brig/<12 hex of its real path>". Sandboxes of one

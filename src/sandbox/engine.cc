@@ -41,7 +41,7 @@ Engine::~Engine() {
     stopping_ = true;
   }
   pool_cv_.notify_all();
-  if (refiller_.joinable()) refiller_.join();
+  for (auto& t : refillers_) t.join();
   std::map<std::string, std::shared_ptr<SandboxHandle>> owned;
   std::map<std::string, Pool> pools;
   {
@@ -67,7 +67,8 @@ std::string shape_key(const SandboxSpec& s) {
   std::string key = s.rootfs;
   for (auto& l : s.layers) key += "|" + l;
   key += "|" + std::to_string(s.memory_bytes) + "|" + std::to_string(s.cpu_millis) + "|" + std::to_string(s.pids) +
-         "|" + std::to_string(s.disk_bytes) + "|" + std::to_string(s.shm_bytes) + "|" + (s.host_network ? "host" : "lo") +
+         "|" + std::to_string(s.disk_bytes) + "|" + std::to_string(s.shm_bytes) + "|" +
+         (s.host_network ? "host" : s.egress ? "veth" : "lo") +
          "|" + s.upper_dir + (s.persistent ? "|persistent" : "");
   for (auto& k : s.kernels) key += "|kernel:" + k;
   return key;
@@ -75,6 +76,10 @@ std::string shape_key(const SandboxSpec& s) {
 
 constexpr std::chrono::hours kPooledLifetime{1};
 constexpr std::chrono::milliseconds kRefillDelay{50};
+// Cold creates the warm pools run at once: a create with a network spends most of its time
+// waiting for the kernel (RCU grace periods: cgroup v1 attach, interfaces), so two overlap
+// well, and refills keep up with back-to-back hand-overs.
+constexpr size_t kRefillers = 2;
 
 }  // namespace
 
@@ -90,7 +95,8 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
                                                 .loop = options.loop,
                                                 .max_parallel_creates = options.max_parallel_creates,
                                                 .sandbox = options.sandbox,
-                                                .limits = options.limits}));
+                                                .limits = options.limits,
+                                                .network = options.network}));
   BRIG_TRY_ASSIGN(registry, Registry::open(dir + "/brig.db"));
   std::unique_ptr<Engine> engine(new Engine(options, std::move(backend), std::move(registry)));
   if (size_t n = engine->reap()) spdlog::info("reaped {} sandbox(es) left by an earlier brig process", n);
@@ -113,6 +119,9 @@ Result<std::shared_ptr<Sandbox>> Engine::create(const SandboxSpec& spec) {
   if (auto handle = take_pooled(shape_key(spec))) {
     info.id = handle->id();
     Result<> r = registry_->assign(info);
+    // The pool's sandboxes start with the pool shape's policy; another one is set before the
+    // sandbox is handed out (its open connections are the pool's own: none of the caller's).
+    if (r && spec.egress && handle->egress() != spec.egress) r = handle->set_egress(*spec.egress);
     if (r && !spec.env.empty()) r = handle->set_env(spec.env);
     if (r) r = handle->set_lifetime(spec.lifetime);
     if (r) {
@@ -192,7 +201,7 @@ void Engine::set_pool(const SandboxSpec& shape, size_t size) {
       pool.shape.template_name = "(pool)";
       pool.shape.lifetime = kPooledLifetime;
       pool.size = size;
-      if (!refiller_.joinable()) refiller_ = std::thread([this] { refill_loop(); });
+      while (refillers_.size() < kRefillers) refillers_.emplace_back([this] { refill_loop(); });
     }
   }
   for (auto& h : drop) {
@@ -212,10 +221,11 @@ Engine::PoolStats Engine::pool_stats() {
 void Engine::refill_loop() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    // The first pool short of its size gets one more sandbox; creates happen unlocked.
+    // The first pool short of its size (counting the creates under way) gets one more
+    // sandbox; creates happen unlocked, up to kRefillers at once.
     std::optional<std::pair<std::string, SandboxSpec>> want;
     for (auto& [key, pool] : pools_)
-      if (pool.ready.size() < pool.size) {
+      if (pool.ready.size() + pool.creating < pool.size) {
         want.emplace(key, pool.shape);
         break;
       }
@@ -227,6 +237,7 @@ void Engine::refill_loop() {
       pool_cv_.wait_until(lock, refill_not_before_);
       continue;
     }
+    ++pools_.at(want->first).creating;
     lock.unlock();
     SandboxInfo info;
     info.template_name = want->second.template_name;
@@ -243,6 +254,7 @@ void Engine::refill_loop() {
     }
     lock.lock();
     auto it = pools_.find(want->first);
+    if (it != pools_.end() && it->second.creating) --it->second.creating;
     if (!handle) {
       spdlog::warn("warm pool: {}", handle.error().message());
       pool_cv_.wait_for(lock, std::chrono::seconds(1));  // do not spin on a persistent failure
@@ -304,6 +316,17 @@ Result<> Engine::set_timeout(const std::string& id, std::chrono::milliseconds fr
   return registry_->set_end_at(id, now_unix_ms() + from_now.count());
 }
 
+Result<> Engine::set_egress(const std::string& id, const EgressPolicy& policy) {
+  std::shared_ptr<SandboxHandle> handle;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = owned_.find(id); it != owned_.end()) handle = it->second;
+  }
+  if (!handle) BRIG_TRY(get(id));  // the not-found or belongs-to-another-process error
+  if (!handle) return Error::make(errc::not_found, "sandbox '" + id + "' not found");
+  return handle->set_egress(policy);
+}
+
 Result<> Engine::kill(const std::string& id) {
   BRIG_TRY_ASSIGN(row, registry_->get(id));
   bool owned;
@@ -313,10 +336,10 @@ Result<> Engine::kill(const std::string& id) {
   }
   if (!row && !owned) return Error::make(errc::not_found, "sandbox '" + id + "' not found");
   if (row && !owned) BRIG_TRY(backend_->kill(row->record));
-  return cleanup(id);
+  return cleanup(id, row ? &row->record : nullptr);
 }
 
-Result<> Engine::cleanup(const std::string& id) {
+Result<> Engine::cleanup(const std::string& id, const SandboxRecord* record) {
   std::shared_ptr<SandboxHandle> handle;
   {
     std::lock_guard lock(mu_);
@@ -331,7 +354,7 @@ Result<> Engine::cleanup(const std::string& id) {
   }
   Result<> result = ok();
   if (handle) result = handle->destroy();
-  else result = backend_->release(id);
+  else result = backend_->release(id, record);
   if (!result) return result.error().wrap("clean up sandbox " + id);
   return registry_->remove(id);
 }
@@ -393,7 +416,7 @@ size_t Engine::reap() {
       gone = true;
     } else gone = !backend_->is_alive(row.record);
     if (!gone) continue;
-    if (auto r = cleanup(id); !r) {
+    if (auto r = cleanup(id, &row.record); !r) {
       spdlog::warn("reap {}: {}", id, r.error().message());
       continue;
     }
@@ -409,6 +432,8 @@ size_t Engine::reap() {
       for (auto& r : *now_rows) known |= r.info.id == name;
     if (!known && backend_->release(name)) ++reaped;
   }
+  // Firewall objects of sandbox networks whose interface is gone (whoever's they were).
+  backend_->sweep();
   return reaped;
 }
 

@@ -35,6 +35,7 @@ struct EngineOptions {
   size_t max_parallel_creates = 8;
   config::Sandbox sandbox;  // max_lifetime_s bounds creates and set_timeout
   config::Limits limits;    // env, metadata, and what brig-init keeps per sandbox
+  config::Network network;  // sandboxes with their own network: the range, the DNS upstream
 };
 
 class Engine {
@@ -61,6 +62,8 @@ class Engine {
   std::vector<SandboxInfo> list();
   Result<SandboxInfo> info(const std::string& id);
   Result<> set_timeout(const std::string& id, std::chrono::milliseconds from_now);
+  // Replaces the egress policy of a sandbox with its own network (see SandboxHandle::set_egress).
+  Result<> set_egress(const std::string& id, const EgressPolicy& policy);
   // Kills the sandbox and removes every trace of it (not_found if unknown).
   Result<> kill(const std::string& id);
   // Cleans up sandboxes that are gone (expired, crashed, owner died). Returns how many.
@@ -78,7 +81,7 @@ class Engine {
 
  private:
   Engine(EngineOptions options, std::unique_ptr<Backend> backend, std::unique_ptr<Registry> registry);
-  Result<> cleanup(const std::string& id);
+  Result<> cleanup(const std::string& id, const SandboxRecord* record = nullptr);
   // The row's info with its state checked against the live sandbox ("running" -> "dead").
   SandboxInfo describe(const RegistryRow& row);
   Result<std::shared_ptr<SandboxHandle>> create_cold(const SandboxSpec& spec, SandboxInfo info);
@@ -88,6 +91,7 @@ class Engine {
   struct Pool {
     SandboxSpec shape;
     size_t size = 0;
+    size_t creating = 0;  // refills under way
     std::deque<std::shared_ptr<SandboxHandle>> ready;
   };
 
@@ -105,7 +109,7 @@ class Engine {
   // No refill starts before this while the pool still has a sandbox ready (see take_pooled).
   std::chrono::steady_clock::time_point refill_not_before_{};
   bool stopping_ = false;
-  std::thread refiller_;
+  std::vector<std::thread> refillers_;
 };
 
 // Every program that opens an Engine calls this first thing in main(): the engine's zygote is

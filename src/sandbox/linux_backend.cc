@@ -15,10 +15,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <thread>
 
+#include "base/log.h"
 #include "base/util.h"
 #include "isolate/cgroup.h"
+#include "isolate/net.h"
 #include "isolate/userns.h"
 #include "sandbox/backend.h"
 #include "sandbox/init_channel.h"
@@ -81,13 +84,21 @@ bool pidfd_exited(int pidfd, int timeout_ms) {
   return n > 0;
 }
 
+// A sandbox's own network as the backend knows it: where it is, and what DNS it forwards to.
+struct SandboxNet {
+  isolate::NetAddress address;
+  uint32_t dns_upstream = 0;
+};
+
 class LinuxSandbox final : public SandboxHandle {
  public:
   LinuxSandbox(std::string id, SandboxRecord record, Fd pidfd, Fd control,
                std::unique_ptr<isolate::Cgroup> cgroup, std::string socket_path, EventLoop* loop,
-               const config::Limits& limits, CreateTrace trace = {})
+               const config::Limits& limits, std::optional<SandboxNet> net, std::optional<EgressPolicy> egress,
+               CreateTrace trace = {})
       : id_(std::move(id)), record_(record), pidfd_(std::move(pidfd)), channel_(std::move(control), loop),
-        cgroup_(std::move(cgroup)), socket_path_(std::move(socket_path)), trace_(trace), limits_(limits) {}
+        cgroup_(std::move(cgroup)), socket_path_(std::move(socket_path)), trace_(trace), limits_(limits),
+        net_(std::move(net)), egress_(std::move(egress)) {}
   ~LinuxSandbox() override { (void)destroy(); }
 
   const std::string& id() const override { return id_; }
@@ -351,6 +362,19 @@ class LinuxSandbox final : public SandboxHandle {
   bool alive() override { return !destroyed_ && !pidfd_exited(pidfd_.get(), 0); }
   Result<> on_gone(std::function<void()> done) override { return channel_.on_close(std::move(done)); }
 
+  Result<> set_egress(const EgressPolicy& policy) override {
+    if (!net_) return Error::make(errc::conflict, "sandbox " + id_ + " has no network of its own (it is loopback-only)");
+    std::lock_guard lock(egress_mu_);
+    BRIG_TRY(isolate::set_network_policy(net_->address, policy, net_->dns_upstream));
+    egress_ = policy;
+    return ok();
+  }
+
+  std::optional<EgressPolicy> egress() const override {
+    std::lock_guard lock(egress_mu_);
+    return egress_;
+  }
+
   void detach() override { destroyed_ = true; }  // the channel closes with this object
 
   Result<> destroy() override {
@@ -360,6 +384,12 @@ class LinuxSandbox final : public SandboxHandle {
     // last one go its mount namespace (overlay, tmpfs layer, /dev, /proc) and network namespace.
     (void)sys::pidfd_send_signal(pidfd_.get(), SIGKILL);
     if (!pidfd_exited(pidfd_.get(), 10'000)) return Error::make(errc::timed_out, "sandbox init did not exit");
+    // Its interface goes with its network namespace; its firewall objects are emptied (flushes:
+    // no RCU wait, see isolate/firewall.h) and its connections forgotten here. Should this
+    // fail, the next sweep finds them.
+    if (net_)
+      if (auto r = isolate::release_network(net_->address, id_); !r)
+        spdlog::warn("release the network of sandbox {}: {}", id_, r.error().message());
     return cgroup_->destroy();
   }
 
@@ -426,14 +456,41 @@ class LinuxSandbox final : public SandboxHandle {
   std::atomic<bool> destroyed_{false};  // alive() is asked from any thread
   CreateTrace trace_;
   const config::Limits limits_;
+  const std::optional<SandboxNet> net_;
+  mutable std::mutex egress_mu_;
+  std::optional<EgressPolicy> egress_;  // guarded by egress_mu_
 };
+
+// /etc/resolv.conf's first IPv4 nameserver that is not a loopback address (a local stub such as
+// 127.0.0.53 cannot be reached from a sandbox's namespace), or 0.
+uint32_t host_resolver() {
+  auto text = read_small_file("/etc/resolv.conf");
+  if (!text) return 0;
+  for (auto& line : split(*text, '\n')) {
+    auto words = split(std::string(trim(line)), ' ');
+    std::erase(words, "");
+    if (words.size() < 2 || words[0] != "nameserver") continue;
+    if (auto ip = parse_ipv4(words[1]); ip && (*ip >> 24) != 127) return *ip;
+  }
+  return 0;
+}
+
+void to_pb(const Ipv4Cidr& c, initpb::Cidr* out) {
+  out->set_addr(c.addr);
+  out->set_prefix(c.prefix);
+}
 
 class LinuxBackend final : public Backend {
  public:
   LinuxBackend(const LinuxBackendOptions& options, std::string mount_point, std::string run_dir,
                std::unique_ptr<isolate::CgroupDriver> cgroups, std::unique_ptr<Zygote> zygote)
       : options_(options), mount_point_(std::move(mount_point)), run_dir_(std::move(run_dir)),
-        cgroups_(std::move(cgroups)), zygote_(std::move(zygote)) {}
+        cgroups_(std::move(cgroups)), zygote_(std::move(zygote)) {
+    // config::validate has checked both.
+    subnet_ = parse_ipv4_cidr(options.network.subnet).value_or(Ipv4Cidr{0x0ac80000, 16});
+    if (options.network.dns_upstream.empty()) dns_upstream_ = host_resolver();
+    else if (options.network.dns_upstream != "off") dns_upstream_ = parse_ipv4(options.network.dns_upstream).value_or(0);
+  }
   // The engine destroys its sandboxes first; an empty group is not left behind.
   ~LinuxBackend() override { cgroups_->remove_group(); }
 
@@ -469,6 +526,15 @@ class LinuxBackend final : public Backend {
     set_init_limits(req.mutable_limits());
     const std::string socket_path = spec.persistent ? socket_of(id) : "";
     req.set_control_socket(socket_path);
+    if (spec.egress && !spec.host_network) {
+      if (auto r = ensure_firewall(); !r) return fail(r.error());
+      auto* n = req.mutable_network();
+      to_pb(subnet_, n->mutable_subnet());
+      for (auto& c : spec.egress->allow) to_pb(c, n->add_allow());
+      for (auto& c : spec.egress->deny) to_pb(c, n->add_deny());
+      n->set_dns(spec.egress->dns);
+      n->set_dns_upstream(dns_upstream_);
+    }
     std::vector<Fd> fds;
     if (cgroups_->name() == "v2") {
       auto dir = cgroup->open_dir_for_clone();
@@ -484,8 +550,14 @@ class LinuxBackend final : public Backend {
     auto created = zygote_->create(req, std::move(fds));
     if (!created) return fail(created.error());
     SandboxRecord record{id, slot, created->init_pid, proc_start_time(created->init_pid), static_cast<int>(::getpid())};
+    std::optional<SandboxNet> net;
+    if (created->net_index) {
+      record.net_index = static_cast<int32_t>(*created->net_index);
+      net = SandboxNet{isolate::net_address(subnet_, *created->net_index), dns_upstream_};
+    }
     auto sandbox = std::make_unique<LinuxSandbox>(id, record, std::move(created->pidfd), std::move(created->control),
                                                   std::move(cgroup), socket_path, options_.loop, options_.limits,
+                                                  std::move(net), net ? spec.egress : std::nullopt,
                                                   SandboxHandle::CreateTrace{created->began_ns, created->ready_ns});
     if (!spec.env.empty())
       if (auto r = sandbox->set_env(spec.env); !r) return r.error().wrap("create sandbox: set env");
@@ -502,9 +574,12 @@ class LinuxBackend final : public Backend {
     BRIG_TRY_ASSIGN(cgroup, cgroups_->open(record.id));
     SandboxRecord adopted = record;
     adopted.owner_pid = static_cast<int>(::getpid());
+    std::optional<SandboxNet> net;
+    if (record.net_index >= 0)
+      net = SandboxNet{isolate::net_address(subnet_, static_cast<uint32_t>(record.net_index)), dns_upstream_};
     return std::unique_ptr<SandboxHandle>(
         new LinuxSandbox(record.id, adopted, std::move(pidfd), std::move(sock), std::move(cgroup), path, options_.loop,
-                         options_.limits));
+                         options_.limits, std::move(net), std::nullopt));
   }
 
   bool is_alive(const SandboxRecord& record) override {
@@ -523,10 +598,29 @@ class LinuxBackend final : public Backend {
     return ok();
   }
 
-  Result<> release(const std::string& id) override {
+  Result<> release(const std::string& id, const SandboxRecord* record) override {
+    if (record && record->net_index >= 0)
+      BRIG_TRY(isolate::release_network(isolate::net_address(subnet_, static_cast<uint32_t>(record->net_index)), id));
     auto cg = cgroups_->open(id);
     if (!cg) return ok();  // already gone
     return (*cg)->destroy();
+  }
+
+  // The firewall table's shared part, repaired once per process before its first create with a
+  // network (creates add it themselves when it is missing).
+  Result<> ensure_firewall() {
+    std::lock_guard lock(firewall_mu_);
+    if (firewall_ready_) return ok();
+    BRIG_TRY(isolate::ensure_firewall(subnet_));
+    firewall_ready_ = true;
+    return ok();
+  }
+
+  void sweep() override {
+    // Cheap when there is no table; the lock keeps it from racing another brig process's create.
+    auto swept = isolate::sweep_networks(subnet_);
+    if (!swept) spdlog::warn("sweep sandbox networks: {}", swept.error().message());
+    else if (!swept->removed.empty()) spdlog::info("emptied the firewall objects of {} dead sandbox network(s)", swept->removed.size());
   }
 
   std::vector<std::string> list_resources() override { return cgroups_->list(); }
@@ -534,6 +628,8 @@ class LinuxBackend final : public Backend {
   std::vector<std::string> describe() override {
     auto out = cgroups_->describe();
     out.insert(out.begin(), "cgroup driver: " + cgroups_->name());
+    out.push_back("sandbox networks: " + cidr_text(subnet_) + ", DNS forwarded to " +
+                  (dns_upstream_ ? ipv4_text(dns_upstream_) : std::string("nowhere")));
     return out;
   }
 
@@ -556,6 +652,10 @@ class LinuxBackend final : public Backend {
   std::string run_dir_;
   std::unique_ptr<isolate::CgroupDriver> cgroups_;
   std::unique_ptr<Zygote> zygote_;
+  Ipv4Cidr subnet_;
+  uint32_t dns_upstream_ = 0;  // 0: sandboxes' DNS is refused
+  std::mutex firewall_mu_;
+  bool firewall_ready_ = false;  // guarded by firewall_mu_
 };
 
 }  // namespace

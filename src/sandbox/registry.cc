@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS sandboxes (
   env_keys    TEXT NOT NULL,
   init_pid    INTEGER NOT NULL DEFAULT 0,
   init_start  INTEGER NOT NULL DEFAULT 0,
-  owner_pid   INTEGER NOT NULL
+  owner_pid   INTEGER NOT NULL,
+  net_index   INTEGER NOT NULL DEFAULT -1
 );
 )sql";
 
@@ -44,6 +45,9 @@ std::map<std::string, std::string> from_json(const std::string& s) {
 
 Result<std::unique_ptr<Registry>> Registry::open(const std::string& path) {
   BRIG_TRY_ASSIGN(handle, db::open(path, kSchema));
+  // A database made before sandboxes had networks: add the column (a process racing us may
+  // have added it already, which is the same outcome).
+  sqlite3_exec(handle, "ALTER TABLE sandboxes ADD COLUMN net_index INTEGER NOT NULL DEFAULT -1;", nullptr, nullptr, nullptr);
   return std::unique_ptr<Registry>(new Registry(handle));
 }
 
@@ -89,8 +93,9 @@ Result<uint32_t> Registry::insert_creating(const SandboxInfo& info, int owner_pi
 
 Result<> Registry::mark_running(const SandboxRecord& r) {
   std::lock_guard lock(mu_);
-  Stmt q(db_, "UPDATE sandboxes SET state='running', init_pid=?, init_start=? WHERE id=?;");
-  q.bind(1, static_cast<int64_t>(r.init_pid)).bind(2, static_cast<int64_t>(r.init_start)).bind(3, r.id);
+  Stmt q(db_, "UPDATE sandboxes SET state='running', init_pid=?, init_start=?, net_index=? WHERE id=?;");
+  q.bind(1, static_cast<int64_t>(r.init_pid)).bind(2, static_cast<int64_t>(r.init_start));
+  q.bind(3, static_cast<int64_t>(r.net_index)).bind(4, r.id);
   if (q.step() != SQLITE_DONE) return db_error(db_, "update sandbox");
   return ok();
 }
@@ -158,11 +163,12 @@ RegistryRow row_from(Stmt& q) {
   r.record.init_pid = static_cast<int>(q.i64(11));
   r.record.init_start = static_cast<uint64_t>(q.i64(12));
   r.record.owner_pid = static_cast<int>(q.i64(13));
+  r.record.net_index = static_cast<int32_t>(q.i64(14));
   return r;
 }
 constexpr const char* kColumns =
     "SELECT id, slot, template, state, started_at, end_at, memory, cpu_millis, disk, metadata, env_keys, "
-    "init_pid, init_start, owner_pid FROM sandboxes";
+    "init_pid, init_start, owner_pid, net_index FROM sandboxes";
 }  // namespace
 
 Result<std::vector<RegistryRow>> Registry::all() {

@@ -19,12 +19,16 @@
 #include "base/fd.h"
 #include "base/result.h"
 #include "config/config.h"
+#include "isolate/firewall.h"
 
 namespace brig {
 class EventLoop;
 }
 
 namespace brig::sandbox {
+
+// What a sandbox with its own network may reach (isolate/firewall.h).
+using EgressPolicy = isolate::EgressPolicy;
 
 enum class User { user, root };
 Result<User> parse_user(std::string_view name);  // "user" | "root"
@@ -44,6 +48,9 @@ struct SandboxSpec {
   std::map<std::string, std::string> env;       // sandbox-wide environment
   std::map<std::string, std::string> metadata;  // opaque key/values for listing filters
   bool host_network = false;                // build sandboxes only; default loopback-only
+  // Its own network (a veth pair, NAT to the uplink) with this egress policy; nullopt: loopback
+  // only. Applied again at hand-over when a pooled sandbox had another.
+  std::optional<EgressPolicy> egress;
   bool persistent = false;                  // outlives the brig process; a new one re-adopts it
   std::vector<std::string> kernels;         // code-interpreter languages whose kernel starts with
                                             // the sandbox (before it is handed out, if pooled)

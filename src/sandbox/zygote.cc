@@ -23,6 +23,7 @@
 #include <span>
 
 #include "init/init.h"
+#include "isolate/net.h"
 #include "isolate/rootfs.h"
 #include "isolate/userns.h"
 #include "sys/seqpacket.h"
@@ -51,6 +52,19 @@ void report_step(int sock, const isolate::StepResult& step) {
   (void)sys::send_packet(sock, bytes);
 }
 
+// In the sandbox's own root: /etc/resolv.conf names the host side of its veth, where its DNS
+// is forwarded (or refused). Whatever the template had there (a file, a symlink) is replaced.
+isolate::StepResult write_resolv_conf(const std::string& nameserver) {
+  if (::unlink("/etc/resolv.conf") != 0 && errno != ENOENT) return isolate::StepResult::fail("unlink(/etc/resolv.conf)");
+  int fd = ::open("/etc/resolv.conf", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0) return errno == ENOENT ? isolate::StepResult{} : isolate::StepResult::fail("open(/etc/resolv.conf)");
+  const std::string text = "nameserver " + nameserver + "\n";
+  ssize_t n = ::write(fd, text.data(), text.size());
+  ::close(fd);
+  if (n != static_cast<ssize_t>(text.size())) return isolate::StepResult::fail("write(/etc/resolv.conf)");
+  return {};
+}
+
 // The sandbox's first process, in its new namespaces. Becomes brig-init; never returns.
 [[noreturn]] void sandbox_child(const initpb::ZygoteRequest& req, Fd sock, Fd listener) {
   auto fail = [&](isolate::StepResult step) {
@@ -64,6 +78,7 @@ void report_step(int sock, const isolate::StepResult& step) {
   auto setup = sys::recv_packet(sock.get());
   if (!setup || setup->fds.size() != 1) fail({"receive rootfs from zygote", EPROTO});
   Fd overlay = std::move(setup->fds[0]);
+  const std::string nameserver = setup->data;  // the host side's address, when it has a network
 
   // Look up the mount point while our fsuid is still host root (its owner): it lies in a
   // root-only directory, and the lookup happens in our new mount namespace, so the mount we
@@ -84,6 +99,8 @@ void report_step(int sock, const isolate::StepResult& step) {
   mount_point.reset();
   if (!req.share_host_network())
     if (auto r = isolate::apply_loopback_up(); !r) fail(r);
+  if (!nameserver.empty())
+    if (auto r = write_resolv_conf(nameserver); !r) fail(r);
 
   // stdio of brig-init is /dev/null inside the sandbox; nothing of the host stays open.
   int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -148,6 +165,19 @@ int64_t monotonic_ns() {
   return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
+isolate::NetSetup net_setup(const initpb::ZygoteRequest& req) {
+  auto cidr = [](const initpb::Cidr& c) { return Ipv4Cidr{c.addr(), static_cast<uint8_t>(std::min<uint32_t>(c.prefix(), 32))}; };
+  const auto& n = req.network();
+  isolate::NetSetup setup;
+  setup.owner = req.sandbox_id();
+  setup.subnet = cidr(n.subnet());
+  for (auto& c : n.allow()) setup.policy.allow.push_back(cidr(c));
+  for (auto& c : n.deny()) setup.policy.deny.push_back(cidr(c));
+  setup.policy.dns = n.dns();
+  setup.dns_upstream = n.dns_upstream();
+  return setup;
+}
+
 // The zygote side of one create: clone the sandbox's first process. This happens in the zygote
 // itself, never in a forked helper: a fork child may not be single-threaded (ThreadSanitizer's
 // runtime, for one, starts a background thread in every fork child), and a raw clone3 from a
@@ -204,14 +234,30 @@ Result<Zygote::Created> finish_sandbox(const initpb::ZygoteRequest& req, Cloned&
         return abort(Error::from_errno(errno, "write(cgroup.procs)"));
   }
   if (auto r = isolate::write_id_maps(pid, req.uid_base()); !r) return abort(r.error());
+  std::optional<isolate::NetAddress> net;
+  if (req.has_network()) {
+    auto a = isolate::attach_network(pid, net_setup(req));
+    if (!a) return abort(a.error());
+    net = *a;
+  }
+  // From here a failure kills the init (its namespace takes the veth along) and drops the
+  // network's firewall objects.
+  auto abort_net = [&](Error e) {
+    (void)abort(e);
+    if (net) (void)isolate::release_network(*net, req.sandbox_id());
+    return e;
+  };
   isolate::RootfsSpec rootfs{{req.layers().begin(), req.layers().end()}, req.uid_base(), req.disk_bytes(), req.upper_dir()};
   auto overlay = isolate::prepare_rootfs(pid, rootfs);
-  if (!overlay) return abort(overlay.error().wrap("rootfs"));
+  if (!overlay) return abort_net(overlay.error().wrap("rootfs"));
   int fds[1] = {overlay->get()};
-  if (auto r = sys::send_packet(child.control.get(), "", fds); !r) return abort(r.error());
+  const std::string nameserver = net ? ipv4_text(net->host_ip) : "";
+  if (auto r = sys::send_packet(child.control.get(), nameserver, fds); !r) return abort_net(r.error());
   overlay->reset();
-  if (auto r = wait_ready(child.control.get()); !r) return abort(r.error());
-  return Zygote::Created{pid, std::move(child.pidfd), std::move(child.control), child.began_ns, monotonic_ns()};
+  if (auto r = wait_ready(child.control.get()); !r) return abort_net(r.error());
+  Zygote::Created created{pid, std::move(child.pidfd), std::move(child.control), child.began_ns, monotonic_ns()};
+  if (net) created.net_index = net->index;
+  return created;
 }
 
 void send_reply(int sock, const initpb::ZygoteReply& reply, std::span<const int> fds = {}) {
@@ -247,6 +293,10 @@ void send_error(int sock, uint64_t request_id, int err, const std::string& messa
   reply.set_init_pid(created->init_pid);
   reply.set_began_ns(created->began_ns);
   reply.set_ready_ns(created->ready_ns);
+  if (created->net_index) {
+    reply.set_has_network(true);
+    reply.set_net_index(*created->net_index);
+  }
   int fds[2] = {created->pidfd.get(), created->control.get()};
   send_reply(out.get(), reply, fds);
   ::_exit(0);
@@ -472,7 +522,9 @@ Result<Zygote::Created> Zygote::create(const initpb::ZygoteRequest& request, std
   if (!reply.ParseFromString(packet.data)) return Error::make(errc::protocol, "malformed zygote reply");
   if (reply.err()) return Error(std::error_code(reply.err(), std::generic_category()), reply.error());
   if (packet.fds.size() != 2) return Error::make(errc::protocol, "zygote reply without fds");
-  return Created{reply.init_pid(), std::move(packet.fds[0]), std::move(packet.fds[1]), reply.began_ns(), reply.ready_ns()};
+  Created created{reply.init_pid(), std::move(packet.fds[0]), std::move(packet.fds[1]), reply.began_ns(), reply.ready_ns()};
+  if (reply.has_network()) created.net_index = reply.net_index();
+  return created;
 }
 
 }  // namespace brig::sandbox

@@ -28,6 +28,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -53,6 +54,7 @@ class Zygote {
     // CLOCK_MONOTONIC ns: when the helper began (before clone3) and when the init was ready.
     int64_t began_ns = 0;
     int64_t ready_ns = 0;
+    std::optional<uint32_t> net_index;  // its interface is bv<net_index>, when it has a network
   };
   // `cgroup_fds`: cgroup.procs fds (v1) or one cgroup dir fd (v2), as the request says.
   Result<Created> create(const initpb::ZygoteRequest& request, std::vector<Fd> cgroup_fds);

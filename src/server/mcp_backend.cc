@@ -85,6 +85,7 @@ Result<mcp::CreatedSandbox> InProcessBackend::create_sandbox(const mcp::NewSandb
   cmd.timeout = std::chrono::seconds(req.timeout_s);
   cmd.env = req.env;
   cmd.metadata = req.metadata;
+  cmd.allow_internet_access = req.allow_internet_access;
   auto l = core.create(cmd);
   if (!l) return reported(l.error(), "mcp create sandbox");
   mcp::CreatedSandbox out{(*l)->id, (*l)->tpl.name, ""};

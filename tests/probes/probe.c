@@ -21,7 +21,8 @@
 //              symlink TARGET LINK | hardlink TARGET LINK | mkfifo PATH
 //              make-setuid SRC DST | make-filecap SRC DST | setuid-check
 //   escapes    exe-write | exe-grab PID SECONDS | kill PID SIG
-//   network    connect IP PORT | loopback | unix-connect NAME|@ABSTRACT
+//   network    connect IP PORT | loopback | unix-connect NAME|@ABSTRACT | udp IP PORT
+//              http-get IP PORT | tcp-hold IP PORT SECONDS MARKER | ipv6
 //   ipc        sysv-shm-create KEY | sysv-shm-find KEY
 //   misc       echo ARGS...
 #define _GNU_SOURCE
@@ -52,6 +53,7 @@
 #include <sys/prctl.h>
 #include <sys/shm.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -1009,6 +1011,166 @@ static int cmd_connect(const char* host, const char* port_arg) {
   return 0;
 }
 
+// A blocking TCP connection to an IPv4 literal within 5 s, or -errno.
+static int tcp_open(const char* host, const char* port_arg) {
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons((uint16_t)atoi(port_arg));
+  if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) return -EINVAL;
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return -errno;
+  struct timeval tv = {5, 0};
+  setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (connect(s, (struct sockaddr*)&sa, sizeof sa) != 0) {
+    int err = errno == EINPROGRESS ? ETIMEDOUT : errno;
+    close(s);
+    return -err;
+  }
+  return s;
+}
+
+// udp IP PORT: sends "ping" from a connected UDP socket and waits 2 s for any reply.
+static int cmd_udp(const char* host, const char* port_arg) {
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons((uint16_t)atoi(port_arg));
+  if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) return usage("udp IP PORT (an IPv4 literal)");
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return report("step=socket ", -1, errno);
+  if (connect(s, (struct sockaddr*)&sa, sizeof sa) != 0 || send(s, "ping", 4, 0) != 4) {
+    printf("outcome=failed errno=%s\n", errname(errno));
+    close(s);
+    return 0;
+  }
+  struct pollfd p = {s, POLLIN, 0};
+  int pr = poll(&p, 1, 2000);
+  char buf[256];
+  if (pr == 0) {
+    printf("outcome=timeout\n");
+  } else {
+    ssize_t n = recv(s, buf, sizeof buf - 1, 0);
+    if (n < 0) {
+      printf("outcome=failed errno=%s\n", errname(errno));
+    } else {
+      buf[n] = 0;
+      for (ssize_t i = 0; i < n; i++)
+        if (buf[i] <= ' ' || buf[i] > '~') buf[i] = '_';
+      printf("outcome=reply data=%s\n", buf);
+    }
+  }
+  close(s);
+  fflush(stdout);
+  return 0;
+}
+
+// http-get IP PORT: GET / over HTTP/1.0; prints the status line's code and the body's first
+// word (the test servers answer with a word that names them).
+static int cmd_http_get(const char* host, const char* port_arg) {
+  int s = tcp_open(host, port_arg);
+  if (s < 0) {
+    printf("outcome=failed errno=%s\n", errname(-s));
+    fflush(stdout);
+    return 0;
+  }
+  const char req[] = "GET / HTTP/1.0\r\n\r\n";
+  if (write(s, req, sizeof req - 1) != (ssize_t)(sizeof req - 1)) {
+    printf("outcome=failed errno=%s\n", errname(errno));
+    close(s);
+    return 0;
+  }
+  char buf[4096];
+  size_t got = 0;
+  for (;;) {
+    ssize_t n = read(s, buf + got, sizeof buf - 1 - got);
+    if (n <= 0) break;
+    got += (size_t)n;
+    if (got == sizeof buf - 1) break;
+  }
+  buf[got] = 0;
+  close(s);
+  int code = 0;
+  sscanf(buf, "HTTP/%*s %d", &code);
+  char word[64] = "";
+  const char* body = strstr(buf, "\r\n\r\n");
+  if (body) sscanf(body + 4, "%63s", word);
+  printf("outcome=%s status=%d body=%s\n", code ? "response" : "failed", code, word[0] ? word : "-");
+  fflush(stdout);
+  return 0;
+}
+
+// tcp-hold IP PORT SECONDS MARKER: one connection to an echo server. After the first echo it
+// creates the file MARKER (so a test knows the connection is up), then sends a line every
+// 100 ms and reads its echo, for SECONDS at most; prints when and how the connection broke.
+static int cmd_tcp_hold(const char* host, const char* port_arg, const char* seconds_arg, const char* marker) {
+  int s = tcp_open(host, port_arg);
+  if (s < 0) {
+    printf("outcome=failed step=connect errno=%s\n", errname(-s));
+    fflush(stdout);
+    return 0;
+  }
+  struct timeval tv = {1, 0};
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  long limit_ms = atol(seconds_arg) * 1000;
+  struct timespec start, now;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  int echoes = 0;
+  for (;;) {
+    char buf[64];
+    if (write(s, "ping\n", 5) != 5) {
+      printf("outcome=cut after=%d step=write errno=%s\n", echoes, errname(errno));
+      break;
+    }
+    ssize_t n = read(s, buf, sizeof buf);
+    if (n <= 0) {
+      printf("outcome=cut after=%d step=read errno=%s\n", echoes, n == 0 ? "EOF" : errname(errno));
+      break;
+    }
+    if (++echoes == 1) {
+      int m = open(marker, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+      if (m >= 0) close(m);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long elapsed = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+    if (elapsed > limit_ms) {
+      printf("outcome=open echoes=%d\n", echoes);
+      break;
+    }
+    usleep(100 * 1000);
+  }
+  close(s);
+  fflush(stdout);
+  return 0;
+}
+
+// ipv6: what IPv6 the sandbox has: addresses other than ::1 (/proc/net/if_inet6) and routes
+// other than loopback ones (/proc/net/ipv6_route).
+static int cmd_ipv6(void) {
+  int addrs = 0, routes = 0;
+  char line[512];
+  FILE* f = fopen("/proc/net/if_inet6", "re");
+  if (f) {
+    while (fgets(line, sizeof line, f))
+      if (strncmp(line, "00000000000000000000000000000001", 32) != 0) addrs++;
+    fclose(f);
+  }
+  f = fopen("/proc/net/ipv6_route", "re");
+  if (f) {
+    while (fgets(line, sizeof line, f)) {
+      size_t n = strlen(line);
+      while (n && (line[n - 1] == '\n' || line[n - 1] == ' ')) line[--n] = 0;
+      const char* dev = strrchr(line, ' ');
+      if (dev && strcmp(dev + 1, "lo") != 0) routes++;
+    }
+    fclose(f);
+  }
+  printf("v6_addresses=%d v6_routes=%d\n", addrs, routes);
+  fflush(stdout);
+  return 0;
+}
+
 // loopback: listens on 127.0.0.1 (an ephemeral port) and connects to itself.
 static int cmd_loopback(void) {
   int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -1173,6 +1335,19 @@ int main(int argc, char** argv) {
     return cmd_connect(argv[2], argv[3]);
   }
   if (!strcmp(cmd, "loopback")) return cmd_loopback();
+  if (!strcmp(cmd, "udp")) {
+    NEED(2, "udp IP PORT");
+    return cmd_udp(argv[2], argv[3]);
+  }
+  if (!strcmp(cmd, "http-get")) {
+    NEED(2, "http-get IP PORT");
+    return cmd_http_get(argv[2], argv[3]);
+  }
+  if (!strcmp(cmd, "tcp-hold")) {
+    NEED(4, "tcp-hold IP PORT SECONDS MARKER");
+    return cmd_tcp_hold(argv[2], argv[3], argv[4], argv[5]);
+  }
+  if (!strcmp(cmd, "ipv6")) return cmd_ipv6();
   if (!strcmp(cmd, "unix-connect")) {
     NEED(1, "unix-connect NAME");
     return cmd_unix_connect(argv[2]);

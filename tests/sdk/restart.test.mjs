@@ -92,6 +92,43 @@ test('a sandbox that ends by itself is forgotten and cleaned up at once: its end
   }
 })
 
+// A sandbox with a network that ends while no daemon runs (here: its lifetime ends after the
+// daemon was killed) leaves firewall rules that nothing owns; the next daemon's reaper removes
+// them (rules and set elements), and its interface went with its network namespace.
+test('a sandbox that dies while the daemon is down leaves no network behind', async () => {
+  const { execFileSync } = await import('node:child_process')
+  let daemon = await startDaemon()
+  const s = await Sandbox.create({ ...opts, timeoutMs: 6_000 })
+  const links = execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' })
+  const line = links.split('\n').find((l) => l.includes(`alias brig sandbox ${s.sandboxId}`))
+  assert.ok(line, 'control: the sandbox has its interface')
+  const iface = line.split(':')[1].trim().split('@')[0]
+  const index = iface.slice(2)
+  // Its rules and set elements (the index's emptied chains and sets stay for the next sandbox).
+  const objects = () => {
+    let out
+    try {
+      out = execFileSync('nft', ['-j', 'list', 'table', 'inet', 'brig'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+    } catch {
+      return []  // no table at all
+    }
+    return JSON.parse(out).nftables.filter((o) =>
+      (o.rule && [`sb_${index}`, `nat_${index}`].includes(o.rule.chain)) ||
+      (o.set && [`allow_${index}`, `deny_${index}`].includes(o.set.name) && o.set.elem))
+  }
+  assert.ok(objects().length > 0, 'control: the sandbox has firewall rules')
+  await stop(daemon.d, 'SIGKILL')
+  // Its lifetime ends with no daemon around; the kernel removes its interface with its namespace.
+  for (let i = 0; i < 200 && links.length && execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).includes(`alias brig sandbox ${s.sandboxId}`); i++)
+    await new Promise((r) => setTimeout(r, 100))
+  assert.ok(!execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).includes(`alias brig sandbox ${s.sandboxId}`),
+    'the interface went with the sandbox')
+  assert.ok(objects().length > 0, 'control: nothing removed its rules while no daemon ran')
+  daemon = await startDaemon()
+  assert.deepEqual(objects(), [], 'the next daemon removed them')
+  await stop(daemon.d, 'SIGTERM')
+})
+
 // What the daemon keeps of a sandbox beyond its token: its ingress rules.
 test('a private sandbox stays private across a restart, and its port stays reachable', async () => {
   let daemon = await startDaemon()

@@ -37,6 +37,8 @@ echo "== CLI client"
 BRIG_BIN=$brig BRIG_STATE=$state node --test --test-concurrency=1 cli.test.mjs || status=1
 echo "== daemon restart"
 BRIG_BIN=$brig BRIG_STATE=$state node --test restart.test.mjs || status=1
+echo "== sandbox networks (egress)"
+BRIG_BIN=$brig BRIG_STATE=$state node --test --test-concurrency=1 network.test.mjs || status=1
 echo "== protocol"
 node --test --test-concurrency=1 protocol.test.mjs || status=1
 echo "== OpenAPI document (api/openapi.json) against the daemon"

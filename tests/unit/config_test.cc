@@ -1,6 +1,7 @@
 // The typed configuration: the schema's own consistency, TOML parsing (types, bounds, unknown
 // keys), the order of the sources (defaults < file < environment < flags), and printing.
 #include "config/config.h"
+#include "base/util.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -258,9 +259,14 @@ Config everything_changed() {
     if (f.kind == Kind::integer) {
       f.set_int(c, f.get_int(c) == f.max ? f.min : f.max);
     } else if (!f.extra.choices.empty()) {
-      f.set_str(c, "error");
+      for (auto& choice : split(std::string(f.extra.choices), '|'))  // another choice than the default
+        if (choice != f.get_str(c)) f.set_str(c, choice);
     } else if (f.name() == "client.url") {
       f.set_str(c, "http://[::1]:7");
+    } else if (f.name() == "network.subnet") {
+      f.set_str(c, "10.99.0.0/24");
+    } else if (f.name() == "network.dns_upstream") {
+      f.set_str(c, "9.9.9.9");
     } else {
       f.set_str(c, "q\"uote \\ tab\t é " + f.name());
     }

@@ -3,6 +3,7 @@
 #include <boost/url/pct_string_view.hpp>
 
 #include <ctime>
+#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "base/util.h"
@@ -23,17 +24,18 @@ json sandbox_json(const Context& ctx, const core::Live& l) {
               {"trafficAccessToken", l.traffic_token()}, {"domain", ctx.domain.empty() ? json(nullptr) : json(ctx.domain)}};
 }
 
-// E2B's SandboxNetworkConfig as far as brig keeps it: the ingress rules.
-json network_json(const std::shared_ptr<core::Live>& l) {
-  if (!l) return json(nullptr);
-  json out = {{"allowPublicTraffic", l->ingress.allow_public_traffic}};
-  if (!l->ingress.mask_request_host.empty()) out["maskRequestHost"] = l->ingress.mask_request_host;
+// E2B's SandboxNetworkConfig: the ingress rules, then the egress lists (empty ones left out).
+json network_json(core::Live& l) {
+  json out = {{"allowPublicTraffic", l.ingress.allow_public_traffic}};
+  if (!l.ingress.mask_request_host.empty()) out["maskRequestHost"] = l.ingress.mask_request_host;
+  std::lock_guard lock(l.mu);
+  if (auto egress = core::network_json(l.network); !egress.is_null()) out.update(egress);
   return out;
 }
 
 // What get and list return (E2B's SandboxDetail / ListedSandbox).
 json detail_json(const Context& ctx, const sandbox::SandboxInfo& s) {
-  return {{"sandboxID", s.id},
+  json out = {{"sandboxID", s.id},
           {"templateID", ctx.core.template_id(s.template_name)},
           {"alias", s.template_name},
           {"clientID", "brig"},
@@ -45,8 +47,13 @@ json detail_json(const Context& ctx, const sandbox::SandboxInfo& s) {
           {"diskSizeMB", s.disk_bytes >> 20},
           {"envdVersion", kEnvdVersion},
           {"metadata", s.metadata},
-          {"domain", ctx.domain.empty() ? json(nullptr) : json(ctx.domain)},
-          {"network", network_json(ctx.core.live(s.id))}};
+          {"domain", ctx.domain.empty() ? json(nullptr) : json(ctx.domain)}};
+  if (auto l = ctx.core.live(s.id)) {
+    out["network"] = network_json(*l);
+    std::lock_guard lock(l->mu);
+    out["allowInternetAccess"] = l->network.allow_internet_access;
+  }
+  return out;
 }
 
 json metric_json(const core::Metric& m) {
@@ -76,6 +83,59 @@ std::map<std::string, std::string> parse_metadata_filter(const std::string& raw)
   return out;
 }
 
+// E2B's network lists: absent or null is empty; otherwise an array of strings (each checked by
+// the core). The body cap (limits.request_body_bytes) bounds their size.
+Result<std::vector<std::string>> parse_list_field(const json& network, const char* field) {
+  std::vector<std::string> out;
+  auto it = network.find(field);
+  if (it == network.end() || it->is_null()) return out;
+  if (!it->is_array()) return bad(std::string("network.") + field + " must be an array of strings");
+  for (auto& e : *it) {
+    if (!e.is_string()) return bad(std::string("network.") + field + " must be an array of strings");
+    out.push_back(e.get<std::string>());
+  }
+  return out;
+}
+
+// The egress part of E2B's SandboxNetworkConfig (create) or SandboxNetworkUpdateConfig (PUT).
+// Header rules and an upstream SOCKS proxy need the egress proxy brig does not have yet: refused
+// rather than ignored. The ingress fields (allowPublicTraffic, maskRequestHost) are
+// parse_ingress's.
+Result<core::NetworkConfig> parse_network(const json& network) {
+  if (!network.is_object()) return bad("network must be an object");
+  if (auto it = network.find("rules"); it != network.end() && !it->is_null() && !(it->is_object() && it->empty()))
+    return bad("network.rules (header transforms) are not supported by brig yet: they need the egress proxy");
+  if (auto it = network.find("egressProxy"); it != network.end() && !it->is_null())
+    return bad("network.egressProxy is not supported by brig");
+  core::NetworkConfig c;
+  BRIG_TRY_ASSIGN(allow, parse_list_field(network, "allowOut"));
+  BRIG_TRY_ASSIGN(deny, parse_list_field(network, "denyOut"));
+  c.allow_out = std::move(allow);
+  c.deny_out = std::move(deny);
+  return c;
+}
+
+// The ingress part of E2B's SandboxNetworkConfig (create only: fixed for the sandbox's life).
+Result<core::Ingress> parse_ingress(const json& net) {
+  core::Ingress ingress;
+  if (net.contains("allowPublicTraffic") && !net["allowPublicTraffic"].is_null()) {
+    if (!net["allowPublicTraffic"].is_boolean()) return bad("network.allowPublicTraffic must be a boolean");
+    ingress.allow_public_traffic = net["allowPublicTraffic"].get<bool>();
+  }
+  if (net.contains("maskRequestHost") && !net["maskRequestHost"].is_null()) {
+    if (!net["maskRequestHost"].is_string()) return bad("network.maskRequestHost must be a string");
+    ingress.mask_request_host = net["maskRequestHost"].get<std::string>();
+  }
+  return ingress;
+}
+
+Result<std::optional<bool>> parse_internet_access(const json& body) {
+  auto it = body.find("allow_internet_access");
+  if (it == body.end() || it->is_null()) return std::optional<bool>();
+  if (!it->is_boolean()) return bad("allow_internet_access must be a boolean");
+  return std::optional<bool>(it->get<bool>());
+}
+
 Result<core::CreateSandbox> parse_create(const std::string& raw) {
   auto body = json::parse(raw.empty() ? "{}" : raw, nullptr, false);
   if (!body.is_object()) return bad("the body must be a JSON object");
@@ -88,19 +148,6 @@ Result<core::CreateSandbox> parse_create(const std::string& raw) {
     if (t < 1 || t > int64_t{config::bounds::sandbox_max_lifetime_s.max}) return bad("timeout must be between 1 and " + std::to_string(config::bounds::sandbox_max_lifetime_s.max) + " seconds");
     cmd.timeout = std::chrono::seconds(t);
   }
-  // E2B's network config: its ingress half (allowPublicTraffic, maskRequestHost) is brig's.
-  if (body.contains("network") && !body["network"].is_null()) {
-    const json& net = body["network"];
-    if (!net.is_object()) return bad("network must be an object");
-    if (net.contains("allowPublicTraffic") && !net["allowPublicTraffic"].is_null()) {
-      if (!net["allowPublicTraffic"].is_boolean()) return bad("network.allowPublicTraffic must be a boolean");
-      cmd.ingress.allow_public_traffic = net["allowPublicTraffic"].get<bool>();
-    }
-    if (net.contains("maskRequestHost") && !net["maskRequestHost"].is_null()) {
-      if (!net["maskRequestHost"].is_string()) return bad("network.maskRequestHost must be a string");
-      cmd.ingress.mask_request_host = net["maskRequestHost"].get<std::string>();
-    }
-  }
   for (auto [field, target] : {std::pair{"metadata", &cmd.metadata}, std::pair{"envVars", &cmd.env}}) {
     if (!body.contains(field) || body[field].is_null()) continue;
     if (!body[field].is_object()) return bad(std::string(field) + " must be an object of strings");
@@ -109,7 +156,25 @@ Result<core::CreateSandbox> parse_create(const std::string& raw) {
       (*target)[k] = v.get<std::string>();
     }
   }
+  BRIG_TRY_ASSIGN(internet, parse_internet_access(body));
+  cmd.allow_internet_access = internet;
+  if (auto it = body.find("network"); it != body.end() && !it->is_null()) {
+    BRIG_TRY_ASSIGN(network, parse_network(*it));
+    cmd.network = std::move(network);
+    BRIG_TRY_ASSIGN(ingress, parse_ingress(*it));
+    cmd.ingress = std::move(ingress);
+  }
   return cmd;
+}
+
+// PUT /sandboxes/{id}/network: the whole configuration; what is omitted is cleared.
+Result<core::NetworkConfig> parse_network_update(const std::string& raw) {
+  auto body = json::parse(raw.empty() ? "{}" : raw, nullptr, false);
+  if (!body.is_object()) return bad("the body must be a JSON object");
+  BRIG_TRY_ASSIGN(network, parse_network(body));
+  BRIG_TRY_ASSIGN(internet, parse_internet_access(body));
+  network.allow_internet_access = internet.value_or(true);
+  return network;
 }
 
 Result<core::ListSandboxes> parse_list(const Request& req) {
@@ -217,7 +282,6 @@ Route sandboxes(const Context& ctx, const Request& head, const std::vector<std::
       auto j = detail_json(ctx, *info);
       if (auto l = ctx.core.live(id)) j["envdAccessToken"] = l->access_token;
       j["domain"] = ctx.domain.empty() ? json(nullptr) : json(ctx.domain);
-      j["allowInternetAccess"] = false;
       j["lifecycle"] = {{"onTimeout", "kill"}, {"autoResume", false}};
       return Response::json(200, dump(j));
     });
@@ -243,6 +307,14 @@ Route sandboxes(const Context& ctx, const Request& head, const std::vector<std::
       auto l = ctx.core.connect(id, *secs);
       if (!l) return error(l.error(), "connect");
       return Response::json(200, dump(sandbox_json(ctx, **l)));
+    });
+  if (action == "network" && method == "PUT")
+    return respond([&core, id](Request& req) {
+      if (auto l = core.find(id); !l) return error(l.error(), "update network");
+      auto network = parse_network_update(req.body);
+      if (!network) return error(network.error(), "update network");
+      if (auto r = core.update_network(id, *network); !r) return error(r.error(), "update network");
+      return Response::empty(204);
     });
   if (action == "pause" && method == "POST")
     return respond([&core, id](Request&) { return error(core.pause(id).error(), "pause"); });

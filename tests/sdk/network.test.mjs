@@ -1,0 +1,156 @@
+// Sandbox networks through the official e2b SDK (issue 13, egress): create with
+// `allowInternetAccess` and `network`, `updateNetwork`, `getInfo`, and what a sandbox can reach
+// afterwards. The "internet" is tests/net/test-internet.sh: a network namespace on this machine
+// that each sandbox's interface is routed into (nothing leaves the machine). This suite starts
+// its own daemon, listening on every address, to show that brig's API is not reachable from a
+// sandbox even then. Run by tests/sdk/run.sh (BRIG_BIN, BRIG_STATE), as root.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import net from 'node:net'
+
+const brig = process.env.BRIG_BIN
+const state = process.env.BRIG_STATE
+const script = new URL('../net/test-internet.sh', import.meta.url).pathname
+const port = 20000 + Math.floor(Math.random() * 20000)
+const url = `http://127.0.0.1:${port}`
+const { Sandbox, ALL_TRAFFIC, SandboxNotFoundError } = await import(process.env.SDK ? `./node_modules/${process.env.SDK}/dist/index.mjs` : 'e2b')
+const opts = { apiKey: readFileSync(`${state}/api-key`, 'utf8').trim(), apiUrl: url, sandboxUrl: url }
+const name = randomBytes(4).toString('hex')
+const PUBLIC = '203.0.113.10'
+const PUBLIC2 = '198.51.100.10'
+
+let daemon
+const created = []
+const attached = []
+
+before(async () => {
+  execFileSync('bash', [script, 'up', name], { stdio: ['ignore', 'pipe', 'inherit'] })
+  daemon = spawn(brig, ['--state-dir', state, 'serve', '--listen', `0.0.0.0:${port}`, '--pool', '1'], { stdio: ['ignore', 'ignore', 'pipe'] })
+  let log = ''
+  daemon.stderr.on('data', (c) => (log += c))
+  for (let i = 0; i < 100; i++) {
+    try {
+      if ((await fetch(url + '/health')).ok) return
+    } catch {}
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  throw new Error('daemon did not start: ' + log)
+})
+
+after(async () => {
+  for (const id of created) await Sandbox.kill(id, opts).catch(() => {})
+  for (const iface of attached) execFileSync('bash', [script, 'detach', name, iface])
+  if (daemon) await new Promise((resolve) => (daemon.on('exit', resolve), daemon.kill('SIGTERM')))
+  execFileSync('bash', [script, 'down', name])
+})
+
+// The host side of a sandbox's network: its interface (whose alias names the sandbox) and address.
+function hostSide(sandboxId) {
+  const links = execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' })
+  const line = links.split('\n').find((l) => l.includes(`alias brig sandbox ${sandboxId}`))
+  assert.ok(line, `no interface of sandbox ${sandboxId}`)
+  const iface = line.split(':')[1].trim().split('@')[0]
+  const addr = execFileSync('ip', ['-o', '-4', 'addr', 'show', 'dev', iface], { encoding: 'utf8' }).match(/inet ([0-9.]+)\//)[1]
+  return { iface, addr }
+}
+
+async function create(options = {}) {
+  const s = await Sandbox.create({ ...opts, timeoutMs: 120_000, ...options })
+  created.push(s.sandboxId)
+  const { iface } = hostSide(s.sandboxId)
+  execFileSync('bash', [script, 'attach', name, iface])
+  attached.push(iface)
+  return s
+}
+
+// An HTTP GET from inside the sandbox: the test server's first word, or the error's name.
+async function get(s, addr) {
+  const code = `
+import urllib.request
+try:
+    print(urllib.request.urlopen('http://${addr}:8080/', timeout=5).read().decode().split()[0])
+except Exception as e:
+    print('failed', type(getattr(e, 'reason', e)).__name__)
+`
+  const r = await s.commands.run(`python3 -c "${code.replace(/"/g, '\\"')}"`, { timeoutMs: 30_000 })
+  return r.stdout.trim()
+}
+
+test('allowInternetAccess: false reaches nothing, and getInfo says so', async () => {
+  const s = await create({ allowInternetAccess: false })
+  assert.match(await get(s, PUBLIC), /^failed ConnectionRefusedError/)
+  const info = await s.getInfo()
+  assert.equal(info.allowInternetAccess, false)
+})
+
+test('network.allowOut beats denyOut ALL_TRAFFIC; getInfo echoes the policy', async () => {
+  const s = await create({ network: { allowOut: [PUBLIC2], denyOut: [ALL_TRAFFIC] } })
+  assert.equal(await get(s, PUBLIC2), 'brig-test-internet')
+  assert.match(await get(s, PUBLIC), /^failed ConnectionRefusedError/)
+  const info = await Sandbox.getInfo(s.sandboxId, opts)
+  assert.deepEqual(info.network.allowOut, [PUBLIC2])
+  assert.deepEqual(info.network.denyOut, ['0.0.0.0/0'])
+  assert.equal(info.allowInternetAccess, true)
+})
+
+test('a domain in allowOut needs ALL_TRAFFIC in denyOut (E2B\'s 400), and opens nothing by itself', async () => {
+  await assert.rejects(Sandbox.create({ ...opts, network: { allowOut: ['example.com'] } }),
+    (e) => e.message.includes("you must include 'ALL_TRAFFIC' in deny out"))
+  await assert.rejects(Sandbox.create({ ...opts, network: { denyOut: ['example.com'] } }), /invalid denied CIDR example.com/)
+  const s = await create({ network: { allowOut: ['example.com', '*.example.org'], denyOut: [ALL_TRAFFIC] } })
+  assert.deepEqual((await s.getInfo()).network.allowOut, ['example.com', '*.example.org'])
+  assert.match(await get(s, PUBLIC), /^failed ConnectionRefusedError/)
+})
+
+test('updateNetwork replaces the whole policy: narrowed, then cleared', async () => {
+  const s = await create()
+  assert.equal(await get(s, PUBLIC), 'brig-test-internet')
+  await s.updateNetwork({ denyOut: ['203.0.113.0/24'] })
+  assert.match(await get(s, PUBLIC), /^failed ConnectionRefusedError/)
+  assert.equal(await get(s, PUBLIC2), 'brig-test-internet')
+  const narrowed = (await s.getInfo()).network
+  assert.deepEqual(narrowed.denyOut, ['203.0.113.0/24'])
+  assert.equal(narrowed.allowOut, undefined)
+  await Sandbox.updateNetwork(s.sandboxId, { allowInternetAccess: false }, opts)
+  assert.match(await get(s, PUBLIC2), /^failed ConnectionRefusedError/)
+  assert.equal((await s.getInfo()).allowInternetAccess, false)
+  await s.updateNetwork({})  // omitted = cleared: everything open again
+  assert.equal(await get(s, PUBLIC), 'brig-test-internet')
+  const info = await s.getInfo()
+  // Only the ingress half is left (allowPublicTraffic, fixed at create).
+  assert.equal(info.network.allowOut, undefined)
+  assert.equal(info.network.denyOut, undefined)
+  assert.equal(info.network.allowPublicTraffic, true)
+  assert.equal(info.allowInternetAccess, true)
+})
+
+test('updateNetwork: unknown sandbox is SandboxNotFoundError; a bad body is a 400', async () => {
+  await assert.rejects(Sandbox.updateNetwork('a'.repeat(20), { denyOut: [ALL_TRAFFIC] }, opts), SandboxNotFoundError)
+  const s = await create()
+  for (const body of ['{"denyOut": "1.1.1.1"}', '{"denyOut": ["nope"]}', '{"allowOut": ["example.com"]}', '[1]',
+    '{"allow_internet_access": "no"}', '{"rules": {"example.com": [{}]}}']) {
+    const r = await fetch(`${url}/sandboxes/${s.sandboxId}/network`, {
+      method: 'PUT', body, headers: { 'X-API-KEY': opts.apiKey, 'Content-Type': 'application/json' },
+    })
+    const text = await r.text()
+    assert.equal(r.status, 400, `${body}: ${text}`)
+    assert.equal(JSON.parse(text).code, 400)
+  }
+  assert.equal(await get(s, PUBLIC), 'brig-test-internet', 'a refused update changed nothing')
+})
+
+test("brig's API is not reachable from a sandbox, though it listens on every address", async () => {
+  const s = await create()
+  const { addr } = hostSide(s.sandboxId)
+  // Control: the daemon answers at that address from the host.
+  await new Promise((resolve, reject) => {
+    const c = net.connect({ host: addr, port }, () => (c.end(), resolve()))
+    c.on('error', reject)
+  })
+  const r = await s.commands.run(
+    `python3 -c "import socket;s=socket.socket();s.settimeout(5);print(s.connect_ex(('${addr}',${port})))"`)
+  assert.equal(r.stdout.trim(), '111', 'ECONNREFUSED from the firewall')
+})
