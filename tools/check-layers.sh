@@ -19,9 +19,9 @@ declare -A allowed=(
   [sandbox]="base config sys isolate policy init"
   [store]="base config sys sandbox"
   # The core service: typed commands over the engine and the store; no HTTP.
-  [core]="base config sys sandbox store"
+  [core]="base config sys sandbox store egress"
   # brig-egress: the egress proxy's own process (policy: its seccomp allowlist); never the core.
-  [egress]="base config sys policy"
+  [egress]="base config sys isolate policy"
   [client]="base config"
   [mcp]="base config client"
   # The daemon's adapters over the core (and the MCP it hosts).

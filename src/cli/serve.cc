@@ -99,6 +99,9 @@ int serve(const ServeArgs& a, const Globals& g) {
   opts.domain = c.server.domain;
   opts.pool_size = c.server.pool_size;
   opts.config = c;
+  // Sandboxes' networks (root only) enforce domain rules through brig egress, started from
+  // this very binary.
+  if (::geteuid() == 0) opts.egress_exe = "/proc/self/exe";
   auto daemon = server::Daemon::start(opts, **engine, **store, **keys);
   if (!daemon) return fail(daemon.error());
   std::string url = "http://" + (*daemon)->address();

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -33,6 +34,8 @@ struct Live {
   std::mutex mu;
   NetworkConfig network;  // its egress configuration as given (guarded by mu)
   std::mutex network_mu;  // held while its network policy changes
+  // The address brig egress knows it by, while its allowOut has domains (guarded by network_mu).
+  std::optional<uint32_t> proxied;
   std::map<int, std::shared_ptr<ProcessHub>> processes;
   std::map<std::string, uint64_t> watchers;  // polling watchers: id -> watch id
   // The last CPU reading (guarded by mu): cpuUsedPct is the share of the sandbox's CPUs used

@@ -78,10 +78,20 @@ sandbox::EgressPolicy egress_policy(const NetworkConfig& c) {
   if (!c.allow_internet_access) p.deny.push_back(Ipv4Cidr{0, 0});
   p.allow = normalize_ranges(std::move(p.allow));
   p.deny = normalize_ranges(std::move(p.deny));
-  // DNS is forwarded to the host's resolver only while the internet is open; a sandbox limited
-  // to an allowlist gets names from the DNS stub of the egress proxy step, not before.
+  // DNS is forwarded to the host's resolver only while the internet is open; a sandbox whose
+  // allowOut has domains gets names from brig egress's DNS stub (Service::policy_for).
   p.dns = std::none_of(p.deny.begin(), p.deny.end(), [](auto& r) { return r.prefix == 0; });
   return p;
+}
+
+bool has_domains(const NetworkConfig& c) {
+  return std::any_of(c.allow_out.begin(), c.allow_out.end(), [](auto& e) { return !is_ip_or_cidr(e); });
+}
+
+std::vector<std::string> proxy_deny_out(const NetworkConfig& c) {
+  std::vector<std::string> out = c.deny_out;
+  if (!c.allow_internet_access && std::find(out.begin(), out.end(), kAllTraffic) == out.end()) out.push_back(kAllTraffic);
+  return out;
 }
 
 Result<NetworkConfig> default_network(const config::Network& n, const config::Limits& limits) {

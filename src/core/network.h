@@ -4,10 +4,9 @@
 //
 // E2B's semantics: allowOut holds IPs, CIDRs and domains ("example.com", "*.example.com"),
 // denyOut IPs and CIDRs only; allow beats deny; the rest is allowed; allow_internet_access false
-// is denyOut 0.0.0.0/0; domains in allowOut need "0.0.0.0/0" in denyOut. Domains are stored and
-// echoed but enforced only by a later egress proxy: until then they open nothing (the traffic
-// they would allow meets the 0.0.0.0/0 deny). IPv6 entries are accepted and open nothing either:
-// sandboxes have no IPv6.
+// is denyOut 0.0.0.0/0; domains in allowOut need "0.0.0.0/0" in denyOut. A policy with domains
+// is enforced by brig egress (core/egress_link.h): the sandbox's TCP and DNS are redirected to
+// it. IPv6 entries are accepted and open nothing: sandboxes have no IPv6.
 #pragma once
 
 #include <string>
@@ -40,6 +39,12 @@ Result<> check_network(const NetworkConfig& c, const config::Limits& limits);
 // What the firewall enforces for `c`: IPv4 allows, IPv4 denies (0.0.0.0/0 when internet access
 // is off), and DNS forwarding while 0.0.0.0/0 is not denied.
 sandbox::EgressPolicy egress_policy(const NetworkConfig& c);
+
+// allowOut names a domain: only brig egress (the proxy that reads TLS SNI and HTTP Host) can
+// enforce it.
+bool has_domains(const NetworkConfig& c);
+// denyOut as brig egress is told it: with 0.0.0.0/0 added when internet access is off.
+std::vector<std::string> proxy_deny_out(const NetworkConfig& c);
 
 // The brig-wide default of a create ([network] allow_internet_access, allow_out, deny_out),
 // checked like a request.

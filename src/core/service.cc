@@ -27,10 +27,10 @@ class LoggedBuild final : public store::BuildProgress {
 // Template defaults for a sandbox (the configured ones where the template sets none), and the
 // shape the warm pool keys on.
 sandbox::SandboxSpec spec_for(const store::TemplateStore& store, const store::TemplateInfo& t, const config::Sandbox& defaults,
-                              const NetworkConfig& network) {
+                              const sandbox::EgressPolicy& egress) {
   auto spec = store::sandbox_spec(store, t, defaults);
   spec.persistent = true;  // survives a daemon restart; the next daemon re-adopts it
-  spec.egress = egress_policy(network);  // its own network; pooled ones start with the default
+  spec.egress = egress;  // its own network; pooled ones start with the default
   return spec;
 }
 
@@ -43,13 +43,20 @@ Result<std::unique_ptr<Service>> Service::open(const ServiceOptions& options, sa
   s->default_network_ = network;
   BRIG_TRY_ASSIGN(state, DaemonState::open(engine.state_dir()));
   s->state_ = std::move(state);
+  if (!options.egress_exe.empty()) {
+    if (auto link = EgressLink::start(options.egress_exe, options.config); link)
+      s->egress_ = std::move(*link);
+    else  // the rest works; a policy with domains is refused with this reason
+      spdlog::error("brig egress did not start, so domain rules in allowOut cannot be enforced: {}", link.error().message());
+  }
   s->adopt();
   // Warm sandboxes for the templates already built, so creates are hand-overs.
   if (options.pool_size)
     if (auto all = store.list())
       for (auto& t : *all)
         if (store::builtin_templates().count(t.name))
-          engine.set_pool(spec_for(store, t, options.config.sandbox, s->default_network_), options.pool_size);
+          if (auto policy = s->policy_for(s->default_network_); policy)
+            engine.set_pool(spec_for(store, t, options.config.sandbox, *policy), options.pool_size);
   auto* self = s.get();
   s->reaper_ = std::thread([self] { self->reap_loop(); });
   return s;
@@ -84,14 +91,17 @@ void Service::reap_loop() {
     if (w.stopping) return;
     w.due = false;
     lock.unlock();
-    std::vector<std::string> dead;
+    std::vector<std::shared_ptr<Live>> dead;
     {
       std::lock_guard live_lock(mu_);
       for (auto& [id, l] : live_)
-        if (!l->sandbox->alive()) dead.push_back(id);
-      for (auto& id : dead) live_.erase(id);
+        if (!l->sandbox->alive()) dead.push_back(l);
+      for (auto& l : dead) live_.erase(l->id);
     }
-    for (auto& id : dead) state_->forget(id);
+    for (auto& l : dead) {
+      untell_egress(*l);
+      state_->forget(l->id);
+    }
     // The engine's reap also finds what no Live stands for (a crash's leftovers, ended pool
     // sandboxes): on every sweep, and whenever a death was pushed.
     engine_.reap();
@@ -115,6 +125,14 @@ void Service::adopt() {
     if (tpl && *tpl) l->tpl = **tpl;
     else l->tpl.name = info->template_name;
     l->env = l->tpl.config.env;
+    // Its redirects name the ports of the previous daemon's brig egress: written again.
+    if (has_domains(l->network)) {
+      std::lock_guard net(l->network_mu);
+      auto policy = policy_for(l->network);
+      auto r = policy ? tell_egress(*l, l->network) : Result<>(policy.error());
+      if (r) r = engine_.set_egress(id, *policy);
+      if (!r) spdlog::error("sandbox {}: its domain rules are not enforced: {}", id, r.error().message());
+    }
     add_live(l);
     spdlog::info("re-adopted sandbox {} ({})", id, l->tpl.name);
   }
@@ -132,11 +150,48 @@ void Service::add_live(std::shared_ptr<Live> l) {
 }
 
 void Service::forget(const std::string& id) {
+  std::shared_ptr<Live> l;
   {
     std::lock_guard lock(mu_);
-    live_.erase(id);
+    if (auto it = live_.find(id); it != live_.end()) {
+      l = it->second;
+      live_.erase(it);
+    }
   }
+  if (l) untell_egress(*l);
   state_->forget(id);
+}
+
+Result<sandbox::EgressPolicy> Service::policy_for(const NetworkConfig& c) const {
+  auto p = egress_policy(c);
+  if (!has_domains(c)) return p;
+  if (!egress_)
+    return Error::make(errc::unsupported, "domains in allowOut need brig egress, which is not running on this server "
+                                          "(see the daemon's log)");
+  p.proxy_port = egress_->ports().proxy;
+  p.dns_stub_port = egress_->ports().dns;
+  p.dns = false;  // names come from the stub
+  return p;
+}
+
+Result<> Service::tell_egress(Live& l, const NetworkConfig& c) {
+  if (!has_domains(c)) {
+    untell_egress(l);
+    return ok();
+  }
+  auto address = l.sandbox->address();
+  if (!address) return Error::make(errc::conflict, "sandbox " + l.id + " has no network of its own");
+  if (!egress_) return Error::make(errc::unsupported, "domains in allowOut need brig egress, which is not running");
+  BRIG_TRY(egress_->set(*address, l.id, c.allow_out, proxy_deny_out(c)));
+  l.proxied = address;
+  return ok();
+}
+
+void Service::untell_egress(Live& l) {
+  if (!l.proxied || !egress_) return;
+  if (auto r = egress_->remove(*l.proxied); !r)
+    spdlog::warn("brig egress: forget sandbox {}: {}", l.id, r.error().message());
+  l.proxied.reset();
 }
 
 std::shared_ptr<Live> Service::live(const std::string& id) {
@@ -182,7 +237,12 @@ Result<std::shared_ptr<Live>> Service::create(const CreateSandbox& cmd) {
     ++metrics_.create_errors;
     return r.error();
   }
-  auto spec = spec_for(store_, *tpl, options_.config.sandbox, network);
+  auto policy = policy_for(network);
+  if (!policy) {
+    ++metrics_.create_errors;
+    return policy.error();
+  }
+  auto spec = spec_for(store_, *tpl, options_.config.sandbox, *policy);
   for (auto& [k, v] : cmd.env) spec.env[k] = v;
   spec.metadata = cmd.metadata;
   spec.lifetime = timeout;
@@ -204,6 +264,14 @@ Result<std::shared_ptr<Live>> Service::create(const CreateSandbox& cmd) {
   l->env = spec.env;
   l->network = network;
   l->ingress = cmd.ingress;
+  {
+    std::lock_guard net(l->network_mu);
+    if (auto r = tell_egress(*l, network); !r) {
+      ++metrics_.create_errors;
+      (void)engine_.kill(l->id);
+      return r.error().wrap("give brig egress the sandbox's policy");
+    }
+  }
   add_live(l);
   ++metrics_.creates;
   record_create(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count());
@@ -269,7 +337,12 @@ Result<> Service::update_network(const std::string& id, const NetworkConfig& net
   BRIG_TRY(check_network(network, options_.config.limits));
   // One update at a time per sandbox, so the stored configuration is the enforced one.
   std::lock_guard lock(l->network_mu);
-  BRIG_TRY(engine_.set_egress(id, egress_policy(network)));
+  BRIG_TRY_ASSIGN(policy, policy_for(network));
+  // The proxy learns a policy with domains before the redirect reaches it, and forgets one only
+  // after the redirect is gone.
+  if (has_domains(network)) BRIG_TRY(tell_egress(*l, network));
+  BRIG_TRY(engine_.set_egress(id, policy));
+  if (!has_domains(network)) untell_egress(*l);
   {
     std::lock_guard data(l->mu);
     l->network = network;

@@ -27,6 +27,7 @@
 
 #include "config/config.h"
 #include "core/keys.h"
+#include "core/egress_link.h"
 #include "core/live.h"
 #include "core/network.h"
 #include "sandbox/engine.h"
@@ -113,6 +114,9 @@ struct ProcessSelector {
 struct ServiceOptions {
   size_t pool_size = 1;  // warm sandboxes per built-in template that is built
   config::Config config;  // sandbox defaults and [limits]: each limit read from here only
+  // The brig binary to start brig egress from (domain rules in allowOut); empty: none, and a
+  // policy with domains is refused.
+  std::string egress_exe;
 };
 
 class Service {
@@ -193,6 +197,13 @@ class Service {
   KeyStore& keys_;
   std::unique_ptr<DaemonState> state_;
   NetworkConfig default_network_;  // [network], checked at open
+  std::unique_ptr<EgressLink> egress_;  // nullptr: domain rules cannot be enforced
+  // What the firewall enforces for `c`: with domains, its TCP and DNS go to brig egress.
+  Result<sandbox::EgressPolicy> policy_for(const NetworkConfig& c) const;
+  // Tells brig egress the policy of `l` (under its network_mu), or forgets it when `c` has no
+  // domains.
+  Result<> tell_egress(Live& l, const NetworkConfig& c);
+  void untell_egress(Live& l);
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Live>> live_;
   Metrics metrics_;

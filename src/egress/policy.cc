@@ -1,5 +1,7 @@
 #include "egress/policy.h"
 
+#include "isolate/firewall.h"
+
 #include <boost/asio/ip/address_v4.hpp>
 #include <boost/asio/ip/address_v6.hpp>
 
@@ -216,12 +218,13 @@ bool Policy::strict_dns() const {
 }
 
 DeniedSet::DeniedSet(std::vector<std::variant<Net4, Net6>> extra) {
-  static constexpr const char* kBuiltin[] = {
-      "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-      "192.168.0.0/16", "224.0.0.0/4", "240.0.0.0/4",  // 240/4 holds 255.255.255.255
-      "::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8",
-  };
-  for (const char* text : kBuiltin) nets_.push_back(*parse_net(text));
+  // IPv4: the host firewall's list (one owner: isolate::always_denied). IPv6, which sandboxes
+  // do not have but a name may resolve to: unspecified, loopback, unique-local, link-local,
+  // multicast.
+  for (const auto& r : isolate::always_denied())
+    nets_.push_back(Net4(boost::asio::ip::address_v4(r.addr), r.prefix));
+  static constexpr const char* kBuiltin6[] = {"::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8"};
+  for (const char* text : kBuiltin6) nets_.push_back(*parse_net(text));
   for (auto& n : extra) nets_.push_back(std::move(n));
 }
 

@@ -51,9 +51,6 @@ std::string shared_text(const Ipv4Cidr& subnet) {
   s += "add element " + t("always_deny { " + elements(normalize_ranges(denied)) + " }") + "\n";
   s += "add map " + t("egress { type ifname : verdict; }") + "\n";
   s += "add map " + t("egress_nat { type ifname : verdict; }") + "\n";
-  // Hooks for the egress proxy and DNS stub of a later step; brig never flushes them here.
-  s += "add chain " + t("egress_redirect") + "\n";
-  s += "add chain " + t("input_services") + "\n";
   for (const char* c : {"deny", "from_sandbox"}) s += "add chain " + t(c) + "\n";
   s += "add chain " + t("prerouting { type nat hook prerouting priority dstnat; policy accept; }") + "\n";
   s += "add chain " + t("input { type filter hook input priority filter; policy accept; }") + "\n";
@@ -64,11 +61,12 @@ std::string shared_text(const Ipv4Cidr& subnet) {
   auto rule = [&](const char* chain, const char* r) { s += "add rule " + t(std::string(chain) + " " + r) + "\n"; };
   rule("deny", "meta l4proto tcp reject with tcp reset");
   rule("deny", "reject with icmpx admin-prohibited");
-  rule("prerouting", "iifname \"bv*\" jump egress_redirect");
   rule("prerouting", "iifname \"bv*\" iifname vmap @egress_nat");
   rule("input", "iifname != \"bv*\" return");
   rule("input", "ct state established,related accept");
-  rule("input", "jump input_services");
+  // Only a sandbox's own nat chain translates its packets to the host: to the egress proxy or
+  // the DNS stub (policy_text). Anything else addressed to the host is refused below.
+  rule("input", "ct status dnat accept");
   rule("input", "goto deny");
   rule("forward", "oifname \"bv*\" ct state established,related accept");
   rule("forward", "oifname \"bv*\" goto deny");
@@ -98,9 +96,13 @@ std::string policy_text(const NetAddress& a, const EgressPolicy& policy, uint32_
   // carries its index in its conntrack mark, so they can all be forgotten at once (in the
   // kernel) when it ends.
   s += "add rule " + t("nat_" + i + " ct mark set " + std::to_string(connection_mark(a.index))) + "\n";
-  if (policy.dns && dns_upstream)
-    s += "add rule " + t("nat_" + i + " ip daddr " + ipv4_text(a.host_ip) + " meta l4proto { tcp, udp } th dport 53 dnat ip to " +
-                         ipv4_text(dns_upstream)) + "\n";
+  const std::string to_dns = "nat_" + i + " ip daddr " + ipv4_text(a.host_ip) + " meta l4proto { tcp, udp } th dport 53 ";
+  if (policy.dns_stub_port)
+    s += "add rule " + t(to_dns + "redirect to :" + std::to_string(policy.dns_stub_port)) + "\n";
+  else if (policy.dns && dns_upstream)
+    s += "add rule " + t(to_dns + "dnat ip to " + ipv4_text(dns_upstream)) + "\n";
+  if (policy.proxy_port)
+    s += "add rule " + t("nat_" + i + " meta l4proto tcp redirect to :" + std::to_string(policy.proxy_port)) + "\n";
   return s;
 }
 
@@ -356,8 +358,12 @@ Result<size_t> cut_denied_connections(const NetAddress& a, const EgressPolicy& p
   return delete_connections([&](const nf_conntrack* ct) {
     if (nfct_get_attr_u8(ct, ATTR_ORIG_L3PROTO) != AF_INET || nfct_get_attr_u32(ct, ATTR_ORIG_IPV4_SRC) != src) return false;
     const uint32_t dst = ntohl(nfct_get_attr_u32(ct, ATTR_ORIG_IPV4_DST));
+    // Redirected to the host (the egress proxy or the DNS stub): the proxy judges its own
+    // connections again when it is told the new policy.
+    if (ntohl(nfct_get_attr_u32(ct, ATTR_REPL_IPV4_SRC)) == a.host_ip && dst != a.host_ip)
+      return policy.proxy_port == 0 && !egress_allowed(policy, dst);
     // Its DNS, forwarded through the host side: kept while DNS stays on.
-    if (dst == a.host_ip) return !(policy.dns && ntohs(nfct_get_attr_u16(ct, ATTR_ORIG_PORT_DST)) == 53);
+    if (dst == a.host_ip) return !((policy.dns || policy.dns_stub_port) && ntohs(nfct_get_attr_u16(ct, ATTR_ORIG_PORT_DST)) == 53);
     return !egress_allowed(policy, dst);
   });
 }

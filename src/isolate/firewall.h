@@ -4,12 +4,13 @@
 // host-wide network lock (net.h) around each change.
 //
 // The table (see base_text() and install_text() for the exact rules):
-//   prerouting (nat)  iifname "bv*": jump egress_redirect (empty: the hook for a later egress
-//                     proxy's TCP redirect), then the sandbox's own nat chain by interface
-//                     (nat_<i>: its DNS forwarding, when on)
-//   input             from bv*: established/related accepted, jump input_services (empty: the
-//                     hook for a later proxy/DNS stub), everything else rejected: the host, its
-//                     addresses and brig's API are unreachable from sandboxes
+//   prerouting (nat)  iifname "bv*": the sandbox's own nat chain by interface (nat_<i>: its
+//                     connection mark; its DNS forwarded upstream, or redirected to brig egress's
+//                     stub, and its TCP redirected to brig egress, when its policy has domains)
+//   input             from bv*: established/related accepted, what a sandbox's nat chain
+//                     redirected (ct status dnat: to the egress proxy or DNS stub) accepted,
+//                     everything else rejected: the host, its addresses and brig's API are
+//                     unreachable from sandboxes
 //   forward           into bv*: only established/related; from bv*: established/related, not
 //                     IPv4 rejected, forwarded DNS accepted, the always-denied set rejected, then
 //                     the sandbox's chain by interface (sb_<i>: allow set accepts, deny set
@@ -40,11 +41,18 @@ struct EgressPolicy {
   std::vector<Ipv4Cidr> deny;
   // Forward the sandbox's DNS (UDP/TCP 53 to its host-side address) to the upstream resolver.
   bool dns = false;
+  // Domain rules (egress proxy, src/egress): the sandbox's new TCP connections are redirected to
+  // this host port (the proxy judges them by TLS SNI / HTTP Host and its whole policy), and its
+  // DNS (UDP/TCP 53 to its host-side address) to the DNS stub's port. 0: not redirected. The
+  // allow/deny sets still judge everything else (UDP, ICMP).
+  uint16_t proxy_port = 0;
+  uint16_t dns_stub_port = 0;
   bool operator==(const EgressPolicy&) const = default;
 };
 
 // Ranges no policy opens: E2B's list (private, loopback, link-local and carrier-grade NAT), plus
-// 0/8, multicast and the reserved 240/4 (with the broadcast address).
+// 0/8, multicast and the reserved 240/4 (with the broadcast address). brig egress denies the same
+// (egress::DeniedSet, plus IPv6 ranges): this is the one list.
 std::span<const Ipv4Cidr> always_denied();
 // The firewall's decision for a new connection from a sandbox under `policy` to `ip`.
 bool egress_allowed(const EgressPolicy& policy, uint32_t ip);

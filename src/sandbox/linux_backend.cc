@@ -370,6 +370,10 @@ class LinuxSandbox final : public SandboxHandle {
     return ok();
   }
 
+  std::optional<uint32_t> address() const override {
+    return net_ ? std::optional<uint32_t>(net_->address.sandbox_ip) : std::nullopt;
+  }
+
   std::optional<EgressPolicy> egress() const override {
     std::lock_guard lock(egress_mu_);
     return egress_;
@@ -534,6 +538,8 @@ class LinuxBackend final : public Backend {
       for (auto& c : spec.egress->deny) to_pb(c, n->add_deny());
       n->set_dns(spec.egress->dns);
       n->set_dns_upstream(dns_upstream_);
+      n->set_proxy_port(spec.egress->proxy_port);
+      n->set_dns_stub_port(spec.egress->dns_stub_port);
     }
     std::vector<Fd> fds;
     if (cgroups_->name() == "v2") {

@@ -167,6 +167,9 @@ class Sandbox {
  public:
   virtual ~Sandbox() = default;
   virtual const std::string& id() const = 0;
+  // The IPv4 address (host byte order) its connections leave its own network with; nullopt
+  // when it has none (loopback only).
+  virtual std::optional<uint32_t> address() const { return std::nullopt; }
 
   virtual Result<SpawnedProcess> spawn(const ProcessSpec& spec) = 0;
   virtual Result<> signal(int pid, int sig, bool process_group = true) = 0;

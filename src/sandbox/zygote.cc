@@ -174,6 +174,8 @@ isolate::NetSetup net_setup(const initpb::ZygoteRequest& req) {
   for (auto& c : n.allow()) setup.policy.allow.push_back(cidr(c));
   for (auto& c : n.deny()) setup.policy.deny.push_back(cidr(c));
   setup.policy.dns = n.dns();
+  setup.policy.proxy_port = static_cast<uint16_t>(std::min<uint32_t>(n.proxy_port(), 65535));
+  setup.policy.dns_stub_port = static_cast<uint16_t>(std::min<uint32_t>(n.dns_stub_port(), 65535));
   setup.dns_upstream = n.dns_upstream();
   return setup;
 }

@@ -44,7 +44,7 @@ std::string api_key_of(const Request& req) {
 Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options, sandbox::Engine& engine,
                                               store::TemplateStore& store, core::KeyStore& keys) {
   std::unique_ptr<Daemon> d(new Daemon(options));
-  BRIG_TRY_ASSIGN(core, core::Service::open({options.pool_size, options.config}, engine, store, keys));
+  BRIG_TRY_ASSIGN(core, core::Service::open({options.pool_size, options.config, options.egress_exe}, engine, store, keys));
   d->core_ = std::move(core);
   auto* self = d.get();
   // One handler per connection at most, so the pool never makes a request wait for another.

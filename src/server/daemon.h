@@ -27,6 +27,7 @@ struct DaemonOptions {
   // the daemon runs a loop of its own for HTTP.
   EventLoop* loop = nullptr;
   config::Config config;     // every limit and default (the fields above are its [server] values)
+  std::string egress_exe;    // ServiceOptions::egress_exe: the brig binary, for brig egress
 };
 
 class Daemon {

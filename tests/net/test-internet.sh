@@ -8,6 +8,8 @@
 #   test-internet.sh up NAME            creates it (NAME: [a-z0-9]{1,8}); prints KEY=VALUE lines
 #   test-internet.sh attach NAME IFACE  routes what arrives on IFACE (a sandbox's bv*) into it
 #   test-internet.sh detach NAME IFACE
+#   test-internet.sh attach-uid NAME UID   routes what processes of UID send (brig egress, as
+#                                       nobody, dials from the host's namespace) into it
 #   test-internet.sh down NAME          removes it (its rules, routes, servers)
 #
 # Addresses inside (all served): 203.0.113.10 and 198.51.100.10 (public-looking), 192.168.77.10,
@@ -15,7 +17,7 @@
 # metadata). DNS (UDP 53, any name -> 203.0.113.10) at 203.0.113.53.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-cmd=${1:?usage: test-internet.sh up|attach|detach|down NAME [IFACE]}
+cmd=${1:?usage: test-internet.sh up|attach|attach-uid|detach|down NAME [IFACE|UID]}
 name=${2:?name}
 [[ $name =~ ^[a-z0-9]{1,8}$ ]] || { echo "test-internet: NAME must be 1-8 of [a-z0-9]" >&2; exit 2; }
 ns=brigti-$name
@@ -62,6 +64,11 @@ attach)
   iface=${3:?iface}
   ip rule add iif "$iface" lookup "$table" pref "$table"
   ;;
+attach-uid)
+  uid=${3:?uid}
+  [[ $uid =~ ^[0-9]+$ ]] || { echo "test-internet: UID must be a number" >&2; exit 2; }
+  ip rule add uidrange "$uid-$uid" lookup "$table" pref "$table"
+  ;;
 detach)
   iface=${3:?iface}
   ip rule del iif "$iface" lookup "$table" pref "$table" 2>/dev/null || true
@@ -76,7 +83,7 @@ down)
   rm -f "$state" "$state.in" "$state.log" "$state.pid" "$state.holder"
   ;;
 *)
-  echo "usage: test-internet.sh up|attach|detach|down NAME [IFACE]" >&2
+  echo "usage: test-internet.sh up|attach|attach-uid|detach|down NAME [IFACE|UID]" >&2
   exit 2
   ;;
 esac

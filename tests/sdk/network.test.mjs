@@ -21,6 +21,7 @@ const opts = { apiKey: readFileSync(`${state}/api-key`, 'utf8').trim(), apiUrl: 
 const name = randomBytes(4).toString('hex')
 const PUBLIC = '203.0.113.10'
 const PUBLIC2 = '198.51.100.10'
+const DNS = '203.0.113.53'  // answers every name with PUBLIC
 
 let daemon
 const created = []
@@ -28,7 +29,15 @@ const attached = []
 
 before(async () => {
   execFileSync('bash', [script, 'up', name], { stdio: ['ignore', 'pipe', 'inherit'] })
-  daemon = spawn(brig, ['--state-dir', state, 'serve', '--listen', `0.0.0.0:${port}`, '--pool', '1'], { stdio: ['ignore', 'ignore', 'pipe'] })
+  // brig egress (domain rules) dials from the host as nobody: its traffic goes into the test
+  // internet too, and so do its DNS questions (the test internet's resolver).
+  execFileSync('bash', [script, 'attach-uid', name, execFileSync('id', ['-u', 'nobody'], { encoding: 'utf8' }).trim()])
+  await startDaemon()
+})
+
+async function startDaemon() {
+  daemon = spawn(brig, ['--state-dir', state, 'serve', '--listen', `0.0.0.0:${port}`, '--pool', '1',
+    '--set', `network.dns_upstream=${DNS}`], { stdio: ['ignore', 'ignore', 'pipe'] })
   let log = ''
   daemon.stderr.on('data', (c) => (log += c))
   for (let i = 0; i < 100; i++) {
@@ -38,7 +47,7 @@ before(async () => {
     await new Promise((r) => setTimeout(r, 100))
   }
   throw new Error('daemon did not start: ' + log)
-})
+}
 
 after(async () => {
   for (const id of created) await Sandbox.kill(id, opts).catch(() => {})
@@ -66,12 +75,14 @@ async function create(options = {}) {
   return s
 }
 
-// An HTTP GET from inside the sandbox: the test server's first word, or the error's name.
-async function get(s, addr) {
+// An HTTP GET from inside the sandbox: the test server's first word, or the error's name. `host`
+// replaces the Host header (a sandbox that lies about the name it connects to).
+async function get(s, addr, host) {
   const code = `
 import urllib.request
 try:
-    print(urllib.request.urlopen('http://${addr}:8080/', timeout=5).read().decode().split()[0])
+    r = urllib.request.Request('http://${addr}:8080/', headers=${host ? `{'Host': '${host}'}` : '{}'})
+    print(urllib.request.urlopen(r, timeout=5).read().decode().split()[0])
 except Exception as e:
     print('failed', type(getattr(e, 'reason', e)).__name__)
 `
@@ -96,13 +107,64 @@ test('network.allowOut beats denyOut ALL_TRAFFIC; getInfo echoes the policy', as
   assert.equal(info.allowInternetAccess, true)
 })
 
-test('a domain in allowOut needs ALL_TRAFFIC in denyOut (E2B\'s 400), and opens nothing by itself', async () => {
+test('a domain in allowOut needs ALL_TRAFFIC in denyOut (E2B\'s 400)', async () => {
   await assert.rejects(Sandbox.create({ ...opts, network: { allowOut: ['example.com'] } }),
     (e) => e.message.includes("you must include 'ALL_TRAFFIC' in deny out"))
   await assert.rejects(Sandbox.create({ ...opts, network: { denyOut: ['example.com'] } }), /invalid denied CIDR example.com/)
-  const s = await create({ network: { allowOut: ['example.com', '*.example.org'], denyOut: [ALL_TRAFFIC] } })
-  assert.deepEqual((await s.getInfo()).network.allowOut, ['example.com', '*.example.org'])
-  assert.match(await get(s, PUBLIC), /^failed ConnectionRefusedError/)
+})
+
+// Domain rules are enforced by brig egress: the sandbox's DNS gets answers for allowed names only,
+// and its connections are judged by the name they carry (HTTP Host here; TLS SNI likewise), which
+// the proxy dials itself (a lie about the name reaches the name's address, not the one chosen).
+test('allowOut domains: allowed names resolve and connect, others do not, whatever the address', async () => {
+  const s = await create({ network: { allowOut: ['allowed.test', '*.wild.test'], denyOut: [ALL_TRAFFIC] } })
+  assert.deepEqual((await s.getInfo()).network.allowOut, ['allowed.test', '*.wild.test'])
+  assert.equal(await get(s, 'allowed.test'), 'brig-test-internet')
+  assert.equal(await get(s, 'a.wild.test'), 'brig-test-internet')
+  // Not allowed: the stub does not resolve it ...
+  assert.match(await get(s, 'other.test'), /^failed gaierror/)
+  assert.match(await get(s, 'wild.test'), /^failed gaierror/, '*.wild.test does not match wild.test (E2B)')
+  // ... and a connection to an address, with no name or with a name not allowed, is refused.
+  assert.match(await get(s, PUBLIC), /^failed /)
+  assert.match(await get(s, PUBLIC, 'other.test:8080'), /^failed /)
+  // A name that is allowed opens the connection, to the name's address.
+  assert.equal(await get(s, PUBLIC2, 'allowed.test:8080'), 'brig-test-internet')
+  // Narrowed to IPs only: the proxy is out of the way and the firewall judges alone.
+  await s.updateNetwork({ allowOut: [PUBLIC2], denyOut: [ALL_TRAFFIC] })
+  assert.match(await get(s, 'allowed.test'), /^failed /)
+  assert.equal(await get(s, PUBLIC2), 'brig-test-internet')
+  // And back to a domain.
+  await s.updateNetwork({ allowOut: ['allowed.test'], denyOut: [ALL_TRAFFIC] })
+  assert.equal(await get(s, 'allowed.test'), 'brig-test-internet')
+  assert.match(await get(s, PUBLIC2), /^failed /)
+  // brig egress killed: the daemon starts it again on the same ports and tells it every policy.
+  const proxy = execFileSync('pgrep', ['-P', String(daemon.pid), '-f', 'egress --listen'], { encoding: 'utf8' }).trim()
+  assert.match(proxy, /^\d+$/, 'control: the daemon runs one brig egress')
+  process.kill(Number(proxy), 'SIGKILL')
+  let again = ''
+  for (let i = 0; i < 20 && again !== 'brig-test-internet'; i++) {
+    await new Promise((r) => setTimeout(r, 250))
+    again = await get(s, 'allowed.test')
+  }
+  assert.equal(again, 'brig-test-internet')
+  const restarted = execFileSync('pgrep', ['-P', String(daemon.pid), '-f', 'egress --listen'], { encoding: 'utf8' }).trim()
+  assert.notEqual(restarted, proxy)
+  assert.match(await get(s, PUBLIC2), /^failed /, 'the restarted proxy has the policy')
+  // The daemon killed: its brig egress ends with it; the next daemon's has other ports, and
+  // the re-adopted sandbox is redirected there, with its policy.
+  await new Promise((resolve) => (daemon.on('exit', resolve), daemon.kill('SIGKILL')))
+  const proxies = () => {
+    try {
+      return execFileSync('pgrep', ['-f', 'egress --listen'], { encoding: 'utf8' })
+    } catch {
+      return ''  // none
+    }
+  }
+  for (let i = 0; i < 50 && proxies().includes(restarted); i++) await new Promise((r) => setTimeout(r, 100))
+  assert.ok(!proxies().includes(restarted), 'brig egress ended with its daemon')
+  await startDaemon()
+  assert.equal(await get(s, 'allowed.test'), 'brig-test-internet')
+  assert.match(await get(s, PUBLIC2), /^failed /)
 })
 
 test('updateNetwork replaces the whole policy: narrowed, then cleared', async () => {

@@ -431,8 +431,18 @@ TEST(Network, LeftoversOfDeadSandboxesAreSwept) {
   {
     NetSandbox live({});  // keeps the table in place, and must survive the sweep
     ASSERT_TRUE(live.has_net());
-    // A dead sandbox's objects at an index no interface has.
-    uint32_t stale = isolate::net_capacity(kSubnet) - 1;
+    // A dead sandbox's objects at an index that has neither an interface nor objects yet (an
+    // index emptied before is on the lock file's clean list, which a crash would have taken it
+    // off when its sandbox attached).
+    auto unused = [](uint32_t below) {
+      auto state = isolate::firewall_state();
+      uint32_t i = below;
+      while (i > 0 && (interface_exists("bv" + std::to_string(i - 1)) ||
+                       (state && std::count(state->sandboxes.begin(), state->sandboxes.end(), i - 1))))
+        --i;
+      return i - 1;
+    };
+    uint32_t stale = unused(isolate::net_capacity(kSubnet));
     ASSERT_FALSE(interface_exists("bv" + std::to_string(stale)));
     auto a = isolate::net_address(kSubnet, stale);
     ASSERT_TRUE(isolate::nft_run(isolate::install_text(a, {.allow = {cidr("1.1.1.1")}}, 0, isolate::Install::overwrite)));
@@ -442,7 +452,7 @@ TEST(Network, LeftoversOfDeadSandboxesAreSwept) {
     EXPECT_FALSE(firewall_data_of(live.net().index).empty()) << "the reaper emptied a live sandbox's objects";
 
     // Another crash's leftovers, for `brig doctor --cleanup`.
-    auto b = isolate::net_address(kSubnet, stale - 1);
+    auto b = isolate::net_address(kSubnet, unused(stale));
     ASSERT_FALSE(interface_exists(b.ifname));
     ASSERT_TRUE(isolate::nft_run(isolate::install_text(b, {.allow = {cidr("1.1.1.1")}}, 0, isolate::Install::overwrite)));
     auto doctor = run_on_host({brig::testing::brig_binary(), "doctor", "--cleanup"});
