@@ -26,9 +26,27 @@ state=/run/brig-test-internet-$name
 # A routing table and rule priority of its own, from the name.
 table=$((20000 + $(printf '%s' "$name" | cksum | cut -d' ' -f1) % 10000))
 
+# Instances whose run ended without `down` (a test killed, or one that ran past its holder's
+# hour): their rules would take this one's traffic (an earlier uid rule wins) into a network
+# whose servers are gone. Each is known by its state file; it is stale when its holder is gone.
+sweep_stale() {
+  local f other pid
+  for f in /run/brig-test-internet-*.holder; do
+    [[ -e $f ]] || continue
+    other=${f#/run/brig-test-internet-}
+    other=${other%.holder}
+    [[ $other =~ ^[a-z0-9]{1,8}$ && $other != "$name" ]] || continue
+    pid=$(cat "$f" 2>/dev/null || true)
+    [[ $pid =~ ^[0-9]+$ ]] && grep -qs '^sleep' "/proc/$pid/cmdline" && continue
+    echo "test-internet: removing $other, left by an earlier run" >&2
+    bash "$0" down "$other"
+  done
+}
+
 case $cmd in
 up)
   [[ -e $state ]] && { echo "test-internet: $name exists" >&2; exit 1; }
+  sweep_stale
   # The transit link: a /30 of 172.30.0.0/16 chosen from the name.
   n=$(( $(printf '%s' "$name" | cksum | cut -d' ' -f1) % 16384 ))
   base=$(( (172 << 24) | (30 << 16) | (n << 2) ))

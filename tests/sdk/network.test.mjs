@@ -4,7 +4,7 @@
 // that each sandbox's interface is routed into (nothing leaves the machine). This suite starts
 // its own daemon, listening on every address, to show that brig's API is not reachable from a
 // sandbox even then. Run by tests/sdk/run.sh (BRIG_BIN, BRIG_STATE), as root.
-import { test, before, after } from 'node:test'
+import { test as nodeTest, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
@@ -24,6 +24,7 @@ const PUBLIC2 = '198.51.100.10'
 const DNS = '203.0.113.53'  // answers every name with PUBLIC
 
 let daemon
+let daemonLog = ''  // every daemon's stderr, shown when a test fails
 const created = []
 const attached = []
 
@@ -35,25 +36,46 @@ before(async () => {
   await startDaemon()
 })
 
+// A failing test carries the tail of the daemons' log (egress decisions, errors) in its message.
+function test(name, fn) {
+  nodeTest(name, async (t) => {
+    try {
+      await fn(t)
+    } catch (e) {
+      if (e && typeof e === 'object') e.message += `\n--- the daemon's log, last lines:\n${daemonLog.slice(-6000)}`
+      throw e
+    }
+  })
+}
+
 async function startDaemon() {
-  daemon = spawn(brig, ['--state-dir', state, 'serve', '--listen', `0.0.0.0:${port}`, '--pool', '1',
+  daemon = spawn(brig, ['--state-dir', state, '--log-level', 'info', 'serve', '--listen', `0.0.0.0:${port}`, '--pool', '1',
     '--set', `network.dns_upstream=${DNS}`], { stdio: ['ignore', 'ignore', 'pipe'] })
-  let log = ''
-  daemon.stderr.on('data', (c) => (log += c))
+  daemonLog += `--- daemon ${port} started\n`
+  daemon.stderr.on('data', (c) => (daemonLog = (daemonLog + c).slice(-200_000)))
   for (let i = 0; i < 100; i++) {
     try {
       if ((await fetch(url + '/health')).ok) return
     } catch {}
     await new Promise((r) => setTimeout(r, 100))
   }
-  throw new Error('daemon did not start: ' + log)
+  throw new Error('daemon did not start: ' + daemonLog.slice(-4000))
+}
+
+// Ends the daemon and waits for it (at once if it has ended already: its 'exit' came before).
+function stopDaemon(signal) {
+  if (!daemon || daemon.exitCode !== null || daemon.signalCode !== null) return Promise.resolve()
+  return new Promise((resolve) => (daemon.on('exit', resolve), daemon.kill(signal)))
 }
 
 after(async () => {
-  for (const id of created) await Sandbox.kill(id, opts).catch(() => {})
-  for (const iface of attached) execFileSync('bash', [script, 'detach', name, iface])
-  if (daemon) await new Promise((resolve) => (daemon.on('exit', resolve), daemon.kill('SIGTERM')))
-  execFileSync('bash', [script, 'down', name])
+  try {
+    for (const id of created) await Sandbox.kill(id, opts).catch(() => {})
+    for (const iface of attached) execFileSync('bash', [script, 'detach', name, iface])
+    await stopDaemon('SIGTERM')
+  } finally {
+    execFileSync('bash', [script, 'down', name])
+  }
 })
 
 // The host side of a sandbox's network: its interface (whose alias names the sandbox) and address.
@@ -152,7 +174,7 @@ test('allowOut domains: allowed names resolve and connect, others do not, whatev
   assert.match(await get(s, PUBLIC2), /^failed /, 'the restarted proxy has the policy')
   // The daemon killed: its brig egress ends with it; the next daemon's has other ports, and
   // the re-adopted sandbox is redirected there, with its policy.
-  await new Promise((resolve) => (daemon.on('exit', resolve), daemon.kill('SIGKILL')))
+  await stopDaemon('SIGKILL')
   const proxies = () => {
     try {
       return execFileSync('pgrep', ['-f', 'egress --listen'], { encoding: 'utf8' })
