@@ -76,7 +76,9 @@ Result<KernelCall> KernelCall::open(Live& live, const json& request) {
     if (n <= 0) return Error::from_errno(errno, "send to the kernel host");
     off += static_cast<size_t>(n);
   }
-  return KernelCall(std::move(fd));
+  KernelCall call(std::move(fd));
+  if (live.secrets) call.redact_ = live.secrets->redaction();
+  return call;
 }
 
 Result<std::optional<std::string>> KernelCall::next(std::chrono::milliseconds wait) {
@@ -86,6 +88,7 @@ Result<std::optional<std::string>> KernelCall::next(std::chrono::milliseconds wa
       std::string line = buf_.substr(0, nl);
       buf_.erase(0, nl + 1);
       scanned_ = 0;
+      if (redact_) redact_->redact(line);
       return std::optional<std::string>(std::move(line));
     }
     scanned_ = buf_.size();

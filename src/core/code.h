@@ -42,12 +42,14 @@ class KernelCall {
   static Result<KernelCall> open(Live& live, const nlohmann::json& request);
   // The first line: {"status":N,"body":…}.
   Result<nlohmann::json> status();
-  // The next line; nullopt when none arrived within `wait`; errc::not_found at the end.
+  // The next line, with the values of secrets redacted; nullopt when none arrived within
+  // `wait`; errc::not_found at the end.
   Result<std::optional<std::string>> next(std::chrono::milliseconds wait);
 
  private:
   explicit KernelCall(Fd fd) : fd_(std::move(fd)) {}
   Fd fd_;
+  std::shared_ptr<const RedactionSet> redact_;
   std::string buf_;
   size_t scanned_ = 0;
 };

@@ -16,6 +16,7 @@
 #include "sandbox/sandbox.h"
 #include "core/network.h"
 #include "core/ingress.h"
+#include "core/secrets.h"
 #include "core/process_hub.h"
 #include "store/template_store.h"
 
@@ -37,6 +38,8 @@ struct Live {
   // The address brig egress knows it by, while its allowOut has domains (guarded by network_mu).
   std::optional<uint32_t> proxied;
   std::map<int, std::shared_ptr<ProcessHub>> processes;
+  // Whose values are redacted from its output (processes, code cells); set when it goes live.
+  std::shared_ptr<SecretStore> secrets;
   std::map<std::string, uint64_t> watchers;  // polling watchers: id -> watch id
   // The last CPU reading (guarded by mu): cpuUsedPct is the share of the sandbox's CPUs used
   // between two readings of its metrics (since the hand-over, on the first).

@@ -49,11 +49,13 @@ struct ProcessHub::Io {
 
 Result<std::shared_ptr<ProcessHub>> ProcessHub::start(std::shared_ptr<sandbox::Sandbox> sandbox,
                                                       sandbox::SpawnedProcess process, sandbox::ProcessSpec spec,
-                                                      uint64_t oom_kills_before) {
+                                                      uint64_t oom_kills_before,
+                                                      std::shared_ptr<SecretStore> secrets) {
   EventLoop* loop = sandbox->event_loop();
   if (!loop) return Error::make(errc::unsupported, "process streams need the engine's event loop");
   std::shared_ptr<ProcessHub> hub(
       new ProcessHub(*loop, std::move(sandbox), std::move(process), std::move(spec), oom_kills_before));
+  hub->secrets_ = std::move(secrets);
   std::weak_ptr<ProcessHub> weak = hub;
   loop->post([weak] {
     if (auto h = weak.lock()) h->begin();
@@ -137,14 +139,14 @@ void ProcessHub::on_readable(int i) {
         if (exit_) {
           // Drained what the process wrote before it exited; a background child still holding
           // the pipe does not keep the stream open.
-          reading_[i] = Reading::done;
+          end_stream(i);
           return try_finish();
         }
         // Called for a stream whose wait is still pending only once the exit is known.
         if (reading_[i] != Reading::waiting) arm(i);
         return;
       case Read::eof:
-        reading_[i] = Reading::done;
+        end_stream(i);
         return try_finish();
     }
   }
@@ -174,6 +176,26 @@ ProcessHub::Read ProcessHub::read_chunk(int i) {
   const bool spare = static_cast<size_t>(n) * 2 < chunk->size();
   chunk->resize(static_cast<size_t>(n));
   if (spare) chunk->shrink_to_fit();  // the 4 KiB guess of a pipe that would not say (small)
+  // A secret's value never leaves in output (core/secrets.h): a tail that may start one waits
+  // for the next read, or for the end of the stream.
+  if (secrets_) {
+    auto set = secrets_->redaction();
+    if (!set->empty() || redactors_[i].holding()) {
+      std::string out = redactors_[i].feed(*set, *chunk);
+      if (out.empty()) return Read::data;
+      chunk = std::make_shared<std::string>(std::move(out));
+    }
+  }
+  push_data(i, std::move(chunk));
+  return Read::data;
+}
+
+void ProcessHub::end_stream(int i) {
+  reading_[i] = Reading::done;
+  if (redactors_[i].holding()) push_data(i, std::make_shared<std::string>(redactors_[i].flush()));
+}
+
+void ProcessHub::push_data(int i, std::shared_ptr<std::string> chunk) {
   const auto kind = i == 1 ? ProcessEvent::stderr_data : spec_.pty ? ProcessEvent::pty_data : ProcessEvent::stdout_data;
   {
     std::lock_guard lock(mu_);
@@ -188,7 +210,6 @@ ProcessHub::Read ProcessHub::read_chunk(int i) {
     }
   }
   cv_.notify_all();
-  return Read::data;
 }
 
 void ProcessHub::resume() {

@@ -27,6 +27,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/secrets.h"
 #include "sandbox/sandbox.h"
 
 namespace brig {
@@ -57,9 +58,11 @@ class ProcessHub : public std::enable_shared_from_this<ProcessHub> {
 
   // Starts following a spawned process on the sandbox's event loop (errc::unsupported if the
   // engine has none). `oom_kills_before`: sandbox::oom_kills read before the process was spawned.
+  // `secrets`: whose values are redacted from the output (none: nothing is).
   static Result<std::shared_ptr<ProcessHub>> start(std::shared_ptr<sandbox::Sandbox> sandbox,
                                                    sandbox::SpawnedProcess process, sandbox::ProcessSpec spec,
-                                                   uint64_t oom_kills_before);
+                                                   uint64_t oom_kills_before,
+                                                   std::shared_ptr<SecretStore> secrets = nullptr);
   ~ProcessHub();
   ProcessHub(const ProcessHub&) = delete;
   ProcessHub& operator=(const ProcessHub&) = delete;
@@ -100,6 +103,9 @@ class ProcessHub : public std::enable_shared_from_this<ProcessHub> {
   void arm(int i);
   void on_readable(int i);
   Read read_chunk(int i);
+  void push_data(int i, std::shared_ptr<std::string> chunk);
+  // Stream i has ended: what its redactor held back goes out.
+  void end_stream(int i);
   void resume();
   void on_exited(std::optional<sandbox::ExitStatus> status);
   void try_finish();
@@ -127,6 +133,8 @@ class ProcessHub : public std::enable_shared_from_this<ProcessHub> {
   Reading reading_[2] = {Reading::none, Reading::none};
   std::optional<sandbox::ExitStatus> exit_;
   bool killed_by_deadline_ = false;
+  std::shared_ptr<SecretStore> secrets_;  // set before begin(), then read only
+  StreamRedactor redactors_[2];
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -23,7 +23,7 @@ Result<std::shared_ptr<ProcessHub>> Service::start_process(Live& live, StartProc
     return proc.error();
   }
   ++metrics_.execs;
-  BRIG_TRY_ASSIGN(hub, ProcessHub::start(live.sandbox, std::move(*proc), cmd.spec, oom_kills_before));
+  BRIG_TRY_ASSIGN(hub, ProcessHub::start(live.sandbox, std::move(*proc), cmd.spec, oom_kills_before, live.secrets));
   if (cmd.timeout && cmd.timeout->count() > 0) hub->set_deadline(std::chrono::steady_clock::now() + *cmd.timeout);
   std::lock_guard lock(live.mu);
   // Forget processes that ended long enough ago for late Connects to have come (ended ones are

@@ -44,6 +44,8 @@ Result<std::unique_ptr<Service>> Service::open(const ServiceOptions& options, sa
   s->default_network_ = network;
   BRIG_TRY_ASSIGN(state, DaemonState::open(engine.state_dir()));
   s->state_ = std::move(state);
+  BRIG_TRY_ASSIGN(secrets, SecretStore::open(engine.state_dir(), options.config.limits));
+  s->secrets_ = std::move(secrets);
   if (!options.egress_exe.empty()) {
     if (auto link = EgressLink::start(options.egress_exe, options.config); link)
       s->egress_ = std::move(*link);
@@ -147,6 +149,7 @@ void Service::adopt() {
 }
 
 void Service::add_live(std::shared_ptr<Live> l) {
+  l->secrets = secrets_;
   // The first CPU window starts when the daemon hands the sandbox out, not when it was made
   // (a pooled sandbox used CPU before: its kernel's start, for one).
   if (auto u = l->sandbox->usage()) l->cpu = {steady_ms(), u->cpu_usage_ns, 0};

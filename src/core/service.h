@@ -30,6 +30,7 @@
 #include "core/egress_link.h"
 #include "core/live.h"
 #include "core/network.h"
+#include "core/secrets.h"
 #include "sandbox/engine.h"
 #include "store/template_store.h"
 
@@ -127,6 +128,8 @@ class Service {
   ~Service();  // stops the reaper; sandboxes keep running for the next daemon
 
   KeyStore& keys() { return keys_; }
+  // Secrets (/secrets): stored root-only, used at egress, redacted from output.
+  SecretStore& secrets() { return *secrets_; }
   const config::Config& config() const { return options_.config; }
   store::TemplateStore& templates_store() { return store_; }
 
@@ -196,6 +199,7 @@ class Service {
   store::TemplateStore& store_;
   KeyStore& keys_;
   std::unique_ptr<DaemonState> state_;
+  std::shared_ptr<SecretStore> secrets_;
   NetworkConfig default_network_;  // [network], checked at open
   std::unique_ptr<EgressLink> egress_;  // nullptr: domain rules cannot be enforced
   // What the firewall enforces for `c`: with domains, its TCP and DNS go to brig egress.

@@ -209,6 +209,7 @@ Route Daemon::control_plane(const Request& head) {
   if (!parts.empty()) parts.erase(parts.begin());
   if (!parts.empty() && parts[0] == "v2") parts.erase(parts.begin());
   if (!parts.empty() && parts[0] == "sandboxes") return rest::sandboxes(ctx, head, parts);
+  if (!parts.empty() && parts[0] == "secrets" && parts.size() <= 2) return rest::secrets(ctx, head, parts);
   if (parts.size() == 1 && parts[0] == "templates" && head.method == "GET") return rest::templates(ctx, head);
   return answer(Response::error(404, "no route for " + head.method + " " + path.substr(0, 128)));
 }

@@ -33,6 +33,8 @@ for sdk in e2b e2b-2.50; do
 done
 echo "== code interpreter (@e2b/code-interpreter $(node -p "require('./node_modules/@e2b/code-interpreter/package.json').version"))"
 node --test --test-concurrency=1 code-interpreter.test.mjs || status=1
+echo "== secrets"
+BRIG_LOG=$log node --test --test-concurrency=1 secrets.test.mjs || status=1
 echo "== CLI client"
 BRIG_BIN=$brig BRIG_STATE=$state node --test --test-concurrency=1 cli.test.mjs || status=1
 echo "== daemon restart"

@@ -24,6 +24,8 @@ Response error(const Error& e, std::string_view what);
 
 // /sandboxes[...] and /v2/sandboxes[...]: `parts` is the path after the version, split on '/'.
 Route sandboxes(const Context& ctx, const Request& head, const std::vector<std::string>& parts);
+// /secrets[/{idOrName}]: `parts` as for sandboxes.
+Route secrets(const Context& ctx, const Request& head, const std::vector<std::string>& parts);
 // /templates
 Route templates(const Context& ctx, const Request& head);
 // /health, /metrics, /openapi.json (no key needed); nullopt for other paths.
