@@ -185,7 +185,12 @@ test('allowOut domains: allowed names resolve and connect, others do not, whatev
   for (let i = 0; i < 50 && proxies().includes(restarted); i++) await new Promise((r) => setTimeout(r, 100))
   assert.ok(!proxies().includes(restarted), 'brig egress ended with its daemon')
   await startDaemon()
-  assert.equal(await get(s, 'allowed.test'), 'brig-test-internet')
+  // The first exchange through the new daemon's brig egress may be slow to come (its resolver's
+  // first upstream query; under TSan, in CI, it once took over the 5 s a get allows): retried,
+  // bounded, as after the proxy's restart above.
+  let readopted = ''
+  for (let i = 0; i < 4 && readopted !== 'brig-test-internet'; i++) readopted = await get(s, 'allowed.test')
+  assert.equal(readopted, 'brig-test-internet')
   assert.match(await get(s, PUBLIC2), /^failed /)
 })
 
