@@ -178,13 +178,10 @@ ProcessHub::Read ProcessHub::read_chunk(int i) {
   if (spare) chunk->shrink_to_fit();  // the 4 KiB guess of a pipe that would not say (small)
   // A secret's value never leaves in output (core/secrets.h): a tail that may start one waits
   // for the next read, or for the end of the stream.
-  if (secrets_) {
-    auto set = secrets_->redaction();
-    if (!set->empty() || redactors_[i].holding()) {
-      std::string out = redactors_[i].feed(*set, *chunk);
-      if (out.empty()) return Read::data;
-      chunk = std::make_shared<std::string>(std::move(out));
-    }
+  if (secrets_ && (secrets_->redacting() || redactors_[i].holding())) {
+    std::string out = redactors_[i].feed(*secrets_->redaction(), *chunk);
+    if (out.empty()) return Read::data;
+    chunk = std::make_shared<std::string>(std::move(out));
   }
   push_data(i, std::move(chunk));
   return Read::data;

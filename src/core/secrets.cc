@@ -175,6 +175,7 @@ void SecretStore::reload_locked() {
   }
   sqlite3_finalize(st);
   redaction_ = std::make_shared<const RedactionSet>(std::move(values));
+  redacting_.store(!redaction_->empty(), std::memory_order_release);
 }
 
 std::shared_ptr<const RedactionSet> SecretStore::redaction() const {

@@ -10,6 +10,7 @@
 // belongs to one stream.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -97,6 +98,8 @@ class SecretStore {
   Result<std::string> value(const std::string& name);
   // The values to redact now (a snapshot; replaced, never changed, when a secret changes).
   std::shared_ptr<const RedactionSet> redaction() const;
+  // Whether there is anything to redact: one atomic load, for the output path's every read.
+  bool redacting() const { return redacting_.load(std::memory_order_acquire); }
 
  private:
   SecretStore(void* db, const config::Limits& limits) : db_(db), limits_(limits) {}
@@ -109,6 +112,7 @@ class SecretStore {
   void* db_;
   config::Limits limits_;
   std::shared_ptr<const RedactionSet> redaction_;
+  std::atomic<bool> redacting_{false};
 };
 
 // "Name" lower-cased if it is a usable secret name (E2B's: [a-zA-Z0-9_-], at most 128, not

@@ -12,16 +12,13 @@
 
 #include "base/util.h"
 
+#include "temp_dir.h"
+
 namespace brig::core {
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/brig-keys-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("brig-keys") {}
 };
 
 TEST(Keys, NewKeysAreE2bFollowedByFortyHexCharacters) {

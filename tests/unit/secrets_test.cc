@@ -3,35 +3,22 @@
 #include "core/secrets.h"
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 #include <sys/stat.h>
 
 #include <filesystem>
-#include <fstream>
 #include <random>
 #include <set>
-#include <sstream>
+
+#include "temp_dir.h"
 
 namespace brig::core {
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/brig-secrets-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("brig-secrets") {}
 };
 
 config::Limits limits() { return config::Config{}.limits; }
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 TEST(Secrets, CreateGetUpdateDeleteAndTheValueOnlyInTheRootOnlyFile) {
   TempDir dir;

@@ -2,6 +2,7 @@
 // resource. The daemon has checked the API key; each function answers one resource's routes.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -32,5 +33,18 @@ Route templates(const Context& ctx, const Request& head);
 std::optional<Route> service_info(const Context& ctx, const Request& head);
 
 std::string rfc3339(int64_t unix_ms);
+
+// A route that answers with `fn`.
+Route respond(std::function<Response(Request&)> fn);
+// A client's mistake (400), saying what is wrong.
+Error bad(std::string message);
+
+// E2B's paging query: `limit` (clamped to 1..1000; default_limit when absent) and `nextToken`
+// (the offset this server hands out in X-Next-Token).
+struct PageQuery {
+  size_t limit = 0;
+  size_t offset = 0;
+};
+Result<PageQuery> parse_page(const Request& req, size_t default_limit);
 
 }  // namespace brig::server::rest

@@ -62,8 +62,6 @@ json metric_json(const core::Metric& m) {
           {"memCache", m.mem_cache},              {"diskUsed", m.disk_used},                {"diskTotal", m.disk_total}};
 }
 
-Error bad(std::string message) { return Error::make(errc::invalid_argument, std::move(message)); }
-
 // The E2B `metadata` list filter: decoded once by the URL parser already; then the whole
 // string, then each key and value (upstream's three layers).
 std::map<std::string, std::string> parse_metadata_filter(const std::string& raw) {
@@ -186,15 +184,9 @@ Result<core::ListSandboxes> parse_list(const Request& req) {
     if (!strptime(sa.c_str(), "%Y-%m-%dT%H:%M:%S", &tm)) return bad("startedAfter must be an RFC 3339 time");
     q.started_after_ms = static_cast<int64_t>(timegm(&tm)) * 1000;
   }
-  if (req.has_param("limit")) {
-    std::string l = req.param("limit");
-    if (l.empty() || l.size() > 5 || l.find_first_not_of("0123456789") != std::string::npos) return bad("limit must be an integer");
-    q.limit = static_cast<size_t>(std::clamp(std::stoi(l), 1, 1000));
-  }
-  if (std::string t = req.param("nextToken"); !t.empty()) {
-    if (t.size() > 10 || t.find_first_not_of("0123456789") != std::string::npos) return bad("invalid nextToken");
-    q.offset = std::stoul(t);
-  }
+  BRIG_TRY_ASSIGN(page, parse_page(req, q.limit));
+  q.limit = page.limit;
+  q.offset = page.offset;
   q.ascending = req.param("order") == "asc";
   return q;
 }
@@ -215,12 +207,6 @@ Result<std::optional<std::chrono::seconds>> parse_seconds(const Request& req, co
   if (v < 1 || v > int64_t{config::bounds::sandbox_max_lifetime_s.max})
     return bad(std::string(field) + " must be between 1 and " + std::to_string(config::bounds::sandbox_max_lifetime_s.max));
   return std::optional(std::chrono::seconds(v));
-}
-
-Route respond(std::function<Response(Request&)> fn) {
-  Route r;
-  r.respond = std::move(fn);
-  return r;
 }
 
 }  // namespace

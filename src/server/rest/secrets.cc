@@ -9,7 +9,6 @@ namespace {
 
 using nlohmann::json;
 constexpr size_t kDefaultPage = 100;
-constexpr size_t kMaxPage = 1000;
 
 json secret_json(const core::SecretInfo& s) {
   return {{"secretID", s.id},           {"name", s.name},
@@ -27,8 +26,6 @@ Response answer(int status, const json& j) {
 }
 
 Response fail(const Error& e, std::string_view what) { return no_store(error(e, what)); }
-
-Error bad(std::string message) { return Error::make(errc::invalid_argument, std::move(message)); }
 
 // The body of a create or an update: `value` (a string, required), `metadata` (an object of
 // strings, optional), and for a create `name`.
@@ -58,12 +55,6 @@ Result<Body> parse_body(const std::string& raw, bool create) {
   return b;
 }
 
-Route respond(std::function<Response(Request&)> fn) {
-  Route r;
-  r.respond = std::move(fn);
-  return r;
-}
-
 }  // namespace
 
 Route secrets(const Context& ctx, const Request& head, const std::vector<std::string>& parts) {
@@ -71,19 +62,9 @@ Route secrets(const Context& ctx, const Request& head, const std::vector<std::st
   const std::string& method = head.method;
   if (parts.size() == 1 && method == "GET")
     return respond([&store](Request& req) {
-      size_t limit = kDefaultPage, offset = 0;
-      if (req.has_param("limit")) {
-        std::string l = req.param("limit");
-        if (l.empty() || l.size() > 5 || l.find_first_not_of("0123456789") != std::string::npos || std::stoul(l) == 0)
-          return fail(bad("limit must be a positive integer"), "list secrets");
-        limit = std::min<size_t>(std::stoul(l), kMaxPage);
-      }
-      if (std::string t = req.param("nextToken"); !t.empty()) {
-        if (t.size() > 10 || t.find_first_not_of("0123456789") != std::string::npos)
-          return fail(bad("invalid nextToken"), "list secrets");
-        offset = std::stoul(t);
-      }
-      auto page = store.list(offset, limit);
+      auto q = parse_page(req, kDefaultPage);
+      if (!q) return fail(q.error(), "list secrets");
+      auto page = store.list(q->offset, q->limit);
       json out = json::array();
       for (auto& s : page.rows) out.push_back(secret_json(s));
       Response res = answer(200, out);
