@@ -140,6 +140,7 @@ struct HttpServer::Impl {
   Phase phase = Phase::listening;                        // under mu
   bool accepting = false;                                // under mu: an accept wait or backoff is pending
   std::unordered_map<Conn*, std::weak_ptr<Conn>> conns;  // under mu: every Conn alive
+  int stop_tasks = 0;                                    // under mu: stop()'s tasks not yet run on the loop
 };
 
 namespace {
@@ -1292,15 +1293,22 @@ void HttpServer::stop(std::chrono::milliseconds grace) {
   }
   s.phase = Impl::Phase::stopping;
   s.stopping = true;
-  auto done = [&] { return s.conns.empty() && !s.accepting; };
-  lock.unlock();
-  net::post(s.loop.io(), [&s] { s.close_idle(); });
-  lock.lock();
+  // A task of stop()'s on the loop uses `s`, which the caller destroys once stop() returns:
+  // stop() waits for each to have run (mu held here; post never runs it inline).
+  auto on_loop = [&s](void (Impl::*task)()) {
+    ++s.stop_tasks;
+    net::post(s.loop.io(), [&s, task] {
+      (s.*task)();
+      std::lock_guard done_lock(s.mu);
+      --s.stop_tasks;
+      s.cv.notify_all();
+    });
+  };
+  auto done = [&] { return s.conns.empty() && !s.accepting && s.stop_tasks == 0; };
+  on_loop(&Impl::close_idle);
   if (!s.cv.wait_for(lock, grace, done)) {
     // Past the grace: shut what is left; each handler's next read or write fails.
-    lock.unlock();
-    net::post(s.loop.io(), [&s] { s.force_all(); });
-    lock.lock();
+    on_loop(&Impl::force_all);
     // Handlers use the router (and what it points to): they must be gone before the caller
     // destroys it. Their I/O fails at once now; say who is slow rather than hang in silence.
     while (!s.cv.wait_for(lock, std::chrono::seconds(5), done))
