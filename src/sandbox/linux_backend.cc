@@ -18,6 +18,9 @@
 #include <mutex>
 #include <thread>
 
+#include <boost/asio/posix/stream_descriptor.hpp>
+
+#include "base/event_loop.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "isolate/cgroup.h"
@@ -360,7 +363,24 @@ class LinuxSandbox final : public SandboxHandle {
   }
 
   bool alive() override { return !destroyed_ && !pidfd_exited(pidfd_.get(), 0); }
-  Result<> on_gone(std::function<void()> done) override { return channel_.on_close(std::move(done)); }
+  // The pidfd, not the channel: brig-init's socket closes as it starts to exit, but as PID 1 of
+  // its namespace it exits only after every process in it has, and only then is its cgroup
+  // empty and its network namespace gone. A copy of the pidfd waits on the loop; it closes when
+  // the wait ends, or with the loop's pending handlers if the loop stops first.
+  Result<> on_gone(std::function<void()> done) override {
+    EventLoop* loop = channel_.loop();
+    if (!loop) return Error::make(errc::unsupported, "end callbacks need the engine's event loop");
+    Fd copy(::fcntl(pidfd_.get(), F_DUPFD_CLOEXEC, 0));
+    if (!copy) return Error::from_errno(errno, "dup pidfd of sandbox " + id_);
+    loop->post([loop, fd = std::make_shared<Fd>(std::move(copy)), done = std::move(done)]() mutable {
+      using boost::asio::posix::stream_descriptor;
+      auto d = std::make_shared<stream_descriptor>(loop->io(), fd->release());
+      d->async_wait(stream_descriptor::wait_read, [d, done = std::move(done)](const boost::system::error_code& ec) {
+        if (ec != boost::asio::error::operation_aborted) done();
+      });
+    });
+    return ok();
+  }
 
   Result<> set_egress(const EgressPolicy& policy) override {
     if (!net_) return Error::make(errc::conflict, "sandbox " + id_ + " has no network of its own (it is loopback-only)");

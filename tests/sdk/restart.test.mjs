@@ -84,8 +84,8 @@ test('a sandbox that ends by itself is forgotten and cleaned up at once: its end
       await new Promise((r) => setTimeout(r, 100))
       listed = (await Sandbox.list({ ...opts, query: { metadata: { test: 'pushed-end' } } }).nextItems()).some((x) => x.sandboxId === s.sandboxId)
     }
-    assert.equal(listed, false, 'no longer listed')
-    assert.equal(existsSync(init.dir), false, 'its cgroup was removed')
+    assert.equal(listed, false, 'no longer listed\n' + daemon.log())
+    assert.equal(existsSync(init.dir), false, 'its cgroup was removed\n' + daemon.log())
     assert.equal(await s.isRunning(), false)
   } finally {
     await stop(daemon.d, 'SIGTERM')
