@@ -194,6 +194,7 @@ void ProcessHub::end_stream(int i) {
 
 void ProcessHub::push_data(int i, std::shared_ptr<std::string> chunk) {
   const auto kind = i == 1 ? ProcessEvent::stderr_data : spec_.pty ? ProcessEvent::pty_data : ProcessEvent::stdout_data;
+  std::vector<std::function<void()>> woken;
   {
     std::lock_guard lock(mu_);
     events_.push_back({ProcessEvent{kind, std::move(chunk), {}, false, false}, pushed_});
@@ -205,8 +206,10 @@ void ProcessHub::push_data(int i, std::shared_ptr<std::string> chunk) {
       events_.pop_front();
       ++base_seq_;
     }
+    woken = take_waiters_locked();
   }
   cv_.notify_all();
+  call_all(std::move(woken));
 }
 
 void ProcessHub::resume() {
@@ -236,13 +239,16 @@ void ProcessHub::try_finish() {
     if (finished_) return;
   }
   const bool oom = !killed_by_deadline_ && sandbox::killed_for_memory(*sandbox_, *exit_, oom_kills_before_);
+  std::vector<std::function<void()>> woken;
   {
     std::lock_guard lock(mu_);
     events_.push_back({ProcessEvent{ProcessEvent::end, nullptr, *exit_, killed_by_deadline_, oom}, pushed_});
     status_ = exit_;
     finished_ = true;
+    woken = take_waiters_locked();
   }
   cv_.notify_all();
+  call_all(std::move(woken));
   io_->timer.cancel();
 }
 
@@ -300,6 +306,7 @@ void ProcessHub::unsubscribe(uint64_t id) {
   {
     std::lock_guard lock(mu_);
     cursors_.erase(id);
+    waiters_.erase(id);
     resume_if_room_locked();
   }
   cv_.notify_all();
@@ -333,6 +340,30 @@ std::vector<ProcessEvent> ProcessHub::next(uint64_t id, std::chrono::millisecond
   }
   resume_if_room_locked();
   return out;
+}
+
+void ProcessHub::when_ready(uint64_t id, std::function<void()> ready) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = cursors_.find(id);
+    if (it != cursors_.end() && it->second >= base_seq_ + events_.size()) {
+      waiters_[id] = std::move(ready);
+      return;
+    }
+  }
+  ready();  // something is there already (or the subscription is gone: next() says so)
+}
+
+std::vector<std::function<void()>> ProcessHub::take_waiters_locked() {
+  std::vector<std::function<void()>> out;
+  out.reserve(waiters_.size());
+  for (auto& [id, fn] : waiters_) out.push_back(std::move(fn));
+  waiters_.clear();
+  return out;
+}
+
+void ProcessHub::call_all(std::vector<std::function<void()>> fns) {
+  for (auto& fn : fns) fn();
 }
 
 bool ProcessHub::finished() {

@@ -19,6 +19,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -79,6 +80,10 @@ class ProcessHub : public std::enable_shared_from_this<ProcessHub> {
   // Waits up to `timeout` for events after the subscriber's cursor; returns them (may be
   // empty; at most about 1 MiB of data per call). The chunks are shared, not copied.
   std::vector<ProcessEvent> next(uint64_t cursor_id, std::chrono::milliseconds timeout);
+  // Calls `ready` (once, on whichever thread makes it so, or this one) when next() has
+  // something for the subscriber: at once if it has now. For a reader on the event loop, which
+  // must not wait in next(): it asks next() with no timeout, and this when that was empty.
+  void when_ready(uint64_t cursor_id, std::function<void()> ready);
   bool finished();
   std::optional<sandbox::ExitStatus> exit_status();
 
@@ -149,6 +154,10 @@ class ProcessHub : public std::enable_shared_from_this<ProcessHub> {
   uint64_t pushed_ = 0;   // cost of every event ever pushed
   size_t backlog_ = 0;    // cost of the events kept
   std::map<uint64_t, uint64_t> cursors_;  // subscriber id -> next sequence number
+  std::map<uint64_t, std::function<void()>> waiters_;  // subscriber id -> its when_ready call
+  // The waiters, taken (mu_ held) to be called once mu_ is let go of.
+  std::vector<std::function<void()>> take_waiters_locked();
+  static void call_all(std::vector<std::function<void()>> fns);
   uint64_t next_cursor_ = 1;
   bool paused_ = false;  // the loop stopped reading for a slow subscriber
   bool finished_ = false;

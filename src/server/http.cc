@@ -17,6 +17,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
+#include <array>
 #include <cctype>
 #include <condition_variable>
 #include <cstring>
@@ -197,16 +198,33 @@ struct Relay {
   Clock::time_point started;
 };
 
+// A pull route's stream (Route::pull), once its head is built: loop thread only.
+struct Pulling {
+  std::shared_ptr<Source> source;
+  std::string head;             // the response head, then each chunk's size line
+  std::string bytes;            // the chunk being written
+  std::string_view tail;        // after it: CRLF, and the last chunk at the end
+  bool ended = false;           // the source said end: the last chunk is in `tail`
+  bool waiting = false;         // for the source: a wake or the idle timer
+  bool watching = false;        // a wait on the socket for the client's close
+  uint64_t gen = 0;             // a wake for an earlier wait does nothing
+  Clock::time_point last = Clock::now();  // the last bytes sent
+  bool keep = false;            // the connection is kept after the stream
+  int status = 200;
+  Request log;                  // what the logger is told: method, path, id, remote
+  Clock::time_point started;
+};
+
 // A connection. The loop thread owns it while it is idle, reads a head or a body, writes an
 // answer or lingers; a pool thread owns it from the hand-off to the router until it hands it
 // back (a post each way, so each side sees what the other wrote). While a pool thread owns it
 // the loop touches only the waits that thread asked for, and stop()'s `dead_`.
 class Conn : public std::enable_shared_from_this<Conn> {
  public:
-  enum class State { idle, head, busy, body, writing, lingering, tunneling, closed };
+  enum class State { idle, head, busy, body, writing, lingering, tunneling, pulling, closed };
 
   Conn(HttpServer::Impl& srv, tcp::socket socket, std::string remote)
-      : srv_(srv), socket_(std::move(socket)), timer_(srv.loop.io()), fd_(socket_.native_handle()),
+      : srv_(srv), socket_(std::move(socket)), timer_(srv.loop.io()), pull_timer_(srv.loop.io()), fd_(socket_.native_handle()),
         remote_(std::move(remote)) {}
   ~Conn();
 
@@ -247,11 +265,19 @@ class Conn : public std::enable_shared_from_this<Conn> {
   void relay_watch(Relay::Direction& d);
   void relay_ended(Relay::Direction& d);
   void relay_idle();
+  void begin_pull(std::shared_ptr<Pulling> pulling);
+  void pull_write();
+  void pull_next(bool idle);
+  void pull_woken(uint64_t gen, bool idle);
+  void pull_watch();
+  void end_pull();
+  void let_go_of_source();
   // Pool thread.
   void route_request();
   void open_tunnel();
   void run_handler();
   void run_stream();
+  void run_pull();
   void consume();
   // Either: builds the answer on the calling thread; a pool thread sends what the socket takes
   // at once, the loop the rest.
@@ -265,6 +291,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   HttpServer::Impl& srv_;
   tcp::socket socket_;
   net::steady_timer timer_;
+  net::steady_timer pull_timer_;   // a pull stream's idle interval (loop)
   const int fd_;                   // socket_'s, for the pool's direct calls (closed only while the loop owns it)
   uint64_t timer_gen_ = 0;         // loop: a timer that fired for an earlier wait does nothing
   bool timed_out_ = false;         // loop
@@ -275,6 +302,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   std::unique_ptr<char[]> sink_;  // while lingering
   size_t drained_ = 0;
   std::shared_ptr<Relay> relay_;  // once tunneling (loop)
+  std::shared_ptr<Pulling> pull_;  // while pulling (loop)
   std::string remote_;
 };
 
@@ -548,12 +576,17 @@ void Conn::drain() {
 void Conn::close() {
   if (state_ == State::closed) return;
   state_ = State::closed;
-  if (ex_ && (ex_->route.respond || ex_->route.consume || ex_->route.stream)) {
+  if (ex_ && (ex_->route.respond || ex_->route.consume || ex_->route.stream || ex_->route.pull)) {
     // Let go of what the router captured on the pool (see release_handler_state).
     srv_.loop.blocking([route = std::move(ex_->route)] {});
     ex_->route = Route{};
   }
   disarm();
+  if (pull_) {
+    pull_timer_.cancel();
+    if (srv_.logger) srv_.logger(pull_->log, pull_->status, ms_since(pull_->started));
+    let_go_of_source();
+  }
   error_code ignored;
   socket_.shutdown(tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);  // pending waits end with operation_aborted; buffers they use live until ~Conn
@@ -802,6 +835,107 @@ void Conn::relay_ended(Relay::Direction& d) {
   if (relay_->up.ended && relay_->down.ended) close();
 }
 
+// ---- Conn: a pull stream (loop) ----
+
+void Conn::begin_pull(std::shared_ptr<Pulling> pulling) {
+  pull_ = std::move(pulling);
+  ex_.reset();
+  if (dead_) return close();
+  state_ = State::pulling;
+  pull_write();  // the head
+}
+
+void Conn::pull_write() {
+  Pulling& p = *pull_;
+  std::array<net::const_buffer, 3> bufs{net::buffer(p.head), net::buffer(p.bytes), net::buffer(p.tail.data(), p.tail.size())};
+  arm(srv_.options.read_timeout);
+  net::async_write(socket_, bufs, [self = shared_from_this()](error_code ec, size_t) {
+    self->disarm();
+    if (self->state_ != State::pulling) return;
+    if (ec || self->timed_out_ || self->dead_) return self->close();
+    Pulling& p = *self->pull_;
+    p.head.clear();
+    p.bytes.clear();
+    p.tail = {};
+    p.last = Clock::now();
+    if (p.ended) return self->end_pull();
+    self->pull_next(false);
+  });
+}
+
+void Conn::pull_next(bool idle) {
+  Pulling& p = *pull_;
+  p.waiting = false;
+  const uint64_t gen = ++p.gen;
+  std::weak_ptr<Conn> weak = weak_from_this();
+  auto wake = [weak, gen, &io = srv_.loop.io()] {
+    net::post(io, [weak, gen] {
+      if (auto c = weak.lock()) c->pull_woken(gen, false);
+    });
+  };
+  Source::Next next;
+  try {
+    next = p.source->next(idle, std::move(wake));
+  } catch (const std::exception&) {
+    return close();  // a bug in the source: the client sees the stream cut
+  }
+  if (!next.bytes.empty() || next.end) {
+    if (!next.bytes.empty()) {
+      char size[24];
+      p.head.assign(size, static_cast<size_t>(std::snprintf(size, sizeof size, "%zx\r\n", next.bytes.size())));
+      p.bytes = std::move(next.bytes);
+    }
+    p.ended = next.end;
+    p.tail = next.end ? (p.bytes.empty() ? std::string_view("0\r\n\r\n") : std::string_view("\r\n0\r\n\r\n"))
+                      : std::string_view("\r\n");
+    return pull_write();
+  }
+  // Nothing now: wait for the source's wake or the idle interval, and for the client to leave.
+  p.waiting = true;
+  pull_timer_.expires_at(p.last + p.source->idle_interval());
+  pull_timer_.async_wait([weak, gen](error_code ec) {
+    if (ec) return;
+    if (auto c = weak.lock()) c->pull_woken(gen, true);
+  });
+  pull_watch();
+}
+
+void Conn::pull_woken(uint64_t gen, bool idle) {
+  if (state_ != State::pulling || !pull_->waiting || gen != pull_->gen) return;
+  if (!idle) pull_timer_.cancel();
+  pull_next(idle);
+}
+
+void Conn::pull_watch() {
+  if (pull_->watching) return;
+  pull_->watching = true;
+  socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](error_code ec) {
+    if (self->state_ != State::pulling) return;
+    self->pull_->watching = false;
+    if (ec || self->peer_gone()) return self->close();
+    // Bytes from the client (a pipelined request): read once the stream is over. A client
+    // that leaves meanwhile is seen by the next write.
+  });
+}
+
+void Conn::end_pull() {
+  Pulling& p = *pull_;
+  pull_timer_.cancel();
+  if (srv_.logger) srv_.logger(p.log, p.status, ms_since(p.started));
+  const bool keep = p.keep && !srv_.stopping;
+  let_go_of_source();
+  pull_.reset();
+  // A wait on the socket for the client's close may be pending: wait_request's own wait then
+  // goes beside it; the first to complete reads the next head, the other finds a changed state.
+  keep ? wait_request() : close();
+}
+
+void Conn::let_go_of_source() {
+  // What the source holds (a process hub, a sandbox) may be the last reference to something
+  // whose destructor blocks: it goes on the pool, never on the loop.
+  if (pull_ && pull_->source) srv_.loop.blocking([source = std::move(pull_->source)] {});
+}
+
 // ---- Conn: the pool side ----
 
 template <class Start>
@@ -965,6 +1099,7 @@ void Conn::run_handler() {
   Exchange& ex = *ex_;
   ex.req.body = std::move(ex.parser.get().body());
   if (ex.route.stream) return run_stream();
+  if (ex.route.pull) return run_pull();
   Response res;
   try {
     res = ex.route.respond ? ex.route.respond(ex.req) : Response::error(404, "not found");
@@ -987,6 +1122,36 @@ void Conn::run_stream() {
   release_handler_state();
   bool keep = ex.keep_alive && out.ok();
   to_loop([self = shared_from_this(), keep] { keep ? self->wait_request() : self->close(); });
+}
+
+void Conn::run_pull() {
+  Exchange& ex = *ex_;
+  Pull pull;
+  try {
+    pull = ex.route.pull(ex.req);
+  } catch (const std::exception&) {
+    pull = Pull{Response::error(500, "internal error"), nullptr};
+  }
+  if (!pull.source) return answer(pull.head, After::keep);
+  auto p = std::make_shared<Pulling>();
+  p->source = std::move(pull.source);
+  p->keep = ex.keep_alive && !srv_.stopping;
+  p->status = pull.head.status;
+  p->log.method = ex.req.method;
+  p->log.path = ex.req.path;
+  p->log.request_id = ex.req.request_id;
+  p->log.remote = ex.req.remote;
+  p->started = ex.started;
+  http::response<http::empty_body> res{static_cast<http::status>(pull.head.status), ex.version};
+  for (auto& [k, v] : pull.head.headers) res.set(k, v);
+  res.set("X-Request-Id", ex.req.request_id);
+  res.chunked(true);
+  res.keep_alive(p->keep);
+  std::ostringstream os;
+  os << res.base();
+  p->head = std::move(os).str();
+  release_handler_state();
+  to_loop([self = shared_from_this(), p = std::move(p)]() mutable { self->begin_pull(std::move(p)); });
 }
 
 void Conn::consume() {

@@ -4,10 +4,12 @@
 // keep-alive connections (no thread and no buffer each: a pending wait and a timer), reads
 // request heads and the bodies of `respond`/`stream` routes, and sends what of an answer the
 // socket did not take at once. The router and the handlers run on the loop's blocking pool, since
-// they may block (a sandbox create, a process stream waiting for output). A pool thread sends an
-// answer, a Stream write or a BodyReader read straight on the socket while it can, and hands the
-// wait to the loop when it cannot: a full send buffer (backpressure: the handler waits) or an
-// empty receive buffer, each wait bounded by the read timeout. Every body has a size cap.
+// they may block (a sandbox create, a call to brig-init). A stream that waits for what it sends
+// (a process's output) is a pull route: the loop writes it as its Source has bytes, and no
+// thread is held meanwhile. A pool thread sends an answer, a Stream write or a BodyReader read
+// straight on the socket while it can, and hands the wait to the loop when it cannot: a full
+// send buffer (backpressure: the handler waits) or an empty receive buffer, each wait bounded
+// by the read timeout. Every body has a size cap.
 // A tunnel route (a sandbox's port) hands its connection to the loop as a byte tunnel to an
 // upstream socket (see Tunnel).
 //
@@ -78,6 +80,32 @@ class Stream {
   virtual bool peer_gone() = 0;
 };
 
+// A response body that the loop pulls as the socket takes it (Route::pull): no thread waits
+// while it has nothing to send, and nothing queues while the client reads slowly. Its methods
+// are called one at a time, on the loop thread (or on the one thread serving a local request,
+// see local_request.h), and must not block. The server lets go of a source on a pool thread
+// (what it holds may block as it goes).
+class Source {
+ public:
+  virtual ~Source() = default;
+  struct Next {
+    std::string bytes;  // to send now (empty: nothing now)
+    bool end = false;   // nothing follows
+  };
+  // The next bytes. With nothing now and no end, the source calls `wake` (once, from any thread)
+  // when it may have more; `idle` is true when nothing went out for idle_interval() (time for a
+  // keep-alive ping, if the protocol has one).
+  virtual Next next(bool idle, std::function<void()> wake) = 0;
+  virtual std::chrono::milliseconds idle_interval() const { return std::chrono::hours(24); }
+};
+
+// What a pull route answers: the status and headers of a chunked stream from `source`, or,
+// with no source, `head` as the whole answer (an error before the stream began).
+struct Pull {
+  Response head;
+  std::shared_ptr<Source> source;
+};
+
 // A request body read as the handler asks for it, so that it can go straight to an fd.
 class BodyReader {
  public:
@@ -117,6 +145,9 @@ struct Route {
   std::function<Response(Request&, BodyReader&)> consume;
   // ...or streams (returns when the stream is over)...
   std::function<void(Request&, Stream&)> stream;
+  // ...or sets up a stream the loop pulls (returns at once; the stream outlives the call: for
+  // streams that wait, e.g. a process's output, which would otherwise hold a thread)...
+  std::function<Pull(Request&)> pull;
   // ...or, before any of the body is read, takes the connection over as a byte tunnel (may
   // block, e.g. to connect; body_limit does not apply: the body streams through).
   std::function<Tunnel(Request&)> tunnel;

@@ -1,6 +1,9 @@
 #include "server/local_request.h"
 
+#include <condition_variable>
 #include <cstring>
+#include <memory>
+#include <mutex>
 
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
@@ -60,6 +63,37 @@ class MemoryBody final : public BodyReader {
 
 LocalResponse from(const Response& r) { return {r.status, r.headers, r.body}; }
 
+// A pull route's stream, on this thread: it waits here for the source's wake (or its idle
+// interval) where the server's loop would wait on a timer. false past `cap`.
+bool pull_all(Source& source, std::string& body, size_t cap) {
+  struct Wake {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool woken = false;
+  };
+  auto w = std::make_shared<Wake>();
+  bool idle = false;
+  for (;;) {
+    {
+      std::lock_guard lock(w->mu);
+      w->woken = false;
+    }
+    auto next = source.next(idle, [w] {
+      std::lock_guard lock(w->mu);
+      w->woken = true;
+      w->cv.notify_all();
+    });
+    if (body.size() + next.bytes.size() > cap) return false;
+    body += next.bytes;
+    if (next.end) return true;
+    idle = false;
+    if (next.bytes.empty()) {
+      std::unique_lock lock(w->mu);
+      idle = !w->cv.wait_for(lock, source.idle_interval(), [&] { return w->woken; });
+    }
+  }
+}
+
 }  // namespace
 
 Result<LocalResponse> serve_locally(const HttpServer::Router& router, Request req, size_t max_response) {
@@ -85,6 +119,11 @@ Result<LocalResponse> serve_locally(const HttpServer::Router& router, Request re
       if (s.over()) return Error::make(errc::limit_exceeded, "the response is larger than " + format_size(max_response));
       if (!s.begun()) s.begin(200, {});
       out = std::move(s.out);
+    } else if (route.pull) {
+      Pull pull = route.pull(req);
+      out = from(pull.head);
+      if (pull.source && !pull_all(*pull.source, out.body, max_response))
+        return Error::make(errc::limit_exceeded, "the response is larger than " + format_size(max_response));
     } else if (route.respond) {
       out = from(route.respond(req));
     } else {

@@ -23,7 +23,7 @@ struct LocalResponse {
 
 // Serves `req` (method, target, headers and body set; path and query are parsed from the
 // target here) through `router` as HttpServer would: the route's body limit (413), whichever
-// of respond / consume / stream the route chose, 500 for a handler that throws.
+// of respond / consume / stream / pull the route chose, 500 for a handler that throws.
 // errc::invalid_argument for a malformed target, errc::limit_exceeded when the response body
 // passes `max_response` bytes.
 Result<LocalResponse> serve_locally(const HttpServer::Router& router, Request req, size_t max_response);

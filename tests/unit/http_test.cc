@@ -18,6 +18,7 @@
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <mutex>
@@ -531,6 +532,185 @@ TEST(Http, ConnectionsPastTheBoundAreClosed) {
   EXPECT_TRUE(third.closed_within(5s));
   ASSERT_TRUE(a.get("/health"));
   EXPECT_TRUE(a.response());
+}
+
+// What a test pushes into a pull route's source, from any thread.
+struct Feed {
+  std::mutex mu;
+  std::deque<std::string> items;
+  bool end = false;
+  std::function<void()> wake;
+  std::atomic<bool> gone{false};
+  std::string gone_on;  // the thread that let go of the source (under mu)
+
+  void push(std::string item, bool last = false) {
+    std::function<void()> w;
+    {
+      std::lock_guard l(mu);
+      items.push_back(std::move(item));
+      end = last;
+      w = std::move(wake);
+      wake = nullptr;
+    }
+    if (w) w();
+  }
+};
+
+class FeedSource final : public Source {
+ public:
+  FeedSource(std::shared_ptr<Feed> feed, std::chrono::milliseconds idle) : feed_(std::move(feed)), idle_(idle) {}
+  ~FeedSource() override {
+    char name[32] = {};
+    ::pthread_getname_np(::pthread_self(), name, sizeof name);
+    std::lock_guard l(feed_->mu);
+    feed_->gone_on = name;
+    feed_->gone = true;
+  }
+  Next next(bool idle, std::function<void()> wake) override {
+    std::lock_guard l(feed_->mu);
+    Next n;
+    while (!feed_->items.empty()) {
+      n.bytes += feed_->items.front();
+      feed_->items.pop_front();
+    }
+    n.end = feed_->end;
+    if (n.bytes.empty() && !n.end) {
+      if (idle) n.bytes = "ping;";
+      else feed_->wake = std::move(wake);
+    }
+    return n;
+  }
+  std::chrono::milliseconds idle_interval() const override { return idle_; }
+
+ private:
+  std::shared_ptr<Feed> feed_;
+  std::chrono::milliseconds idle_;
+};
+
+// Reads a chunked body's bytes until `want` is in it (or the timeout).
+bool read_until(Client& c, std::string& got, std::string_view want, std::chrono::milliseconds limit = 5s) {
+  auto until = Clock::now() + limit;
+  while (got.find(want) == std::string::npos && Clock::now() < until) {
+    std::string part = c.read_raw(4096);
+    if (part.empty()) return false;
+    got += part;
+  }
+  return got.find(want) != std::string::npos;
+}
+
+TEST(Http, PullStreamsHoldNoThreadWhileTheyWait) {
+  // One pool thread, 50 streams waiting at once: if a waiting stream held a thread, /health
+  // could not be answered, and the streams could not all have begun.
+  constexpr int kStreams = 50;
+  std::mutex mu;
+  std::vector<std::shared_ptr<Feed>> feeds;
+  TestServer ts(
+      [&](const Request& req) {
+        if (req.path != "/events") return health_or_404(req);
+        auto feed = std::make_shared<Feed>();
+        {
+          std::lock_guard l(mu);
+          feeds.push_back(feed);
+        }
+        Route r;
+        r.pull = [feed](Request&) {
+          return Pull{Response{200, {{"Content-Type", "text/plain"}}, ""}, std::make_shared<FeedSource>(feed, 1h)};
+        };
+        return r;
+      },
+      {}, EventLoop::Options{.max_blocking_threads = 1});
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < kStreams; ++i) {
+    clients.push_back(std::make_unique<Client>(ts.port));
+    ASSERT_TRUE(clients.back()->get("/events"));
+  }
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard l(mu);
+    return feeds.size() == kStreams;
+  }));
+  Client quick(ts.port);
+  ASSERT_TRUE(quick.get("/health"));
+  auto res = quick.response();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->result_int(), 200);
+  // Each stream gets what its feed is given, pushed from this thread, then its end; the
+  // connection then serves the next request.
+  for (int i = 0; i < kStreams; ++i) feeds[i]->push("hello " + std::to_string(i) + ";");
+  for (int i = 0; i < kStreams; ++i) feeds[i]->push("bye;", /*last=*/true);
+  for (int i = 0; i < kStreams; ++i) {
+    auto r = clients[i]->response();
+    ASSERT_TRUE(r) << "stream " << i;
+    EXPECT_TRUE(r->chunked());
+    EXPECT_EQ(r->body(), "hello " + std::to_string(i) + ";bye;");
+  }
+  ASSERT_TRUE(clients[0]->get("/health"));
+  EXPECT_TRUE(clients[0]->response());
+  for (auto& f : feeds) EXPECT_TRUE(eventually([&] { return f->gone.load(); }));
+}
+
+TEST(Http, APullStreamPingsWhenIdleAndItsSourceGoesWithTheClientOnThePool) {
+  auto feed = std::make_shared<Feed>();
+  TestServer ts([&](const Request&) {
+    Route r;
+    r.pull = [feed](Request&) { return Pull{Response{200, {}, ""}, std::make_shared<FeedSource>(feed, 100ms)}; };
+    return r;
+  });
+  {
+    Client c(ts.port);
+    ASSERT_TRUE(c.get("/events"));
+    std::string got;
+    ASSERT_TRUE(read_until(c, got, "ping;"));  // nothing to say: a ping after the idle interval
+    feed->push("data;");
+    ASSERT_TRUE(read_until(c, got, "data;"));
+    ASSERT_TRUE(read_until(c, got, "data;\r\n5\r\nping;"));  // and pings again
+    EXPECT_FALSE(feed->gone);
+  }
+  // The client left while the stream waited: seen without a write, the source let go of on a
+  // pool thread.
+  ASSERT_TRUE(eventually([&] { return feed->gone.load(); }, 2s));
+  std::lock_guard l(feed->mu);
+  EXPECT_TRUE(feed->gone_on.starts_with("brig-work-")) << feed->gone_on;
+  EXPECT_TRUE(eventually([&] { return ts.server->connections() == 0; }));
+}
+
+TEST(Http, APullStreamToAClientThatStopsReadingStopsPulling) {
+  // The source always has 64 KiB more; the client reads nothing: the loop stops asking once
+  // the sockets' buffers are full, and memory stays flat.
+  struct Endless final : Source {
+    std::atomic<uint64_t>* pulled;
+    Next next(bool, std::function<void()>) override {
+      *pulled += 64 * 1024;
+      return Next{std::string(64 * 1024, 'x'), false};
+    }
+  };
+  std::atomic<uint64_t> pulled{0};
+  TestServer ts([&](const Request&) {
+    Route r;
+    r.pull = [&](Request&) {
+      auto s = std::make_shared<Endless>();
+      s->pulled = &pulled;
+      return Pull{Response{200, {}, ""}, s};
+    };
+    return r;
+  });
+  const size_t rss_before = rss_kib();
+  Client c(ts.port, 10s, 64 * 1024);
+  ASSERT_TRUE(c.get("/endless"));
+  std::this_thread::sleep_for(1s);
+  const uint64_t stalled_at = pulled;
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(pulled.load(), stalled_at);
+  EXPECT_LT(stalled_at, 32u << 20);
+  if (kMeasuresMemory) EXPECT_LT(rss_kib() - rss_before, 16u * 1024) << "KiB";
+  // Reading resumes it (within what the buffers held, and bounded in time).
+  uint64_t read = 0;
+  auto until = Clock::now() + 10s;
+  while (pulled.load() == stalled_at && Clock::now() < until && read < stalled_at + (64u << 20)) {
+    std::string part = c.read_raw(1 << 20);
+    if (part.empty()) break;
+    read += part.size();
+  }
+  EXPECT_GT(pulled.load(), stalled_at) << "after reading " << read << " bytes";
 }
 
 TEST(Http, AThousandIdleConnectionsCostNoThreadAndLittleMemory) {

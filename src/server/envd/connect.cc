@@ -5,13 +5,13 @@ namespace brig::server::envd {
 
 Route connect_process(const Call& call) {
   Route r;
-  r.stream = [call](Request& req, Stream& s) {
+  r.pull = [call](Request& req) -> Pull {
     process::ConnectRequest in;
     auto codec = connect::decode_stream_request(req, &in);
-    if (!codec) return stream_error(s, connect::Codec::json, {core::Status::invalid_argument, codec.error().message()});
+    if (!codec) return stream_error(connect::Codec::json, {core::Status::invalid_argument, codec.error().message()});
     auto hub = call.core.find_process(*call.live, selector(in.process()));
-    if (!hub) return stream_error(s, *codec, connect::rpc_error(hub.error(), "process.Connect"));
-    stream_process<process::ConnectResponse>(call.core, *hub, *codec, req, s, /*from_start=*/false);
+    if (!hub) return stream_error(*codec, connect::rpc_error(hub.error(), "process.Connect"));
+    return stream_process<process::ConnectResponse>(call.core, *hub, *codec, req, /*from_start=*/false);
   };
   return r;
 }

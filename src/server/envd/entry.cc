@@ -52,4 +52,12 @@ void stream_error(Stream& s, connect::Codec codec, const connect::RpcError& e) {
   s.write(connect::end_stream(e));
 }
 
+Pull stream_error(connect::Codec codec, const connect::RpcError& e) {
+  Pull p;
+  p.head.status = 200;
+  p.head.headers = {{"Content-Type", connect::stream_content_type(codec)}};
+  p.head.body = connect::end_stream(e);
+  return p;
+}
+
 }  // namespace brig::server::envd

@@ -1,5 +1,7 @@
 // The event stream of one process to one client (Start and Connect): start, data..., end,
-// EndStream. The process outlives the client going away.
+// EndStream, with keep-alive pings while the process is quiet. A pull stream: the loop writes
+// it as output comes, no thread waits for the process. The process outlives the client going
+// away.
 #pragma once
 
 #include "server/envd/rpc.h"
@@ -7,8 +9,8 @@
 namespace brig::server::envd {
 
 template <class Resp>
-void stream_process(core::Service& core, std::shared_ptr<core::ProcessHub> hub, connect::Codec codec, const Request& req,
-                    Stream& s, bool from_start);
+Pull stream_process(core::Service& core, std::shared_ptr<core::ProcessHub> hub, connect::Codec codec, const Request& req,
+                    bool from_start);
 
 process::ProcessEvent::EndEvent end_event(const core::ProcessEvent& ev);
 

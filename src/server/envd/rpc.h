@@ -37,8 +37,10 @@ Route unary(const char* what, std::function<Result<Resp>(const Req&)> fn) {
   return r;
 }
 
-// The trailers-only error of a stream (HTTP 200, EndStream with the error).
+// The trailers-only error of a stream (HTTP 200, EndStream with the error): written on a
+// Stream, or as the whole answer of a pull route.
 void stream_error(Stream& s, connect::Codec codec, const connect::RpcError& e);
+Pull stream_error(connect::Codec codec, const connect::RpcError& e);
 
 // A sandbox entry in envd's shape (symlinks described by their target, as upstream).
 void to_pb(const sandbox::EntryInfo& e, filesystem::EntryInfo* out);

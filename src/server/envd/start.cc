@@ -5,10 +5,10 @@ namespace brig::server::envd {
 
 Route start(const Call& call) {
   Route r;
-  r.stream = [call](Request& req, Stream& s) {
+  r.pull = [call](Request& req) -> Pull {
     process::StartRequest in;
     auto codec = connect::decode_stream_request(req, &in);
-    if (!codec) return stream_error(s, connect::Codec::json, {core::Status::invalid_argument, codec.error().message()});
+    if (!codec) return stream_error(connect::Codec::json, {core::Status::invalid_argument, codec.error().message()});
     core::StartProcess cmd;
     auto& spec = cmd.spec;
     spec.cmd = in.process().cmd();
@@ -26,8 +26,8 @@ Route start(const Call& call) {
     if (in.has_tag()) spec.tag = in.tag();
     cmd.timeout = connect::timeout_of(req);
     auto hub = call.core.start_process(*call.live, std::move(cmd));
-    if (!hub) return stream_error(s, *codec, connect::rpc_error(hub.error(), "process.Start"));
-    stream_process<process::StartResponse>(call.core, *hub, *codec, req, s, /*from_start=*/true);
+    if (!hub) return stream_error(*codec, connect::rpc_error(hub.error(), "process.Start"));
+    return stream_process<process::StartResponse>(call.core, *hub, *codec, req, /*from_start=*/true);
   };
   return r;
 }
