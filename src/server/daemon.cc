@@ -188,6 +188,9 @@ Route Daemon::data_plane(const Request& head, const std::string& id, const std::
     }
     t.upstream = std::move(conn->socket);
     t.host = std::move(conn->host);
+    // A server that closes the connection it just accepted (it was going away: a listener that
+    // was closing) has not answered: the client hears what a closed port says.
+    t.unanswered = port_refusal(*l, static_cast<uint16_t>(port), Error::from_errno(ECONNREFUSED, "closed"));
     // Routed by headers, every request on a client's connection may be meant for another
     // sandbox or the control plane: one exchange per connection. A masked Host is set on the
     // first request only, so those tunnels carry one exchange too.

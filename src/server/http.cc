@@ -5,6 +5,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -75,6 +77,8 @@ constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 constexpr size_t kRelayBuffer = 64 * 1024;
 // The pipe a tunnel's direction splices through (kernel memory, while bytes flow).
 constexpr int kRelayPipe = 256 * 1024;
+// A file download's sendfile(2) calls: at most this much each, four of them per turn of the loop.
+constexpr size_t kSendfileTurn = 1 << 20;
 
 class Conn;
 
@@ -193,6 +197,9 @@ struct Relay {
   // upstream sends is parsed: the status is read off the first bytes for the log, if there.
   bool watching = false;
   bool peeked = false;
+  bool heard = false;       // the upstream has sent bytes
+  bool silent_end = false;  // the upstream ended before its first byte
+  std::optional<Response> unanswered;
   int status = 0;  // the first (final) response's status; 0 when unknown (or not HTTP)
   Request log;     // what the logger is told: method, path, id, remote
   Clock::time_point started;
@@ -201,6 +208,8 @@ struct Relay {
 // A pull route's stream (Route::pull), once its head is built: loop thread only.
 struct Pulling {
   std::shared_ptr<Source> source;
+  Fd file;                      // or a file's bytes, sendfile(2)
+  uint64_t left = 0;            // of the file, still to send
   std::string head;             // the response head, then each chunk's size line
   std::string bytes;            // the chunk being written
   std::string_view tail;        // after it: CRLF, and the last chunk at the end
@@ -265,8 +274,10 @@ class Conn : public std::enable_shared_from_this<Conn> {
   void relay_watch(Relay::Direction& d);
   void relay_ended(Relay::Direction& d);
   void relay_idle();
+  void relay_unanswered();
   void begin_pull(std::shared_ptr<Pulling> pulling);
   void pull_write();
+  void pull_send_file();
   void pull_next(bool idle);
   void pull_woken(uint64_t gen, bool idle);
   void pull_watch();
@@ -586,6 +597,7 @@ void Conn::close() {
     pull_timer_.cancel();
     if (srv_.logger) srv_.logger(pull_->log, pull_->status, ms_since(pull_->started));
     let_go_of_source();
+    pull_->file = Fd();
   }
   error_code ignored;
   socket_.shutdown(tcp::socket::shutdown_both, ignored);
@@ -661,6 +673,7 @@ void Conn::relay_pump(Relay::Direction& d) {
   }
   if (!d.copy && d.len == 0 && !(&d == &relay_->down && relay_->watching)) return relay_splice(d);
   if (&d == &relay_->down && !relay_->watching && !relay_->peeked && !relay_peek_status()) return relay_await(d);
+  if (&d == &relay_->down && relay_->silent_end && relay_->unanswered) return relay_unanswered();
   if (!d.buf) d.buf = std::make_unique<char[]>(kRelayBuffer);
   error_code ec;
   size_t n = d.from->read_some(net::buffer(d.buf.get() + d.len, kRelayBuffer - d.len), ec);
@@ -677,6 +690,7 @@ void Conn::relay_pump(Relay::Direction& d) {
   }
   if (ec) return close();
   relay_->last = Clock::now();
+  if (&d == &relay_->down) relay_->heard = true;
   d.len += n;
   if (&d == &relay_->down && relay_->watching) return relay_watch(d);
   relay_write(d, d.len);
@@ -687,6 +701,7 @@ void Conn::relay_splice(Relay::Direction& d) {
   for (;;) {
     if (state_ != State::tunneling) return;
     if (&d == &relay_->down && !relay_->peeked && !relay_peek_status()) return relay_await(d);
+    if (&d == &relay_->down && relay_->silent_end && relay_->unanswered) return relay_unanswered();
     // What is in the pipe goes out first.
     while (d.in_pipe > 0) {
       ssize_t n = ::splice(d.pipe_r.get(), nullptr, to, nullptr, d.in_pipe, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
@@ -715,6 +730,7 @@ void Conn::relay_splice(Relay::Direction& d) {
     }
     ssize_t n = ::splice(from, nullptr, d.pipe_w.get(), nullptr, kRelayPipe, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
     if (n > 0) {
+      if (&d == &relay_->down) relay_->heard = true;
       d.in_pipe = static_cast<size_t>(n);
       relay_->last = Clock::now();
       continue;
@@ -748,12 +764,40 @@ bool Conn::relay_peek_status() {
   if (n < 0 && errno == EINTR) return relay_peek_status();
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
   relay_->peeked = true;  // bytes, the end, or an error the read will report
-  if (n <= 0) return true;
+  if (n <= 0) {
+    relay_->silent_end = !relay_->heard;
+    return true;
+  }
+  relay_->heard = true;
   std::string_view v(b, static_cast<size_t>(n));
   if (n == 12 && v.starts_with("HTTP/1.") && v[8] == ' ' && std::isdigit(static_cast<unsigned char>(v[9])) &&
       std::isdigit(static_cast<unsigned char>(v[10])) && std::isdigit(static_cast<unsigned char>(v[11])))
     relay_->status = (v[9] - '0') * 100 + (v[10] - '0') * 10 + (v[11] - '0');
   return true;
+}
+
+void Conn::relay_unanswered() {
+  // Nothing of the upstream's reached the client: it gets the tunnel's answer for this, and
+  // the connection ends.
+  Relay& r = *relay_;
+  http::response<http::string_body> res{static_cast<http::status>(r.unanswered->status), 11};
+  for (auto& [k, v] : r.unanswered->headers) res.set(k, v);
+  res.set("X-Request-Id", r.log.request_id);
+  res.body() = r.unanswered->body;
+  res.keep_alive(false);
+  res.prepare_payload();
+  std::ostringstream os;
+  os << res;
+  r.status = r.unanswered->status;
+  r.unanswered.reset();
+  r.down.pending = std::move(os).str();
+  // The tunnel's other waits, when they complete, find it no longer tunneling and do nothing.
+  state_ = State::writing;
+  arm(srv_.options.read_timeout);
+  net::async_write(socket_, net::buffer(r.down.pending), [self = shared_from_this()](error_code, size_t) {
+    self->disarm();
+    self->close();
+  });
 }
 
 void Conn::relay_await(Relay::Direction& d) {
@@ -858,9 +902,44 @@ void Conn::pull_write() {
     p.bytes.clear();
     p.tail = {};
     p.last = Clock::now();
+    if (p.file) return self->pull_send_file();
     if (p.ended) return self->end_pull();
     self->pull_next(false);
   });
+}
+
+void Conn::pull_send_file() {
+  Pulling& p = *pull_;
+  size_t this_turn = 0;
+  while (p.left > 0) {
+    if (dead_) return close();
+    ssize_t n = ::sendfile(fd_, p.file.get(), nullptr, static_cast<size_t>(std::min<uint64_t>(p.left, kSendfileTurn)));
+    if (n > 0) {
+      p.left -= static_cast<uint64_t>(n);
+      this_turn += static_cast<size_t>(n);
+      if (this_turn >= 4 * kSendfileTurn && p.left > 0) {
+        // Others' turn on the loop; this download carries on right after.
+        net::post(srv_.loop.io(), [self = shared_from_this()] {
+          if (self->state_ == State::pulling) self->pull_send_file();
+        });
+        return;
+      }
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      arm(srv_.options.read_timeout);
+      socket_.async_wait(tcp::socket::wait_write, [self = shared_from_this()](error_code ec) {
+        self->disarm();
+        if (self->state_ != State::pulling) return;
+        if (ec || self->timed_out_ || self->dead_) return self->close();
+        self->pull_send_file();
+      });
+      return;
+    }
+    return close();  // 0: the file is shorter than it was; or the client is gone
+  }
+  end_pull();
 }
 
 void Conn::pull_next(bool idle) {
@@ -1132,9 +1211,11 @@ void Conn::run_pull() {
   } catch (const std::exception&) {
     pull = Pull{Response::error(500, "internal error"), nullptr};
   }
-  if (!pull.source) return answer(pull.head, After::keep);
+  if (!pull.source && !pull.file) return answer(pull.head, After::keep);
   auto p = std::make_shared<Pulling>();
   p->source = std::move(pull.source);
+  p->file = std::move(pull.file);
+  p->left = pull.file_bytes;
   p->keep = ex.keep_alive && !srv_.stopping;
   p->status = pull.head.status;
   p->log.method = ex.req.method;
@@ -1145,7 +1226,8 @@ void Conn::run_pull() {
   http::response<http::empty_body> res{static_cast<http::status>(pull.head.status), ex.version};
   for (auto& [k, v] : pull.head.headers) res.set(k, v);
   res.set("X-Request-Id", ex.req.request_id);
-  res.chunked(true);
+  if (p->file) res.content_length(p->left);
+  else res.chunked(true);
   res.keep_alive(p->keep);
   std::ostringstream os;
   os << res.base();
@@ -1189,6 +1271,7 @@ void Conn::open_tunnel() {
   if (!t.upstream) return answer(t.refusal, ex.parser.is_done() ? After::keep : After::linger);
   auto relay = std::make_unique<Relay>(srv_.loop.io());
   relay->one_exchange = t.one_exchange;
+  relay->unanswered = std::move(t.unanswered);
   relay->watching = t.one_exchange;
   relay->started = ex.started;
   relay->log.method = ex.req.method;
@@ -1372,6 +1455,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::listen(EventLoop& loop, const Se
                                                        Logger logger) {
   auto colon = options.listen.rfind(':');
   if (colon == std::string::npos) return Error::make(errc::invalid_argument, "--listen wants HOST:PORT");
+  ::signal(SIGPIPE, SIG_IGN);
   std::string host = options.listen.substr(0, colon);
   int port = std::atoi(options.listen.c_str() + colon + 1);
   if (port < 0 || port > 65535 || (port == 0 && options.listen.substr(colon + 1) != "0"))

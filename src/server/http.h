@@ -99,11 +99,16 @@ class Source {
   virtual std::chrono::milliseconds idle_interval() const { return std::chrono::hours(24); }
 };
 
-// What a pull route answers: the status and headers of a chunked stream from `source`, or,
-// with no source, `head` as the whole answer (an error before the stream began).
+// What a pull route answers: the status and headers of a chunked stream from `source`; or of
+// `file_bytes` of `file` from its offset (a Content-Length answer, moved by sendfile(2) from the
+// file to the socket as the socket takes it: no thread, no copy in user space; a file that has
+// shrunk meanwhile ends the connection, the length cannot be taken back); or, with neither,
+// `head` as the whole answer (an error before the stream began).
 struct Pull {
   Response head;
   std::shared_ptr<Source> source;
+  Fd file;
+  uint64_t file_bytes = 0;
 };
 
 // A request body read as the handler asks for it, so that it can go straight to an fd.
@@ -134,6 +139,9 @@ struct Tunnel {
   // connection pool cannot tell apart from others on this server (routing by headers): a
   // kept-alive connection must never carry a request meant for elsewhere into the tunnel.
   bool one_exchange = false;
+  // What the client is told, instead of a bare close, when the upstream ends (or resets) before
+  // sending a byte: its server went away between the connect and the request.
+  std::optional<Response> unanswered;
 };
 
 // What a handler decides after seeing the request's headers: how big a body it accepts.
@@ -169,7 +177,8 @@ class HttpServer {
   using Router = std::function<Route(const Request&)>;
   using Logger = std::function<void(const Request&, int status, double ms)>;
 
-  // Binds and listens now; accepts from run(). `loop` must outlive the server and keep running
+  // Binds and listens now; accepts from run(). SIGPIPE is ignored from then on, process-wide
+  // (sendfile(2) to a socket the client closed has no MSG_NOSIGNAL). `loop` must outlive the server and keep running
   // until stop() has returned; its blocking pool bounds how many handlers run at once.
   static Result<std::unique_ptr<HttpServer>> listen(EventLoop& loop, const ServerOptions& options, Router router,
                                                     Logger logger);

@@ -5,6 +5,7 @@
 #include "server/http.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -713,6 +714,52 @@ TEST(Http, APullStreamToAClientThatStopsReadingStopsPulling) {
   EXPECT_GT(pulled.load(), stalled_at) << "after reading " << read << " bytes";
 }
 
+TEST(Http, AFileGoesBySendfileAsTheClientReadsHoldingNoThread) {
+  // 16 MiB of a known pattern in a file; a client that stalls holds no pool thread (one only:
+  // /health is answered meanwhile), then gets every byte; a file that shrank after the answer
+  // was promised ends the connection instead of a wrong body.
+  char tmpl[] = "/tmp/brig-http-file-XXXXXX";
+  int fd = ::mkostemp(tmpl, O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ::unlink(tmpl);
+  std::string data(16 << 20, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>('a' + (i * 7919) % 26);
+  ASSERT_EQ(::pwrite(fd, data.data(), data.size(), 0), static_cast<ssize_t>(data.size()));
+  TestServer ts(
+      [&](const Request& req) {
+        if (req.path != "/file" && req.path != "/short") return health_or_404(req);
+        Route r;
+        bool shrunk = req.path == "/short";
+        r.pull = [&, shrunk](Request&) {
+          Pull p;
+          p.head = Response{200, {{"Content-Type", "application/octet-stream"}}, ""};
+          p.file = Fd(::open(("/proc/self/fd/" + std::to_string(fd)).c_str(), O_RDONLY | O_CLOEXEC));
+          p.file_bytes = shrunk ? data.size() + 4096 : data.size();  // the file is 4 KiB short
+          return p;
+        };
+        return r;
+      },
+      {}, EventLoop::Options{.max_blocking_threads = 1});
+  Client slow(ts.port, 10s, 64 * 1024);
+  ASSERT_TRUE(slow.get("/file"));
+  std::this_thread::sleep_for(300ms);  // the download is stuck in the sockets' buffers
+  Client quick(ts.port);
+  ASSERT_TRUE(quick.get("/health"));
+  auto h = quick.response();
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->result_int(), 200);
+  auto res = slow.response(64 << 20);
+  ASSERT_TRUE(res);
+  EXPECT_FALSE(res->chunked());
+  EXPECT_EQ(res->body().size(), data.size());
+  EXPECT_TRUE(res->body() == data);
+  ASSERT_TRUE(slow.get("/health"));  // kept alive
+  EXPECT_TRUE(slow.response());
+  ASSERT_TRUE(slow.get("/short"));
+  EXPECT_FALSE(slow.response(64 << 20));  // the body ends before its length: the connection ends
+  ::close(fd);
+}
+
 TEST(Http, AThousandIdleConnectionsCostNoThreadAndLittleMemory) {
   constexpr int kIdle = 1000;
   struct rlimit rl;
@@ -988,10 +1035,44 @@ HttpServer::Router tunnel_to(int port, std::optional<std::string> host = std::nu
       t.upstream = connect_to(port);
       t.host = host;
       t.one_exchange = one_exchange;
+      t.unanswered = Response::json(502, "{\"message\":\"port is not open\"}");
       return t;
     };
     return r;
   };
+}
+
+TEST(Tunnel, AnUpstreamThatEndsBeforeItsFirstByteIsTheTunnelsAnswerNotABareClose) {
+  // A server that accepts and closes (it was going away as the request came: a listener being
+  // closed) has not answered: the client gets the route's answer for that, then the close.
+  // One that said anything is passed on as it is.
+  Upstream up;
+  TestServer ts(tunnel_to(up.port));
+  for (bool reset : {false, true}) {
+    Client c(ts.port);
+    ASSERT_TRUE(c.get("/going"));
+    int u = up.accept();
+    ASSERT_GE(u, 0);
+    if (reset) {
+      struct linger l = {1, 0};  // close with a reset
+      ::setsockopt(u, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    }
+    ::close(u);
+    auto res = c.response();
+    ASSERT_TRUE(res) << (reset ? "reset" : "closed");
+    EXPECT_EQ(res->result_int(), 502);
+    EXPECT_EQ(res->body(), "{\"message\":\"port is not open\"}");
+    EXPECT_FALSE(res->keep_alive());
+    EXPECT_TRUE(eof_within(c.fd(), 2s));
+  }
+  Client c(ts.port);
+  ASSERT_TRUE(c.get("/partial"));
+  int u = up.accept();
+  ASSERT_GE(u, 0);
+  ASSERT_FALSE(recv_until(u, "\r\n\r\n").empty());
+  ASSERT_TRUE(send_all(u, "HTTP/1.1 200"));
+  ::close(u);
+  EXPECT_EQ(recv_until(c.fd(), "", SIZE_MAX, 2s), "HTTP/1.1 200");
 }
 
 TEST(Tunnel, KeepAliveRequestsAndAChunkedBodyGoThroughAsTheyAre) {

@@ -15,7 +15,7 @@
 namespace brig::server::envd {
 namespace {
 
-constexpr size_t kStreamChunk = 256 << 10;  // one read and one chunk of a file download
+constexpr size_t kStreamChunk = 256 << 10;  // one read of an upload
 
 // multipart/form-data (RFC 7578), read as it arrives: parts separated by "--boundary", each
 // with headers, a blank line and a body. The reader keeps one buffer of at most kStreamChunk
@@ -152,14 +152,11 @@ Response file_error(const Error& e, const std::string& path) {
 }
 
 // GET /files: the file's bytes go from the fd brig-init opened (as the user, inside the
-// sandbox) to the socket in kStreamChunk pieces, so the daemon's memory does not grow with the
-// file. At most the size the file had when it was opened is sent (a file the sandbox keeps
-// appending to does not stream forever).
-void stream_file(const core::Live& live, sandbox::User user, Request& req, Stream& s) {
-  auto fail = [&s](const Response& r) {
-    if (s.begin(r.status, {{"Content-Type", "application/json"}})) s.write(r.body);
-    s.finish();
-  };
+// sandbox) to the socket by sendfile(2), on the loop as the client reads, so the daemon neither
+// copies them nor holds a thread or memory for them. At most the size the file had when it was
+// opened is sent (a file the sandbox keeps appending to does not stream forever).
+Pull download(const core::Live& live, sandbox::User user, Request& req) {
+  auto fail = [](const Response& r) { return Pull{r, nullptr, Fd(), 0}; };
   std::string path = req.param("path");
   if (path.empty()) return fail(Response::error(400, "the path query parameter is required"));
   if (!signature_ok(req, live, path, "read", req.param("username")))
@@ -167,17 +164,13 @@ void stream_file(const core::Live& live, sandbox::User user, Request& req, Strea
   sandbox::EntryInfo info;
   auto fd = live.sandbox->open_read(path, user, &info);
   if (!fd) return fail(file_error(fd.error(), path));
-  if (!s.begin(200, {{"Content-Type", "application/octet-stream"}, {"Content-Length", std::to_string(info.size)}})) return;
-  std::string buf(kStreamChunk, '\0');
-  uint64_t left = info.size;
-  while (left > 0) {
-    ssize_t n = ::read(fd->get(), buf.data(), std::min<uint64_t>(buf.size(), left));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;  // truncated meanwhile, or unreadable: the short body ends the connection
-    if (!s.write(std::string_view(buf.data(), static_cast<size_t>(n)))) return;  // the client left
-    left -= static_cast<uint64_t>(n);
-  }
-  s.finish();
+  Pull p;
+  p.head.status = 200;
+  p.head.headers = {{"Content-Type", "application/octet-stream"}};
+  if (info.size == 0) return p;  // an empty body, answered as is
+  p.file = std::move(*fd);
+  p.file_bytes = info.size;
+  return p;
 }
 
 // An octet-stream body (gzip-encoded or not) from the socket into the fd brig-init opened, a
@@ -295,7 +288,7 @@ Route files(const Call& call, const Request& head) {
   r.body_limit = max_bytes;
   std::string method = head.method;
   if (method == "GET") {
-    r.stream = [live, user](Request& req, Stream& s) { stream_file(*live, user, req, s); };
+    r.pull = [live, user](Request& req) { return download(*live, user, req); };
     return r;
   }
   if (method != "POST") {
