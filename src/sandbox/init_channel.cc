@@ -38,6 +38,7 @@ struct InitChannel::Core {
   std::map<int, ExitCallback> exit_callbacks;
   std::vector<std::function<void()>> close_callbacks;
   std::map<uint64_t, std::deque<initpb::WatchEvent>> watch_events;
+  std::map<uint64_t, std::function<void()>> watch_callbacks;
   // On a loop: the socket's registration with the reactor (touched on the loop thread only).
   std::unique_ptr<boost::asio::posix::stream_descriptor> descriptor;
 
@@ -71,8 +72,13 @@ struct InitChannel::Core {
         break;
       }
       case initpb::InitMessage::kWatchEvent: {
-        auto& q = watch_events[msg.watch_event().watch_id()];
+        const uint64_t id = msg.watch_event().watch_id();
+        auto& q = watch_events[id];
         if (q.size() < kMaxQueuedWatchEvents) q.push_back(msg.watch_event());
+        if (auto it = watch_callbacks.find(id); it != watch_callbacks.end()) {
+          later.push_back(std::move(it->second));
+          watch_callbacks.erase(it);
+        }
         break;
       }
       case initpb::InitMessage::MSG_NOT_SET: break;
@@ -87,6 +93,7 @@ struct InitChannel::Core {
     exit_callbacks.clear();
     for (auto& cb : close_callbacks) later.push_back(std::move(cb));
     close_callbacks.clear();
+    watch_callbacks.clear();  // no more events will come
   }
 
   // ---- on the loop thread ----
@@ -287,6 +294,27 @@ std::vector<initpb::WatchEvent> InitChannel::take_watch_events(uint64_t watch_id
   out.assign(it->second.begin(), it->second.end());
   it->second.clear();
   return out;
+}
+
+Result<> InitChannel::on_watch_events(uint64_t watch_id, std::function<void()> ready) {
+  if (!loop_) return Error::make(errc::unsupported, "watch callbacks need the engine's event loop");
+  auto& c = *core_;
+  std::lock_guard lock(c.mu);
+  if (c.closed) return ok();
+  auto it = c.watch_events.find(watch_id);
+  if (it != c.watch_events.end() && !it->second.empty()) loop_->post(std::move(ready));
+  else c.watch_callbacks[watch_id] = std::move(ready);
+  return ok();
+}
+
+void InitChannel::forget_watch(uint64_t watch_id) {
+  std::function<void()> dropped;  // destroyed after the lock: it may hold anything
+  std::lock_guard lock(core_->mu);
+  core_->watch_events.erase(watch_id);
+  if (auto it = core_->watch_callbacks.find(watch_id); it != core_->watch_callbacks.end()) {
+    dropped = std::move(it->second);
+    core_->watch_callbacks.erase(it);
+  }
 }
 
 Result<> InitChannel::on_close(std::function<void()> done) {

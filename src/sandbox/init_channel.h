@@ -54,6 +54,12 @@ class InitChannel {
   // The events queued for `watch_id`, waiting up to `timeout` for the first one.
   std::vector<initpb::WatchEvent> take_watch_events(uint64_t watch_id,
                                                     std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+  // Calls `ready` on the loop thread once events are queued for `watch_id` (posted at once if
+  // some are). Never once the channel has closed: the sandbox's end is told by its pidfd
+  // (Sandbox::on_gone). One call per registration, one registration per watch. Needs a loop.
+  Result<> on_watch_events(uint64_t watch_id, std::function<void()> ready);
+  // Drops what is queued or registered for a watch that has ended.
+  void forget_watch(uint64_t watch_id);
   // Calls `done` on the loop thread once the channel has closed (brig-init is gone, or this
   // channel was destroyed), posted at once if it already has. Needs a loop.
   Result<> on_close(std::function<void()> done);

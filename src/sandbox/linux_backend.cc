@@ -289,8 +289,14 @@ class LinuxSandbox final : public SandboxHandle {
   Result<> unwatch(uint64_t watch_id) override {
     initpb::InitRequest req;
     req.mutable_unwatch()->set_watch_id(watch_id);
-    BRIG_TRY(channel_.call(std::move(req)));
+    auto r = channel_.call(std::move(req));
+    channel_.forget_watch(watch_id);
+    if (!r) return r.error();
     return ok();
+  }
+
+  Result<> on_watch_events(uint64_t watch_id, std::function<void()> ready) override {
+    return channel_.on_watch_events(watch_id, std::move(ready));
   }
 
   std::vector<WatchEvent> take_watch_events(uint64_t watch_id, std::chrono::milliseconds wait) override {

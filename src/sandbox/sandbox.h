@@ -207,6 +207,9 @@ class Sandbox {
   // The events queued for a watch, waiting up to `wait` for the first one.
   virtual std::vector<WatchEvent> take_watch_events(uint64_t watch_id,
                                                     std::chrono::milliseconds wait = std::chrono::milliseconds(0)) = 0;
+  // Calls `ready` (once, on the event loop) when events are queued for the watch, at once if
+  // some are; never after the sandbox has ended (on_gone tells that). Needs the event loop.
+  virtual Result<> on_watch_events(uint64_t watch_id, std::function<void()> ready) = 0;
 
   // A connection to the sandbox's code-interpreter kernel host (init/kernel_host.h), which
   // starts on first use. The peer runs as the sandbox user: what it sends is untrusted.

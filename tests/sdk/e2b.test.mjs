@@ -201,6 +201,34 @@ test(`${sdkName}: watchDir`, async () => {
   assert.ok(events.some((e) => e.name === 'sub/inner'), JSON.stringify(events))
 })
 
+test(`${sdkName}: watchDir with includeEntry describes each entry, and the watch ends with its sandbox`, async () => {
+  const s = await sandbox()
+  await s.files.makeDir('/home/user/we')
+  const events = []
+  let exited = false
+  const handle = await s.files.watchDir('/home/user/we', (e) => events.push(e), {
+    includeEntry: true,
+    onExit: () => (exited = true),
+  })
+  await s.commands.run('printf 12345 > /home/user/we/five.txt')
+  const described = () => events.find((e) => e.name === 'five.txt' && e.type === 'write' && e.entry)
+  for (let i = 0; i < 40 && !described(); i++) await new Promise((r) => setTimeout(r, 50))
+  const w = described()
+  assert.ok(w, JSON.stringify(events))
+  await s.commands.run('rm /home/user/we/five.txt')
+  for (let i = 0; i < 40 && !events.some((e) => e.type === 'remove'); i++) await new Promise((r) => setTimeout(r, 50))
+  assert.equal(w.entry.path, '/home/user/we/five.txt')
+  assert.equal(w.entry.type, 'file')
+  // A removed entry has nothing to describe.
+  const removed = events.find((e) => e.type === 'remove')
+  assert.ok(removed && removed.entry === undefined, JSON.stringify(events))
+  // The sandbox ends: the stream ends with it (pushed, not found by a timeout).
+  await s.kill()
+  for (let i = 0; i < 100 && !exited; i++) await new Promise((r) => setTimeout(r, 50))
+  assert.ok(exited, 'the watch ended when its sandbox did')
+  await handle.stop()
+})
+
 test(`${sdkName}: uploadUrl and downloadUrl (signed)`, async () => {
   const s = await sandbox({ secure: true })
   const up = await s.uploadUrl('/home/user/up.txt')
