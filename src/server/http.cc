@@ -98,6 +98,16 @@ bool expects_continue(const Request& req) {
   return v == "100-continue";
 }
 
+// What the logger is told of a request that outlives its Exchange (a pull stream, a tunnel).
+Request log_of(const Request& req) {
+  Request log;
+  log.method = req.method;
+  log.path = req.path;
+  log.request_id = req.request_id;
+  log.remote = req.remote;
+  return log;
+}
+
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
 template <class Buffers>
@@ -1218,10 +1228,7 @@ void Conn::run_pull() {
   p->left = pull.file_bytes;
   p->keep = ex.keep_alive && !srv_.stopping;
   p->status = pull.head.status;
-  p->log.method = ex.req.method;
-  p->log.path = ex.req.path;
-  p->log.request_id = ex.req.request_id;
-  p->log.remote = ex.req.remote;
+  p->log = log_of(ex.req);
   p->started = ex.started;
   http::response<http::empty_body> res{static_cast<http::status>(pull.head.status), ex.version};
   for (auto& [k, v] : pull.head.headers) res.set(k, v);
@@ -1274,10 +1281,7 @@ void Conn::open_tunnel() {
   relay->unanswered = std::move(t.unanswered);
   relay->watching = t.one_exchange;
   relay->started = ex.started;
-  relay->log.method = ex.req.method;
-  relay->log.path = ex.req.path;
-  relay->log.request_id = ex.req.request_id;
-  relay->log.remote = ex.req.remote;
+  relay->log = log_of(ex.req);
   // The head as Beast re-serializes it (the client's framing headers unchanged: the body
   // follows as the client sent it), then what came after the head.
   http::request_header<> head = ex.parser.get().base();

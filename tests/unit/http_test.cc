@@ -382,6 +382,19 @@ TEST(Http, ExpectContinueIsAnswered) {
   EXPECT_EQ(res->body(), "hello");
 }
 
+// `slow` asks for `path` and reads nothing, so the answer sticks in the sockets' buffers; then
+// another client's /health must still be answered (on a one-thread pool: only if the stuck
+// answer holds no thread).
+::testing::AssertionResult stalled_yet_health_is_answered(int port, Client& slow, const std::string& path) {
+  if (!slow.get(path)) return ::testing::AssertionFailure() << "could not send " << path;
+  std::this_thread::sleep_for(300ms);
+  Client quick(port);
+  if (!quick.get("/health")) return ::testing::AssertionFailure() << "could not send /health";
+  auto res = quick.response();
+  if (!res || res->result_int() != 200) return ::testing::AssertionFailure() << "/health was not answered";
+  return ::testing::AssertionSuccess();
+}
+
 TEST(Http, StreamsAreChunkedOrTheirDeclaredLength) {
   TestServer ts([](const Request& req) {
     Route r;
@@ -741,13 +754,7 @@ TEST(Http, AFileGoesBySendfileAsTheClientReadsHoldingNoThread) {
       },
       {}, EventLoop::Options{.max_blocking_threads = 1});
   Client slow(ts.port, 10s, 64 * 1024);
-  ASSERT_TRUE(slow.get("/file"));
-  std::this_thread::sleep_for(300ms);  // the download is stuck in the sockets' buffers
-  Client quick(ts.port);
-  ASSERT_TRUE(quick.get("/health"));
-  auto h = quick.response();
-  ASSERT_TRUE(h);
-  EXPECT_EQ(h->result_int(), 200);
+  ASSERT_TRUE(stalled_yet_health_is_answered(ts.port, slow, "/file"));
   auto res = slow.response(64 << 20);
   ASSERT_TRUE(res);
   EXPECT_FALSE(res->chunked());
@@ -866,13 +873,8 @@ TEST(Http, AnAnswerTooBigForTheSocketDoesNotHoldAPoolThread) {
         return r;
       },
       {}, EventLoop::Options{.max_blocking_threads = 1});
-  Client slow(ts.port, 10s, 64 * 1024), quick(ts.port);
-  ASSERT_TRUE(slow.get("/big"));
-  std::this_thread::sleep_for(300ms);  // the answer is stuck in the sockets' buffers
-  ASSERT_TRUE(quick.get("/health"));
-  auto res = quick.response();
-  ASSERT_TRUE(res);
-  EXPECT_EQ(res->result_int(), 200);
+  Client slow(ts.port, 10s, 64 * 1024);
+  ASSERT_TRUE(stalled_yet_health_is_answered(ts.port, slow, "/big"));
   auto big = slow.response(64 << 20);
   ASSERT_TRUE(big);
   EXPECT_EQ(big->body().size(), 32u << 20);
