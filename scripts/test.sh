@@ -24,7 +24,7 @@ order=()
 run_stage() {
   local name=$1
   shift
-  step "$name"
+  step "$name ($(df -h --output=avail . | tail -1 | tr -d ' ') free on disk)"
   order+=("$name")
   if "$@"; then results[$name]=PASS; else results[$name]=FAIL; fi
 }
@@ -53,6 +53,14 @@ asan_tests() {
     (cd build-asan && ctest -L 'unit|integration' -E 'Cli.RunOutOfMemoryExits137AndSaysSo' --output-on-failure --timeout 600)
 }
 run_stage asan-ubsan asan_tests
+# A sanitizer build takes a few GiB; on a CI machine, where nobody reads it afterwards, it goes
+# as soon as its stage has run, so the next one has room to link.
+done_with_build() {
+  [[ ${CI:-} == true ]] || return 0
+  rm -rf "$1"
+  echo "disk after removing $1: $(df -h --output=avail . | tail -1 | tr -d ' ') free"
+}
+done_with_build build-asan
 # The daemon-level tests again under ThreadSanitizer: the unit tests of the daemon's components,
 # the integration tests (the engine with its warm-pool thread, the CLI) and the e2b SDK suite
 # against a TSan-built `brig serve` (its HTTP, envd, process-hub and pool threads under real
@@ -90,6 +98,7 @@ tsan_tests() {
   return $status
 }
 run_stage tsan tsan_tests
+done_with_build build-tsan
 
 echo
 echo "== summary =="
