@@ -40,6 +40,10 @@ Runner add_egress(CLI::App& app, Globals& globals) {
                   "Resolver to ask, IP[:PORT] (repeatable); default: the nameservers of /etc/resolv.conf");
   sub->add_option("--control-fd", o->control_fd, "The daemon's end of the control socketpair")->required();
   sub->add_option("--deny", o->deny, "One more always-denied IP or CIDR: host addresses, the sandbox range (repeatable)");
+  sub->add_option("--ca-cert", o->ca_cert, "brig's CA certificate (PEM), for header rules; none: rules are not applied");
+  sub->add_option("--ca-key", o->ca_key, "Its private key (PEM), read before privileges are dropped");
+  sub->add_option("--upstream-ca", o->upstream_ca,
+                  "CA bundle upstream servers of header rules are verified against (default: OpenSSL's)");
   sub->add_option("--user", *user, "User to run as once the sockets are bound (default: egress.user)");
   return [sub, o, user, &globals]() -> int {
     if (!sub->parsed()) return -1;

@@ -90,8 +90,13 @@ std::vector<std::string> host_addresses() {
 
 }  // namespace
 
-Result<std::unique_ptr<EgressLink>> EgressLink::start(const std::string& exe, const config::Config& config) {
+Result<std::unique_ptr<EgressLink>> EgressLink::start(const std::string& exe, const config::Config& config,
+                                                     const std::string& ca_cert, const std::string& ca_key) {
   std::vector<std::string> args;
+  if (!ca_cert.empty()) {
+    args.insert(args.end(), {"--ca-cert", ca_cert, "--ca-key", ca_key});
+    if (!config.network.ca_file.empty()) args.insert(args.end(), {"--upstream-ca", config.network.ca_file});
+  }
   // The proxy reads the configuration of its own: the daemon's [egress] values go with it.
   for (auto& f : config::fields()) {
     if (f.section != "egress") continue;
@@ -173,16 +178,16 @@ Result<> EgressLink::request(const std::string& line, uint64_t id) {
 }
 
 Result<> EgressLink::set(uint32_t source, const std::string& sandbox, const std::vector<std::string>& allow_out,
-                         const std::vector<std::string>& deny_out) {
+                         const std::vector<std::string>& deny_out, const std::vector<egress::HeaderRule>& rules) {
   egress::ControlRequest r;
   {
     std::lock_guard lock(mu_);
     r.id = next_id_++;
   }
-  r.op = egress::SetPolicy{ip_text(source), sandbox, allow_out, deny_out};
+  r.op = egress::SetPolicy{ip_text(source), sandbox, allow_out, deny_out, rules};
   BRIG_TRY(request(egress::encode_request(r), r.id));
   std::lock_guard lock(mu_);
-  policies_[source] = Policy{sandbox, allow_out, deny_out};
+  policies_[source] = Policy{sandbox, allow_out, deny_out, rules};
   return ok();
 }
 
@@ -258,7 +263,7 @@ void EgressLink::read_loop() {
     for (auto& [source, p] : policies_) {
       egress::ControlRequest r;
       r.id = next_id_++;  // its ack is not waited for
-      r.op = egress::SetPolicy{ip_text(source), p.sandbox, p.allow_out, p.deny_out};
+      r.op = egress::SetPolicy{ip_text(source), p.sandbox, p.allow_out, p.deny_out, p.rules};
       if (auto w = write_line(fd, egress::encode_request(r)); !w)
         spdlog::error("brig egress: policy of {} not restored: {}", p.sandbox, w.error().message());
     }

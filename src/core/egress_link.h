@@ -24,6 +24,7 @@
 #include "base/fd.h"
 #include "base/result.h"
 #include "config/config.h"
+#include "egress/control.h"
 
 namespace brig::core {
 
@@ -35,13 +36,17 @@ class EgressLink {
   // Starts `exe egress` (the brig binary) listening on every address at ports the kernel picks,
   // with the configuration's [egress] settings, the sandbox range and every address of the host
   // denied, and waits until it serves.
-  static Result<std::unique_ptr<EgressLink>> start(const std::string& exe, const config::Config& config);
+  // `ca_cert`/`ca_key`: brig's CA (egress/tls.h), for header rules; empty: rules are not applied.
+  // Upstream servers of rules are verified against config.network.ca_file.
+  static Result<std::unique_ptr<EgressLink>> start(const std::string& exe, const config::Config& config,
+                                                   const std::string& ca_cert = "", const std::string& ca_key = "");
   ~EgressLink();  // closes the channel (the proxy exits with it) and reaps the proxy
 
   Ports ports() const { return ports_; }
-  // The whole policy of the sandbox whose connections come from `source` (host byte order).
+  // The whole policy of the sandbox whose connections come from `source` (host byte order), with
+  // its header rules (secrets resolved: kept in memory to tell a restarted proxy, never logged).
   Result<> set(uint32_t source, const std::string& sandbox, const std::vector<std::string>& allow_out,
-               const std::vector<std::string>& deny_out);
+               const std::vector<std::string>& deny_out, const std::vector<egress::HeaderRule>& rules = {});
   Result<> remove(uint32_t source);
   uint64_t decisions() const;  // how many the proxy reported (for tests and metrics)
 
@@ -49,6 +54,7 @@ class EgressLink {
   struct Policy {
     std::string sandbox;
     std::vector<std::string> allow_out, deny_out;
+    std::vector<egress::HeaderRule> rules;
   };
   EgressLink(std::string exe, std::vector<std::string> args) : exe_(std::move(exe)), args_(std::move(args)) {}
   Result<> launch(const std::string& listen, const std::string& dns_listen);  // mu_ held

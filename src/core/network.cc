@@ -1,7 +1,12 @@
 #include "core/network.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
+#include <filesystem>
 
 #include <nlohmann/json.hpp>
 
@@ -43,7 +48,104 @@ std::vector<std::string> comma_list(const std::string& text) {
   return out;
 }
 
+bool is_token(std::string_view name) {
+  static constexpr std::string_view kSpecials = "!#$%&'*+-.^_`|~";
+  return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || kSpecials.find(c) != std::string_view::npos;
+  });
+}
+
+constexpr std::string_view kSecretOpen = "${e2b.secrets.";
+
+// E2B's limits on network.rules (e2b-next.md 2.3).
+Result<> check_rules(const HeaderRules& rules) {
+  constexpr size_t kDomains = 10, kHeaders = 20, kNameBytes = 64, kValueBytes = 2048, kSecrets = 32;
+  if (rules.size() > kDomains)
+    return bad("network.rules has " + std::to_string(rules.size()) + " domains; at most " + std::to_string(kDomains));
+  for (const auto& [domain, headers] : rules) {
+    if (domain == "*" || !is_domain(domain))
+      return bad("network.rules key " + shown(domain) + " is not a domain (\"api.example.com\" or \"*.example.com\")");
+    if (headers.size() > kHeaders)
+      return bad("network.rules[" + domain + "] sets " + std::to_string(headers.size()) + " headers; at most " +
+                 std::to_string(kHeaders));
+    size_t secrets = 0;
+    for (const auto& [name, value] : headers) {
+      if (name.size() > kNameBytes || !is_token(name))
+        return bad("network.rules[" + domain + "]: header name " + shown(name) + " is not an HTTP token of at most 64");
+      if (value.size() > kValueBytes)
+        return bad("network.rules[" + domain + "]: the value of " + name + " is over 2048 characters");
+      if (value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos)
+        return bad("network.rules[" + domain + "]: the value of " + name + " holds CR, LF or NUL");
+      for (size_t at = value.find("${e2b."); at != std::string::npos; at = value.find("${e2b.", at + 1))
+        if (value.compare(at, kSecretOpen.size(), kSecretOpen) != 0)
+          return bad("network.rules[" + domain + "]: only ${e2b.secrets.NAME} placeholders are supported by brig (" +
+                     shown(value.substr(at, 40)) + ")");
+      auto refs = secret_refs(value);
+      for (auto& ref : refs)
+        if (ref.empty() || ref.size() > 128) return bad("network.rules[" + domain + "]: a secret placeholder without a usable name");
+      secrets += refs.size();
+    }
+    if (secrets > kSecrets)
+      return bad("network.rules[" + domain + "] refers to " + std::to_string(secrets) + " secrets; at most " +
+                 std::to_string(kSecrets));
+  }
+  return ok();
+}
+
 }  // namespace
+
+std::vector<std::string> secret_refs(std::string_view value) {
+  std::vector<std::string> out;
+  for (size_t at = value.find(kSecretOpen); at != std::string_view::npos; at = value.find(kSecretOpen, at + 1)) {
+    size_t begin = at + kSecretOpen.size();
+    size_t end = value.find('}', begin);
+    if (end == std::string_view::npos) {
+      out.emplace_back();  // unterminated: no name (refused by check_rules)
+      break;
+    }
+    std::string name(value.substr(begin, end - begin));
+    bool usable = std::all_of(name.begin(), name.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+    });
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    out.push_back(usable ? name : std::string());
+  }
+  return out;
+}
+
+std::vector<egress::HeaderRule> resolve_rules(const HeaderRules& rules,
+                                              const std::function<std::optional<std::string>(const std::string&)>& value_of) {
+  std::vector<egress::HeaderRule> out;
+  for (const auto& [domain, headers] : rules) {
+    egress::HeaderRule r;
+    r.domain = domain;
+    for (const auto& [name, value] : headers) {
+      std::string resolved;
+      size_t from = 0;
+      for (size_t at = value.find(kSecretOpen); at != std::string::npos; at = value.find(kSecretOpen, from)) {
+        size_t end = value.find('}', at);
+        if (end == std::string::npos) break;
+        resolved.append(value, from, at - from);
+        auto refs = secret_refs(std::string_view(value).substr(at, end + 1 - at));
+        const std::string secret = refs.empty() ? std::string() : refs.front();
+        auto v = value_of(secret);
+        if (!v) {
+          r.broken = "the secret '" + secret + "' of this domain's header rule is not set";
+        } else if (v->find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
+          r.broken = "the secret '" + secret + "' holds CR, LF or NUL, which no header value can";
+        } else {
+          resolved += *v;
+        }
+        from = end + 1;
+      }
+      resolved.append(value, from);
+      r.headers.emplace_back(name, r.broken.empty() ? std::move(resolved) : std::string());
+    }
+    if (!r.broken.empty()) r.headers.clear();  // nothing of a broken rule is sent
+    out.push_back(std::move(r));
+  }
+  return out;
+}
 
 Result<> check_network(const NetworkConfig& c, const config::Limits& limits) {
   for (auto* list : {&c.allow_out, &c.deny_out}) {
@@ -66,7 +168,7 @@ Result<> check_network(const NetworkConfig& c, const config::Limits& limits) {
   }
   if (domains && std::find(c.deny_out.begin(), c.deny_out.end(), kAllTraffic) == c.deny_out.end())
     return bad(kDomainsRequireBlockAll);
-  return ok();
+  return check_rules(c.rules);
 }
 
 sandbox::EgressPolicy egress_policy(const NetworkConfig& c) {
@@ -88,6 +190,8 @@ bool has_domains(const NetworkConfig& c) {
   return std::any_of(c.allow_out.begin(), c.allow_out.end(), [](auto& e) { return !is_ip_or_cidr(e); });
 }
 
+bool needs_egress(const NetworkConfig& c) { return has_domains(c) || !c.rules.empty(); }
+
 std::vector<std::string> proxy_deny_out(const NetworkConfig& c) {
   std::vector<std::string> out = c.deny_out;
   if (!c.allow_internet_access && std::find(out.begin(), out.end(), kAllTraffic) == out.end()) out.push_back(kAllTraffic);
@@ -107,11 +211,24 @@ nlohmann::json network_json(const NetworkConfig& c) {
   nlohmann::json j = nlohmann::json::object();
   if (!c.allow_out.empty()) j["allowOut"] = c.allow_out;
   if (!c.deny_out.empty()) j["denyOut"] = c.deny_out;
+  if (!c.rules.empty()) j["rules"] = rules_json(c.rules);
   return j.empty() ? nlohmann::json(nullptr) : j;
 }
 
+nlohmann::json rules_json(const HeaderRules& rules) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [domain, headers] : rules) {
+    nlohmann::json h = nlohmann::json::object();
+    for (const auto& [name, value] : headers) h[name] = value;
+    out[domain] = nlohmann::json::array({{{"transform", {{"headers", h}}}}});
+  }
+  return out;
+}
+
 std::string network_to_text(const NetworkConfig& c) {
-  return nlohmann::json{{"allow_internet_access", c.allow_internet_access}, {"allowOut", c.allow_out}, {"denyOut", c.deny_out}}.dump();
+  nlohmann::json j{{"allow_internet_access", c.allow_internet_access}, {"allowOut", c.allow_out}, {"denyOut", c.deny_out}};
+  if (!c.rules.empty()) j["rules"] = c.rules;
+  return j.dump();
 }
 
 NetworkConfig network_from_text(const std::string& text) {
@@ -123,7 +240,54 @@ NetworkConfig network_from_text(const std::string& text) {
     if (auto it = j.find(key); it != j.end() && it->is_array())
       for (auto& e : *it)
         if (e.is_string()) list->push_back(e.get<std::string>());
+  if (auto it = j.find("rules"); it != j.end() && it->is_object()) {
+    try {
+      c.rules = it->get<HeaderRules>();
+    } catch (const nlohmann::json::exception&) {
+      c.rules.clear();  // unreadable: none (as for the rest)
+    }
+  }
   return c;
+}
+
+Result<TrustedCas> trusted_cas(const std::string& state_dir, const std::string& ca_file, const std::string& extra_pem) {
+  TrustedCas out;
+  if (ca_file.empty() || ::access(ca_file.c_str(), F_OK) != 0) return out;
+  constexpr size_t kMaxBundle = 16 << 20;
+  BRIG_TRY_ASSIGN(host_bundle, wrap(read_small_file(ca_file, kMaxBundle), "network.ca_file"));
+  if (host_bundle.find("-----BEGIN CERTIFICATE-----") == std::string::npos)
+    return Error::make(errc::invalid_argument, "network.ca_file '" + ca_file + "' holds no PEM certificate");
+  std::string bundle = std::move(host_bundle);
+  if (!extra_pem.empty()) {
+    if (!bundle.ends_with('\n')) bundle += '\n';
+    bundle += extra_pem;
+  }
+  const std::string root = state_dir + "/trust";
+  const std::string layer = root + "/" + sha256_hex(bundle).substr(0, 24);
+  const std::string rel = "/etc/ssl/certs/ca-certificates.crt";
+  struct stat st;
+  if (::stat((layer + rel).c_str(), &st) != 0) {
+    // Made aside and renamed into place: a layer is whole or absent. Root's, not writable by
+    // others (the engine refuses layers that are).
+    if (::mkdir(root.c_str(), 0755) != 0 && errno != EEXIST) return Error::from_errno(errno, "mkdir " + root);
+    const std::string tmp = layer + ".tmp." + std::to_string(::getpid());
+    std::string dir = tmp;
+    for (const char* part : {"/etc", "/ssl", "/certs"}) {
+      if (::mkdir(tmp.c_str(), 0755) != 0 && errno != EEXIST) return Error::from_errno(errno, "mkdir " + tmp);
+      dir += part;
+      if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return Error::from_errno(errno, "mkdir " + dir);
+    }
+    Fd fd(::open((tmp + rel).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644));
+    if (!fd) return Error::from_errno(errno, "create " + tmp + rel);
+    BRIG_TRY(write_fd_all(fd.get(), bundle, "the trusted CA bundle"));
+    if (::rename(tmp.c_str(), layer.c_str()) != 0 && errno != EEXIST && errno != ENOTEMPTY)
+      return Error::from_errno(errno, "rename " + tmp);
+    std::error_code ignored;
+    std::filesystem::remove_all(tmp, ignored);  // another daemon made it first: ours goes
+  }
+  out.layer = layer;
+  for (const char* var : {"SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE"}) out.env[var] = rel;
+  return out;
 }
 
 }  // namespace brig::core

@@ -227,6 +227,7 @@ Result<SecretInfo> SecretStore::create(const std::string& raw_name, const std::s
   BRIG_TRY_ASSIGN(name, secret_name(raw_name));
   BRIG_TRY(check_value(value));
   BRIG_TRY(check_metadata(metadata));
+  Changed changed{this};  // after the lock is let go of
   std::lock_guard lock(mu_);
   {
     db::Stmt count(db(db_), "SELECT COUNT(*) FROM secrets;");
@@ -256,6 +257,7 @@ Result<SecretInfo> SecretStore::create(const std::string& raw_name, const std::s
   sqlite3_finalize(st);
   if (rc != SQLITE_DONE) return db::error(db(db_), "store the secret");
   reload_locked();
+  changed.fire = true;
   return s;
 }
 
@@ -263,6 +265,7 @@ Result<SecretInfo> SecretStore::update(const std::string& id_or_name, const std:
                                        const std::optional<std::map<std::string, std::string>>& metadata) {
   BRIG_TRY(check_value(value));
   if (metadata) BRIG_TRY(check_metadata(*metadata));
+  Changed changed{this};
   std::lock_guard lock(mu_);
   BRIG_TRY_ASSIGN(s, find_locked(id_or_name));
   s.version += 1;
@@ -281,6 +284,7 @@ Result<SecretInfo> SecretStore::update(const std::string& id_or_name, const std:
   sqlite3_finalize(st);
   if (rc != SQLITE_DONE) return db::error(db(db_), "update the secret");
   reload_locked();
+  changed.fire = true;
   return s;
 }
 
@@ -290,12 +294,14 @@ Result<SecretInfo> SecretStore::get(const std::string& id_or_name) {
 }
 
 Result<> SecretStore::remove(const std::string& id_or_name) {
+  Changed changed{this};
   std::lock_guard lock(mu_);
   BRIG_TRY_ASSIGN(s, find_locked(id_or_name));
   db::Stmt st(db(db_), "DELETE FROM secrets WHERE id = ?;");
   st.bind(1, s.id);
   if (st.step() != SQLITE_DONE) return db::error(db(db_), "delete the secret");
   reload_locked();
+  changed.fire = true;
   return ok();
 }
 

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -100,6 +101,9 @@ class SecretStore {
   std::shared_ptr<const RedactionSet> redaction() const;
   // Whether there is anything to redact: one atomic load, for the output path's every read.
   bool redacting() const { return redacting_.load(std::memory_order_acquire); }
+  // Called after each create, update and remove, on the caller's thread, with no lock held (the
+  // service tells brig egress the header rules' new values). Set once, before any change.
+  void on_change(std::function<void()> fn) { on_change_ = std::move(fn); }
 
  private:
   SecretStore(void* db, const config::Limits& limits) : db_(db), limits_(limits) {}
@@ -107,7 +111,15 @@ class SecretStore {
   Result<> check_value(const std::string& value) const;
   Result<> check_metadata(const std::map<std::string, std::string>& metadata) const;
   void reload_locked();
+  struct Changed {
+    SecretStore* store;
+    bool fire = false;
+    ~Changed() {
+      if (fire && store->on_change_) store->on_change_();
+    }
+  };
 
+  std::function<void()> on_change_;
   mutable std::mutex mu_;
   void* db_;
   config::Limits limits_;

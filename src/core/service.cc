@@ -1,12 +1,15 @@
 #include "core/service.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
-#include <set>
 #include <cmath>
+#include <set>
 
 #include <spdlog/spdlog.h>
 
 #include "base/util.h"
+#include "egress/tls.h"
 #include "store/builtin.h"
 
 namespace brig::core {
@@ -28,8 +31,12 @@ class LoggedBuild final : public store::BuildProgress {
 // Template defaults for a sandbox (the configured ones where the template sets none), and the
 // shape the warm pool keys on.
 sandbox::SandboxSpec spec_for(const store::TemplateStore& store, const store::TemplateInfo& t, const config::Sandbox& defaults,
-                              const sandbox::EgressPolicy& egress) {
+                              const sandbox::EgressPolicy& egress, const TrustedCas& cas) {
   auto spec = store::sandbox_spec(store, t, defaults);
+  if (!cas.layer.empty()) {
+    spec.layers.insert(spec.layers.begin(), cas.layer);  // topmost: its bundle is the sandbox's
+    for (auto& [k, v] : cas.env) spec.env.try_emplace(k, v);  // a template's own setting wins
+  }
   spec.persistent = true;  // survives a daemon restart; the next daemon re-adopts it
   spec.egress = egress;  // its own network; pooled ones start with the default
   return spec;
@@ -42,12 +49,21 @@ Result<std::unique_ptr<Service>> Service::open(const ServiceOptions& options, sa
   std::unique_ptr<Service> s(new Service(options, engine, store, keys));
   BRIG_TRY_ASSIGN(network, default_network(options.config.network, options.config.limits));
   s->default_network_ = network;
+  // brig's CA for header rules: made once per state directory, trusted by sandboxes beside the
+  // host's CAs, its key given to brig egress only.
+  const std::string ca_dir = engine.state_dir() + "/egress-ca";
+  if (::mkdir(ca_dir.c_str(), 0700) != 0 && errno != EEXIST) return Error::from_errno(errno, "mkdir " + ca_dir);
+  BRIG_TRY_ASSIGN(ca_pem, egress::ensure_ca(ca_dir + "/ca.crt", ca_dir + "/ca.key"));
+  BRIG_TRY_ASSIGN(cas, trusted_cas(engine.state_dir(), options.config.network.ca_file, ca_pem));
+  s->trusted_cas_ = std::move(cas);
   BRIG_TRY_ASSIGN(state, DaemonState::open(engine.state_dir()));
   s->state_ = std::move(state);
   BRIG_TRY_ASSIGN(secrets, SecretStore::open(engine.state_dir(), options.config.limits));
   s->secrets_ = std::move(secrets);
+  auto* me = s.get();
+  s->secrets_->on_change([me] { me->retell_rules(); });
   if (!options.egress_exe.empty()) {
-    if (auto link = EgressLink::start(options.egress_exe, options.config); link)
+    if (auto link = EgressLink::start(options.egress_exe, options.config, ca_dir + "/ca.crt", ca_dir + "/ca.key"); link)
       s->egress_ = std::move(*link);
     else  // the rest works; a policy with domains is refused with this reason
       spdlog::error("brig egress did not start, so domain rules in allowOut cannot be enforced: {}", link.error().message());
@@ -59,7 +75,7 @@ Result<std::unique_ptr<Service>> Service::open(const ServiceOptions& options, sa
       for (auto& t : *all)
         if (store::builtin_templates().count(t.name))
           if (auto policy = s->policy_for(s->default_network_); policy)
-            engine.set_pool(spec_for(store, t, options.config.sandbox, *policy), options.pool_size);
+            engine.set_pool(spec_for(store, t, options.config.sandbox, *policy, s->trusted_cas_), options.pool_size);
   auto* self = s.get();
   s->reaper_ = std::thread([self] { self->reap_loop(); });
   return s;
@@ -133,7 +149,7 @@ void Service::adopt() {
     else l->tpl.name = info->template_name;
     l->env = l->tpl.config.env;
     // Its redirects name the ports of the previous daemon's brig egress: written again.
-    if (has_domains(l->network)) {
+    if (needs_egress(l->network)) {
       std::lock_guard net(l->network_mu);
       auto policy = policy_for(l->network);
       auto r = policy ? tell_egress(*l, l->network) : Result<>(policy.error());
@@ -178,25 +194,64 @@ void Service::forget(const std::string& id) {
 
 Result<sandbox::EgressPolicy> Service::policy_for(const NetworkConfig& c) const {
   auto p = egress_policy(c);
-  if (!has_domains(c)) return p;
+  if (!needs_egress(c)) return p;
   if (!egress_)
-    return Error::make(errc::unsupported, "domains in allowOut need brig egress, which is not running on this server "
-                                          "(see the daemon's log)");
+    return Error::make(errc::unsupported, "domains in allowOut and header rules need brig egress, which is not running "
+                                          "on this server (see the daemon's log)");
   p.proxy_port = egress_->ports().proxy;
   p.dns_stub_port = egress_->ports().dns;
   p.dns = false;  // names come from the stub
   return p;
 }
 
+Result<> Service::check_rules_can_run(const NetworkConfig& c) const {
+  if (c.rules.empty()) return ok();
+  if (trusted_cas_.layer.empty())
+    return Error::make(errc::unsupported, "header rules need a CA bundle for sandboxes to trust brig's CA in "
+                                          "(network.ca_file '" + options_.config.network.ca_file + "' is missing)");
+  for (const auto& [domain, headers] : c.rules)
+    for (const auto& [name, value] : headers)
+      for (const auto& secret : secret_refs(value))
+        if (!secrets_->value(secret))
+          return Error::make(errc::invalid_argument, "network.rules[" + domain + "]: there is no secret named '" + secret + "'");
+  return ok();
+}
+
+std::vector<egress::HeaderRule> Service::resolved_rules(const NetworkConfig& c) const {
+  return resolve_rules(c.rules, [this](const std::string& name) -> std::optional<std::string> {
+    auto v = secrets_->value(name);
+    return v ? std::optional<std::string>(std::move(*v)) : std::nullopt;
+  });
+}
+
+void Service::retell_rules() {
+  std::vector<std::shared_ptr<Live>> all;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, l] : live_) all.push_back(l);
+  }
+  for (auto& l : all) {
+    std::lock_guard net(l->network_mu);
+    NetworkConfig c;
+    {
+      std::lock_guard data(l->mu);
+      c = l->network;
+    }
+    if (c.rules.empty() || !l->proxied) continue;
+    if (auto r = tell_egress(*l, c); !r)
+      spdlog::error("sandbox {}: its header rules could not be given their secrets' new values: {}", l->id, r.error().message());
+  }
+}
+
 Result<> Service::tell_egress(Live& l, const NetworkConfig& c) {
-  if (!has_domains(c)) {
+  if (!needs_egress(c)) {
     untell_egress(l);
     return ok();
   }
   auto address = l.sandbox->address();
   if (!address) return Error::make(errc::conflict, "sandbox " + l.id + " has no network of its own");
-  if (!egress_) return Error::make(errc::unsupported, "domains in allowOut need brig egress, which is not running");
-  BRIG_TRY(egress_->set(*address, l.id, c.allow_out, proxy_deny_out(c)));
+  if (!egress_) return Error::make(errc::unsupported, "domains in allowOut and header rules need brig egress, which is not running");
+  BRIG_TRY(egress_->set(*address, l.id, c.allow_out, proxy_deny_out(c), resolved_rules(c)));
   l.proxied = address;
   return ok();
 }
@@ -245,9 +300,12 @@ Result<std::shared_ptr<Live>> Service::create(const CreateSandbox& cmd) {
   if (cmd.network) {
     network.allow_out = cmd.network->allow_out;
     network.deny_out = cmd.network->deny_out;
+    network.rules = cmd.network->rules;
   }
   if (cmd.allow_internet_access) network.allow_internet_access = *cmd.allow_internet_access;
-  if (auto r = check_network(network, options_.config.limits); !r) {
+  auto checked = check_network(network, options_.config.limits);
+  if (checked) checked = check_rules_can_run(network);
+  if (auto& r = checked; !r) {
     ++metrics_.create_errors;
     return r.error();
   }
@@ -256,7 +314,7 @@ Result<std::shared_ptr<Live>> Service::create(const CreateSandbox& cmd) {
     ++metrics_.create_errors;
     return policy.error();
   }
-  auto spec = spec_for(store_, *tpl, options_.config.sandbox, *policy);
+  auto spec = spec_for(store_, *tpl, options_.config.sandbox, *policy, trusted_cas_);
   for (auto& [k, v] : cmd.env) spec.env[k] = v;
   spec.metadata = cmd.metadata;
   spec.lifetime = timeout;
@@ -349,14 +407,15 @@ Result<std::shared_ptr<Live>> Service::connect(const std::string& id, std::optio
 Result<> Service::update_network(const std::string& id, const NetworkConfig& network) {
   BRIG_TRY_ASSIGN(l, find(id));
   BRIG_TRY(check_network(network, options_.config.limits));
+  BRIG_TRY(check_rules_can_run(network));
   // One update at a time per sandbox, so the stored configuration is the enforced one.
   std::lock_guard lock(l->network_mu);
   BRIG_TRY_ASSIGN(policy, policy_for(network));
   // The proxy learns a policy with domains before the redirect reaches it, and forgets one only
   // after the redirect is gone.
-  if (has_domains(network)) BRIG_TRY(tell_egress(*l, network));
+  if (needs_egress(network)) BRIG_TRY(tell_egress(*l, network));
   BRIG_TRY(engine_.set_egress(id, policy));
-  if (!has_domains(network)) untell_egress(*l);
+  if (!needs_egress(network)) untell_egress(*l);
   {
     std::lock_guard data(l->mu);
     l->network = network;

@@ -201,9 +201,15 @@ class Service {
   std::unique_ptr<DaemonState> state_;
   std::shared_ptr<SecretStore> secrets_;
   NetworkConfig default_network_;  // [network], checked at open
+  TrustedCas trusted_cas_;         // [network] ca_file's layer, made at open
   std::unique_ptr<EgressLink> egress_;  // nullptr: domain rules cannot be enforced
   // What the firewall enforces for `c`: with domains, its TCP and DNS go to brig egress.
   Result<sandbox::EgressPolicy> policy_for(const NetworkConfig& c) const;
+  // Header rules can be applied: sandboxes trust brig's CA, and every secret they name exists.
+  Result<> check_rules_can_run(const NetworkConfig& c) const;
+  std::vector<egress::HeaderRule> resolved_rules(const NetworkConfig& c) const;
+  // A secret changed: every sandbox with header rules has them sent again, resolved anew.
+  void retell_rules();
   // Tells brig egress the policy of `l` (under its network_mu), or forgets it when `c` has no
   // domains.
   Result<> tell_egress(Live& l, const NetworkConfig& c);

@@ -43,6 +43,32 @@ Result<std::vector<std::string>> strings(const json& j, const char* key) {
   return out;
 }
 
+// "rules": [{"domain", "headers": [[name, value], ...], "broken"}]; bounds as E2B's (checked by
+// the daemon before it sends them): a wrong shape is a protocol error.
+Result<std::vector<HeaderRule>> header_rules(const json& j) {
+  std::vector<HeaderRule> out;
+  auto it = j.find("rules");
+  if (it == j.end() || it->is_null()) return out;
+  if (!it->is_array() || it->size() > 256) return bad("\"rules\" is not an array of at most 256");
+  for (const auto& r : *it) {
+    if (!r.is_object()) return bad("a rule is not an object");
+    HeaderRule rule;
+    BRIG_TRY_ASSIGN(domain, str(r, "domain"));
+    BRIG_TRY_ASSIGN(broken, str(r, "broken", false));
+    rule.domain = std::move(domain);
+    rule.broken = std::move(broken);
+    auto h = r.find("headers");
+    if (h == r.end() || !h->is_array() || h->size() > 64) return bad("a rule's \"headers\" is not an array of at most 64");
+    for (const auto& pair : *h) {
+      if (!pair.is_array() || pair.size() != 2 || !pair[0].is_string() || !pair[1].is_string())
+        return bad("a rule's header is not [name, value]");
+      rule.headers.emplace_back(pair[0].get<std::string>(), pair[1].get<std::string>());
+    }
+    out.push_back(std::move(rule));
+  }
+  return out;
+}
+
 uint64_t id_of(const json& j) {
   auto it = j.find("id");
   return it != j.end() && it->is_number_unsigned() ? it->get<uint64_t>() : 0;
@@ -55,6 +81,11 @@ std::string encode_request(const ControlRequest& r) {
   if (const auto* s = std::get_if<SetPolicy>(&r.op)) {
     j = {{"op", "set"}, {"source", s->source}, {"sandbox", s->sandbox}, {"allowOut", s->allow_out},
          {"denyOut", s->deny_out}};
+    if (!s->rules.empty()) {
+      json rules = json::array();
+      for (const auto& r : s->rules) rules.push_back({{"domain", r.domain}, {"headers", r.headers}, {"broken", r.broken}});
+      j["rules"] = std::move(rules);
+    }
   } else {
     j = {{"op", "remove"}, {"source", std::get<RemovePolicy>(r.op).source}};
   }
@@ -77,6 +108,8 @@ Result<ControlRequest> parse_request(std::string_view line) {
     s.sandbox = std::move(sandbox);
     s.allow_out = std::move(allow);
     s.deny_out = std::move(deny);
+    BRIG_TRY_ASSIGN(rules, header_rules(j));
+    s.rules = std::move(rules);
     r.op = std::move(s);
   } else if (op == "remove") {
     BRIG_TRY_ASSIGN(source, str(j, "source"));

@@ -8,6 +8,10 @@
 //       the sandbox whose connections come from `source`, and its whole policy (E2B's allowOut
 //       and denyOut; both empty: everything but the always-denied set). Replaces any earlier
 //       policy of that source; open connections the new policy denies are closed.
+//       With "rules":[{"domain":"api.example.com","headers":[["Authorization","Bearer ..."]],
+//       "broken":""}]: header rules (network.rules), their secrets resolved. HTTPS requests to a
+//       rule's domain are read and get its headers; "broken" non-empty: they are refused with it.
+//       The line carries secret values: neither side ever logs it.
 //   {"op":"remove","id":8,"source":"10.200.0.1"}
 //       forgets the source; its open connections are closed, new ones are refused.
 // Proxy -> daemon:
@@ -25,6 +29,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -34,10 +39,17 @@ namespace brig::egress {
 
 inline constexpr size_t kMaxControlLine = 1 << 20;
 
+struct HeaderRule {
+  std::string domain;  // "api.example.com" or "*.example.com", lower case
+  std::vector<std::pair<std::string, std::string>> headers;  // name, value (secrets resolved)
+  std::string broken;  // non-empty: why requests for the domain are refused (a secret that is gone)
+  bool operator==(const HeaderRule&) const = default;
+};
 struct SetPolicy {
   std::string source;  // IPv4 address the sandbox's connections come from
   std::string sandbox;
   std::vector<std::string> allow_out, deny_out;
+  std::vector<HeaderRule> rules;
 };
 struct RemovePolicy {
   std::string source;

@@ -36,9 +36,11 @@
 #include "base/util.h"
 #include "egress/control.h"
 #include "egress/dns.h"
+#include "egress/intercept.h"
 #include "egress/peek.h"
 #include "egress/policy.h"
 #include "egress/resolver.h"
+#include "egress/tls.h"
 #include "policy/egress_policy.h"
 
 namespace brig::egress {
@@ -125,6 +127,7 @@ class TcpConn : public std::enable_shared_from_this<TcpConn> {
   void on_resolved(std::vector<ip::address_v4> addrs, const std::string& error, const std::string& reason);
   void connect_to(std::shared_ptr<std::vector<ip::address_v4>> addrs, size_t i);
   void connected();
+  void start_intercept();
   void start_pumps();
   void pump(Pump& p);
   void report(bool allow, const std::string& reason, const std::string& dest);
@@ -141,6 +144,7 @@ class TcpConn : public std::enable_shared_from_this<TcpConn> {
   bool client_eof_ = false;
   std::string name_, note_;
   Peek::Protocol protocol_ = Peek::Protocol::unknown;
+  bool intercept_ = false;  // a header rule's domain: dialled by name, then read (intercept.h)
   Pump up_, down_;
 };
 
@@ -161,7 +165,10 @@ class Egress {
   struct Sandbox {
     std::string id;
     std::shared_ptr<const Policy> policy;
+    std::vector<HeaderRule> rules;  // applied only with a minter
     std::unordered_set<TcpConn*> conns;
+    // Its connections' first bytes are read: a name can change a decision, or pick a rule.
+    bool peeks() const { return (policy && policy->has_domains()) || !rules.empty(); }
   };
   Sandbox* sandbox(uint32_t source) {
     auto it = sandboxes_.find(source);
@@ -170,6 +177,13 @@ class Egress {
   const DeniedSet& denied() const { return denied_; }
   const config::Egress& limits() const { return limits_; }
   Resolver& resolver() { return *resolver_; }
+  Minter* minter() { return minter_.get(); }
+  Result<> open_minter(const ProxyOptions& o) {
+    if (o.ca_cert.empty()) return ok();
+    BRIG_TRY_ASSIGN(m, Minter::open(o.ca_cert, o.ca_key, o.upstream_ca));
+    minter_ = std::move(m);
+    return ok();
+  }
   const tcp::endpoint& listen_endpoint() const { return listen_ep_; }
   void set_connection_cap(uint32_t cap) { limits_.connections = std::min(limits_.connections, cap); }
   void decision(Decision d);
@@ -198,6 +212,7 @@ class Egress {
   config::Egress limits_;
   DeniedSet denied_;
   std::unique_ptr<Resolver> resolver_;
+  std::unique_ptr<Minter> minter_;
   tcp::acceptor acceptor_;
   tcp::endpoint listen_ep_;
   udp::socket dns_udp_;
@@ -253,7 +268,7 @@ void TcpConn::start() {
     close();
     return;
   }
-  if (!sb->policy || !sb->policy->has_domains()) {
+  if (!sb->peeks()) {
     // No domain entry: a name cannot change the decision or the destination, so the bytes of the
     // connection are never looked at.
     phase_ = Phase::deciding;
@@ -319,6 +334,9 @@ void TcpConn::decide() {
     close();
     return;
   }
+  // HTTPS to a header rule's domain: read and changed by brig egress, so dialled by name whatever
+  // allowed it (the secret goes to the name's own address, verified as the name).
+  intercept_ = e_.minter() && protocol_ == Peek::Protocol::tls && !name_.empty() && match_rule(sb->rules, name_);
   phase_ = Phase::connecting;
   timer_.expires_after(std::chrono::milliseconds(e_.limits().connect_timeout_ms));
   timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
@@ -327,7 +345,7 @@ void TcpConn::decide() {
                   endpoint_text(self->dest_, self->port_));
     self->close();
   });
-  if (!v.dial_name()) {
+  if (!v.dial_name() && !intercept_) {
     report(true, v.reason, "");
     connect_to(std::make_shared<std::vector<ip::address_v4>>(1, dest_), 0);
     return;
@@ -360,6 +378,7 @@ void TcpConn::on_resolved(std::vector<ip::address_v4> addrs, const std::string& 
     return;
   }
   std::string why = reason + "; dialled by name";
+  if (intercept_) why += "; header rule " + match_rule(e_.sandbox(source_)->rules, name_)->domain;
   if ((*usable)[0] != dest_) why += " (the sandbox asked for " + endpoint_text(dest_, port_) + ")";
   report(true, why, endpoint_text((*usable)[0], port_));
   connect_to(usable, 0);
@@ -399,6 +418,10 @@ void TcpConn::connect_to(std::shared_ptr<std::vector<ip::address_v4>> addrs, siz
 void TcpConn::connected() {
   phase_ = Phase::relaying;
   timer_.cancel();
+  if (intercept_) {
+    start_intercept();
+    return;
+  }
   if (used_ == 0) {
     start_pumps();
     return;
@@ -413,6 +436,29 @@ void TcpConn::connected() {
                       std::vector<uint8_t>().swap(self->buf_);
                       self->start_pumps();
                     });
+}
+
+void TcpConn::start_intercept() {
+  auto server = e_.minter()->server(name_);
+  if (!server) {
+    spdlog::warn("egress: no certificate for {}: {}", name_, server.error().message());
+    close();
+    return;
+  }
+  std::vector<uint8_t> hello(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(used_));
+  std::vector<uint8_t>().swap(buf_);
+  auto self = shared_from_this();
+  Intercept in{client_, std::move(hello), upstream_, name_, std::move(*server), e_.minter()->client(),
+               [self]() -> std::optional<HeaderRule> {
+                 auto* sb = self->e_.sandbox(self->source_);
+                 const HeaderRule* r = sb ? match_rule(sb->rules, self->name_) : nullptr;
+                 return r ? std::optional<HeaderRule>(*r) : std::nullopt;
+               },
+               e_.limits().peek_bytes * 4};
+  intercept(e_.io_, std::move(in), [self](const std::string& why) {
+    if (!why.empty()) spdlog::debug("egress: {} -> {}: {}", ip::address_v4(self->source_).to_string(), self->name_, why);
+    self->close();
+  });
 }
 
 void TcpConn::start_pumps() {
@@ -697,6 +743,10 @@ void Egress::handle_control(const std::string& line) {
     if (set->sandbox.empty() || set->sandbox.size() > 64) return fail("sandbox id must be 1-64 characters");
     auto policy = parse_policy(set->allow_out, set->deny_out);
     if (!policy) return fail(policy.error().message());
+    for (const auto& r : set->rules) {
+      std::string_view bare = r.domain.starts_with("*.") ? std::string_view(r.domain).substr(2) : std::string_view(r.domain);
+      if (normalize_name(bare) != std::string(bare)) return fail("rule domain \"" + r.domain.substr(0, 64) + "\" is not a host name");
+    }
     uint32_t key = src.to_uint();
     auto it = sandboxes_.find(key);
     if (it == sandboxes_.end()) {
@@ -707,6 +757,7 @@ void Egress::handle_control(const std::string& line) {
     }
     it->second.id = set->sandbox;
     it->second.policy = std::make_shared<const Policy>(std::move(*policy));
+    it->second.rules = set->rules;  // open intercepted connections read it at their next request
     // A narrowing closes what the new policy denies.
     std::vector<TcpConn*> list(it->second.conns.begin(), it->second.conns.end());
     for (TcpConn* c : list) {
@@ -933,6 +984,7 @@ int run_proxy(const ProxyOptions& o) {
   Egress e(io, o, DeniedSet(std::move(extra)));
   if (auto r = e.bind(o); !r) return fail(r.error());
   if (auto r = e.open_resolver(o); !r) return fail(r.error());
+  if (auto r = e.open_minter(o); !r) return fail(r.error());
   e.set_connection_cap(raise_fd_limit(o.limits));
   // What must happen before the filter: OpenSSL reads its configuration when first used, the
   // log's clock its time zone.

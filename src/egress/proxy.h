@@ -7,7 +7,9 @@
 //   a domain allow dials the *name*, resolved here with c-ares, never an always-denied answer
 //   (pinning: the address the sandbox chose does not matter); a CIDR or default allow dials the
 //   original destination -> the peeked bytes are replayed and both directions are relayed with
-//   splice(2) through a 64 KiB pipe each (half-close passed on).
+//   splice(2) through a 64 KiB pipe each (half-close passed on). A TLS connection to the domain
+//   of a header rule is the exception: dialled by name, then terminated and read request by
+//   request (egress/intercept.h).
 //   DNS: UDP and TCP on --dns-listen: each query parsed (dns.h), refused when malformed, answered
 //   NXDOMAIN in strict mode for names no domain entry allows, otherwise asked upstream afresh;
 //   an answer with an always-denied address is REFUSED (rebinding).
@@ -40,6 +42,10 @@ struct ProxyOptions {
     gid_t gid;
   };
   std::optional<Identity> run_as;         // nullopt: keep the caller's identity (not root)
+  // Header rules (egress/intercept.h): brig's CA (egress/tls.h), read before privileges are
+  // dropped, and the CAs upstream servers are verified against. No CA: rules are not applied
+  // (their connections are relayed unread, like any other).
+  std::string ca_cert, ca_key, upstream_ca;
   config::Egress limits;
 };
 

@@ -53,7 +53,8 @@ Result<> validate(const SandboxSpec& spec, const config::Sandbox& sandbox, const
   auto bad = [](std::string msg) { return Error::make(errc::invalid_argument, std::move(msg)); };
   auto mib = [](uint64_t n) { return config::size_text(n << 20); };
   if (spec.rootfs.empty() == spec.layers.empty()) return bad("give either a rootfs or template layers");
-  if (spec.layers.size() > bounds::build_max_layers.max)
+  // A template's layers, and the trusted CAs' layer over them (core/network.h).
+  if (spec.layers.size() > bounds::build_max_layers.max + 1)
     return bad("too many template layers (" + std::to_string(bounds::build_max_layers.max) + " at most)");
   for (auto& layer : spec.layers)
     if (layer.empty() || layer[0] != '/' || layer.find(':') != std::string::npos) return bad("invalid layer path");

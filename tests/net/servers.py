@@ -5,11 +5,17 @@ namespace, on every address it has:
   TCP 7007  echo
   UDP 5353  echo ("pong:" + what came)
   UDP 53    DNS: any A question gets 203.0.113.10 (one answer, TTL 5); anything else REFUSED
+  TCP 8443  HTTPS (with $TLS_DIR/server.crt and .key): answers "brig-test-internet-tls HOST
+            AUTH" where AUTH is the SHA-256 of the request's Authorization header ("-" if none),
+            so a test can check what arrived without the value in any output
 UDP sockets are bound to each address (given as arguments), so a reply leaves from the address
 the request went to (conntrack on the host matches it to the NATed request).
 Stops when stdin closes (the script keeps a pipe to it) or after 1 hour."""
+import hashlib
 import http.server
+import os
 import socket
+import ssl
 import socketserver
 import struct
 import sys
@@ -19,6 +25,22 @@ import threading
 class Http(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = ("brig-test-internet %s\n" % self.connection.getsockname()[0]).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class Https(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        auth = self.headers.get("Authorization")
+        digest = hashlib.sha256(auth.encode()).hexdigest() if auth is not None else "-"
+        body = ("brig-test-internet-tls %s %s\n" % (self.headers.get("Host", "-"), digest)).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -89,6 +111,13 @@ def main():
         for target in (udp_echo, dns):
             threading.Thread(target=target, args=(addr,), daemon=True).start()
     servers = [ThreadedHttp(("0.0.0.0", 8080), Http), Threaded(("0.0.0.0", 7007), Echo)]
+    tls = os.environ.get("TLS_DIR")
+    if tls:
+        https = ThreadedHttp(("0.0.0.0", 8443), Https)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(os.path.join(tls, "server.crt"), os.path.join(tls, "server.key"))
+        https.socket = ctx.wrap_socket(https.socket, server_side=True)
+        servers.append(https)
     for srv in servers:
         threading.Thread(target=srv.serve_forever, daemon=True).start()
     print("ready", flush=True)

@@ -14,7 +14,9 @@
 #
 # Addresses inside (all served): 203.0.113.10 and 198.51.100.10 (public-looking), 192.168.77.10,
 # 10.99.0.10, 172.16.5.10, 100.64.1.10 (private / carrier-grade NAT), 169.254.169.254 (cloud
-# metadata). DNS (UDP 53, any name -> 203.0.113.10) at 203.0.113.53.
+# metadata). DNS (UDP 53, any name -> 203.0.113.10) at 203.0.113.53. HTTPS on 8443 with a
+# certificate for api.rules.test and plain.rules.test from a CA of its own, made at `up`
+# (printed as ca=PATH): the upstream of header-rule tests.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cmd=${1:?usage: test-internet.sh up|attach|attach-uid|detach|down NAME [IFACE|UID]}
@@ -67,16 +69,26 @@ up)
   ip -n "$ns" link set eth0 up
   ip -n "$ns" route add default via "$host_ip"
   ip route add default via "$peer_ip" dev "$veth" table "$table"
+  # The HTTPS server's CA and certificate.
+  tls=$state.tls
+  mkdir -p "$tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=brig test internet CA" \
+    -addext basicConstraints=critical,CA:TRUE -keyout "$tls/ca.key" -out "$tls/ca.crt" 2>/dev/null
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=api.rules.test" \
+    -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:api.rules.test,DNS:plain.rules.test\n' >"$tls/ext"
+  openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial -days 2 \
+    -extfile "$tls/ext" -out "$tls/server.crt" 2>/dev/null
   # The servers, until the pipe to their stdin closes (this script's holder: a sleep).
   mkfifo "$state.in"
   # shellcheck disable=SC2086
-  setsid ip netns exec "$ns" python3 "$here/servers.py" $services <"$state.in" >"$state.log" 2>&1 &
+  TLS_DIR=$tls setsid ip netns exec "$ns" python3 "$here/servers.py" $services <"$state.in" >"$state.log" 2>&1 &
   echo $! >"$state.pid"
   setsid sleep 3600 >"$state.in" &
   echo $! >"$state.holder"
   for _ in $(seq 1 100); do grep -q ready "$state.log" 2>/dev/null && break; sleep 0.05; done
   grep -q ready "$state.log" || { echo "test-internet: servers did not start: $(cat "$state.log")" >&2; exit 1; }
-  printf 'table=%s\nhost_ip=%s\npeer_ip=%s\n' "$table" "$host_ip" "$peer_ip" | tee "$state"
+  printf 'table=%s\nhost_ip=%s\npeer_ip=%s\nca=%s\n' "$table" "$host_ip" "$peer_ip" "$tls/ca.crt" | tee "$state"
   ;;
 attach)
   iface=${3:?iface}
@@ -99,6 +111,7 @@ down)
   ip link del "$veth" 2>/dev/null || true
   ip netns del "$ns" 2>/dev/null || true
   rm -f "$state" "$state.in" "$state.log" "$state.pid" "$state.holder"
+  rm -rf "$state.tls"
   ;;
 *)
   echo "usage: test-internet.sh up|attach|attach-uid|detach|down NAME [IFACE|UID]" >&2

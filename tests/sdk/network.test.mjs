@@ -8,7 +8,7 @@ import { test as nodeTest, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { randomBytes } from 'node:crypto'
+import { randomBytes, createHash } from 'node:crypto'
 import net from 'node:net'
 
 const brig = process.env.BRIG_BIN
@@ -16,7 +16,7 @@ const state = process.env.BRIG_STATE
 const script = new URL('../net/test-internet.sh', import.meta.url).pathname
 const port = 20000 + Math.floor(Math.random() * 20000)
 const url = `http://127.0.0.1:${port}`
-const { Sandbox, ALL_TRAFFIC, SandboxNotFoundError } = await import(process.env.SDK ? `./node_modules/${process.env.SDK}/dist/index.mjs` : 'e2b')
+const { Sandbox, Secret, ALL_TRAFFIC, SandboxNotFoundError } = await import(process.env.SDK ? `./node_modules/${process.env.SDK}/dist/index.mjs` : 'e2b')
 const opts = { apiKey: readFileSync(`${state}/api-key`, 'utf8').trim(), apiUrl: url, sandboxUrl: url }
 const name = randomBytes(4).toString('hex')
 const PUBLIC = '203.0.113.10'
@@ -25,11 +25,13 @@ const DNS = '203.0.113.53'  // answers every name with PUBLIC
 
 let daemon
 let daemonLog = ''  // every daemon's stderr, shown when a test fails
+let internetCa = ''  // the test internet's CA: its HTTPS server's certificate is from it
 const created = []
 const attached = []
 
 before(async () => {
-  execFileSync('bash', [script, 'up', name], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const up = execFileSync('bash', [script, 'up', name], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' })
+  internetCa = up.match(/^ca=(.*)$/m)[1]
   // brig egress (domain rules) dials from the host as nobody: its traffic goes into the test
   // internet too, and so do its DNS questions (the test internet's resolver).
   execFileSync('bash', [script, 'attach-uid', name, execFileSync('id', ['-u', 'nobody'], { encoding: 'utf8' }).trim()])
@@ -50,7 +52,10 @@ function test(name, fn) {
 
 async function startDaemon() {
   daemon = spawn(brig, ['--state-dir', state, '--log-level', 'info', 'serve', '--listen', `0.0.0.0:${port}`, '--pool', '1',
-    '--set', `network.dns_upstream=${DNS}`], { stdio: ['ignore', 'ignore', 'pipe'] })
+    '--set', `network.dns_upstream=${DNS}`,
+    // What sandboxes trust (with brig's CA for header rules), and what brig egress verifies the
+    // upstream of a rule against: here the test internet's CA, as a host's bundle would hold it.
+    '--set', `network.ca_file=${internetCa}`], { stdio: ['ignore', 'ignore', 'pipe'] })
   daemonLog += `--- daemon ${port} started\n`
   daemon.stderr.on('data', (c) => (daemonLog = (daemonLog + c).slice(-200_000)))
   for (let i = 0; i < 100; i++) {
@@ -194,6 +199,90 @@ test('allowOut domains: allowed names resolve and connect, others do not, whatev
   assert.match(await get(s, PUBLIC2), /^failed /)
 })
 
+// An HTTPS GET from inside the sandbox to the test internet's port 8443: the server's line
+// ("brig-test-internet-tls HOST SHA256-OF-AUTHORIZATION"), or the error.
+async function gets(s, host, hostHeader) {
+  const code = `
+import urllib.request, urllib.error
+try:
+    r = urllib.request.Request('https://${host}:8443/', headers=${hostHeader ? `{'Host': '${hostHeader}'}` : '{}'})
+    print(urllib.request.urlopen(r, timeout=10).read().decode().strip())
+except urllib.error.HTTPError as e:
+    print('failed HTTPError', e.code, e.read().decode().strip())
+except Exception as e:
+    print('failed', type(getattr(e, 'reason', e)).__name__, getattr(e, 'reason', e))
+`
+  const r = await s.commands.run(`python3 -c "${code.replace(/"/g, '\\"')}"`, { timeoutMs: 30_000 })
+  return r.stdout.trim()
+}
+
+const sha256 = (text) => createHash('sha256').update(text).digest('hex')
+
+// network.rules with a secret (e2b-next.md 2.3, 2.4): the value is resolved only in brig egress,
+// only for HTTPS requests to the rule's domain whose Host is the TLS server name; the sandbox
+// trusts brig's CA for that (and the test internet's CA, network.ca_file, for the rest).
+test('network.rules: a secret is added at egress to HTTPS requests for its domain only, and is nowhere in the sandbox', async () => {
+  const secretName = `brig-rule-${name}`
+  let value = `sk-rule-${randomBytes(16).toString('hex')}`
+  const secret = await Secret.create(secretName, value, opts)
+  try {
+    // A rule naming a secret that does not exist is a 400.
+    await assert.rejects(Sandbox.create({ ...opts, network: { rules: { 'api.rules.test': [{ transform: { headers: { A: Secret.fill('no-such-secret') } } }] } } }),
+      /no secret named 'no-such-secret'/)
+    const s = await create({
+      network: {
+        allowOut: ['api.rules.test', 'plain.rules.test'], denyOut: [ALL_TRAFFIC],
+        rules: { 'API.rules.test': [{ transform: { headers: { Authorization: `Bearer ${Secret.fill(secretName)}` } } }] },
+      },
+    })
+    // The detail echoes the rule as given (lower-cased domain), the placeholder unresolved.
+    const detail = await (await fetch(`${url}/sandboxes/${s.sandboxId}`, { headers: { 'X-API-KEY': opts.apiKey } })).json()
+    assert.deepEqual(detail.network.rules, { 'api.rules.test': [{ transform: { headers: { Authorization: `Bearer \${e2b.secrets.${secretName}}` } } }] })
+    // The rule's domain: the header arrives with the value; another allowed domain: nothing.
+    assert.equal(await gets(s, 'api.rules.test'), `brig-test-internet-tls api.rules.test:8443 ${sha256(`Bearer ${value}`)}`)
+    assert.equal(await gets(s, 'plain.rules.test'), 'brig-test-internet-tls plain.rules.test:8443 -')
+    // A Host that is not the server name gets brig egress's 421, not the secret.
+    assert.match(await gets(s, 'api.rules.test', 'plain.rules.test'), /^failed HTTPError 421 brig egress: the request's Host/)
+    // The value is nowhere in the sandbox: no file, no process's environment or command line.
+    // (The probe gets it reversed, so its own command line does not hold it.)
+    const probe = `
+import os
+value = '${[...value].reverse().join('')}'[::-1].encode()
+hits, seen = [], 0
+for pid in [p for p in os.listdir('/proc') if p.isdigit()]:
+    for f in ('environ', 'cmdline'):
+        try:
+            seen += 1
+            if value in open('/proc/%s/%s' % (pid, f), 'rb').read(): hits.append('/proc/%s/%s' % (pid, f))
+        except OSError: pass
+for root, dirs, files in os.walk('/'):
+    dirs[:] = [d for d in dirs if os.path.join(root, d) not in ('/proc', '/sys', '/dev')]
+    for n in files:
+        p = os.path.join(root, n)
+        try:
+            if os.path.isfile(p) and not os.path.islink(p) and os.path.getsize(p) < (8 << 20):
+                seen += 1
+                if value in open(p, 'rb').read(): hits.append(p)
+        except OSError: pass
+print('hits', hits, 'seen', seen > 100)
+`
+    const found = await s.commands.run(`python3 -c "${probe.replace(/"/g, '\\"')}"`, { timeoutMs: 60_000 })
+    assert.equal(found.stdout.trim(), 'hits [] seen True')
+    // A new value of the secret: the next request carries it.
+    value = `sk-rule-${randomBytes(16).toString('hex')}`
+    await Secret.update(secretName, value, opts)
+    assert.equal(await gets(s, 'api.rules.test'), `brig-test-internet-tls api.rules.test:8443 ${sha256(`Bearer ${value}`)}`)
+    // The secret gone: requests for the domain are refused, not sent without it.
+    await Secret.destroy(secretName, opts)
+    assert.match(await gets(s, 'api.rules.test'), /^failed HTTPError 502 brig egress: the secret '.*' of this domain's header rule is not set/)
+    // The rules replaced by updateNetwork (none now): the request goes out as the sandbox made it.
+    await s.updateNetwork({ allowOut: ['api.rules.test'], denyOut: [ALL_TRAFFIC] })
+    assert.equal(await gets(s, 'api.rules.test'), 'brig-test-internet-tls api.rules.test:8443 -')
+  } finally {
+    await Secret.destroy(secret.secretId, opts).catch(() => {})
+  }
+})
+
 test('updateNetwork replaces the whole policy: narrowed, then cleared', async () => {
   const s = await create()
   assert.equal(await get(s, PUBLIC), 'brig-test-internet')
@@ -220,7 +309,8 @@ test('updateNetwork: unknown sandbox is SandboxNotFoundError; a bad body is a 40
   await assert.rejects(Sandbox.updateNetwork('a'.repeat(20), { denyOut: [ALL_TRAFFIC] }, opts), SandboxNotFoundError)
   const s = await create()
   for (const body of ['{"denyOut": "1.1.1.1"}', '{"denyOut": ["nope"]}', '{"allowOut": ["example.com"]}', '[1]',
-    '{"allow_internet_access": "no"}', '{"rules": {"example.com": [{}]}}']) {
+    '{"allow_internet_access": "no"}', '{"rules": {"*": [{}]}}', '{"rules": {"example.com": [{}, {}]}}',
+    '{"rules": {"example.com": [{"transform": {"headers": {"A": "x\\r\\nB: y"}}}]}}']) {
     const r = await fetch(`${url}/sandboxes/${s.sandboxId}/network`, {
       method: 'PUT', body, headers: { 'X-API-KEY': opts.apiKey, 'Content-Type': 'application/json' },
     })

@@ -19,6 +19,19 @@ TEST(EgressControl, RequestsRoundTrip) {
   EXPECT_EQ(s.sandbox, "abc");
   EXPECT_EQ(s.allow_out, (std::vector<std::string>{"example.com", "1.1.1.1"}));
   EXPECT_EQ(s.deny_out, (std::vector<std::string>{"0.0.0.0/0"}));
+  EXPECT_TRUE(s.rules.empty());
+  // With header rules: names and values as they were, a broken rule with its reason.
+  std::vector<HeaderRule> rules = {{"api.example.com", {{"Authorization", "Bearer x"}, {"X-A", ""}}, ""},
+                                   {"*.example.org", {}, "the secret 'k' of this domain's header rule is not set"}};
+  ControlRequest with{9, SetPolicy{"10.200.0.1", "abc", {}, {}, rules}};
+  line = encode_request(with);
+  auto again = parse_request(std::string_view(line).substr(0, line.size() - 1));
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_EQ(std::get<SetPolicy>(again->op).rules, rules);
+  for (const char* bad : {R"({"op":"set","source":"1.2.3.4","sandbox":"a","rules":{}})",
+                          R"({"op":"set","source":"1.2.3.4","sandbox":"a","rules":[{"domain":"a.b","headers":[["x"]]}]})",
+                          R"({"op":"set","source":"1.2.3.4","sandbox":"a","rules":[{"headers":[]}]})"})
+    EXPECT_FALSE(parse_request(bad)) << bad;
   auto rm = parse_request(R"({"op":"remove","id":8,"source":"10.200.0.1"})");
   ASSERT_TRUE(rm);
   EXPECT_EQ(std::get<RemovePolicy>(rm->op).source, "10.200.0.1");

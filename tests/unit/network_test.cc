@@ -2,6 +2,12 @@
 // E2B's validation of allowOut/denyOut (core/network.h). The enforcement itself is tested with
 // probes inside sandboxes (tests/security/network_test.cc).
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include <nlohmann/json.hpp>
 
@@ -10,6 +16,7 @@
 #include "core/network.h"
 #include "core/status.h"
 #include "isolate/firewall.h"
+#include "temp_dir.h"
 
 namespace brig {
 namespace {
@@ -198,6 +205,138 @@ TEST(E2bNetwork, TheConfigurationChecksTheRangeAndTheResolver) {
     cfg.network.dns_upstream = good;
     EXPECT_TRUE(config::validate(cfg)) << good;
   }
+}
+
+}  // namespace
+}  // namespace brig
+
+namespace brig {
+namespace {
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+core::NetworkConfig with_rules(core::HeaderRules rules) {
+  core::NetworkConfig c;
+  c.rules = std::move(rules);
+  return c;
+}
+
+TEST(E2bNetworkRules, E2bsLimitsAndShapes) {
+  config::Limits limits;
+  auto ok = [&](core::HeaderRules r) { return core::check_network(with_rules(std::move(r)), limits).has_value(); };
+  EXPECT_TRUE(ok({{"api.example.com", {{"Authorization", "Bearer ${e2b.secrets.openai-key}"}}}}));
+  EXPECT_TRUE(ok({{"*.example.com", {{"X-Token", "plain"}}}}));
+  EXPECT_TRUE(ok({{"api.example.com", {}}}));
+  EXPECT_FALSE(ok({{"*", {{"A", "b"}}}})) << "a bare * is invalid (E2B)";
+  EXPECT_FALSE(ok({{"not a domain", {{"A", "b"}}}}));
+  EXPECT_FALSE(ok({{"a.com", {{"Bad Name", "b"}}}}));
+  EXPECT_FALSE(ok({{"a.com", {{std::string(65, 'h'), "b"}}}}));
+  EXPECT_FALSE(ok({{"a.com", {{"A", std::string(2049, 'v')}}}}));
+  EXPECT_FALSE(ok({{"a.com", {{"A", "x\r\nInjected: yes"}}}})) << "no header splitting";
+  EXPECT_FALSE(ok({{"a.com", {{"A", "${e2b.identity.tokens.aws}"}}}})) << "workload identity is not supported";
+  EXPECT_FALSE(ok({{"a.com", {{"A", "${e2b.secrets.unterminated"}}}}));
+  core::HeaderRules many;
+  for (int i = 0; i < 11; ++i) many["d" + std::to_string(i) + ".com"] = {};
+  EXPECT_FALSE(ok(many)) << "10 domains at most";
+  std::vector<std::pair<std::string, std::string>> headers;
+  for (int i = 0; i < 21; ++i) headers.emplace_back("H" + std::to_string(i), "v");
+  EXPECT_FALSE(ok({{"a.com", headers}})) << "20 headers at most";
+  headers.resize(20);
+  std::string refs;
+  for (int i = 0; i < 33; ++i) refs += "${e2b.secrets.s" + std::to_string(i) + "}";
+  EXPECT_FALSE(ok({{"a.com", {{"A", refs}}}})) << "32 secrets per domain at most";
+}
+
+TEST(E2bNetworkRules, SecretsAreResolvedAndAGoneOneBreaksTheRule) {
+  EXPECT_EQ(core::secret_refs("Bearer ${e2b.secrets.Key-1} and ${e2b.secrets.other}"),
+            (std::vector<std::string>{"key-1", "other"}));
+  core::HeaderRules rules = {{"api.example.com", {{"Authorization", "Bearer ${e2b.secrets.key}"}, {"X-Plain", "p"}}},
+                             {"gone.example.com", {{"A", "${e2b.secrets.gone}"}}},
+                             {"bad.example.com", {{"A", "${e2b.secrets.newline}"}}}};
+  auto resolved = core::resolve_rules(rules, [](const std::string& name) -> std::optional<std::string> {
+    if (name == "key") return "s3cret";
+    if (name == "newline") return "a\nb";
+    return std::nullopt;
+  });
+  ASSERT_EQ(resolved.size(), 3u);
+  EXPECT_EQ(resolved[0].domain, "api.example.com");
+  EXPECT_EQ(resolved[0].headers,
+            (std::vector<std::pair<std::string, std::string>>{{"Authorization", "Bearer s3cret"}, {"X-Plain", "p"}}));
+  EXPECT_TRUE(resolved[0].broken.empty());
+  EXPECT_EQ(resolved[1].domain, "bad.example.com");
+  EXPECT_NE(resolved[1].broken.find("CR, LF or NUL"), std::string::npos);
+  EXPECT_TRUE(resolved[1].headers.empty()) << "nothing of a broken rule is sent";
+  EXPECT_NE(resolved[2].broken.find("'gone'"), std::string::npos);
+}
+
+TEST(E2bNetworkRules, EchoedAsGivenAndStored) {
+  auto c = with_rules({{"api.example.com", {{"Authorization", "Bearer ${e2b.secrets.key}"}}}});
+  EXPECT_EQ(core::network_json(c)["rules"],
+            nlohmann::json::parse(R"({"api.example.com":[{"transform":{"headers":{"Authorization":"Bearer ${e2b.secrets.key}"}}}]})"));
+  EXPECT_EQ(core::network_from_text(core::network_to_text(c)), c);
+  EXPECT_TRUE(core::needs_egress(c));
+  EXPECT_FALSE(core::needs_egress(core::NetworkConfig{}));
+}
+
+TEST(TrustedCas, TheBundleBecomesALayerNamedByItsContent) {
+  test::TempDir dir("brig-trust");
+  const std::string pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+  const std::string file = dir.path + "/bundle.crt";
+  std::ofstream(file) << pem;
+  auto cas = core::trusted_cas(dir.path, file);
+  ASSERT_TRUE(cas) << cas.error().message();
+  ASSERT_FALSE(cas->layer.empty());
+  EXPECT_TRUE(cas->layer.starts_with(dir.path + "/trust/"));
+  const std::string in_layer = cas->layer + "/etc/ssl/certs/ca-certificates.crt";
+  EXPECT_EQ(slurp(in_layer), pem);
+  // What the engine asks of a layer: root's, nothing writable by others.
+  for (const std::string& p : {cas->layer, cas->layer + "/etc", cas->layer + "/etc/ssl/certs", in_layer}) {
+    struct stat st;
+    ASSERT_EQ(::stat(p.c_str(), &st), 0) << p;
+    EXPECT_EQ(st.st_uid, ::geteuid()) << p;
+    EXPECT_EQ(st.st_mode & 022, 0u) << p;
+  }
+  EXPECT_EQ(cas->env.at("SSL_CERT_FILE"), "/etc/ssl/certs/ca-certificates.crt");
+  EXPECT_EQ(cas->env.at("NODE_EXTRA_CA_CERTS"), "/etc/ssl/certs/ca-certificates.crt");
+  EXPECT_EQ(cas->env.at("REQUESTS_CA_BUNDLE"), "/etc/ssl/certs/ca-certificates.crt");
+  // brig's CA goes after the host's bundle, in another layer.
+  auto with_brig = core::trusted_cas(dir.path, file, "-----BEGIN CERTIFICATE-----\nBRIG\n-----END CERTIFICATE-----\n");
+  ASSERT_TRUE(with_brig);
+  EXPECT_NE(with_brig->layer, cas->layer);
+  EXPECT_EQ(slurp(with_brig->layer + "/etc/ssl/certs/ca-certificates.crt"),
+            pem + "-----BEGIN CERTIFICATE-----\nBRIG\n-----END CERTIFICATE-----\n");
+  std::filesystem::remove_all(with_brig->layer);
+  // The same bundle: the same layer, made once. Another: another layer; the first stays.
+  auto again = core::trusted_cas(dir.path, file);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->layer, cas->layer);
+  std::ofstream(file) << pem << pem;
+  auto changed = core::trusted_cas(dir.path, file);
+  ASSERT_TRUE(changed);
+  EXPECT_NE(changed->layer, cas->layer);
+  EXPECT_EQ(slurp(cas->layer + "/etc/ssl/certs/ca-certificates.crt"), pem);
+  // Nothing left aside.
+  size_t entries = 0;
+  for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator(dir.path + "/trust")) ++entries;
+  EXPECT_EQ(entries, 2u);
+}
+
+TEST(TrustedCas, NoFileMeansTheTemplatesOwnAndAFileWithoutACertificateIsRefused) {
+  test::TempDir dir("brig-trust");
+  auto none = core::trusted_cas(dir.path, "");
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->layer.empty());
+  EXPECT_TRUE(none->env.empty());
+  auto missing = core::trusted_cas(dir.path, dir.path + "/no-such.crt");
+  ASSERT_TRUE(missing);
+  EXPECT_TRUE(missing->layer.empty());
+  std::ofstream(dir.path + "/junk.crt") << "not a certificate\n";
+  auto junk = core::trusted_cas(dir.path, dir.path + "/junk.crt");
+  ASSERT_FALSE(junk);
+  EXPECT_TRUE(junk.error().is(errc::invalid_argument)) << junk.error().message();
 }
 
 }  // namespace

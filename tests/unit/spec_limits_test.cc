@@ -44,8 +44,11 @@ TEST(SpecLimits, SizesFollowTheSchemaBounds) {
   spec.pids = config::bounds::sandbox_pids.min - 1;
   EXPECT_NE(refusal(spec).find("pids must be between 8 and 1000000"), std::string::npos) << refusal(spec);
   spec = valid_spec();
+  // A template's 64 layers and the trusted CAs' layer over them pass; one more does not.
   spec.layers = std::vector<std::string>(config::bounds::build_max_layers.max + 1, "/l");
   spec.rootfs.clear();
+  EXPECT_EQ(refusal(spec).find("too many template layers"), std::string::npos) << refusal(spec);
+  spec.layers.push_back("/l");
   EXPECT_NE(refusal(spec).find("too many template layers (64 at most)"), std::string::npos) << refusal(spec);
 }
 

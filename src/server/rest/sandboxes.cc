@@ -2,6 +2,7 @@
 #include <boost/url/decode_view.hpp>
 #include <boost/url/pct_string_view.hpp>
 
+#include <cctype>
 #include <ctime>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -95,14 +96,43 @@ Result<std::vector<std::string>> parse_list_field(const json& network, const cha
   return out;
 }
 
+// E2B's network.rules: {domain: [{"transform": {"headers": {name: value}}}]}, at most one rule
+// per domain, domains lower-cased (the core checks the rest).
+Result<core::HeaderRules> parse_rules(const json& network) {
+  core::HeaderRules out;
+  auto it = network.find("rules");
+  if (it == network.end() || it->is_null()) return out;
+  if (!it->is_object()) return bad("network.rules must be an object of domain: [rule]");
+  for (const auto& [key, list] : it->items()) {
+    std::string domain = key;
+    for (char& c : domain) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (!list.is_array()) return bad("network.rules[" + key.substr(0, 64) + "] must be an array of rules");
+    if (list.size() > 1) return bad("network.rules[" + key.substr(0, 64) + "] holds " + std::to_string(list.size()) +
+                                    " rules; at most 1 transform per domain");
+    if (out.count(domain)) return bad("network.rules names " + domain.substr(0, 64) + " twice");
+    auto& headers = out[domain];
+    for (const auto& rule : list) {
+      if (!rule.is_object()) return bad("network.rules[" + key.substr(0, 64) + "] holds a rule that is not an object");
+      auto t = rule.find("transform");
+      if (t == rule.end() || t->is_null()) continue;
+      auto h = t->is_object() ? t->find("headers") : t->end();
+      if (!t->is_object() || (h != t->end() && !h->is_null() && !h->is_object()))
+        return bad("network.rules[" + key.substr(0, 64) + "]: transform must be {\"headers\": {name: value}}");
+      if (h == t->end() || h->is_null()) continue;
+      for (const auto& [name, value] : h->items()) {
+        if (!value.is_string()) return bad("network.rules[" + key.substr(0, 64) + "]: header values are strings");
+        headers.emplace_back(name, value.get<std::string>());
+      }
+    }
+  }
+  return out;
+}
+
 // The egress part of E2B's SandboxNetworkConfig (create) or SandboxNetworkUpdateConfig (PUT).
-// Header rules and an upstream SOCKS proxy need the egress proxy brig does not have yet: refused
-// rather than ignored. The ingress fields (allowPublicTraffic, maskRequestHost) are
-// parse_ingress's.
+// An upstream SOCKS proxy is refused rather than ignored. The ingress fields
+// (allowPublicTraffic, maskRequestHost) are parse_ingress's.
 Result<core::NetworkConfig> parse_network(const json& network) {
   if (!network.is_object()) return bad("network must be an object");
-  if (auto it = network.find("rules"); it != network.end() && !it->is_null() && !(it->is_object() && it->empty()))
-    return bad("network.rules (header transforms) are not supported by brig yet: they need the egress proxy");
   if (auto it = network.find("egressProxy"); it != network.end() && !it->is_null())
     return bad("network.egressProxy is not supported by brig");
   core::NetworkConfig c;
@@ -110,6 +140,8 @@ Result<core::NetworkConfig> parse_network(const json& network) {
   BRIG_TRY_ASSIGN(deny, parse_list_field(network, "denyOut"));
   c.allow_out = std::move(allow);
   c.deny_out = std::move(deny);
+  BRIG_TRY_ASSIGN(rules, parse_rules(network));
+  c.rules = std::move(rules);
   return c;
 }
 
