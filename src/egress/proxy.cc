@@ -378,7 +378,11 @@ void TcpConn::on_resolved(std::vector<ip::address_v4> addrs, const std::string& 
     return;
   }
   std::string why = reason + "; dialled by name";
-  if (intercept_) why += "; header rule " + match_rule(e_.sandbox(source_)->rules, name_)->domain;
+  if (intercept_) {  // the rule as it is now: the policy may have changed while the name resolved
+    auto* sb = e_.sandbox(source_);
+    const HeaderRule* rule = sb ? match_rule(sb->rules, name_) : nullptr;
+    why += rule ? "; header rule " + rule->domain : "; its header rule is gone";
+  }
   if ((*usable)[0] != dest_) why += " (the sandbox asked for " + endpoint_text(dest_, port_) + ")";
   report(true, why, endpoint_text((*usable)[0], port_));
   connect_to(usable, 0);
@@ -984,7 +988,9 @@ int run_proxy(const ProxyOptions& o) {
   Egress e(io, o, DeniedSet(std::move(extra)));
   if (auto r = e.bind(o); !r) return fail(r.error());
   if (auto r = e.open_resolver(o); !r) return fail(r.error());
-  if (auto r = e.open_minter(o); !r) return fail(r.error());
+  // Without its CA (or the upstream bundle) brig egress still enforces every policy; header
+  // rules are then not applied: their connections are relayed unread, like any other.
+  if (auto r = e.open_minter(o); !r) spdlog::error("egress: header rules are not applied: {}", r.error().message());
   e.set_connection_cap(raise_fd_limit(o.limits));
   // What must happen before the filter: OpenSSL reads its configuration when first used, the
   // log's clock its time zone.
