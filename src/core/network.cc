@@ -12,6 +12,7 @@
 
 #include "base/cidr.h"
 #include "base/util.h"
+#include "core/secrets.h"
 
 namespace brig::core {
 namespace {
@@ -82,7 +83,7 @@ Result<> check_rules(const HeaderRules& rules) {
                      shown(value.substr(at, 40)) + ")");
       auto refs = secret_refs(value);
       for (auto& ref : refs)
-        if (ref.empty() || ref.size() > 128) return bad("network.rules[" + domain + "]: a secret placeholder without a usable name");
+        if (ref.empty()) return bad("network.rules[" + domain + "]: a secret placeholder without a usable name");
       secrets += refs.size();
     }
     if (secrets > kSecrets)
@@ -103,12 +104,9 @@ std::vector<std::string> secret_refs(std::string_view value) {
       out.emplace_back();  // unterminated: no name (refused by check_rules)
       break;
     }
-    std::string name(value.substr(begin, end - begin));
-    bool usable = std::all_of(name.begin(), name.end(), [](char c) {
-      return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
-    });
-    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    out.push_back(usable ? name : std::string());
+    // The secret store's own rule for a name (lower-cased; none: unusable, refused by check_rules).
+    auto name = secret_name(std::string(value.substr(begin, end - begin)));
+    out.push_back(name ? std::move(*name) : std::string());
   }
   return out;
 }

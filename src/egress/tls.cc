@@ -12,8 +12,6 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include <chrono>
-
 #include "base/fd.h"
 #include "base/util.h"
 
@@ -144,7 +142,6 @@ struct Minter::Keys {
   Cert ca;
   Pkey ca_key;
   Pkey leaf_key;
-  std::unordered_map<std::string, std::chrono::steady_clock::time_point> minted;
 };
 
 Minter::Minter() : keys_(std::make_unique<Keys>()), client_(ssl::context::tls_client) {}
@@ -180,11 +177,8 @@ Result<std::unique_ptr<Minter>> Minter::open(const std::string& ca_cert, const s
 
 Result<std::shared_ptr<ssl::context>> Minter::server(const std::string& name) {
   const auto now = std::chrono::steady_clock::now();
-  if (auto it = leaves_.find(name); it != leaves_.end() && now - keys_->minted[name] < kLeafRefresh) return it->second;
-  if (leaves_.size() >= kMaxLeaves) {
-    leaves_.clear();
-    keys_->minted.clear();
-  }
+  if (auto it = leaves_.find(name); it != leaves_.end() && now - it->second.minted < kLeafRefresh) return it->second.ctx;
+  if (leaves_.size() >= kMaxLeaves) leaves_.clear();
   BRIG_TRY_ASSIGN(cert, make_cert(keys_->leaf_key.get(), name, keys_->ca.get(), keys_->ca_key.get(), kLeafSeconds,
                                   false, name));
   auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
@@ -205,8 +199,7 @@ Result<std::shared_ptr<ssl::context>> Minter::server(const std::string& name) {
         return SSL_TLSEXT_ERR_OK;
       },
       nullptr);
-  leaves_[name] = ctx;
-  keys_->minted[name] = now;
+  leaves_[name] = Leaf{ctx, now};
   return ctx;
 }
 

@@ -9,6 +9,7 @@
 // TLS: the CA only ever signs the names of header rules.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -42,7 +43,11 @@ class Minter {
   Minter();
   std::unique_ptr<Keys> keys_;
   boost::asio::ssl::context client_;
-  std::unordered_map<std::string, std::shared_ptr<boost::asio::ssl::context>> leaves_;
+  struct Leaf {
+    std::shared_ptr<boost::asio::ssl::context> ctx;
+    std::chrono::steady_clock::time_point minted;
+  };
+  std::unordered_map<std::string, Leaf> leaves_;  // by name
 };
 
 }  // namespace brig::egress

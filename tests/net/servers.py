@@ -22,9 +22,14 @@ import sys
 import threading
 
 
-class Http(http.server.BaseHTTPRequestHandler):
+class Handler(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with one line of text."""
+
+    def line(self):
+        raise NotImplementedError
+
     def do_GET(self):
-        body = ("brig-test-internet %s\n" % self.connection.getsockname()[0]).encode()
+        body = (self.line() + "\n").encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -34,20 +39,18 @@ class Http(http.server.BaseHTTPRequestHandler):
         pass
 
 
-class Https(http.server.BaseHTTPRequestHandler):
+class Http(Handler):
+    def line(self):
+        return "brig-test-internet %s" % self.connection.getsockname()[0]
+
+
+class Https(Handler):
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self):
+    def line(self):
         auth = self.headers.get("Authorization")
         digest = hashlib.sha256(auth.encode()).hexdigest() if auth is not None else "-"
-        body = ("brig-test-internet-tls %s %s\n" % (self.headers.get("Host", "-"), digest)).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        return "brig-test-internet-tls %s %s" % (self.headers.get("Host", "-"), digest)
 
 
 class Echo(socketserver.BaseRequestHandler):
