@@ -1,9 +1,12 @@
-// A sandbox's ingress rules: who may reach its ports through the data plane, and the Host they
-// see (E2B's network.allowPublicTraffic and network.maskRequestHost). Fixed at create, kept
-// across daemon restarts (DaemonState), enforced by Service::open_port (ports.cc).
+// A sandbox's ingress rules: who may reach its ports through the data plane, the Host they see,
+// and the ports it serves over TLS (E2B's network.allowPublicTraffic, maskRequestHost and
+// httpsPorts). Fixed at create, kept across daemon restarts (DaemonState), enforced by
+// Service::open_port (ports.cc).
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 namespace brig::core {
 
@@ -13,6 +16,9 @@ struct Ingress {
   // The Host header sent to the sandbox's port instead of the client's, "${PORT}" replaced by
   // the port; "" = the client's. Not for envd's port.
   std::string mask_request_host;
+  // Ports the data plane reaches over TLS (E2B's network.httpsPorts): the sandbox's server
+  // speaks HTTPS there, with a certificate nobody checks. Sorted, no repeats.
+  std::vector<uint16_t> https_ports;
 };
 
 }  // namespace brig::core

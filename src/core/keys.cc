@@ -68,7 +68,8 @@ Result<std::unique_ptr<DaemonState>> DaemonState::open(const std::string& state_
   // Columns that came later: a database of an older brig gets them here (the error when they
   // exist already is expected and ignored).
   for (const char* column : {"public_traffic INTEGER NOT NULL DEFAULT 1", "mask_host TEXT NOT NULL DEFAULT ''",
-                             "network TEXT NOT NULL DEFAULT ''"}) {
+                             "network TEXT NOT NULL DEFAULT ''",
+                             "https_ports TEXT NOT NULL DEFAULT ''"}) {
     std::string sql = std::string("ALTER TABLE daemon_sandboxes ADD COLUMN ") + column + ";";
     sqlite3_exec(db(handle), sql.c_str(), nullptr, nullptr, nullptr);
   }
@@ -80,8 +81,8 @@ DaemonState::~DaemonState() { sqlite3_close(db(db_)); }
 void DaemonState::save(const std::string& id, const Saved& saved) {
   sqlite3_stmt* st = nullptr;
   sqlite3_prepare_v2(db(db_),
-                     "INSERT OR REPLACE INTO daemon_sandboxes (id, token, template, public_traffic, mask_host, network) "
-                     "VALUES (?, ?, ?, ?, ?, ?);",
+                     "INSERT OR REPLACE INTO daemon_sandboxes (id, token, template, public_traffic, mask_host, network, "
+                     "https_ports) VALUES (?, ?, ?, ?, ?, ?, ?);",
                      -1, &st, nullptr);
   sqlite3_bind_text(st, 1, id.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_bind_text(st, 2, saved.token.c_str(), -1, SQLITE_TRANSIENT);
@@ -89,6 +90,9 @@ void DaemonState::save(const std::string& id, const Saved& saved) {
   sqlite3_bind_int(st, 4, saved.ingress.allow_public_traffic ? 1 : 0);
   sqlite3_bind_text(st, 5, saved.ingress.mask_request_host.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_bind_text(st, 6, saved.network.c_str(), -1, SQLITE_TRANSIENT);
+  std::string https;  // "443,8443"
+  for (uint16_t p : saved.ingress.https_ports) https += (https.empty() ? "" : ",") + std::to_string(p);
+  sqlite3_bind_text(st, 7, https.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_step(st);
   sqlite3_finalize(st);
 }
@@ -104,7 +108,8 @@ void DaemonState::save_network(const std::string& id, const std::string& network
 
 std::optional<DaemonState::Saved> DaemonState::load(const std::string& id) {
   sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(db(db_), "SELECT token, template, public_traffic, mask_host, network FROM daemon_sandboxes WHERE id = ?;", -1,
+  sqlite3_prepare_v2(db(db_), "SELECT token, template, public_traffic, mask_host, network, https_ports FROM daemon_sandboxes "
+                     "WHERE id = ?;", -1,
                      &st, nullptr);
   sqlite3_bind_text(st, 1, id.c_str(), -1, SQLITE_TRANSIENT);
   std::optional<Saved> out;
@@ -119,6 +124,12 @@ std::optional<DaemonState::Saved> DaemonState::load(const std::string& id) {
     out->ingress.allow_public_traffic = sqlite3_column_int(st, 2) != 0;
     out->ingress.mask_request_host = text(3);
     out->network = text(4);
+    for (const std::string& p : split(text(5), ',')) {
+      unsigned long n = 0;
+      if (!p.empty() && p.size() <= 5 && p.find_first_not_of("0123456789") == std::string::npos &&
+          (n = std::stoul(p)) >= 1 && n <= 65535)
+        out->ingress.https_ports.push_back(static_cast<uint16_t>(n));
+    }
   }
   sqlite3_finalize(st);
   return out;

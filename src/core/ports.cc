@@ -3,6 +3,8 @@
 // namespace (Sandbox::connect_port). Envd's port is not here: the daemon serves it itself.
 #include <openssl/crypto.h>
 
+#include <algorithm>
+
 #include "core/service.h"
 
 namespace brig::core {
@@ -39,6 +41,7 @@ Result<PortConnection> Service::open_port(Live& live, const OpenPort& req) {
       host.replace(at, placeholder.size(), port);
     out.host = std::move(host);
   }
+  out.tls = std::binary_search(live.ingress.https_ports.begin(), live.ingress.https_ports.end(), req.port);
   return out;
 }
 
@@ -51,6 +54,15 @@ Result<> validate_ingress(const Ingress& ingress) {
   for (unsigned char c : h)
     if (c <= 0x20 || c >= 0x7f)
       return Error::make(errc::invalid_argument, "maskRequestHost may hold visible ASCII characters only");
+  const auto& ports = ingress.https_ports;
+  if (ports.size() > kMaxHttpsPorts)
+    return Error::make(errc::invalid_argument, "httpsPorts lists more than " + std::to_string(kMaxHttpsPorts) + " ports");
+  for (uint16_t p : ports)
+    if (p == 0 || p == kEnvdPort || p == kInterpreterPort)
+      return Error::make(errc::invalid_argument, "httpsPorts cannot hold port " + std::to_string(p) +
+                                                     (p == 0 ? "" : ": brig serves it itself"));
+  if (!std::is_sorted(ports.begin(), ports.end()) || std::adjacent_find(ports.begin(), ports.end()) != ports.end())
+    return Error::make(errc::invalid_argument, "httpsPorts must be sorted, without repeats");
   return ok();
 }
 

@@ -90,13 +90,18 @@ struct OpenPort {
 struct PortConnection {
   Fd socket;                        // connected to the port inside the sandbox
   std::optional<std::string> host;  // the Host header to send instead of the client's
+  bool tls = false;                 // a port of Ingress::https_ports: speak TLS to it
 };
 // The data plane's name for the header a private sandbox's ports want (E2B's).
 inline constexpr const char* kTrafficTokenHeader = "e2b-traffic-access-token";
 inline constexpr uint16_t kEnvdPort = 49983;
+inline constexpr uint16_t kInterpreterPort = 49999;  // the code interpreter's (the daemon serves it)
 // A masked Host is a DNS name and a port (253 + 6 bytes) with room to spare.
 inline constexpr size_t kMaxMaskRequestHostBytes = 512;
-// A create's ingress rules: a bounded mask of visible ASCII (it becomes a header value).
+// httpsPorts: a few ports with servers of their own; a list longer than this is a mistake.
+inline constexpr size_t kMaxHttpsPorts = 64;
+// A create's ingress rules: a bounded mask of visible ASCII (it becomes a header value), and
+// at most kMaxHttpsPorts https ports, none of them the ports the daemon serves itself.
 Result<> validate_ingress(const Ingress& ingress);
 
 // A process to start: what to run and, optionally, when to kill it (Connect-Timeout-Ms).

@@ -8,6 +8,7 @@
 #include "server/interpreter/interpreter.h"
 #include "server/envd/router.h"
 #include "server/rest/rest.h"
+#include "server/tls_bridge.h"
 
 namespace brig::server {
 namespace {
@@ -168,7 +169,7 @@ Route Daemon::data_plane(const Request& head, const std::string& id, const std::
   auto l = core_->live(id);
   if (!l) return proxy_error(502, id, "The sandbox was not found");
   if (port == core::kEnvdPort) return envd::route(*core_, l, head);
-  if (port == 49999) {
+  if (port == core::kInterpreterPort) {
     if (head.path == "/health") return answer(Response::empty(204));
     // The code-interpreter SDK sends the envd token on /execute only; its /contexts calls carry
     // the traffic token that create returns, so either one is accepted here.
@@ -179,12 +180,25 @@ Route Daemon::data_plane(const Request& head, const std::string& id, const std::
   }
   // Any other port: a byte tunnel to it, opened inside the sandbox.
   Route r;
-  r.tunnel = [core = core_.get(), l, port, by_headers](Request& req) {
+  r.tunnel = [this, core = core_.get(), l, port, by_headers](Request& req) {
     Tunnel t;
     auto conn = core->open_port(*l, {static_cast<uint16_t>(port), req.header(core::kTrafficTokenHeader)});
     if (!conn) {
       t.refusal = port_refusal(*l, static_cast<uint16_t>(port), conn.error());
       return t;
+    }
+    if (conn->tls) {  // httpsPorts: the tunnel relays the plaintext end of a TLS bridge
+      TlsBridgeOptions o{.handshake_timeout = std::chrono::milliseconds(core->config().server.port_connect_timeout_ms),
+                         .idle_timeout = options_.http.tunnel_idle_timeout};
+      auto bridged = open_tls_bridge(*loop_, tls_bridge_ctx_, std::move(conn->socket), o);
+      if (!bridged) {
+        t.refusal = Response::json(502, dump(json{{"sandboxId", l->id}, {"port", port}, {"code", 502},
+                                                  {"message", "port " + std::to_string(port) +
+                                                                  " is in httpsPorts but its TLS handshake failed: " +
+                                                                  bridged.error().message()}}));
+        return t;
+      }
+      conn->socket = std::move(*bridged);
     }
     t.upstream = std::move(conn->socket);
     t.host = std::move(conn->host);

@@ -15,6 +15,7 @@
 #include "mcp/server.h"
 #include "server/http.h"
 #include "server/mcp_backend.h"
+#include "server/tls_bridge.h"
 
 namespace brig::server {
 
@@ -65,6 +66,8 @@ class Daemon {
   std::atomic<bool> stopping_{false};
   std::shared_ptr<mcp::CancelRegistry> mcp_cancels_ = std::make_shared<mcp::CancelRegistry>();
   std::shared_ptr<McpHost> mcp_host_;  // the core and router the hosted MCP uses, until stop()
+  // The TLS client context of the data plane's bridges to httpsPorts (server/tls_bridge.h).
+  std::shared_ptr<boost::asio::ssl::context> tls_bridge_ctx_ = tls_bridge_context();
 };
 
 // The caller's API key: X-API-KEY (E2B clients), else Authorization: Bearer (everyone else).

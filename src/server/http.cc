@@ -1301,6 +1301,8 @@ void Conn::open_tunnel() {
     ::getsockname(t.upstream.get(), reinterpret_cast<sockaddr*>(&ss), &len);  // SAFETY: sockaddr_storage
     return ss.ss_family;
   }();
+  // A TCP socket, or the Unix end of a TLS bridge (server/tls_bridge.h): the relay only reads,
+  // writes, splices and shuts down, which every connected stream socket does alike.
   error_code ec;
   relay->upstream.assign(family == AF_INET6 ? tcp::v6() : tcp::v4(), t.upstream.get(), ec);
   if (ec) return answer(Response::error(502, "could not take over the upstream connection"), After::close);

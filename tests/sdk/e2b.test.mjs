@@ -4,6 +4,10 @@
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 
 const sdkName = process.env.SDK || 'e2b'
 const { Sandbox, CommandExitError, NotFoundError } = await import(sdkName)
@@ -374,7 +378,13 @@ class H(http.server.BaseHTTPRequestHandler):
                 total += len(chunk)
                 n -= len(chunk)
         self.reply(f'{total} {h.hexdigest()}'.encode())
-http.server.ThreadingHTTPServer(('0.0.0.0', int(sys.argv[1])), H).serve_forever()
+server = http.server.ThreadingHTTPServer(('0.0.0.0', int(sys.argv[1])), H)
+if len(sys.argv) > 2:  # HTTPS, with the certificate and key in that file
+    import ssl
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(sys.argv[2])
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
 `
 
 // Starts SERVER_PY (or `cmd`) in the background and waits (bounded) until `port` answers.
@@ -548,6 +558,61 @@ test(`${sdkName}: ports: allowPublicTraffic false wants the traffic token on eve
   assert.equal((await pub.getInfo()).network.allowPublicTraffic, true)
   await serve(pub, 8000)
   assert.equal(await (await at(pub, 8000, '/host')).text(), pub.getHost(8000))
+})
+
+// A self-signed certificate and its key in one PEM (what the sandbox's HTTPS server serves).
+function selfSigned() {
+  const dir = mkdtempSync(join(tmpdir(), 'brig-tls-'))
+  try {
+    const pem = join(dir, 'tls.pem')
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+      '-subj', '/CN=sandbox', '-days', '1', '-keyout', pem, '-out', join(dir, 'cert.pem')], { stdio: 'ignore' })
+    return readFileSync(pem, 'utf8') + readFileSync(join(dir, 'cert.pem'), 'utf8')
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+test(`${sdkName}: ports: httpsPorts are reached over TLS without verifying the sandbox's certificate`, async () => {
+  const s = await sandbox({ network: { httpsPorts: [8443, 8443] } })
+  assert.deepEqual((await s.getInfo()).network.httpsPorts, [8443])
+  await s.files.write('/tmp/tls.pem', selfSigned())
+  // The same HTTPS server on a listed port and on one that is not.
+  await serve(s, 8443, 'python3 /tmp/server.py 8443 /tmp/tls.pem')
+  await s.commands.run('python3 /tmp/server.py 9443 /tmp/tls.pem', { background: true })
+  const host = await at(s, 8443, '/host')
+  assert.equal(host.status, 200)
+  assert.equal(await host.text(), s.getHost(8443))
+  // A body both ways through the bridge, on one kept-alive connection, twice.
+  const body = Buffer.alloc(3 << 20, 7)
+  const want = `${body.length} ${createHash('sha256').update(body).digest('hex')}`
+  for (let i = 0; i < 2; i++) assert.equal(await (await at(s, 8443, '/sum', { method: 'POST', body })).text(), want)
+  // By headers, too.
+  assert.equal(await (await byHeaders(s.sandboxId, 8443, '/host')).text(), new URL(process.env.E2B_SANDBOX_URL).host)
+  // A port that is not listed gets plain HTTP: the HTTPS server there closes without a byte
+  // (OpenSSL's answer to an HTTP request), which the client hears as a closed port.
+  let plain = 0
+  for (let i = 0; i < 50 && plain !== 502; i++) {
+    plain = (await at(s, 9443, '/host').catch(() => ({ status: 0 }))).status
+    if (plain !== 502) await new Promise((r) => setTimeout(r, 100))
+  }
+  assert.equal(plain, 502)
+  // A plain HTTP server on an https port: the handshake fails, and the 502 says so.
+  const other = await sandbox({ network: { httpsPorts: [8000] } })
+  await other.files.write('/tmp/server.py', SERVER_PY)
+  await other.commands.run('python3 /tmp/server.py 8000', { background: true })
+  let res, text
+  for (let i = 0; i < 50; i++) {
+    res = await at(other, 8000, '/host')
+    text = await res.text()
+    if (/TLS handshake failed/.test(text)) break
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  assert.equal(res.status, 502)
+  assert.match(JSON.parse(text).message, /^port 8000 is in httpsPorts but its TLS handshake failed: /)
+  // A port out of range is the client's mistake.
+  await assert.rejects(sandbox({ network: { httpsPorts: [70000] } }), /httpsPorts/)
+  await assert.rejects(sandbox({ network: { httpsPorts: [49983] } }), /brig serves it itself/)
 })
 
 test(`${sdkName}: getMetrics reports CPU in use and memory`, async () => {

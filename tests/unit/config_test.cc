@@ -13,12 +13,17 @@
 namespace brig::config {
 namespace {
 
-// A file under the test's temporary directory holding `text`.
-std::string write_temp(const std::string& name, const std::string& text) {
-  std::string path = ::testing::TempDir() + "brig-config-" + std::to_string(::getpid()) + "-" + name;
-  std::ofstream(path) << text;
-  return path;
-}
+// A file under the test's temporary directory holding `text`, removed when the test ends.
+struct TempFile {
+  TempFile(const std::string& name, const std::string& text)
+      : path(::testing::TempDir() + "brig-config-" + std::to_string(::getpid()) + "-" + name) {
+    std::ofstream(path) << text;
+  }
+  ~TempFile() { ::unlink(path.c_str()); }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  const std::string path;
+};
 
 // Sources that read no file unless told to: the machine's /etc/brig/brig.toml must not leak in.
 Sources hermetic() {
@@ -149,7 +154,8 @@ TEST(ConfigLoad, NoFileMeansTheDefaultsWithTheStateDirResolved) {
 
 TEST(ConfigLoad, TheFileTheEnvironmentAndFlagsWinInThatOrder) {
   auto s = hermetic();
-  s.path = write_temp("order.toml", "[server]\npool_size = 2\nmax_connections = 10\nidle_timeout_s = 5\n");
+  TempFile file("order.toml", "[server]\npool_size = 2\nmax_connections = 10\nidle_timeout_s = 5\n");
+  s.path = file.path;
   auto file_only = load(s);
   ASSERT_TRUE(file_only) << file_only.error().message();
   EXPECT_EQ(file_only->server.pool_size, 2u);
@@ -227,10 +233,12 @@ TEST(ConfigLoad, AnExplicitFileMustExistTheDefaultOneMayNot) {
   s.env["BRIG_CONFIG"] = "/nonexistent/other.toml";
   expect_error(load(s), {"read the configuration file /nonexistent/other.toml", "ENOENT"}, false);
   s = hermetic();
-  s.default_path = write_temp("default.toml", "[server]\npool_size = 7\n");
+  TempFile default_file("default.toml", "[server]\npool_size = 7\n");
+  s.default_path = default_file.path;
   EXPECT_EQ(load(s)->server.pool_size, 7u);
   // --config replaces the default file: it is not read at all.
-  s.path = write_temp("explicit.toml", "[server]\nmax_connections = 9\n");
+  TempFile explicit_file("explicit.toml", "[server]\nmax_connections = 9\n");
+  s.path = explicit_file.path;
   EXPECT_EQ(load(s)->server.pool_size, 1u);
   EXPECT_EQ(load(s)->server.max_connections, 9u);
 }
@@ -307,7 +315,8 @@ TEST(ConfigPrint, PrintingThenParsingGivesTheSameConfig) {
 TEST(ConfigPrint, APrintedFileLoadsThroughTheFileSource) {
   Config c = everything_changed();
   auto s = hermetic();
-  s.path = write_temp("printed.toml", to_toml(c));
+  TempFile file("printed.toml", to_toml(c));
+  s.path = file.path;
   auto r = load(s);
   ASSERT_TRUE(r) << r.error().message();
   Config expected = c;

@@ -74,7 +74,7 @@ TEST(DaemonState, SavedSandboxesComeBackAndRetainForgetsTheRest) {
   TempDir dir;
   auto state = brig::core::DaemonState::open(dir.path);
   ASSERT_TRUE(state) << state.error().message();
-  brig::core::DaemonState::Saved a{"token-a", "base", {false, "h:${PORT}"}, R"({"allowOut":["x.test"]})"};
+  brig::core::DaemonState::Saved a{"token-a", "base", {false, "h:${PORT}", {443, 8443}}, R"({"allowOut":["x.test"]})"};
   (*state)->save("aaaaaaaaaaaaaaaaaaaa", a);
   (*state)->save("bbbbbbbbbbbbbbbbbbbb", {"token-b", "node", {}, ""});
   (*state)->save_network("aaaaaaaaaaaaaaaaaaaa", R"({"denyOut":["0.0.0.0/0"]})");
@@ -84,6 +84,8 @@ TEST(DaemonState, SavedSandboxesComeBackAndRetainForgetsTheRest) {
   EXPECT_EQ(got->template_name, "base");
   EXPECT_FALSE(got->ingress.allow_public_traffic);
   EXPECT_EQ(got->ingress.mask_request_host, "h:${PORT}");
+  EXPECT_EQ(got->ingress.https_ports, (std::vector<uint16_t>{443, 8443}));
+  EXPECT_TRUE((*state)->load("bbbbbbbbbbbbbbbbbbbb")->ingress.https_ports.empty());
   EXPECT_EQ(got->network, R"({"denyOut":["0.0.0.0/0"]})");
   (*state)->retain({"aaaaaaaaaaaaaaaaaaaa"});
   EXPECT_TRUE((*state)->load("aaaaaaaaaaaaaaaaaaaa"));

@@ -14,6 +14,7 @@
 #include "base/cidr.h"
 #include "config/config.h"
 #include "core/network.h"
+#include "core/service.h"
 #include "core/status.h"
 #include "isolate/firewall.h"
 #include "temp_dir.h"
@@ -337,6 +338,30 @@ TEST(TrustedCas, NoFileMeansTheTemplatesOwnAndAFileWithoutACertificateIsRefused)
   auto junk = core::trusted_cas(dir.path, dir.path + "/junk.crt");
   ASSERT_FALSE(junk);
   EXPECT_TRUE(junk.error().is(errc::invalid_argument)) << junk.error().message();
+}
+
+// Ingress (create's allowPublicTraffic, maskRequestHost, httpsPorts): bounded, and never the
+// ports the daemon answers itself (a TLS bridge to envd's port would bypass its token).
+TEST(Ingress, HttpsPortsAreBoundedAndNeverTheDaemonsOwn) {
+  core::Ingress in;
+  in.https_ports = {443, 8443};
+  EXPECT_TRUE(core::validate_ingress(in));
+  for (uint16_t own : {core::kEnvdPort, core::kInterpreterPort}) {
+    in.https_ports = {own};
+    auto r = core::validate_ingress(in);
+    ASSERT_FALSE(r);
+    EXPECT_TRUE(r.error().is(errc::invalid_argument));
+    EXPECT_NE(r.error().message().find("brig serves it itself"), std::string::npos) << r.error().message();
+  }
+  in.https_ports = {8443, 443};
+  EXPECT_FALSE(core::validate_ingress(in));  // the adapter sorts; the core takes nothing else
+  in.https_ports = {443, 443};
+  EXPECT_FALSE(core::validate_ingress(in));
+  in.https_ports.clear();
+  for (uint16_t p = 1; p <= core::kMaxHttpsPorts + 1; ++p) in.https_ports.push_back(p);
+  EXPECT_FALSE(core::validate_ingress(in));
+  in.https_ports.pop_back();
+  EXPECT_TRUE(core::validate_ingress(in));
 }
 
 }  // namespace

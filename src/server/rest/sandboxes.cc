@@ -2,6 +2,7 @@
 #include <boost/url/decode_view.hpp>
 #include <boost/url/pct_string_view.hpp>
 
+#include <algorithm>
 #include <cctype>
 #include <ctime>
 #include <mutex>
@@ -29,6 +30,7 @@ json sandbox_json(const Context& ctx, const core::Live& l) {
 json network_json(core::Live& l) {
   json out = {{"allowPublicTraffic", l.ingress.allow_public_traffic}};
   if (!l.ingress.mask_request_host.empty()) out["maskRequestHost"] = l.ingress.mask_request_host;
+  if (!l.ingress.https_ports.empty()) out["httpsPorts"] = l.ingress.https_ports;
   std::lock_guard lock(l.mu);
   if (auto egress = core::network_json(l.network); !egress.is_null()) out.update(egress);
   return out;
@@ -130,7 +132,7 @@ Result<core::HeaderRules> parse_rules(const json& network) {
 
 // The egress part of E2B's SandboxNetworkConfig (create) or SandboxNetworkUpdateConfig (PUT).
 // An upstream SOCKS proxy is refused rather than ignored. The ingress fields
-// (allowPublicTraffic, maskRequestHost) are parse_ingress's.
+// (allowPublicTraffic, maskRequestHost, httpsPorts) are parse_ingress's.
 Result<core::NetworkConfig> parse_network(const json& network) {
   if (!network.is_object()) return bad("network must be an object");
   if (auto it = network.find("egressProxy"); it != network.end() && !it->is_null())
@@ -155,6 +157,17 @@ Result<core::Ingress> parse_ingress(const json& net) {
   if (net.contains("maskRequestHost") && !net["maskRequestHost"].is_null()) {
     if (!net["maskRequestHost"].is_string()) return bad("network.maskRequestHost must be a string");
     ingress.mask_request_host = net["maskRequestHost"].get<std::string>();
+  }
+  if (auto it = net.find("httpsPorts"); it != net.end() && !it->is_null()) {
+    if (!it->is_array()) return bad("network.httpsPorts must be an array of ports");
+    for (const json& p : *it) {
+      if (!p.is_number_integer() || p.get<int64_t>() < 1 || p.get<int64_t>() > 65535)
+        return bad("network.httpsPorts must be an array of ports (1 to 65535)");
+      ingress.https_ports.push_back(static_cast<uint16_t>(p.get<int64_t>()));
+    }
+    std::sort(ingress.https_ports.begin(), ingress.https_ports.end());
+    ingress.https_ports.erase(std::unique(ingress.https_ports.begin(), ingress.https_ports.end()),
+                              ingress.https_ports.end());
   }
   return ingress;
 }
