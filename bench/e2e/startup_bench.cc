@@ -641,10 +641,22 @@ int main(int argc, char** argv) {
     };
     steps.push_back(std::move(st));
   };
+  // The same with a network of its own (what `brig serve` gives every sandbox: a veth, NAT, its
+  // firewall set, DNS forwarded; the default policy, everything but the always-denied ranges),
+  // cold and pooled (the pool makes the interfaces ahead).
+  sb::SandboxSpec net_spec = spec, pooled_net_spec = pooled_spec;
+  net_spec.memory_bytes += 2 << 20;
+  pooled_net_spec.memory_bytes += 3 << 20;
+  sb::EgressPolicy open_policy;
+  open_policy.dns = true;
+  net_spec.egress = pooled_net_spec.egress = open_policy;
   if (engine) {
     add_brig_echo("", spec, true);
+    add_brig_echo("own network, ", net_spec, false);
     engine->set_pool(pooled_spec, 2);
+    engine->set_pool(pooled_net_spec, 2);
     add_brig_echo("pooled, ", pooled_spec, false);
+    add_brig_echo("pooled, own network, ", pooled_net_spec, false);
   }
 #else
   if (!opt.skip_brig) skipped.push_back("brig (in-process): skipped (built with BRIG_BENCH_NO_ENGINE)");

@@ -13,6 +13,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "base/util.h"
 #include "client/api_client.h"
@@ -32,6 +33,8 @@ struct Args {
   std::vector<std::string> env, metadata, command;
   uint32_t depth = 1;
   bool recursive = false;
+  bool follow = false;
+  std::string level;
 };
 
 int fail(const std::string& msg, int code = 1) {
@@ -98,6 +101,51 @@ int info(ApiClient& c, const Args& a) {
   j.erase("envdAccessToken");  // a secret: not for terminals or logs
   std::printf("%s\n", j.dump(2).c_str());
   return 0;
+}
+
+// "2026-12-02T04:35:50.123Z" -> unix ms (0 if it is not that shape).
+int64_t unix_ms_of(const std::string& t) {
+  struct tm tm = {};
+  const char* rest = strptime(t.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (!rest) return 0;
+  int ms = 0;
+  if (*rest == '.') ms = std::atoi(rest + 1);
+  return static_cast<int64_t>(timegm(&tm)) * 1000 + ms;
+}
+
+// The sandbox's log, oldest first; with --follow, what comes next, until the sandbox ends.
+int logs(ApiClient& c, const Args& a) {
+  int64_t cursor = 0;
+  size_t seen_at_cursor = 0;  // entries at `cursor` already printed (a cursor is inclusive)
+  for (;;) {
+    std::string target = "/v2/sandboxes/" + a.id + "/logs?cursor=" + std::to_string(cursor);
+    if (!a.level.empty()) target += "&level=" + percent_encode(a.level, "");
+    auto r = c.call("GET", target);
+    if (!r) return fail(r.error().message());
+    if (r->status != 200) return fail(api_error(*r));
+    auto j = json::parse(r->body, nullptr, false);
+    if (!j.is_object() || !j["logs"].is_array()) return fail("unexpected answer: " + r->body.substr(0, 200));
+    size_t skip = seen_at_cursor;
+    bool ended = false;
+    for (const json& e : j["logs"]) {
+      int64_t at = unix_ms_of(e.value("timestamp", ""));
+      if (at == cursor && skip > 0) {
+        --skip;
+        continue;
+      }
+      std::string line = e.value("timestamp", "") + " " + e.value("level", "") + " " + e.value("message", "");
+      if (e.contains("fields") && e["fields"].is_object())
+        for (const auto& [k, v] : e["fields"].items()) line += " " + k + "=" + (v.is_string() ? v.get<std::string>() : v.dump());
+      std::printf("%s\n", line.c_str());
+      seen_at_cursor = at == cursor ? seen_at_cursor + 1 : 1;
+      cursor = at;
+      const std::string msg = e.value("message", "");
+      ended = msg == "Sandbox killed" || msg.starts_with("Sandbox ended");
+    }
+    std::fflush(stdout);
+    if (!a.follow || ended) return 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
 }
 
 int kill(ApiClient& c, const Args& a) {
@@ -303,6 +351,12 @@ Runner add_sandbox(CLI::App& app, Globals& globals) {
   auto* timeout = sb->add_subcommand("timeout", "Set a sandbox's remaining lifetime.");
   timeout->add_option("id", a->id)->required();
   timeout->add_option("seconds", a->timeout)->required();
+  auto* logs_cmd = sb->add_subcommand("logs", "Print a sandbox's log: its lifecycle, its processes' starts and ends, "
+                                               "and its egress decisions (a live sandbox's or a recently ended one's).");
+  logs_cmd->add_option("id", a->id)->required();
+  logs_cmd->add_flag("-f,--follow", a->follow, "Keep printing new entries until the sandbox ends");
+  logs_cmd->add_option("--level", a->level, "The least level shown: debug, info, warn or error");
+  logs_cmd->footer("Examples:\n  brig sandbox logs ID\n  brig sandbox logs -f --level warn ID");
   auto* exec_cmd = sb->add_subcommand("exec", "Run a command in a sandbox, streaming its output.");
   exec_cmd->add_option("id", a->id)->required();
   exec_cmd->add_option("-u,--user", a->user, "user or root");
@@ -319,6 +373,7 @@ Runner add_sandbox(CLI::App& app, Globals& globals) {
     if (info_cmd->parsed()) return info(*c, *a);
     if (kill_cmd->parsed()) return brig::cli::kill(*c, *a);
     if (timeout->parsed()) return set_timeout(*c, *a);
+    if (logs_cmd->parsed()) return logs(*c, *a);
     if (exec_cmd->parsed()) return exec(*c, *a);
     return 2;
   };

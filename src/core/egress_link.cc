@@ -202,6 +202,11 @@ Result<> EgressLink::remove(uint32_t source) {
   return request(egress::encode_request(r), r.id);
 }
 
+void EgressLink::on_decision(std::function<void(const egress::Decision&)> fn) {
+  std::lock_guard lock(mu_);
+  on_decision_ = std::move(fn);
+}
+
 uint64_t EgressLink::decisions() const {
   std::lock_guard lock(mu_);
   return decisions_;
@@ -227,10 +232,13 @@ void EgressLink::read_loop() {
         if (waiting_.count(ack->id)) answers_[ack->id] = Answer{ack->error, false};  // else: a restore's, not waited for
         cv_.notify_all();
       } else if (auto* d = std::get_if<egress::Decision>(&*event)) {
+        std::function<void(const egress::Decision&)> told;
         {
           std::lock_guard lock(mu_);
           ++decisions_;
+          told = on_decision_;
         }
+        if (told) told(*d);
         // Names, addresses and reasons only: the proxy never reports a header or a payload.
         auto level = d->allow ? spdlog::level::debug : spdlog::level::info;
         spdlog::log(level, "egress sandbox={} {} {} name={} dest={} {}: {}", d->sandbox, d->kind, d->protocol,

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include <condition_variable>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -49,6 +50,8 @@ class EgressLink {
                const std::vector<std::string>& deny_out, const std::vector<egress::HeaderRule>& rules = {});
   Result<> remove(uint32_t source);
   uint64_t decisions() const;  // how many the proxy reported (for tests and metrics)
+  // Called with each decision the proxy reports, on the link's reader thread.
+  void on_decision(std::function<void(const egress::Decision&)> fn);
 
  private:
   struct Policy {
@@ -77,6 +80,7 @@ class EgressLink {
   std::map<uint64_t, Answer> answers_;
   std::map<uint32_t, Policy> policies_;      // what a restarted proxy is told again
   uint64_t decisions_ = 0;
+  std::function<void(const egress::Decision&)> on_decision_;  // guarded by mu_
   bool stopping_ = false;
   std::thread reader_;
 };

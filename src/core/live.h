@@ -18,6 +18,7 @@
 #include "core/ingress.h"
 #include "core/secrets.h"
 #include "core/process_hub.h"
+#include "core/sandbox_log.h"
 #include "store/template_store.h"
 
 namespace brig::core {
@@ -41,6 +42,7 @@ struct Live {
   // Whose values are redacted from its output (processes, code cells); set when it goes live.
   std::shared_ptr<SecretStore> secrets;
   std::map<std::string, uint64_t> watchers;  // polling watchers: id -> watch id
+  std::shared_ptr<SandboxLog> log;  // set when it goes live
   // The last CPU reading (guarded by mu): cpuUsedPct is the share of the sandbox's CPUs used
   // between two readings of its metrics (since the hand-over, on the first).
   struct CpuSample {

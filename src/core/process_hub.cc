@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <utility>
 
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -240,16 +241,33 @@ void ProcessHub::try_finish() {
   }
   const bool oom = !killed_by_deadline_ && sandbox::killed_for_memory(*sandbox_, *exit_, oom_kills_before_);
   std::vector<std::function<void()>> woken;
+  const ProcessEvent end{ProcessEvent::end, nullptr, *exit_, killed_by_deadline_, oom};
   {
     std::lock_guard lock(mu_);
-    events_.push_back({ProcessEvent{ProcessEvent::end, nullptr, *exit_, killed_by_deadline_, oom}, pushed_});
+    // Before any subscriber can see the end (the log hears of it before the client does).
+    if (on_end_) std::exchange(on_end_, nullptr)(end);
+    events_.push_back({end, pushed_});
     status_ = exit_;
+    end_ = end;
     finished_ = true;
     woken = take_waiters_locked();
   }
   cv_.notify_all();
   call_all(std::move(woken));
   io_->timer.cancel();
+}
+
+void ProcessHub::on_end(std::function<void(const ProcessEvent&)> fn) {
+  std::optional<ProcessEvent> end;
+  {
+    std::lock_guard lock(mu_);
+    if (!finished_) {
+      on_end_ = std::move(fn);
+      return;
+    }
+    end = end_;
+  }
+  fn(*end);
 }
 
 void ProcessHub::arm_deadline() {

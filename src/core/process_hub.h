@@ -86,6 +86,10 @@ class ProcessHub : public std::enable_shared_from_this<ProcessHub> {
   void when_ready(uint64_t cursor_id, std::function<void()> ready);
   bool finished();
   std::optional<sandbox::ExitStatus> exit_status();
+  // Calls `fn` once with the end event, when the process has ended and its output is all read,
+  // before any subscriber sees the end, with the hub's lock held (so `fn` must not call the
+  // hub); at once, on this thread, if it has ended already. A second call replaces the first.
+  void on_end(std::function<void(const ProcessEvent&)> fn);
 
   Result<> write_stdin(std::string_view data);
   Result<> close_stdin();
@@ -162,6 +166,8 @@ class ProcessHub : public std::enable_shared_from_this<ProcessHub> {
   bool paused_ = false;  // the loop stopped reading for a slow subscriber
   bool finished_ = false;
   std::optional<sandbox::ExitStatus> status_;
+  std::optional<ProcessEvent> end_;  // once finished
+  std::function<void(const ProcessEvent&)> on_end_;
   std::optional<std::chrono::steady_clock::time_point> deadline_;
 };
 

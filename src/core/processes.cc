@@ -8,6 +8,33 @@ namespace {
 
 Error no_process() { return Error::from_errno(ENOENT, "process not found"); }
 
+// The sandbox's log hears of a process's start and end: its pid, tag, user and command line
+// (cut at 256 bytes, secrets redacted), never its output.
+void log_process(Live& live, ProcessHub& hub) {
+  if (!live.log) return;
+  const sandbox::ProcessSpec& spec = hub.spec();
+  std::string cmd = spec.cmd;
+  for (const std::string& a : spec.args) {
+    if (cmd.size() > 256) break;
+    cmd += ' ' + a;
+  }
+  if (cmd.size() > 256) cmd = cmd.substr(0, 256) + "...";
+  if (live.secrets && live.secrets->redacting()) live.secrets->redaction()->redact(cmd);
+  std::map<std::string, std::string> fields = {{"pid", std::to_string(hub.pid())}, {"cmd", std::move(cmd)},
+                                               {"user", sandbox::user_name(spec.user)}};
+  if (!spec.tag.empty()) fields["tag"] = spec.tag;
+  live.log->add(LogLevel::info, "Process started", std::move(fields));
+  hub.on_end([log = live.log, pid = hub.pid()](const ProcessEvent& e) {
+    std::map<std::string, std::string> f = {{"pid", std::to_string(pid)}};
+    if (e.status.signal) f["signal"] = std::to_string(e.status.signal);
+    else f["exit_code"] = std::to_string(e.status.exit_code);
+    if (e.killed_by_deadline) f["killed"] = "timeout";
+    if (e.oom_killed) f["killed"] = "out of memory";
+    const bool clean = !e.status.signal && e.status.exit_code == 0;
+    log->add(e.oom_killed ? LogLevel::error : clean ? LogLevel::info : LogLevel::warn, "Process ended", std::move(f));
+  });
+}
+
 }  // namespace
 
 Result<std::shared_ptr<ProcessHub>> Service::start_process(Live& live, StartProcess cmd) {
@@ -25,6 +52,7 @@ Result<std::shared_ptr<ProcessHub>> Service::start_process(Live& live, StartProc
   ++metrics_.execs;
   BRIG_TRY_ASSIGN(hub, ProcessHub::start(live.sandbox, std::move(*proc), cmd.spec, oom_kills_before, live.secrets));
   if (cmd.timeout && cmd.timeout->count() > 0) hub->set_deadline(std::chrono::steady_clock::now() + *cmd.timeout);
+  log_process(live, *hub);
   std::lock_guard lock(live.mu);
   // Forget processes that ended long enough ago for late Connects to have come (ended ones are
   // kept up to limits.processes_per_sandbox).

@@ -63,8 +63,10 @@ Result<std::unique_ptr<Service>> Service::open(const ServiceOptions& options, sa
   auto* me = s.get();
   s->secrets_->on_change([me] { me->retell_rules(); });
   if (!options.egress_exe.empty()) {
-    if (auto link = EgressLink::start(options.egress_exe, options.config, ca_dir + "/ca.crt", ca_dir + "/ca.key"); link)
+    if (auto link = EgressLink::start(options.egress_exe, options.config, ca_dir + "/ca.crt", ca_dir + "/ca.key"); link) {
       s->egress_ = std::move(*link);
+      s->egress_->on_decision([me](const egress::Decision& d) { me->log_decision(d); });
+    }
     else  // the rest works; a policy with domains is refused with this reason
       spdlog::error("brig egress did not start, so domain rules in allowOut cannot be enforced: {}", link.error().message());
   }
@@ -91,6 +93,7 @@ Service::~Service() {
   }
   waker_->cv.notify_all();
   if (reaper_.joinable()) reaper_.join();
+  egress_.reset();  // first: its reader thread logs decisions into live_
 }
 
 void Service::ReapWaker::wake() {
@@ -115,7 +118,10 @@ void Service::reap_loop() {
       std::lock_guard live_lock(mu_);
       for (auto& [id, l] : live_)
         if (!l->sandbox->alive()) dead.push_back(l);
-      for (auto& l : dead) live_.erase(l->id);
+      for (auto& l : dead) {
+        live_.erase(l->id);
+        retire_locked(*l, "Sandbox ended (its timeout ran out, or it ended from inside)");
+      }
     }
     for (auto& l : dead) {
       {
@@ -157,6 +163,8 @@ void Service::adopt() {
       if (!r) spdlog::error("sandbox {}: its domain rules are not enforced: {}", id, r.error().message());
     }
     add_live(l);
+    l->log->add(LogLevel::info, "Sandbox adopted by a restarted daemon (its earlier log is gone)",
+                {{"template", l->tpl.name}});
     adopted.insert(id);
     spdlog::info("re-adopted sandbox {} ({})", id, l->tpl.name);
   }
@@ -166,6 +174,7 @@ void Service::adopt() {
 
 void Service::add_live(std::shared_ptr<Live> l) {
   l->secrets = secrets_;
+  l->log = std::make_shared<SandboxLog>(options_.config.limits.sandbox_log_entries);
   // The first CPU window starts when the daemon hands the sandbox out, not when it was made
   // (a pooled sandbox used CPU before: its kernel's start, for one).
   if (auto u = l->sandbox->usage()) l->cpu = {steady_ms(), u->cpu_usage_ns, 0};
@@ -183,6 +192,7 @@ void Service::forget(const std::string& id) {
     if (auto it = live_.find(id); it != live_.end()) {
       l = it->second;
       live_.erase(it);
+      retire_locked(*l, "Sandbox killed");
     }
   }
   if (l) {
@@ -190,6 +200,45 @@ void Service::forget(const std::string& id) {
     untell_egress(*l);
   }
   state_->forget(id);
+}
+
+void Service::retire_locked(const Live& l, std::string why) {
+  if (!l.log) return;
+  l.log->add(LogLevel::info, std::move(why));
+  const size_t keep = options_.config.limits.ended_sandbox_logs;
+  if (keep == 0) return;
+  while (ended_logs_.size() >= keep) ended_logs_.pop_front();
+  ended_logs_.emplace_back(l.id, l.log);
+}
+
+Result<std::vector<LogEntry>> Service::logs(const std::string& id, const LogQuery& q) {
+  std::shared_ptr<SandboxLog> log;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = live_.find(id); it != live_.end()) log = it->second->log;
+    for (auto it = ended_logs_.rbegin(); !log && it != ended_logs_.rend(); ++it)
+      if (it->first == id) log = it->second;
+  }
+  if (!log) return Error::make(errc::not_found, "sandbox '" + id.substr(0, 64) + "' not found");
+  return log->query(q);
+}
+
+void Service::log_decision(const egress::Decision& d) {
+  std::shared_ptr<SandboxLog> log;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = live_.find(d.sandbox); it != live_.end()) log = it->second->log;
+  }
+  if (!log) return;
+  // Names, addresses and reasons only: brig egress never reports a header or a payload.
+  const std::string& what = d.name.empty() ? d.dest : d.name;
+  std::string message = d.kind == "dns" ? "DNS query for " + what : "Connection to " + what;
+  message += d.allow ? " allowed" : " denied";
+  std::map<std::string, std::string> fields = {{"kind", d.kind}, {"protocol", d.protocol},
+                                               {"verdict", d.allow ? "allow" : "deny"}, {"reason", d.reason}};
+  if (!d.name.empty()) fields["name"] = d.name;
+  if (!d.dest.empty()) fields["dest"] = d.dest;
+  log->add(d.allow ? LogLevel::info : LogLevel::warn, std::move(message), std::move(fields));
 }
 
 Result<sandbox::EgressPolicy> Service::policy_for(const NetworkConfig& c) const {
@@ -345,6 +394,9 @@ Result<std::shared_ptr<Live>> Service::create(const CreateSandbox& cmd) {
     }
   }
   add_live(l);
+  l->log->add(LogLevel::info, "Sandbox created",
+              {{"template", tpl->name}, {"templateID", tpl->id}, {"timeout_s", std::to_string(timeout.count())},
+               {"internet", network.allow_internet_access ? "allowed" : "denied"}});
   ++metrics_.creates;
   record_create(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count());
   return l;
@@ -383,9 +435,11 @@ Result<> Service::kill(const std::string& id) {
 }
 
 Result<> Service::set_timeout(const std::string& id, std::chrono::seconds timeout) {
-  BRIG_TRY(find(id));
+  BRIG_TRY_ASSIGN(l, find(id));
   BRIG_TRY(check_timeout(timeout));
-  return engine_.set_timeout(id, timeout);
+  BRIG_TRY(engine_.set_timeout(id, timeout));
+  l->log->add(LogLevel::info, "Timeout set", {{"timeout_s", std::to_string(timeout.count())}});
+  return ok();
 }
 
 Result<std::chrono::seconds> Service::check_timeout(std::chrono::seconds t) const {
@@ -401,6 +455,7 @@ Result<std::shared_ptr<Live>> Service::connect(const std::string& id, std::optio
   BRIG_TRY_ASSIGN(timeout, check_timeout(wanted.value_or(std::chrono::seconds(options_.config.sandbox.lifetime_s))));
   auto info = engine_.info(id);
   if (info && info->end_at_ms < now_unix_ms() + timeout.count() * 1000) (void)engine_.set_timeout(id, timeout);
+  l->log->add(LogLevel::info, "Connected", {{"timeout_s", std::to_string(timeout.count())}});
   return l;
 }
 
@@ -421,6 +476,21 @@ Result<> Service::update_network(const std::string& id, const NetworkConfig& net
     l->network = network;
   }
   state_->save_network(id, network_to_text(network));
+  // What it is now, in short (entries are bounded; a long list is cut at 1 KiB here).
+  auto joined = [](const auto& items, auto name) {
+    std::string out;
+    for (const auto& item : items) {
+      if (out.size() > 1024) return out + ",...";
+      out += (out.empty() ? "" : ",") + std::string(name(item));
+    }
+    return out;
+  };
+  auto self = [](const std::string& x) -> const std::string& { return x; };
+  l->log->add(LogLevel::info, "Network policy replaced",
+              {{"allowOut", joined(network.allow_out, self)},
+               {"denyOut", joined(network.deny_out, self)},
+               {"internet", network.allow_internet_access ? "allowed" : "denied"},
+               {"rules", joined(network.rules, [](const auto& kv) -> const std::string& { return kv.first; })}});
   return ok();
 }
 

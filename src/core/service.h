@@ -21,6 +21,7 @@
 #include <string>
 #include <thread>
 #include <condition_variable>
+#include <deque>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -30,6 +31,7 @@
 #include "core/egress_link.h"
 #include "core/live.h"
 #include "core/network.h"
+#include "core/sandbox_log.h"
 #include "core/secrets.h"
 #include "sandbox/engine.h"
 #include "store/template_store.h"
@@ -161,6 +163,10 @@ class Service {
   void count_http_error(const std::string& route);
   void count_streamed(uint64_t bytes) { metrics_.bytes_streamed += bytes; }
 
+  // -- logs (core/sandbox_log.h): a live sandbox's, or one of the most recently ended ones
+  // (limits.ended_sandbox_logs); errc::not_found for any other id.
+  Result<std::vector<LogEntry>> logs(const std::string& id, const LogQuery& q);
+
   // -- ports (ports.cc)
   // Checks the traffic token (a sandbox created with allow_public_traffic false), then connects
   // to the port on the sandbox's loopback, waiting at most server.port_connect_timeout_ms. A
@@ -196,6 +202,10 @@ class Service {
   void adopt();
   void add_live(std::shared_ptr<Live> l);
   void forget(const std::string& id);
+  // `l` left live_ (mu_ held): its log says why, and is kept among the ended ones.
+  void retire_locked(const Live& l, std::string why);
+  // A decision brig egress reported, in its sandbox's log.
+  void log_decision(const egress::Decision& d);
   void record_create(double ms);
   Result<std::chrono::seconds> check_timeout(std::chrono::seconds t) const;
 
@@ -221,6 +231,8 @@ class Service {
   void untell_egress(Live& l);
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Live>> live_;
+  // The logs of the sandboxes that ended most recently, oldest first (guarded by mu_).
+  std::deque<std::pair<std::string, std::shared_ptr<SandboxLog>>> ended_logs_;
   Metrics metrics_;
   // The reaper forgets sandboxes that ended by themselves (expired, or killed from inside): each
   // live sandbox's end is pushed from the event loop (Sandbox::on_gone), which wakes it; it also

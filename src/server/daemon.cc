@@ -15,7 +15,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 // "name:port" or "[v6]:port" -> the name.
 std::string host_name(const std::string& host_header) {

@@ -48,9 +48,10 @@ Response Response::json(int status, std::string body) {
   return r;
 }
 
+std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+
 Response Response::error(int status, std::string_view message) {
-  nlohmann::json j = {{"code", status}, {"message", message}};
-  return json(status, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  return json(status, dump(nlohmann::json{{"code", status}, {"message", message}}));
 }
 
 Response Response::empty(int status) {

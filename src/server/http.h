@@ -28,11 +28,17 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "base/event_loop.h"
 #include "base/fd.h"
 #include "base/result.h"
 
 namespace brig::server {
+
+// JSON as the server sends it: compact, invalid UTF-8 replaced rather than thrown on (strings
+// from a sandbox are not trusted to be UTF-8).
+std::string dump(const nlohmann::json& j);
 
 struct Request {
   std::string method;

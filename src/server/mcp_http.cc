@@ -11,7 +11,6 @@ namespace brig::server {
 namespace {
 
 using nlohmann::json;
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 }  // namespace
 

@@ -1,7 +1,7 @@
 // `brig sandbox ...` and `brig files ...` as a client of the running daemon.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { writeFileSync, readFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
@@ -13,7 +13,7 @@ const run = (...args) => {
   return { code: r.status, out: r.stdout, err: r.stderr }
 }
 
-test('brig sandbox and brig files against brig serve', () => {
+test('brig sandbox and brig files against brig serve', async () => {
   const created = run('sandbox', 'create', '-m', 'via=cli', '-e', 'GREETING=hi')
   assert.equal(created.code, 0, created.err)
   const id = created.out.trim()
@@ -33,7 +33,27 @@ test('brig sandbox and brig files against brig serve', () => {
   assert.equal(readFileSync(join(dir, 'out.txt'), 'utf8'), 'payload\n')
   assert.equal(run('sandbox', 'timeout', id, '60').code, 0)
   assert.doesNotMatch(run('sandbox', 'info', id).out, /envdAccessToken/)
+  // Its log: the lifecycle and the processes (pid, exit code), never their output.
+  const log = run('sandbox', 'logs', id)
+  assert.equal(log.code, 0, log.err)
+  assert.match(log.out, /^\S+Z info Sandbox created .*template=base/m)
+  assert.match(log.out, /warn Process ended .*exit_code=5/)
+  assert.match(log.out, /info Timeout set .*timeout_s=60/)
+  assert.match(log.out, /Process started .*cmd=sh -c echo \$GREETING; echo oops >&2; exit 5/)  // the command line, not its output:
+  assert.doesNotMatch(log.out, /^hi$|payload/m)
+  assert.equal(run('sandbox', 'logs', '--level', 'warn', id).out.trim().split('\n').length, 1)
+  assert.match(run('sandbox', 'logs', '--level', 'loud', id).err, /level must be one of/)
+  // --follow ends by itself when the sandbox does.
+  const follow = spawn(brig, ['sandbox', 'logs', '-f', id], { env })
+  let followed = ''
+  follow.stdout.on('data', (d) => (followed += d))
+  const followEnd = new Promise((r) => follow.on('exit', r))
+  await new Promise((r) => setTimeout(r, 700))
   assert.equal(run('sandbox', 'kill', id).code, 0)
+  const code = await Promise.race([followEnd, new Promise((r) => setTimeout(() => r('still following after 10 s'), 10_000))])
+  if (code !== 0) follow.kill()
+  assert.equal(code, 0)
+  assert.match(followed, /Sandbox created[^]*Sandbox killed\n$/)
   const again = run('sandbox', 'kill', id)
   assert.notEqual(again.code, 0)
   assert.match(again.err, /not found/)
@@ -95,7 +115,6 @@ test('brig serve prints E2B_DOMAIN and mints e2b_ keys, replacing a local key of
   const state = mkdtempSync(join(tmpdir(), 'brig-serve-'))
   writeFileSync(join(state, 'api-key'), 'brig_abcdefghij0123456789klmnopqrst0123456789\n', { mode: 0o600 })
   const port = 20000 + Math.floor(Math.random() * 20000)
-  const { spawn } = await import('node:child_process')
   // --state-dir after the verb.
   const serve = spawn(brig, ['serve', '--state-dir', state, '--listen', `127.0.0.1:${port}`, '--pool', '0'], { env })
   let out = ''
@@ -159,7 +178,6 @@ test('brig run uses the running daemon, with the standalone run\'s exit codes an
     assert.equal(r.code, 125)
     assert.match(r.err, /nosuch/)
     // Interrupted: the sandbox is killed and the exit status says by which signal.
-    const { spawn } = await import('node:child_process')
     const child = spawn(brig, ['--state-dir', notADir, 'run', '--', 'sleep', '30'], { env })
     let err = ''
     child.stderr.on('data', (d) => (err += d))

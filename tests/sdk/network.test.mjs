@@ -156,6 +156,27 @@ test('allowOut domains: allowed names resolve and connect, others do not, whatev
   assert.match(await get(s, PUBLIC, 'other.test:8080'), /^failed /)
   // A name that is allowed opens the connection, to the name's address.
   assert.equal(await get(s, PUBLIC2, 'allowed.test:8080'), 'brig-test-internet')
+  // Each decision is in the sandbox's log (GET /v2/sandboxes/{id}/logs): names, addresses and
+  // reasons; the ones denied at warn. They come from brig egress asynchronously: polled, bounded.
+  const logs = async (query = '') => {
+    const r = await fetch(`${url}/v2/sandboxes/${s.sandboxId}/logs${query}`, { headers: { 'X-API-KEY': opts.apiKey } })
+    assert.equal(r.status, 200)
+    return (await r.json()).logs
+  }
+  let denied = []
+  for (let i = 0; i < 50 && !denied.some((e) => e.message === 'DNS query for other.test denied'); i++) {
+    if (i) await new Promise((r) => setTimeout(r, 100))
+    denied = await logs('?level=warn')
+  }
+  const dns = denied.find((e) => e.message === 'DNS query for other.test denied')
+  assert.ok(dns, JSON.stringify(denied))
+  assert.equal(dns.level, 'warn')
+  assert.equal(dns.fields.kind, 'dns')
+  assert.equal(dns.fields.verdict, 'deny')
+  assert.ok(denied.some((e) => e.message.startsWith(`Connection to ${PUBLIC}`) && e.fields.verdict === 'deny'), JSON.stringify(denied))
+  assert.ok(denied.every((e) => e.level === 'warn' || e.level === 'error'))
+  const allowed = await logs('?search=connection%20to%20allowed.test')
+  assert.ok(allowed.some((e) => e.fields.verdict === 'allow' && e.fields.name === 'allowed.test'), JSON.stringify(allowed))
   // Narrowed to IPs only: the proxy is out of the way and the firewall judges alone.
   await s.updateNetwork({ allowOut: [PUBLIC2], denyOut: [ALL_TRAFFIC] })
   assert.match(await get(s, 'allowed.test'), /^failed /)

@@ -13,7 +13,6 @@ namespace brig::server::envd {
 namespace {
 
 using nlohmann::json;
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 // Every RPC by its path.
 const std::map<std::string, Route (*)(const Call&), std::less<>>& rpcs() {

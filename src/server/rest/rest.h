@@ -25,6 +25,8 @@ Response error(const Error& e, std::string_view what);
 
 // /sandboxes[...] and /v2/sandboxes[...]: `parts` is the path after the version, split on '/'.
 Route sandboxes(const Context& ctx, const Request& head, const std::vector<std::string>& parts);
+// /sandboxes/{id}/logs (v2: /v2/sandboxes/{id}/logs), GET.
+Route sandbox_logs(const Context& ctx, const std::string& id, bool v2);
 // /secrets[/{idOrName}]: `parts` as for sandboxes.
 Route secrets(const Context& ctx, const Request& head, const std::vector<std::string>& parts);
 // /templates

@@ -17,7 +17,6 @@ namespace {
 using nlohmann::json;
 constexpr size_t kMaxMetricsIds = 100;  // sandbox_ids per /sandboxes/metrics request (E2B's bound)
 
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 // What create and connect return (E2B's Sandbox).
 json sandbox_json(const Context& ctx, const core::Live& l) {
@@ -339,6 +338,7 @@ Route sandboxes(const Context& ctx, const Request& head, const std::vector<std::
       if (!l) return error(l.error(), "connect");
       return Response::json(200, dump(sandbox_json(ctx, **l)));
     });
+  if (action == "logs" && method == "GET") return sandbox_logs(ctx, id, head.path.starts_with("/v2/"));
   if (action == "network" && method == "PUT")
     return respond([&core, id](Request& req) {
       if (auto l = core.find(id); !l) return error(l.error(), "update network");
