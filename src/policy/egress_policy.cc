@@ -1,5 +1,7 @@
 #include "policy/egress_policy.h"
 
+#include "policy/seccomp_build.h"
+
 #include <linux/seccomp.h>
 #include <seccomp.h>
 #include <sys/mman.h>
@@ -83,11 +85,6 @@ const std::vector<AllowedSyscall>& egress_allowed_syscalls() {
 
 namespace {
 
-struct CtxDeleter {
-  void operator()(scmp_filter_ctx ctx) const { seccomp_release(ctx); }
-};
-using Ctx = std::unique_ptr<void, CtxDeleter>;
-
 // A sanitizer's runtime (ASan, TSan: test builds only) makes calls of its own (its threads, its
 // reports reading /proc/self/maps): there the filter logs what it would kill, and lets files open.
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -101,52 +98,32 @@ constexpr bool kSanitizer = false;
 }  // namespace
 
 Result<SeccompProgram> compile_egress_policy() {
-  Ctx ctx(seccomp_init(kDefaultAction));
-  if (!ctx) return Error::make(errc::unsupported, "seccomp_init failed");
-  if (int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS); rc < 0)
-    return Error::from_errno(-rc, "seccomp_attr_set(BADARCH)");
-  (void)seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_NNP, 0);
+  BRIG_TRY_ASSIGN(ctx, build::new_filter(kDefaultAction));
+  using build::add;
   for (const auto& s : egress_allowed_syscalls()) {
     int nr = seccomp_syscall_resolve_name(s.syscall);
     if (nr == __NR_SCMP_ERROR) continue;  // not on this architecture
     if (std::string_view(s.syscall) == "socket") {
-      for (int af : {AF_INET, AF_INET6}) {
-        scmp_arg_cmp arg = SCMP_A0(SCMP_CMP_EQ, static_cast<uint64_t>(af));
-        if (int rc = seccomp_rule_add_array(ctx.get(), SCMP_ACT_ALLOW, nr, 1, &arg); rc < 0)
-          return Error::from_errno(-rc, "seccomp_rule_add(socket)");
-      }
+      for (int af : {AF_INET, AF_INET6})
+        BRIG_TRY(add(ctx.get(), SCMP_ACT_ALLOW, nr, {SCMP_A0(SCMP_CMP_EQ, static_cast<uint64_t>(af))}, "socket"));
       continue;
     }
-    if (int rc = seccomp_rule_add_array(ctx.get(), SCMP_ACT_ALLOW, nr, 0, nullptr); rc < 0)
-      return Error::from_errno(-rc, std::string("seccomp_rule_add(") + s.syscall + ")");
+    BRIG_TRY(add(ctx.get(), SCMP_ACT_ALLOW, nr, {}, s.syscall));
   }
   // Other socket families: refused (not killed), so a library probing for one sees EAFNOSUPPORT.
   for (int af = 0; af <= AF_MAX; ++af) {
     if (af == AF_INET || af == AF_INET6) continue;
     scmp_arg_cmp arg = af == AF_MAX ? SCMP_A0(SCMP_CMP_GE, static_cast<uint64_t>(AF_MAX))
                                     : SCMP_A0(SCMP_CMP_EQ, static_cast<uint64_t>(af));
-    if (int rc = seccomp_rule_add_array(ctx.get(), SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1, &arg); rc < 0)
-      return Error::from_errno(-rc, "seccomp_rule_add(socket family)");
+    BRIG_TRY(add(ctx.get(), SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), {arg}, "socket family"));
   }
   for (const char* name : {"open", "openat", "openat2"}) {
     if (kSanitizer) break;
     int nr = seccomp_syscall_resolve_name(name);
     if (nr == __NR_SCMP_ERROR) continue;
-    if (int rc = seccomp_rule_add_array(ctx.get(), SCMP_ACT_ERRNO(EACCES), nr, 0, nullptr); rc < 0)
-      return Error::from_errno(-rc, std::string("seccomp_rule_add(") + name + ")");
+    BRIG_TRY(add(ctx.get(), SCMP_ACT_ERRNO(EACCES), nr, {}, name));
   }
-  Fd mem(memfd_create("brig-egress-seccomp", MFD_CLOEXEC));
-  if (!mem) return Error::from_errno(errno, "memfd_create");
-  if (int rc = seccomp_export_bpf(ctx.get(), mem.get()); rc < 0) return Error::from_errno(-rc, "seccomp_export_bpf");
-  off_t size = lseek(mem.get(), 0, SEEK_END);
-  if (size <= 0 || size % sizeof(struct sock_filter) != 0)
-    return Error::make(errc::protocol, "seccomp_export_bpf produced a malformed program");
-  SeccompProgram prog;
-  prog.filter.resize(static_cast<size_t>(size) / sizeof(struct sock_filter));
-  if (pread(mem.get(), prog.filter.data(), static_cast<size_t>(size), 0) != size)
-    return Error::from_errno(errno, "pread(seccomp bpf)");
-  if (prog.filter.size() > BPF_MAXINSNS) return Error::make(errc::limit_exceeded, "seccomp program exceeds BPF_MAXINSNS");
-  return prog;
+  return build::export_program(ctx.get(), "brig-egress-seccomp");
 }
 
 Result<> install_seccomp(const SeccompProgram& prog) {

@@ -1,5 +1,7 @@
 #include "policy/seccomp_policy.h"
 
+#include "policy/seccomp_build.h"
+
 #include <linux/sched.h>
 #include <seccomp.h>
 #include <sys/ioctl.h>
@@ -82,18 +84,7 @@ const std::vector<SeccompRule>& baseline_rules() {
 
 namespace {
 
-struct CtxDeleter {
-  void operator()(scmp_filter_ctx ctx) const { seccomp_release(ctx); }
-};
-using Ctx = std::unique_ptr<void, CtxDeleter>;
-
-Result<> add(scmp_filter_ctx ctx, uint32_t action, int nr, std::initializer_list<scmp_arg_cmp> args,
-             const char* what) {
-  int rc = seccomp_rule_add_array(ctx, action, nr, static_cast<unsigned>(args.size()),
-                                  args.size() ? args.begin() : nullptr);
-  if (rc < 0) return Error::from_errno(-rc, std::string("seccomp_rule_add(") + what + ")");
-  return ok();
-}
+using build::add;
 
 // Address families a sandbox may open. Everything else (AF_VSOCK, AF_PACKET, AF_ALG, AF_KEY,
 // AF_BLUETOOTH, ... ) is a rarely used kernel surface; EAFNOSUPPORT makes callers fall back.
@@ -104,14 +95,7 @@ bool family_allowed(int af) {
 }  // namespace
 
 Result<SeccompProgram> compile_baseline_policy() {
-  Ctx ctx(seccomp_init(SCMP_ACT_ALLOW));
-  if (!ctx) return Error::make(errc::unsupported, "seccomp_init failed");
-  // Non-native ABIs (i386 via int 0x80, x32) are killed: their syscall numbers differ and
-  // would otherwise slip past every rule below (isolate 2.6 NEWS).
-  if (int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS); rc < 0)
-    return Error::from_errno(-rc, "seccomp_attr_set(BADARCH)");
-  // The BPF is installed with seccomp(2) directly; libseccomp must not require NNP itself.
-  (void)seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_NNP, 0);
+  BRIG_TRY_ASSIGN(ctx, build::new_filter(SCMP_ACT_ALLOW));
 
   for (const auto& rule : baseline_rules()) {
     int nr = seccomp_syscall_resolve_name(rule.syscall);
@@ -152,21 +136,7 @@ Result<SeccompProgram> compile_baseline_policy() {
   BRIG_TRY(add(ctx.get(), SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket),
                {SCMP_A0(SCMP_CMP_GE, static_cast<uint64_t>(AF_MAX))}, "socket(family)"));
 
-  // libseccomp 2.5 exports BPF only to an fd; read it back from a memfd.
-  Fd mem(memfd_create("brig-seccomp", MFD_CLOEXEC));
-  if (!mem) return Error::from_errno(errno, "memfd_create");
-  if (int rc = seccomp_export_bpf(ctx.get(), mem.get()); rc < 0)
-    return Error::from_errno(-rc, "seccomp_export_bpf");
-  off_t size = lseek(mem.get(), 0, SEEK_END);
-  if (size <= 0 || size % sizeof(struct sock_filter) != 0)
-    return Error::make(errc::protocol, "seccomp_export_bpf produced a malformed program");
-  SeccompProgram prog;
-  prog.filter.resize(static_cast<size_t>(size) / sizeof(struct sock_filter));
-  if (pread(mem.get(), prog.filter.data(), static_cast<size_t>(size), 0) != size)
-    return Error::from_errno(errno, "pread(seccomp bpf)");
-  if (prog.filter.size() > BPF_MAXINSNS)
-    return Error::make(errc::limit_exceeded, "seccomp program exceeds BPF_MAXINSNS");
-  return prog;
+  return build::export_program(ctx.get(), "brig-seccomp");
 }
 
 }  // namespace brig::policy

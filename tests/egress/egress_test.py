@@ -61,6 +61,7 @@ class Net:
         self.ack_cv = threading.Condition()
         self.next_id = 1
         self.procs = []
+        self.proxy_args = []  # more arguments for brig egress (the benchmark's header rules)
 
     # ---- setup ---------------------------------------------------------------------------------
     def up(self):
@@ -139,7 +140,7 @@ table ip brigtest {{
         self.proxy = subprocess.Popen(
             ["ip", "netns", "exec", HUB, BRIG, "egress", "--listen", f"0.0.0.0:{PROXY_PORT}", "--dns-listen",
              f"0.0.0.0:{DNS_PORT}", "--dns-upstream", "203.0.113.53", "--control-fd", str(theirs.fileno()),
-             "--deny", "172.31.250.1", "--deny", HOST_PUBLIC, "--log-level", "debug"],
+             "--deny", "172.31.250.1", "--deny", HOST_PUBLIC, "--log-level", "debug", *self.proxy_args],
             pass_fds=[theirs.fileno()], stdout=subprocess.DEVNULL, stderr=open(f"{self.tmp}/egress.log", "w"), env=ENV)
         theirs.close()
         self.procs.append(self.proxy)
@@ -190,9 +191,9 @@ table ip brigtest {{
                 self.ack_cv.wait(left)
             return self.acks.pop(msg["id"])
 
-    def policy(self, source, sandbox, allow=(), deny=()):
+    def policy(self, source, sandbox, allow=(), deny=(), rules=()):
         ack = self.request({"op": "set", "source": source, "sandbox": sandbox, "allowOut": list(allow),
-                            "denyOut": list(deny)})
+                            "denyOut": list(deny), "rules": list(rules)})
         assert ack["op"] == "ack", ack
         self.drain()
 
