@@ -22,3 +22,6 @@ E2B_CI_SDK_PATH=$root/tests/sdk/node_modules/@e2b/code-interpreter/dist/index.mj
 echo
 echo "- files through the daemon: memory (bench/sdk/files_rss.mjs)"
 DAEMON_PID=$daemon E2B_SDK_PATH=$root/tests/sdk/node_modules/e2b/dist/index.mjs node "$here/files_rss.mjs"
+echo
+echo "- pause and resume (bench/sdk/pause.mjs)"
+E2B_SDK_PATH=$root/tests/sdk/node_modules/e2b/dist/index.mjs node "$here/pause.mjs"

@@ -19,6 +19,7 @@ class BrigCategory final : public std::error_category {
       case errc::protocol: return "protocol error";
       case errc::timed_out: return "timed out";
       case errc::conflict: return "conflict";
+      case errc::unavailable: return "unavailable";
     }
     return "unknown";
   }

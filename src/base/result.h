@@ -21,6 +21,7 @@ enum class errc {
   protocol = 5,           // a peer sent something malformed
   timed_out = 6,
   conflict = 7,           // e.g. deleting something in use
+  unavailable = 8,        // brig cannot take it now (a capacity bound); the same may work later
 };
 
 const std::error_category& brig_category() noexcept;

@@ -148,6 +148,25 @@ int logs(ApiClient& c, const Args& a) {
   }
 }
 
+// Pause (processes kept, frozen; the lifetime clock stops) and resume.
+int pause(ApiClient& c, const Args& a) {
+  auto r = c.call("POST", "/sandboxes/" + a.id + "/pause", "{}");
+  if (!r) return fail(r.error().message());
+  if (r->status != 204) return fail(api_error(*r));
+  std::printf("paused %s\n", a.id.c_str());
+  return 0;
+}
+
+int resume(ApiClient& c, const Args& a) {
+  json body = json::object();
+  if (a.timeout > 0) body["timeout"] = a.timeout;
+  auto r = c.call("POST", "/sandboxes/" + a.id + "/resume", body.dump());
+  if (!r) return fail(r.error().message());
+  if (r->status != 201) return fail(api_error(*r));
+  std::printf("resumed %s\n", a.id.c_str());
+  return 0;
+}
+
 int kill(ApiClient& c, const Args& a) {
   auto r = c.call("DELETE", "/sandboxes/" + a.id);
   if (!r) return fail(r.error().message());
@@ -348,6 +367,12 @@ Runner add_sandbox(CLI::App& app, Globals& globals) {
   info_cmd->add_option("id", a->id)->required();
   auto* kill_cmd = sb->add_subcommand("kill", "Kill a sandbox.");
   kill_cmd->add_option("id", a->id)->required();
+  auto* pause_cmd = sb->add_subcommand("pause", "Pause a sandbox: its processes stay, frozen; it uses no CPU and its "
+                                                "lifetime clock stops until it is resumed.");
+  pause_cmd->add_option("id", a->id)->required();
+  auto* resume_cmd = sb->add_subcommand("resume", "Resume a paused sandbox where it was.");
+  resume_cmd->add_option("id", a->id)->required();
+  resume_cmd->add_option("--timeout", a->timeout, "Seconds it then runs (default: what it had left when paused)");
   auto* timeout = sb->add_subcommand("timeout", "Set a sandbox's remaining lifetime.");
   timeout->add_option("id", a->id)->required();
   timeout->add_option("seconds", a->timeout)->required();
@@ -374,6 +399,8 @@ Runner add_sandbox(CLI::App& app, Globals& globals) {
     if (kill_cmd->parsed()) return brig::cli::kill(*c, *a);
     if (timeout->parsed()) return set_timeout(*c, *a);
     if (logs_cmd->parsed()) return logs(*c, *a);
+    if (pause_cmd->parsed()) return pause(*c, *a);
+    if (resume_cmd->parsed()) return resume(*c, *a);
     if (exec_cmd->parsed()) return exec(*c, *a);
     return 2;
   };

@@ -43,6 +43,9 @@ struct Live {
   std::shared_ptr<SecretStore> secrets;
   std::map<std::string, uint64_t> watchers;  // polling watchers: id -> watch id
   std::shared_ptr<SandboxLog> log;  // set when it goes live
+  // Paused (Service::pause): its processes are frozen, so nothing that needs brig-init or a
+  // port of it is served until it resumes.
+  std::atomic<bool> paused{false};
   // The last CPU reading (guarded by mu): cpuUsedPct is the share of the sandbox's CPUs used
   // between two readings of its metrics (since the hand-over, on the first).
   struct CpuSample {

@@ -150,6 +150,7 @@ void Service::adopt() {
     l->access_token = saved ? saved->token : new_sandbox_id() + new_sandbox_id();
     if (saved && !saved->network.empty()) l->network = network_from_text(saved->network);
     if (saved) l->ingress = saved->ingress;
+    l->paused = info->state == "paused";
     auto tpl = store_.find(saved ? saved->template_name : info->template_name);
     if (tpl && *tpl) l->tpl = **tpl;
     else l->tpl.name = info->template_name;
@@ -405,7 +406,7 @@ Result<std::shared_ptr<Live>> Service::create(const CreateSandbox& cmd) {
 SandboxPage Service::list(const ListSandboxes& q) {
   std::vector<sandbox::SandboxInfo> rows;
   for (auto& s : engine_.list()) {
-    if (s.state != "running" || !live(s.id)) continue;
+    if (!((s.state == "running" && q.running) || (s.state == "paused" && q.paused)) || !live(s.id)) continue;
     bool match = true;
     for (auto& [k, v] : q.metadata) match &= s.metadata.count(k) && s.metadata.at(k) == v;
     if (!q.template_name.empty()) match &= s.template_name == q.template_name;
@@ -424,7 +425,8 @@ SandboxPage Service::list(const ListSandboxes& q) {
 Result<sandbox::SandboxInfo> Service::info(const std::string& id) {
   BRIG_TRY(find(id));
   auto info = engine_.info(id);
-  if (!info || info->state != "running") return Error::make(errc::not_found, "sandbox '" + id + "' not found");
+  if (!info || (info->state != "running" && info->state != "paused"))
+    return Error::make(errc::not_found, "sandbox '" + id + "' not found");
   return *info;
 }
 
@@ -436,6 +438,7 @@ Result<> Service::kill(const std::string& id) {
 
 Result<> Service::set_timeout(const std::string& id, std::chrono::seconds timeout) {
   BRIG_TRY_ASSIGN(l, find(id));
+  BRIG_TRY(check_running(*l));
   BRIG_TRY(check_timeout(timeout));
   BRIG_TRY(engine_.set_timeout(id, timeout));
   l->log->add(LogLevel::info, "Timeout set", {{"timeout_s", std::to_string(timeout.count())}});
@@ -450,13 +453,25 @@ Result<std::chrono::seconds> Service::check_timeout(std::chrono::seconds t) cons
   return t;
 }
 
-Result<std::shared_ptr<Live>> Service::connect(const std::string& id, std::optional<std::chrono::seconds> wanted) {
+Result<Service::Connected> Service::connect(const std::string& id, std::optional<std::chrono::seconds> wanted) {
   BRIG_TRY_ASSIGN(l, find(id));
   BRIG_TRY_ASSIGN(timeout, check_timeout(wanted.value_or(std::chrono::seconds(options_.config.sandbox.lifetime_s))));
+  if (l->paused.load()) {
+    // Resumed with at least `timeout` (E2B: the TTL is only ever extended).
+    auto info = engine_.info(id);
+    const auto left = std::chrono::seconds(info ? info->paused_left_ms / 1000 : 0);
+    auto resumed = resume(id, std::max(left, timeout));
+    if (!resumed) {
+      if (!resumed.error().is(errc::conflict)) return resumed.error();
+      // Resumed meanwhile by someone else: connected as to a running one.
+    } else {
+      return Connected{l, true};
+    }
+  }
   auto info = engine_.info(id);
   if (info && info->end_at_ms < now_unix_ms() + timeout.count() * 1000) (void)engine_.set_timeout(id, timeout);
   l->log->add(LogLevel::info, "Connected", {{"timeout_s", std::to_string(timeout.count())}});
-  return l;
+  return Connected{l, false};
 }
 
 Result<> Service::update_network(const std::string& id, const NetworkConfig& network) {
@@ -494,9 +509,47 @@ Result<> Service::update_network(const std::string& id, const NetworkConfig& net
   return ok();
 }
 
-Result<> Service::pause(const std::string& id) {
-  BRIG_TRY(find(id));
-  return Error::make(errc::unsupported, "pause is not supported by brig yet: the sandbox keeps running (kill it or let it expire)");
+Result<> Service::check_running(const Live& l) {
+  if (l.paused.load()) return Error::make(errc::conflict, "sandbox '" + l.id + "' is paused: resume it first (Sandbox.connect, "
+                                                           "POST /sandboxes/" + l.id + "/resume)");
+  return ok();
+}
+
+Result<> Service::pause(const std::string& id, bool keep_memory) {
+  BRIG_TRY_ASSIGN(l, find(id));
+  if (!keep_memory)
+    return Error::make(errc::unsupported, "a filesystem-only pause (memory: false, keepMemory: false) is not supported "
+                                          "by brig yet; pause with memory (the default)");
+  if (l->paused.load()) return Error::make(errc::conflict, "sandbox '" + id + "' is already paused");
+  // Paused memory stays resident: bounded, and checked with this sandbox's own.
+  const uint64_t cap = uint64_t{options_.config.sandbox.paused_memory_mib} << 20;
+  auto own = l->sandbox->usage();
+  uint64_t held = own ? own->memory_bytes : 0;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [other_id, other] : live_)
+      if (other->paused.load())
+        if (auto u = other->sandbox->usage()) held += u->memory_bytes;
+  }
+  if (held > cap)
+    return Error::make(errc::unavailable, "paused sandboxes would hold " + std::to_string(held >> 20) +
+                                              " MiB of memory, over sandbox.paused_memory_mib = " +
+                                              std::to_string(cap >> 20) + " MiB; the sandbox keeps running");
+  BRIG_TRY(engine_.pause(id));
+  l->paused = true;
+  l->log->add(LogLevel::info, "Sandbox paused", {{"memory", "kept"}});
+  return ok();
+}
+
+Result<std::shared_ptr<Live>> Service::resume(const std::string& id, std::optional<std::chrono::seconds> timeout) {
+  BRIG_TRY_ASSIGN(l, find(id));
+  if (timeout) BRIG_TRY(check_timeout(*timeout));
+  BRIG_TRY(engine_.resume(id, timeout ? std::optional<std::chrono::milliseconds>(*timeout) : std::nullopt));
+  l->paused = false;
+  std::map<std::string, std::string> fields;
+  if (timeout) fields["timeout_s"] = std::to_string(timeout->count());
+  l->log->add(LogLevel::info, "Sandbox resumed", std::move(fields));
+  return l;
 }
 
 Metric Service::metric(Live& l) {

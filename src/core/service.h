@@ -53,6 +53,7 @@ struct CreateSandbox {
 };
 
 struct ListSandboxes {
+  bool running = true, paused = true;           // E2B's state filter (both by default)
   std::map<std::string, std::string> metadata;  // every pair must match
   std::string template_name;                    // "" = any
   int64_t started_after_ms = 0;
@@ -149,12 +150,28 @@ class Service {
   Result<sandbox::SandboxInfo> info(const std::string& id);
   Result<> kill(const std::string& id);
   Result<> set_timeout(const std::string& id, std::chrono::seconds timeout);
-  // Extends the sandbox's life to at least now + timeout (nullopt: sandbox.lifetime_s).
-  Result<std::shared_ptr<Live>> connect(const std::string& id, std::optional<std::chrono::seconds> timeout);
+  // Extends the sandbox's life to at least now + timeout (nullopt: sandbox.lifetime_s); a
+  // paused sandbox is resumed with it (`resumed` says so: E2B answers 201 then, 200 otherwise).
+  struct Connected {
+    std::shared_ptr<Live> live;
+    bool resumed = false;
+  };
+  Result<Connected> connect(const std::string& id, std::optional<std::chrono::seconds> timeout);
   // Replaces the sandbox's whole egress configuration (omitted parts are cleared, as in E2B);
   // open connections the new one denies are cut. errc::conflict: it has no network of its own.
   Result<> update_network(const std::string& id, const NetworkConfig& network);
-  Result<> pause(const std::string& id);
+  // E2B's memory pause (engine: the freezer): processes, kernels and open connections stay,
+  // frozen; no CPU is used and the lifetime clock stops, also across daemon restarts.
+  // `keep_memory` false (a filesystem-only pause) is errc::unsupported for now. errc::conflict
+  // when it is paused already; errc::unavailable (503) when the paused sandboxes' memory would
+  // pass sandbox.paused_memory_mib (it keeps running).
+  Result<> pause(const std::string& id, bool keep_memory = true);
+  // Resumes a paused sandbox with `timeout` to run (nullopt: the lifetime it had left).
+  // errc::conflict when it is running.
+  Result<std::shared_ptr<Live>> resume(const std::string& id, std::optional<std::chrono::seconds> timeout);
+  // A paused sandbox is refused by everything that needs its processes: errc::conflict, said
+  // as E2B says it. Adapters ask before they touch the sandbox.
+  static Result<> check_running(const Live& l);
   Metric metric(Live& live);
   // The template id of a template name (the name itself when the store has none).
   std::string template_id(const std::string& name);

@@ -79,6 +79,7 @@ Status classify(const Error& e) {
   if (e.is(errc::timed_out)) return Status::deadline_exceeded;
   if (e.is(errc::unsupported)) return Status::unimplemented;
   if (e.is(errc::conflict)) return Status::aborted;
+  if (e.is(errc::unavailable)) return Status::unavailable;
   if (e.is(errc::protocol)) return Status::bad_gateway;
   return Status::internal;
 }

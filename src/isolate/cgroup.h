@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,6 +37,11 @@ class Cgroup {
   virtual Result<std::vector<Fd>> open_procs_files() = 0;
   virtual Result<Fd> open_dir_for_clone() = 0;
   virtual Result<CgroupUsage> usage() = 0;
+  // Freezes every task of the cgroup (true) or thaws them, and waits (at most about two
+  // seconds) until the kernel says it is done. errc::unsupported when the cgroup has no
+  // freezer (a v1 host without the freezer hierarchy, or a cgroup made before brig used it).
+  virtual Result<> freeze(bool frozen) = 0;
+  virtual Result<bool> frozen() = 0;
   // Removes the cgroup; it must have no tasks left (retries briefly while they exit).
   virtual Result<> destroy() = 0;
 };
@@ -76,5 +82,10 @@ std::vector<std::string> list_subdirs(const std::string& path);
 
 // Removes a cgroup directory, retrying while the kernel still counts exiting tasks.
 Result<> remove_cgroup_dir(const std::string& path);
+
+// Writes `value` to `file`, then reads `state_file` until `done` says the state is reached
+// (bounded: about two seconds); for the freezer of either version.
+Result<> write_and_wait(const std::string& file, const std::string& value, const std::string& state_file,
+                        const std::function<bool(const std::string&)>& done);
 
 }  // namespace brig::isolate

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <thread>
 
+#include "base/util.h"
 #include "isolate/cgroup.h"
 
 namespace brig::isolate {
@@ -30,6 +31,19 @@ Result<> remove_cgroup_dir(const std::string& path) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   return Error::from_errno(EBUSY, "rmdir(" + path + ")");
+}
+
+Result<> write_and_wait(const std::string& file, const std::string& value, const std::string& state_file,
+                        const std::function<bool(const std::string&)>& done) {
+  BRIG_TRY(write_small_file(file, value));
+  // A freeze waits for every task to reach a safe point (a task in an uninterruptible sleep
+  // delays it); 2000 looks 1 ms apart, then it is said to have failed.
+  for (int attempt = 0; attempt < 2000; ++attempt) {
+    BRIG_TRY_ASSIGN(state, read_small_file(state_file));
+    if (done(state)) return ok();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return Error::make(errc::timed_out, "cgroup freezer: " + file + " = " + value + " not reached in 2 s");
 }
 
 namespace {

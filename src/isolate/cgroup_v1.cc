@@ -1,6 +1,6 @@
 // cgroup v1 driver: a directory <root>/<controller>/brig/<name> in each of the memory, cpu,
-// cpuacct and pids hierarchies (co-mounted hierarchies such as "cpu,cpuacct" are handled by
-// de-duplicating on the real path).
+// cpuacct and pids hierarchies, and in the freezer hierarchy when the host has one (pause)
+// (co-mounted hierarchies such as "cpu,cpuacct" are handled by de-duplicating on the real path).
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -8,6 +8,7 @@
 
 #include <climits>
 #include <cstdlib>
+#include <string_view>
 
 #include "base/util.h"
 #include "isolate/cgroup.h"
@@ -15,14 +16,17 @@
 namespace brig::isolate {
 namespace {
 
-constexpr const char* kControllers[] = {"memory", "cpu", "cpuacct", "pids"};
+constexpr const char* kControllers[] = {"memory", "cpu", "cpuacct", "pids", "freezer"};
+// Hierarchies a sandbox can do without: the freezer (pause) is missing on some hosts, and
+// sandboxes made before brig paused have no directory there.
+bool optional_controller(const char* c) { return std::string_view(c) == "freezer"; }
 
 class CgroupV1 final : public Cgroup {
  public:
   CgroupV1(std::vector<std::string> dirs, std::string memory_dir, std::string cpuacct_dir,
-           std::string pids_dir)
+           std::string pids_dir, std::string freezer_dir)
       : dirs_(std::move(dirs)), memory_(std::move(memory_dir)), cpuacct_(std::move(cpuacct_dir)),
-        pids_(std::move(pids_dir)) {}
+        pids_(std::move(pids_dir)), freezer_(std::move(freezer_dir)) {}
 
   Result<std::vector<Fd>> open_procs_files() override {
     std::vector<Fd> fds;
@@ -51,6 +55,19 @@ class CgroupV1 final : public Cgroup {
     return u;
   }
 
+  Result<> freeze(bool frozen) override {
+    if (freezer_.empty()) return Error::make(errc::unsupported, "this sandbox has no freezer cgroup");
+    const std::string want = frozen ? "FROZEN" : "THAWED";
+    return write_and_wait(freezer_ + "/freezer.state", want, freezer_ + "/freezer.state",
+                          [want](const std::string& state) { return trim(state) == want; });
+  }
+
+  Result<bool> frozen() override {
+    if (freezer_.empty()) return false;
+    BRIG_TRY_ASSIGN(state, read_small_file(freezer_ + "/freezer.state"));
+    return trim(state) != "THAWED";
+  }
+
   Result<> destroy() override {
     Result<> first = ok();
     for (auto& d : dirs_)
@@ -61,6 +78,7 @@ class CgroupV1 final : public Cgroup {
  private:
   std::vector<std::string> dirs_;
   std::string memory_, cpuacct_, pids_;
+  std::string freezer_;  // "" when it has none
 };
 
 class CgroupDriverV1 final : public CgroupDriver {
@@ -101,7 +119,7 @@ class CgroupDriverV1 final : public CgroupDriver {
     std::vector<std::string> out{"cgroup v1 hierarchies under " + root_};
     for (auto* c : kControllers) {
       bool present = ::access((root_ + "/" + c + "/cgroup.procs").c_str(), F_OK) == 0;
-      out.push_back(std::string(c) + (present ? ": present" : ": MISSING"));
+      out.push_back(std::string(c) + (present ? ": present" : optional_controller(c) ? ": absent (no pause)" : ": MISSING"));
     }
     bool memsw = ::access((root_ + "/memory/memory.memsw.limit_in_bytes").c_str(), F_OK) == 0;
     out.push_back(std::string("swap accounting (memsw): ") +
@@ -117,7 +135,9 @@ class CgroupDriverV1 final : public CgroupDriver {
   Result<std::unique_ptr<Cgroup>> make(const std::string& name, bool create) {
     std::vector<std::string> dirs;
     std::vector<std::string> real_parents;
+    std::string freezer;
     for (auto* c : kControllers) {
+      if (optional_controller(c) && ::access((root_ + "/" + c + "/cgroup.procs").c_str(), F_OK) != 0) continue;
       std::string parent = root_ + "/" + c;
       for (auto& part : split(group_, '/')) {
         parent += "/" + part;
@@ -141,11 +161,15 @@ class CgroupDriverV1 final : public CgroupDriver {
         for (auto& d : dirs) (void)remove_cgroup_dir(d);
         return e;
       }
-      if (!create && ::access(dir.c_str(), F_OK) != 0) return Error::from_errno(errno, "access(" + dir + ")");
+      if (!create && ::access(dir.c_str(), F_OK) != 0) {
+        if (optional_controller(c)) continue;
+        return Error::from_errno(errno, "access(" + dir + ")");
+      }
+      if (optional_controller(c)) freezer = dir;
       dirs.push_back(std::move(dir));
     }
-    return std::unique_ptr<Cgroup>(new CgroupV1(std::move(dirs), dir_of("memory", name),
-                                                dir_of("cpuacct", name), dir_of("pids", name)));
+    return std::unique_ptr<Cgroup>(new CgroupV1(std::move(dirs), dir_of("memory", name), dir_of("cpuacct", name),
+                                                dir_of("pids", name), std::move(freezer)));
   }
 
   std::string root_;

@@ -48,6 +48,26 @@ class CgroupV2 final : public Cgroup {
     return u;
   }
 
+  Result<> freeze(bool frozen) override {
+    if (::access((dir_ + "/cgroup.freeze").c_str(), F_OK) != 0)
+      return Error::make(errc::unsupported, "this kernel's cgroup v2 has no freezer");
+    const std::string want = frozen ? "frozen 1" : "frozen 0";
+    return write_and_wait(dir_ + "/cgroup.freeze", frozen ? "1" : "0", dir_ + "/cgroup.events",
+                          [want](const std::string& events) {
+                            for (auto& line : split(events, '\n'))
+                              if (line == want) return true;
+                            return false;
+                          });
+  }
+
+  Result<bool> frozen() override {
+    auto events = read_small_file(dir_ + "/cgroup.events");
+    if (!events) return false;
+    for (auto& line : split(*events, '\n'))
+      if (line == "frozen 1") return true;
+    return false;
+  }
+
   Result<> destroy() override {
     // cgroup.kill (5.14+) takes out anything left, e.g. after a crash.
     (void)write_small_file(dir_ + "/cgroup.kill", "1");

@@ -170,6 +170,9 @@ class Backend {
   virtual Result<std::vector<SandboxRow>> list_sandboxes(const std::map<std::string, std::string>& metadata) = 0;
   virtual Result<> kill_sandbox(const std::string& id) = 0;
   virtual Result<> set_timeout(const std::string& id, int64_t seconds) = 0;
+  // E2B's memory pause and its resume (errc::conflict when it is paused, or running, already).
+  virtual Result<> pause_sandbox(const std::string& id) = 0;
+  virtual Result<> resume_sandbox(const std::string& id) = 0;
   virtual Result<SandboxDomain> sandbox_domain(const std::string& id) = 0;
 
   // -- processes. errc::conflict when `cancel` fired (the process is killed then).

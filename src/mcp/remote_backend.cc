@@ -107,6 +107,22 @@ Result<> RemoteBackend::kill_sandbox(const std::string& id) {
   return ok();
 }
 
+Result<> RemoteBackend::pause_sandbox(const std::string& id) {
+  BRIG_TRY_ASSIGN(r, api_.call("POST", "/sandboxes/" + id + "/pause", "{}"));
+  if (r.status == 404) return sandbox_gone(client::api_error(r));
+  if (r.status == 409) return Error::make(errc::conflict, client::api_error(r));
+  if (r.status != 204) return http_error(r);
+  return ok();
+}
+
+Result<> RemoteBackend::resume_sandbox(const std::string& id) {
+  BRIG_TRY_ASSIGN(r, api_.call("POST", "/sandboxes/" + id + "/resume", "{}"));
+  if (r.status == 404) return sandbox_gone(client::api_error(r));
+  if (r.status == 409) return Error::make(errc::conflict, client::api_error(r));
+  if (r.status != 201) return http_error(r);
+  return ok();
+}
+
 Result<> RemoteBackend::set_timeout(const std::string& id, int64_t seconds) {
   BRIG_TRY_ASSIGN(r, api_.call("POST", "/sandboxes/" + id + "/timeout", dump({{"timeout", seconds}})));
   if (r.status == 404) return sandbox_gone(client::api_error(r));

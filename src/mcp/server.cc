@@ -96,7 +96,7 @@ const std::vector<Tool>& tools() {
                      {"sandbox_id", "template", "status", "ends_at"}),
        {{"readOnlyHint", false}, {"destructiveHint", false}, {"idempotentHint", false}, {"openWorldHint", false}}},
       {"list_sandboxes", "List sandboxes",
-       "List the running sandboxes with their status, resource usage (CPU % of the sandbox's CPUs, memory in use and "
+       "List the running and paused sandboxes with their status, resource usage (CPU % of the sandbox's CPUs, memory in use and "
        "its limit), template, start and end times, and metadata. Optional metadata "
        "filter: only sandboxes whose metadata has all the given key/value pairs.",
        object_schema({{"metadata", {{"type", "object"}, {"additionalProperties", {{"type", "string"}}}}}}, {}),
@@ -112,6 +112,17 @@ const std::vector<Tool>& tools() {
                       {"seconds", {{"type", "integer"}, {"minimum", 1}, {"maximum", 86400}}}},
                      {"sandbox_id", "seconds"}),
        object_schema({{"sandbox_id", {{"type", "string"}}}, {"seconds", {{"type", "integer"}}}}, {"sandbox_id", "seconds"}),
+       {{"readOnlyHint", false}, {"destructiveHint", false}, {"idempotentHint", true}, {"openWorldHint", false}}},
+      {"pause_sandbox", "Pause sandbox",
+       "Pause a sandbox: its processes, files, code-interpreter state and open connections are kept, frozen; it "
+       "uses no CPU and its timeout clock stops. Nothing can run in it until resume_sandbox.",
+       object_schema({{"sandbox_id", {{"type", "string"}, {"pattern", "^[a-z0-9]{20}$"}}}}, {"sandbox_id"}),
+       object_schema({{"paused", {{"type", "boolean"}}}}, {"paused"}),
+       {{"readOnlyHint", false}, {"destructiveHint", false}, {"idempotentHint", true}, {"openWorldHint", false}}},
+      {"resume_sandbox", "Resume sandbox",
+       "Resume a paused sandbox where it was, with the time it had left.",
+       object_schema({{"sandbox_id", {{"type", "string"}, {"pattern", "^[a-z0-9]{20}$"}}}}, {"sandbox_id"}),
+       object_schema({{"resumed", {{"type", "boolean"}}}}, {"resumed"}),
        {{"readOnlyHint", false}, {"destructiveHint", false}, {"idempotentHint", true}, {"openWorldHint", false}}},
       {"get_sandbox_url", "Get sandbox URL",
        "Get the URL at which a port of a sandbox is reached from outside it, e.g. a web server the sandbox "
@@ -373,6 +384,19 @@ class Server::Impl {
         return tool_error("no sandbox " + id + " (already killed or expired); list_sandboxes shows the live ones");
       if (!r) return failure(r.error());
       return text_result("Killed sandbox " + id + ".", {{"killed", true}});
+    }
+    if (name == "pause_sandbox" || name == "resume_sandbox") {
+      std::string id = sandbox_arg(args);
+      const bool pausing = name == "pause_sandbox";
+      auto r = pausing ? backend_->pause_sandbox(id) : backend_->resume_sandbox(id);
+      if (!r && is_sandbox_gone(r.error()))
+        return tool_error("no sandbox " + id + " (killed or expired); list_sandboxes shows the live ones");
+      if (!r && r.error().is(errc::conflict))  // already so: the outcome the caller wanted
+        return text_result("Sandbox " + id + (pausing ? " was already paused." : " was already running."),
+                           {{pausing ? "paused" : "resumed", true}});
+      if (!r) return failure(r.error());
+      return text_result(pausing ? "Paused sandbox " + id + "." : "Resumed sandbox " + id + ".",
+                         {{pausing ? "paused" : "resumed", true}});
     }
     if (name == "set_sandbox_timeout") {
       std::string id = sandbox_arg(args);

@@ -37,6 +37,9 @@ class SandboxHandle : public Sandbox {
   virtual Result<> set_egress(const EgressPolicy& policy) = 0;
   // The policy it was created (or last set) with; nullopt when unknown (adopted) or none.
   virtual std::optional<EgressPolicy> egress() const = 0;
+  // Freezes every process of the sandbox (brig-init too: its requests wait, and its lifetime
+  // timer does not fire) or thaws them (the freezer cgroup). errc::unsupported without one.
+  virtual Result<> set_frozen(bool frozen) = 0;
   // When the backend's own part of this sandbox's create ran (CLOCK_MONOTONIC ns, host-wide;
   // zero for an adopted sandbox): for traces, and for the test that proves creates overlap.
   struct CreateTrace {

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <optional>
 #include <unistd.h>
 
@@ -288,7 +289,7 @@ SandboxInfo Engine::describe(const RegistryRow& row) {
     if (auto it = owned_.find(info.id); it != owned_.end()) handle = it->second;
   }
   bool alive = handle ? handle->alive() : backend_->is_alive(row.record);
-  if (info.state == "running" && !alive) info.state = "dead";
+  if ((info.state == "running" || info.state == "paused") && !alive) info.state = "dead";
   return info;
 }
 
@@ -311,9 +312,66 @@ Result<> Engine::set_timeout(const std::string& id, std::chrono::milliseconds fr
   if (from_now < std::chrono::seconds(1) || from_now > std::chrono::seconds(sandbox_config_.max_lifetime_s))
     return Error::make(errc::invalid_argument,
                        "timeout must be between 1 and " + std::to_string(sandbox_config_.max_lifetime_s) + " seconds");
+  // A paused sandbox's brig-init is frozen and would not answer; its timeout is set when it
+  // resumes.
+  if (auto row = registry_->get(id); row && *row && (*row)->info.state == "paused")
+    return Error::make(errc::conflict, "sandbox '" + id + "' is paused: resume it first");
   BRIG_TRY_ASSIGN(sandbox, get(id));
   BRIG_TRY(sandbox->set_lifetime(from_now));
   return registry_->set_end_at(id, now_unix_ms() + from_now.count());
+}
+
+namespace {
+// A paused sandbox's brig-init keeps a deadline this far off: its timer cannot fire while it is
+// frozen, and the real one is set the moment it is thawed. (brig-init takes 32-bit ms.)
+constexpr std::chrono::milliseconds kPausedDeadline = std::chrono::hours(24 * 45);
+}  // namespace
+
+Result<std::shared_ptr<SandboxHandle>> Engine::owned_handle(const std::string& id) {
+  std::lock_guard lock(mu_);
+  if (auto it = owned_.find(id); it != owned_.end()) return it->second;
+  return Error::make(errc::not_found, "sandbox '" + id + "' is not one of this process's");
+}
+
+Result<> Engine::pause(const std::string& id) {
+  std::lock_guard transition(transition_mu_);
+  BRIG_TRY_ASSIGN(row, registry_->get(id));
+  if (!row || row->info.state == "pooled") return Error::make(errc::not_found, "sandbox '" + id + "' not found");
+  if (row->info.state == "paused") return Error::make(errc::conflict, "sandbox '" + id + "' is already paused");
+  if (row->info.state != "running")
+    return Error::make(errc::conflict, "sandbox '" + id + "' cannot be paused while in '" + row->info.state + "' state");
+  BRIG_TRY_ASSIGN(handle, owned_handle(id));
+  const auto left = std::chrono::milliseconds(std::max<int64_t>(1000, row->info.end_at_ms - now_unix_ms()));
+  BRIG_TRY(handle->set_lifetime(kPausedDeadline));
+  auto undo = [&](Error e) {
+    (void)handle->set_frozen(false);
+    (void)handle->set_lifetime(left);
+    return e.wrap("pause sandbox " + id);
+  };
+  if (auto r = handle->set_frozen(true); !r) return undo(r.error());
+  if (auto r = registry_->set_paused(id, left.count()); !r) return undo(r.error());
+  return ok();
+}
+
+Result<> Engine::resume(const std::string& id, std::optional<std::chrono::milliseconds> lifetime) {
+  std::lock_guard transition(transition_mu_);
+  BRIG_TRY_ASSIGN(row, registry_->get(id));
+  if (!row || row->info.state == "pooled") return Error::make(errc::not_found, "sandbox '" + id + "' not found");
+  if (row->info.state == "running") return Error::make(errc::conflict, "sandbox '" + id + "' is already running");
+  if (row->info.state != "paused")
+    return Error::make(errc::conflict, "sandbox '" + id + "' cannot be resumed while in '" + row->info.state + "' state");
+  BRIG_TRY_ASSIGN(handle, owned_handle(id));
+  const auto max = std::chrono::milliseconds(std::chrono::seconds(sandbox_config_.max_lifetime_s));
+  const auto left = std::clamp(lifetime.value_or(std::chrono::milliseconds(row->info.paused_left_ms)),
+                               std::chrono::milliseconds(1000), max);
+  BRIG_TRY(handle->set_frozen(false));
+  // Thawed, brig-init answers: its real deadline first. Should that fail, the sandbox is
+  // frozen again rather than left running with the far one.
+  if (auto r = handle->set_lifetime(left); !r) {
+    (void)handle->set_frozen(true);
+    return r.error().wrap("resume sandbox " + id);
+  }
+  return registry_->set_resumed(id, now_unix_ms() + left.count());
 }
 
 Result<> Engine::set_egress(const std::string& id, const EgressPolicy& policy) {
@@ -364,13 +422,18 @@ std::vector<std::string> Engine::adopt_orphans() {
   auto rows = registry_->all();
   if (!rows) return adopted;
   for (auto& row : *rows) {
-    if (row.info.state != "running" || process_exists(row.record.owner_pid)) continue;
+    // A paused one stays frozen: adopting it only connects to brig-init's listener, and its
+    // requests wait for the resume.
+    if ((row.info.state != "running" && row.info.state != "paused") || process_exists(row.record.owner_pid)) continue;
     {
       std::lock_guard lock(mu_);
       if (owned_.count(row.info.id)) continue;
     }
     auto handle = backend_->adopt(row.record);
-    if (!handle) continue;  // not persistent, or gone: reap() deals with it
+    if (!handle) {  // not persistent, or gone: reap() deals with it
+      spdlog::info("sandbox {} is not adopted: {}", row.info.id, handle.error().message());
+      continue;
+    }
     (void)registry_->set_owner(row.info.id, static_cast<int>(::getpid()));
     std::lock_guard lock(mu_);
     owned_[row.info.id] = std::shared_ptr<SandboxHandle>(std::move(*handle));

@@ -5,6 +5,7 @@
 // Thread safety: all methods are thread-safe.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -12,6 +13,7 @@
 #include <set>
 #include <thread>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -64,6 +66,15 @@ class Engine {
   Result<> set_timeout(const std::string& id, std::chrono::milliseconds from_now);
   // Replaces the egress policy of a sandbox with its own network (see SandboxHandle::set_egress).
   Result<> set_egress(const std::string& id, const EgressPolicy& policy);
+  // Pauses a running sandbox: every process of it (brig-init too) is frozen, so it keeps its
+  // memory, processes and open connections but uses no CPU, and its lifetime clock stops (what
+  // it had left is kept in the registry; brig-init's own deadline is moved out of the way
+  // first). Survives a restart of this process. errc::conflict when it is not running
+  // ("already paused"), errc::unsupported when the host has no freezer for it.
+  Result<> pause(const std::string& id);
+  // Thaws a paused sandbox and gives it `lifetime` to run (nullopt: what it had left when it
+  // was paused). errc::conflict when it is not paused.
+  Result<> resume(const std::string& id, std::optional<std::chrono::milliseconds> lifetime);
   // Kills the sandbox and removes every trace of it (not_found if unknown).
   Result<> kill(const std::string& id);
   // Cleans up sandboxes that are gone (expired, crashed, owner died). Returns how many.
@@ -85,6 +96,7 @@ class Engine {
   // The row's info with its state checked against the live sandbox ("running" -> "dead").
   SandboxInfo describe(const RegistryRow& row);
   Result<std::shared_ptr<SandboxHandle>> create_cold(const SandboxSpec& spec, SandboxInfo info);
+  Result<std::shared_ptr<SandboxHandle>> owned_handle(const std::string& id);
   std::shared_ptr<SandboxHandle> take_pooled(const std::string& key);
   void refill_loop();
 
@@ -101,6 +113,7 @@ class Engine {
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Registry> registry_;
   std::mutex mu_;
+  std::mutex transition_mu_;  // one pause or resume at a time (held across the freezer's wait)
   std::map<std::string, std::shared_ptr<SandboxHandle>> owned_;
   std::set<std::string> persistent_;  // owned ids created (or adopted) as persistent
   std::map<std::string, Pool> pools_;  // by shape key

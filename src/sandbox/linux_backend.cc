@@ -407,12 +407,15 @@ class LinuxSandbox final : public SandboxHandle {
 
   void detach() override { destroyed_ = true; }  // the channel closes with this object
 
+  Result<> set_frozen(bool frozen) override { return cgroup_->freeze(frozen); }
+
   Result<> destroy() override {
     if (destroyed_.exchange(true)) return ok();
     if (!socket_path_.empty()) ::unlink(socket_path_.c_str());
     // SIGKILL to PID 1 of the namespace: the kernel kills every process in it, and with the
     // last one go its mount namespace (overlay, tmpfs layer, /dev, /proc) and network namespace.
     (void)sys::pidfd_send_signal(pidfd_.get(), SIGKILL);
+    (void)cgroup_->freeze(false);  // a paused sandbox: frozen tasks die only once thawed
     if (!pidfd_exited(pidfd_.get(), 10'000)) return Error::make(errc::timed_out, "sandbox init did not exit");
     // Its interface goes with its network namespace; its firewall objects are emptied (flushes:
     // no RCU wait, see isolate/firewall.h) and its connections forgotten here. Should this
@@ -602,8 +605,20 @@ class LinuxBackend final : public Backend {
     if (!pidfd) return Error::from_errno(errno, "pidfd_open");
     if (!is_alive(record)) return Error::make(errc::not_found, "sandbox " + record.id + " is gone");
     const std::string path = socket_of(record.id);
-    BRIG_TRY_ASSIGN(sock, sys::seqpacket_connect(path));
     BRIG_TRY_ASSIGN(cgroup, cgroups_->open(record.id));
+    // A paused sandbox's brig-init is frozen and accepts nothing: the connection waits in its
+    // backlog, and its requests wait for the resume. Only when earlier daemons' connections
+    // have filled that backlog is it thawed for the moment of the connect (it drains them),
+    // then frozen again.
+    auto is_frozen = cgroup->frozen();
+    const bool frozen = is_frozen && *is_frozen;
+    auto connected = sys::seqpacket_connect(path, frozen ? std::chrono::milliseconds(200) : std::chrono::seconds(5));
+    if (!connected && frozen) {
+      BRIG_TRY(cgroup->freeze(false));
+      connected = sys::seqpacket_connect(path);
+      if (auto r = cgroup->freeze(true); !r) return r.error().wrap("freeze sandbox " + record.id + " again after adopting it");
+    }
+    BRIG_TRY_ASSIGN(sock, std::move(connected));
     SandboxRecord adopted = record;
     adopted.owner_pid = static_cast<int>(::getpid());
     std::optional<SandboxNet> net;
@@ -626,6 +641,7 @@ class LinuxBackend final : public Backend {
     if (!is_alive(record)) return ok();
     if (sys::pidfd_send_signal(pidfd.get(), SIGKILL) != 0 && errno != ESRCH)
       return Error::from_errno(errno, "pidfd_send_signal");
+    if (auto cg = cgroups_->open(record.id)) (void)(*cg)->freeze(false);  // a paused one dies once thawed
     if (!pidfd_exited(pidfd.get(), 10'000)) return Error::make(errc::timed_out, "sandbox init did not exit");
     return ok();
   }

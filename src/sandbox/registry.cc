@@ -48,6 +48,8 @@ Result<std::unique_ptr<Registry>> Registry::open(const std::string& path) {
   // A database made before sandboxes had networks: add the column (a process racing us may
   // have added it already, which is the same outcome).
   sqlite3_exec(handle, "ALTER TABLE sandboxes ADD COLUMN net_index INTEGER NOT NULL DEFAULT -1;", nullptr, nullptr, nullptr);
+  // ... and before they could be paused.
+  sqlite3_exec(handle, "ALTER TABLE sandboxes ADD COLUMN paused_left INTEGER NOT NULL DEFAULT 0;", nullptr, nullptr, nullptr);
   return std::unique_ptr<Registry>(new Registry(handle));
 }
 
@@ -108,6 +110,24 @@ Result<> Registry::set_end_at(const std::string& id, int64_t end_at_ms) {
   return ok();
 }
 
+Result<> Registry::set_paused(const std::string& id, int64_t left_ms) {
+  std::lock_guard lock(mu_);
+  Stmt q(db_, "UPDATE sandboxes SET state='paused', paused_left=? WHERE id=? AND state='running';");
+  q.bind(1, left_ms).bind(2, id);
+  if (q.step() != SQLITE_DONE) return db_error(db_, "update sandbox");
+  if (sqlite3_changes(db_) != 1) return Error::make(errc::conflict, "sandbox '" + id + "' is not running");
+  return ok();
+}
+
+Result<> Registry::set_resumed(const std::string& id, int64_t end_at_ms) {
+  std::lock_guard lock(mu_);
+  Stmt q(db_, "UPDATE sandboxes SET state='running', end_at=?, paused_left=0 WHERE id=? AND state='paused';");
+  q.bind(1, end_at_ms).bind(2, id);
+  if (q.step() != SQLITE_DONE) return db_error(db_, "update sandbox");
+  if (sqlite3_changes(db_) != 1) return Error::make(errc::conflict, "sandbox '" + id + "' is not paused");
+  return ok();
+}
+
 Result<> Registry::set_owner(const std::string& id, int owner_pid) {
   std::lock_guard lock(mu_);
   Stmt q(db_, "UPDATE sandboxes SET owner_pid=? WHERE id=?;");
@@ -164,11 +184,12 @@ RegistryRow row_from(Stmt& q) {
   r.record.init_start = static_cast<uint64_t>(q.i64(12));
   r.record.owner_pid = static_cast<int>(q.i64(13));
   r.record.net_index = static_cast<int32_t>(q.i64(14));
+  r.info.paused_left_ms = q.i64(15);
   return r;
 }
 constexpr const char* kColumns =
     "SELECT id, slot, template, state, started_at, end_at, memory, cpu_millis, disk, metadata, env_keys, "
-    "init_pid, init_start, owner_pid, net_index FROM sandboxes";
+    "init_pid, init_start, owner_pid, net_index, paused_left FROM sandboxes";
 }  // namespace
 
 Result<std::vector<RegistryRow>> Registry::all() {

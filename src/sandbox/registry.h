@@ -33,6 +33,10 @@ class Registry {
   Result<uint32_t> insert_creating(const SandboxInfo& info, int owner_pid);
   Result<> mark_running(const SandboxRecord& record);
   Result<> set_end_at(const std::string& id, int64_t end_at_ms);
+  // A running sandbox is paused with `left_ms` of its lifetime still to run, and back
+  // (errc::conflict when it was not in the state the change starts from).
+  Result<> set_paused(const std::string& id, int64_t left_ms);
+  Result<> set_resumed(const std::string& id, int64_t end_at_ms);
   // Parks a running sandbox in the warm pool (hidden from listings) ...
   Result<> mark_pooled(const std::string& id);
   // A new brig process took over the sandbox's control channel.

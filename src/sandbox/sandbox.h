@@ -153,9 +153,10 @@ struct RunResult {
 struct SandboxInfo {
   std::string id;
   std::string template_name;
-  std::string state;  // "running", "creating", "dead"
+  std::string state;  // "running", "paused", "creating", "dead"
   int64_t started_at_ms = 0;
-  int64_t end_at_ms = 0;
+  int64_t end_at_ms = 0;       // when running
+  int64_t paused_left_ms = 0;  // when paused: the lifetime it has left (its clock is stopped)
   uint64_t memory_bytes = 0;
   uint32_t cpu_millis = 0;
   uint64_t disk_bytes = 0;

@@ -167,7 +167,10 @@ Route Daemon::data_plane(const Request& head, const std::string& id, const std::
   if (port < 1 || port > 65535) return proxy_error(400, id, "Invalid sandbox port");
   auto l = core_->live(id);
   if (!l) return proxy_error(502, id, "The sandbox was not found");
-  if (port == core::kEnvdPort) return envd::route(*core_, l, head);
+  if (port == core::kEnvdPort) return envd::route(*core_, l, head);  // which refuses a paused one itself
+  // Its processes are frozen: nothing there would answer. (E2B's proxy resumes a paused sandbox
+  // on traffic when it was created with autoResume, which brig does not take yet.)
+  if (l->paused.load()) return proxy_error(502, id, "The sandbox is paused: resume it first (Sandbox.connect)");
   if (port == core::kInterpreterPort) {
     if (head.path == "/health") return answer(Response::empty(204));
     // The code-interpreter SDK sends the envd token on /execute only; its /contexts calls carry

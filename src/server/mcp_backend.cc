@@ -71,9 +71,10 @@ Result<McpHost::Lease> InProcessBackend::authorize() {
   return lease;
 }
 
-Result<std::shared_ptr<core::Live>> InProcessBackend::live(const std::string& id) {
+Result<std::shared_ptr<core::Live>> InProcessBackend::live(const std::string& id, bool running) {
   auto l = host_->core_.find(id);
   if (!l) return mcp::sandbox_gone(l.error().message());
+  if (running) BRIG_TRY(core::Service::check_running(**l));
   return l;
 }
 
@@ -107,7 +108,7 @@ Result<std::vector<mcp::SandboxRow>> InProcessBackend::list_sandboxes(const std:
     mcp::SandboxRow row;
     row.id = s.id;
     row.template_name = s.template_name;
-    row.state = "running";
+    row.state = s.state == "paused" ? "paused" : "running";
     row.started_at = rest::rfc3339(s.started_at_ms);
     row.ends_at = rest::rfc3339(s.end_at_ms);
     row.cpu_count = std::max<uint32_t>(1, s.cpu_millis / 1000);
@@ -124,7 +125,7 @@ Result<std::vector<mcp::SandboxRow>> InProcessBackend::list_sandboxes(const std:
 
 Result<> InProcessBackend::kill_sandbox(const std::string& id) {
   BRIG_TRY_ASSIGN(lease, authorize());
-  BRIG_TRY(live(id));
+  BRIG_TRY(live(id, /*running=*/false));
   auto k = host_->core_.kill(id);
   if (!k && k.error().is(errc::not_found)) return mcp::sandbox_gone(k.error().message());  // it ended meanwhile
   if (!k) return reported(k.error(), "mcp kill sandbox");
@@ -138,9 +139,28 @@ Result<> InProcessBackend::set_timeout(const std::string& id, int64_t seconds) {
   return ok();
 }
 
+Result<> InProcessBackend::pause_sandbox(const std::string& id) {
+  BRIG_TRY_ASSIGN(lease, authorize());
+  BRIG_TRY(live(id, /*running=*/false));
+  auto r = host_->core_.pause(id);
+  if (!r && r.error().is(errc::not_found)) return mcp::sandbox_gone(r.error().message());
+  if (!r && !r.error().is(errc::conflict)) return reported(r.error(), "mcp pause sandbox");
+  return r;
+}
+
+Result<> InProcessBackend::resume_sandbox(const std::string& id) {
+  BRIG_TRY_ASSIGN(lease, authorize());
+  BRIG_TRY(live(id, /*running=*/false));
+  auto r = host_->core_.resume(id, std::nullopt);
+  if (!r && r.error().is(errc::not_found)) return mcp::sandbox_gone(r.error().message());
+  if (!r && !r.error().is(errc::conflict)) return reported(r.error(), "mcp resume sandbox");
+  if (!r) return r.error();
+  return ok();
+}
+
 Result<mcp::SandboxDomain> InProcessBackend::sandbox_domain(const std::string& id) {
   BRIG_TRY_ASSIGN(lease, authorize());
-  BRIG_TRY_ASSIGN(l, live(id));
+  BRIG_TRY_ASSIGN(l, live(id, /*running=*/false));
   return mcp::SandboxDomain{host_->domain_, l->ingress.allow_public_traffic};
 }
 

@@ -43,11 +43,17 @@ Result<Fd> seqpacket_listen(const std::string& path) {
   return std::move(sock.first);
 }
 
-Result<Fd> seqpacket_connect(const std::string& path) {
+Result<Fd> seqpacket_connect(const std::string& path, std::chrono::milliseconds timeout) {
   BRIG_TRY_ASSIGN(sock, unix_socket(path));
+  // A listener whose backlog is full (its process is stopped or frozen) makes connect() wait
+  // for room, for as long as the send timeout says: bounded here.
+  struct timeval tv = {static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
+  ::setsockopt(sock.first.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   // SAFETY: sockaddr_un is a sockaddr
   if (::connect(sock.first.get(), reinterpret_cast<sockaddr*>(&sock.second), sizeof sock.second) != 0)
-    return Error::from_errno(errno, "connect(" + path + ")");
+    return Error::from_errno(errno == EAGAIN ? ETIMEDOUT : errno, "connect(" + path + ")");
+  struct timeval none = {};
+  ::setsockopt(sock.first.get(), SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none);
   return std::move(sock.first);
 }
 

@@ -3,6 +3,7 @@
 // protocol error and every fd that did arrive is closed.
 #pragma once
 
+#include <chrono>
 #include <span>
 #include <string>
 #include <string_view>
@@ -28,7 +29,8 @@ Result<std::pair<Fd, Fd>> seqpacket_pair();
 // only its owner (root) can connect.
 Result<Fd> seqpacket_listen(const std::string& path);
 // A SOCK_SEQPACKET connection to the unix socket at `path`.
-Result<Fd> seqpacket_connect(const std::string& path);
+// Connects to the listener at `path`, waiting at most `timeout` for room in its backlog.
+Result<Fd> seqpacket_connect(const std::string& path, std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
 // Sends `data` with `fds` (borrowed; the caller still owns them). On a non-blocking socket it
 // waits for room as a blocking one would.

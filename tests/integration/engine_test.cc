@@ -12,6 +12,7 @@
 #include <latch>
 #include <thread>
 
+#include "base/util.h"
 #include "fixtures/sandbox_fixture.h"
 #include "sandbox/backend.h"
 
@@ -320,6 +321,79 @@ TEST(Engine, LifetimeExpiryKillsAndReaps) {
   EXPECT_GE(engine.reap(), 1u);
   EXPECT_TRUE(engine.info(id).error().is(errc::not_found));
   EXPECT_FALSE(std::filesystem::exists(cgroup_of("memory", id)));
+}
+
+// Pause (the freezer): a paused sandbox's processes make no progress and use no CPU, its
+// lifetime clock stops, it is listed as paused, and it comes back where it was; a kill of a
+// paused sandbox does not wait for a thaw.
+TEST(Engine, PauseFreezesEverythingAndStopsTheLifetimeClock) {
+  BRIG_REQUIRE_SANDBOX_ENV();
+  if (!std::filesystem::exists("/sys/fs/cgroup/freezer/cgroup.procs") &&
+      !std::filesystem::exists("/sys/fs/cgroup/cgroup.freeze"))
+    GTEST_SKIP() << "no freezer cgroup on this host";
+  auto& engine = shared_engine();
+  auto spec = TestSandbox::default_spec();
+  spec.lifetime = 2500ms;
+  auto created = engine.create(spec);
+  ASSERT_TRUE(created) << created.error().message();
+  auto sb = *created;
+  const std::string id = sb->id();
+  // A counter that prints every 50 ms.
+  sandbox::ProcessSpec ps;
+  ps.cmd = "/bin/sh";
+  ps.args = {"-c", "i=0; while :; do i=$((i+1)); echo $i; sleep 0.05; done"};
+  auto proc = sb->spawn(ps);
+  ASSERT_TRUE(proc) << proc.error().message();
+  ::fcntl(proc->stdout_fd.get(), F_SETFL, O_NONBLOCK);
+  auto drain = [&] {  // the last number printed so far (0: none)
+    std::string all;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(proc->stdout_fd.get(), buf, sizeof buf)) > 0;) all.append(buf, static_cast<size_t>(n));
+    auto lines = split(all, '\n');
+    std::erase(lines, "");
+    return lines.empty() ? 0 : std::stoi(lines.back());
+  };
+  std::this_thread::sleep_for(300ms);
+  ASSERT_GT(drain(), 0);
+
+  ASSERT_TRUE(engine.pause(id)) << "pause";
+  EXPECT_EQ(engine.info(id)->state, "paused");
+  EXPECT_TRUE(engine.pause(id).error().is(errc::conflict));
+  EXPECT_TRUE(engine.set_timeout(id, 60s).error().is(errc::conflict));
+  const int at_pause = drain();
+  const uint64_t cpu_at_pause = sb->usage()->cpu_usage_ns;
+  // Past the 2.5 s it had to live: a paused sandbox does not expire, prints nothing, uses no CPU.
+  std::this_thread::sleep_for(3000ms);
+  EXPECT_TRUE(sb->alive());
+  EXPECT_EQ(drain(), 0) << "output while paused";
+  EXPECT_EQ(sb->usage()->cpu_usage_ns, cpu_at_pause);
+  EXPECT_EQ(engine.info(id)->state, "paused");
+  EXPECT_GT(engine.info(id)->paused_left_ms, 1000);
+
+  ASSERT_TRUE(engine.resume(id, std::nullopt)) << "resume";
+  EXPECT_TRUE(engine.resume(id, std::nullopt).error().is(errc::conflict));
+  auto info = engine.info(id);
+  EXPECT_EQ(info->state, "running");
+  EXPECT_LE(info->end_at_ms - now_unix_ms(), 2500);  // what it had left, not a new lifetime
+  std::this_thread::sleep_for(300ms);
+  const int after = drain();
+  EXPECT_GT(after, at_pause) << "the counter goes on from where it was";
+  EXPECT_LT(after, at_pause + 20) << "and did not run while paused";
+  // The clock runs again: it expires by itself.
+  std::this_thread::sleep_for(3000ms);
+  EXPECT_FALSE(sb->alive());
+
+  // A paused sandbox is killed at once (a frozen task dies only once thawed: the kill thaws).
+  auto other = engine.create(TestSandbox::default_spec());
+  ASSERT_TRUE(other);
+  const std::string other_id = (*other)->id();
+  ASSERT_TRUE(engine.pause(other_id));
+  auto started = std::chrono::steady_clock::now();
+  ASSERT_TRUE(engine.kill(other_id));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
+  EXPECT_FALSE((*other)->alive());
+  EXPECT_TRUE(engine.info(other_id).error().is(errc::not_found));
+  EXPECT_FALSE(std::filesystem::exists(cgroup_of("freezer", other_id)));
 }
 
 TEST(Engine, WarmPoolHandsOverAFreshlyConfiguredSandbox) {

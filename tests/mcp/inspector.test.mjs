@@ -15,8 +15,9 @@ import { brigUrl, apiKey, brigBin, mcpUrl } from './helpers.mjs'
 const here = dirname(fileURLToPath(import.meta.url))
 const node22 = process.env.NODE22_BIN ?? join(process.env.BRIG_CACHE_DIR ?? '/var/cache/brig', 'node22/node_modules/node/bin')
 const toolNames = [
-  'create_sandbox', 'download_files', 'get_sandbox_url', 'kill_sandbox', 'list_files', 'list_sandboxes', 'read_file',
-  'run_code', 'run_command', 'set_sandbox_timeout', 'upload_files', 'write_file',
+  'create_sandbox', 'download_files', 'get_sandbox_url', 'kill_sandbox', 'list_files', 'list_sandboxes',
+  'pause_sandbox', 'read_file', 'resume_sandbox', 'run_code', 'run_command', 'set_sandbox_timeout', 'upload_files',
+  'write_file',
 ]
 
 // `npx @modelcontextprotocol/inspector --cli --format json ...args`: { code, out, err, json, home }.

@@ -13,8 +13,9 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { connect, stdioEnv, brigBin, mcpUrl, bearer, processes, sleep } from './helpers.mjs'
 
 const toolNames = [
-  'create_sandbox', 'download_files', 'get_sandbox_url', 'kill_sandbox', 'list_files', 'list_sandboxes', 'read_file',
-  'run_code', 'run_command', 'set_sandbox_timeout', 'upload_files', 'write_file',
+  'create_sandbox', 'download_files', 'get_sandbox_url', 'kill_sandbox', 'list_files', 'list_sandboxes',
+  'pause_sandbox', 'read_file', 'resume_sandbox', 'run_code', 'run_command', 'set_sandbox_timeout', 'upload_files',
+  'write_file',
 ]
 let client
 

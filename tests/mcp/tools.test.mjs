@@ -101,6 +101,22 @@ for (const transport of transports) {
       assert.match(text(noSecs), /invalid arguments/)
     })
 
+    test('pause_sandbox and resume_sandbox: commands wait for the resume; twice is fine; unknown sandbox', async () => {
+      const paused = await call('pause_sandbox', { sandbox_id: base })
+      assert.deepEqual(paused.structuredContent, { paused: true })
+      assert.match(text(await call('pause_sandbox', { sandbox_id: base })), /already paused/)
+      const refused = await call('run_command', { sandbox_id: base, command: 'echo no' })
+      assert.equal(refused.isError, true)
+      assert.match(text(refused), /paused/)
+      assert.match(text(await call('list_sandboxes', {})), new RegExp(`\\| ${base} \\| base \\| paused \\|`))
+      const resumed = await call('resume_sandbox', { sandbox_id: base })
+      assert.deepEqual(resumed.structuredContent, { resumed: true })
+      assert.match(text(await call('resume_sandbox', { sandbox_id: base })), /already running/)
+      assert.match(text(await call('run_command', { sandbox_id: base, command: 'echo back' })), /back/)
+      const gone = await call('pause_sandbox', { sandbox_id: 'zzzzzzzzzzzzzzzzzzzz' })
+      assert.equal(gone.isError, true)
+    })
+
     test('get_sandbox_url: the URL reaches a server started in the sandbox; bad port, unknown sandbox', async () => {
       const port = transport === 'stdio' ? 3100 : 3101
       await call('run_command', { sandbox_id: base, command: `cd /tmp && nohup python3 -m http.server ${port} >/dev/null 2>&1 &` })

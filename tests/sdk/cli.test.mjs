@@ -32,6 +32,13 @@ test('brig sandbox and brig files against brig serve', async () => {
   assert.equal(run('files', 'get', id, '/home/user/in.txt', join(dir, 'out.txt')).code, 0)
   assert.equal(readFileSync(join(dir, 'out.txt'), 'utf8'), 'payload\n')
   assert.equal(run('sandbox', 'timeout', id, '60').code, 0)
+  // Paused: listed so, commands refused; resumed: as it was.
+  assert.equal(run('sandbox', 'pause', id).code, 0)
+  assert.match(run('sandbox', 'pause', id).err, /already paused/)
+  assert.match(run('sandbox', 'list').out, new RegExp(`${id} .*paused`))
+  assert.notEqual(run('sandbox', 'exec', id, '--', 'true').code, 0)
+  assert.equal(run('sandbox', 'resume', id).code, 0)
+  assert.equal(run('sandbox', 'exec', id, '--', 'cat', '/home/user/in.txt').out, 'payload\n')
   assert.doesNotMatch(run('sandbox', 'info', id).out, /envdAccessToken/)
   // Its log: the lifecycle and the processes (pid, exit code), never their output.
   const log = run('sandbox', 'logs', id)
@@ -39,6 +46,7 @@ test('brig sandbox and brig files against brig serve', async () => {
   assert.match(log.out, /^\S+Z info Sandbox created .*template=base/m)
   assert.match(log.out, /warn Process ended .*exit_code=5/)
   assert.match(log.out, /info Timeout set .*timeout_s=60/)
+  assert.match(log.out, /info Sandbox paused[^]*info Sandbox resumed/)
   assert.match(log.out, /Process started .*cmd=sh -c echo \$GREETING; echo oops >&2; exit 5/)  // the command line, not its output:
   assert.doesNotMatch(log.out, /^hi$|payload/m)
   assert.equal(run('sandbox', 'logs', '--level', 'warn', id).out.trim().split('\n').length, 1)

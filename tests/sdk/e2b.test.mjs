@@ -560,6 +560,38 @@ test(`${sdkName}: ports: allowPublicTraffic false wants the traffic token on eve
   assert.equal(await (await at(pub, 8000, '/host')).text(), pub.getHost(8000))
 })
 
+// E2B's memory pause: the sandbox's processes and files stay, frozen; it is listed as paused;
+// envd does not answer it; connect resumes it, and everything is where it was.
+test(`${sdkName}: pause freezes the sandbox; connect resumes it where it was`, async () => {
+  const s = await sandbox()
+  await s.files.write('/tmp/kept.txt', 'kept')
+  await s.commands.run('i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done', { background: true })
+  await new Promise((r) => setTimeout(r, 500))
+  const before = Number((await s.files.read('/tmp/count')).trim())
+  assert.ok(before > 0)
+  assert.equal(await s.pause(), true)
+  assert.equal(await s.pause(), false, 'already paused: 409, which the SDK reports as false')
+  assert.equal((await s.getInfo()).state, 'paused')
+  const paused = await Sandbox.list({ query: { state: ['paused'] } }).nextItems()
+  assert.ok(paused.some((x) => x.sandboxId === s.sandboxId && x.state === 'paused'))
+  const running = await Sandbox.list({ query: { state: ['running'] } }).nextItems()
+  assert.ok(!running.some((x) => x.sandboxId === s.sandboxId))
+  await assert.rejects(s.commands.run('echo no'), /paused/)
+  // 3 s paused: the counter, had it run, would be 30 further on.
+  await new Promise((r) => setTimeout(r, 3000))
+  const back = await Sandbox.connect(s.sandboxId)
+  assert.equal((await back.getInfo()).state, 'running')
+  const after = Number((await back.files.read('/tmp/count')).trim())
+  assert.ok(after >= before && after < before + 20, `before ${before}, after ${after}`)
+  assert.equal(await back.files.read('/tmp/kept.txt'), 'kept')
+  await new Promise((r) => setTimeout(r, 500))
+  assert.ok(Number((await back.files.read('/tmp/count')).trim()) > after, 'the counter runs again')
+  // Resuming a running sandbox through the REST call E2B has for it is a 409.
+  const res = await fetch(`${process.env.E2B_API_URL}/sandboxes/${s.sandboxId}/resume`,
+    { method: 'POST', headers: { 'X-API-KEY': process.env.E2B_API_KEY, 'Content-Type': 'application/json' }, body: '{}' })
+  assert.equal(res.status, 409)
+})
+
 // A self-signed certificate and its key in one PEM (what the sandbox's HTTPS server serves).
 function selfSigned() {
   const dir = mkdtempSync(join(tmpdir(), 'brig-tls-'))

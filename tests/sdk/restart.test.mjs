@@ -53,6 +53,31 @@ test('sandboxes survive a daemon stop and a daemon crash', async () => {
   await stop(daemon.d, 'SIGTERM')
 })
 
+test('a paused sandbox stays paused through a daemon crash, and resumes where it was', async () => {
+  let daemon = await startDaemon()
+  const s = await Sandbox.create({ ...opts, timeoutMs: 120_000 })
+  // Every tick is kept: none may fall in the time it was paused.
+  await s.commands.run('while true; do date +%s%3N >> /tmp/ticks; sleep 0.1; done', { background: true })
+  await new Promise((r) => setTimeout(r, 500))
+  assert.equal(await s.pause(), true)
+  const pausedAt = Date.now()
+  await stop(daemon.d, 'SIGKILL')
+  daemon = await startDaemon()
+  assert.match(daemon.log(), new RegExp(`re-adopted sandbox ${s.sandboxId}`), daemon.log())
+  assert.equal((await Sandbox.getInfo(s.sandboxId, opts)).state, 'paused')
+  await new Promise((r) => setTimeout(r, 1000))
+  const resumedAt = Date.now()
+  const again = await Sandbox.connect(s.sandboxId, opts)
+  await new Promise((r) => setTimeout(r, 500))
+  const ticks = (await again.commands.run('cat /tmp/ticks')).stdout.trim().split('\n').map(Number)
+  const during = ticks.filter((t) => t > pausedAt + 50 && t < resumedAt - 50)
+  assert.deepEqual(during, [], `ticks while paused (${pausedAt}..${resumedAt})`)
+  assert.ok(ticks.some((t) => t >= resumedAt), 'it runs again after the resume')
+  assert.ok(ticks.filter((t) => t <= pausedAt).length >= 3, 'and ran before the pause')
+  assert.equal(await Sandbox.kill(s.sandboxId, opts), true)
+  await stop(daemon.d, 'SIGTERM')
+})
+
 // brig-init of a sandbox, found from the host: its name and its cgroup (the sandbox's id).
 function initOf(id) {
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {

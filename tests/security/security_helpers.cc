@@ -234,7 +234,7 @@ namespace {
 // The brig parents that exist on this host: v1 per-controller dirs, or the v2 one.
 std::vector<std::pair<std::string, std::string>> brig_parents() {
   std::vector<std::pair<std::string, std::string>> out;
-  for (const char* c : {"memory", "cpu", "cpuacct", "pids"}) {
+  for (const char* c : {"memory", "cpu", "cpuacct", "pids", "freezer"}) {
     std::string p = std::string("/sys/fs/cgroup/") + c + "/brig";
     if (::access(p.c_str(), F_OK) == 0) out.emplace_back(c, p);
   }

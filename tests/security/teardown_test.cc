@@ -203,7 +203,7 @@ TEST(Teardown, EngineShutdownRemovesItsCgroupGroup) {
   const std::string group = sandbox::cgroup_group(state_dir);
   auto group_dirs = [&] {
     std::vector<std::string> out;
-    for (const char* c : {"memory", "cpu", "cpuacct", "pids", ""}) {
+    for (const char* c : {"memory", "cpu", "cpuacct", "pids", "freezer", ""}) {
       std::string dir = std::string("/sys/fs/cgroup/") + c + (*c ? "/" : "") + group;
       if (::access(dir.c_str(), F_OK) == 0) out.push_back(dir);
     }

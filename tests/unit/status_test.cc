@@ -25,6 +25,9 @@ TEST(Status, BrigConditionsMapByMeaning) {
   EXPECT_EQ(classify(Error::make(errc::timed_out, "x")), Status::deadline_exceeded);
   EXPECT_EQ(classify(Error::make(errc::unsupported, "x")), Status::unimplemented);
   EXPECT_EQ(classify(Error::make(errc::protocol, "x")), Status::bad_gateway);
+  EXPECT_EQ(classify(Error::make(errc::conflict, "x")), Status::aborted);  // 409: e.g. already paused
+  EXPECT_EQ(classify(Error::make(errc::unavailable, "x")), Status::unavailable);  // 503: e.g. paused memory full
+  EXPECT_EQ(http_status(Status::unavailable), 503);
   // Context added on the way up keeps the condition.
   EXPECT_EQ(classify(Error::make(errc::not_found, "x").wrap("create sandbox")), Status::not_found);
 }

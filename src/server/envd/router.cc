@@ -96,6 +96,20 @@ Route route(core::Service& core, std::shared_ptr<core::Live> live, const Request
     return r;
   }
   const bool rpc = path.find('.') != std::string::npos;
+  // A paused sandbox's brig-init is frozen: refused at once, in the shape the caller reads (a
+  // stream's error is its EndStream frame; connect-es reads no body of a non-200 stream).
+  if (auto running = core::Service::check_running(*live); !running) {
+    if (!rpc) return answer(Response::error(409, running.error().message()));
+    const connect::RpcError e = connect::rpc_error(running.error(), "envd");
+    const std::string type = head.header("content-type");
+    if (!type.starts_with("application/connect+")) return answer(connect::unary_error(e));
+    Response r;
+    r.status = 200;
+    r.headers = {{"Content-Type", connect::stream_content_type(type.find("proto") != std::string::npos
+                                                                    ? connect::Codec::proto : connect::Codec::json)}};
+    r.body = connect::end_stream(e);
+    return answer(r);
+  }
   auto user = user_of(head, *live);
   if (!user) {
     const std::string msg = user.error().message();

@@ -43,7 +43,7 @@ json detail_json(const Context& ctx, const sandbox::SandboxInfo& s) {
           {"clientID", "brig"},
           {"startedAt", rfc3339(s.started_at_ms)},
           {"endAt", rfc3339(s.end_at_ms)},
-          {"state", "running"},
+          {"state", s.state == "paused" ? "paused" : "running"},
           {"cpuCount", std::max<uint32_t>(1, s.cpu_millis / 1000)},
           {"memoryMB", s.memory_bytes >> 20},
           {"diskSizeMB", s.disk_bytes >> 20},
@@ -253,6 +253,16 @@ Result<std::optional<std::chrono::seconds>> parse_seconds(const Request& req, co
   return std::optional(std::chrono::seconds(v));
 }
 
+// The optional "memory" of a pause, resume or connect body (E2B: absent or true = keep it).
+Result<bool> parse_memory(const Request& req) {
+  auto body = json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
+  if (!body.is_object()) return bad("the body must be a JSON object");
+  auto it = body.find("memory");
+  if (it == body.end() || it->is_null()) return true;
+  if (!it->is_boolean()) return bad("memory must be a boolean");
+  return it->get<bool>();
+}
+
 }  // namespace
 
 Route sandboxes(const Context& ctx, const Request& head, const std::vector<std::string>& parts) {
@@ -268,17 +278,15 @@ Route sandboxes(const Context& ctx, const Request& head, const std::vector<std::
     });
   if (parts.size() == 1 && method == "GET")
     return respond([ctx](Request& req) {
-      std::string state = req.param("state");
-      if (!state.empty()) {
-        bool wants_running = false;
-        for (auto& s : split(state, ',')) {
-          if (s != "running" && s != "paused") return Response::error(400, "state must be running and/or paused");
-          wants_running |= s == "running";
-        }
-        if (!wants_running) return Response::json(200, "[]");
-      }
       auto q = parse_list(req);
       if (!q) return error(q.error(), "list sandboxes");
+      if (std::string state = req.param("state"); !state.empty()) {
+        q->running = q->paused = false;
+        for (auto& s : split(state, ',')) {
+          if (s != "running" && s != "paused") return Response::error(400, "state must be running and/or paused");
+          (s == "running" ? q->running : q->paused) = true;
+        }
+      }
       auto page = ctx.core.list(*q);
       json out = json::array();
       for (auto& s : page.rows) out.push_back(detail_json(ctx, s));
@@ -334,9 +342,15 @@ Route sandboxes(const Context& ctx, const Request& head, const std::vector<std::
       if (auto l = ctx.core.find(id); !l) return error(l.error(), "connect");
       auto secs = parse_seconds(req, "timeout", std::nullopt, false);
       if (!secs) return error(secs.error(), "connect");
-      auto l = ctx.core.connect(id, *secs);
-      if (!l) return error(l.error(), "connect");
-      return Response::json(200, dump(sandbox_json(ctx, **l)));
+      auto memory = parse_memory(req);
+      if (!memory) return error(memory.error(), "connect");
+      if (!*memory)
+        return error(Error::make(errc::unsupported, "connect with memory: false (onResume: 'reboot', a cold boot from "
+                                                    "the saved filesystem) is not supported by brig yet"),
+                     "connect");
+      auto c = ctx.core.connect(id, *secs);
+      if (!c) return error(c.error(), "connect");
+      return Response::json(c->resumed ? 201 : 200, dump(sandbox_json(ctx, *c->live)));
     });
   if (action == "logs" && method == "GET") return sandbox_logs(ctx, id, head.path.starts_with("/v2/"));
   if (action == "network" && method == "PUT")
@@ -348,7 +362,28 @@ Route sandboxes(const Context& ctx, const Request& head, const std::vector<std::
       return Response::empty(204);
     });
   if (action == "pause" && method == "POST")
-    return respond([&core, id](Request&) { return error(core.pause(id).error(), "pause"); });
+    return respond([&core, id](Request& req) {
+      if (auto l = core.find(id); !l) return error(l.error(), "pause");
+      auto memory = parse_memory(req);
+      if (!memory) return error(memory.error(), "pause");
+      if (auto r = core.pause(id, *memory); !r) return error(r.error(), "pause");
+      return Response::empty(204);
+    });
+  // E2B's ResumedSandbox {timeout?, autoPause?, memory?}: 201 and the Sandbox. Without a
+  // timeout the sandbox gets the lifetime it had left when it was paused.
+  if (action == "resume" && method == "POST")
+    return respond([ctx, id](Request& req) {
+      if (auto l = ctx.core.find(id); !l) return error(l.error(), "resume");
+      auto secs = parse_seconds(req, "timeout", std::nullopt, false);
+      if (!secs) return error(secs.error(), "resume");
+      auto memory = parse_memory(req);
+      if (!memory) return error(memory.error(), "resume");
+      if (!*memory)
+        return error(Error::make(errc::unsupported, "resume with memory: false is not supported by brig yet"), "resume");
+      auto l = ctx.core.resume(id, *secs);
+      if (!l) return error(l.error(), "resume");
+      return Response::json(201, dump(sandbox_json(ctx, **l)));
+    });
   if (action == "metrics" && method == "GET")
     return respond([&core, id](Request&) {
       auto l = core.find(id);
