@@ -531,6 +531,9 @@ Result<> Service::pause(const std::string& id, bool keep_memory) {
       if (other->paused.load())
         if (auto u = other->sandbox->usage()) held += u->memory_bytes;
   }
+  if (cap == 0)
+    return Error::make(errc::unavailable, "this server does not pause sandboxes (sandbox.paused_memory_mib = 0); "
+                                          "the sandbox keeps running");
   if (held > cap)
     return Error::make(errc::unavailable, "paused sandboxes would hold " + std::to_string(held >> 20) +
                                               " MiB of memory, over sandbox.paused_memory_mib = " +

@@ -78,6 +78,19 @@ test('a paused sandbox stays paused through a daemon crash, and resumes where it
   await stop(daemon.d, 'SIGTERM')
 })
 
+test('with no room for paused memory a pause is a 503 and the sandbox keeps running', async () => {
+  const daemon = await startDaemon('--set', 'sandbox.paused_memory_mib=0')
+  const s = await Sandbox.create({ ...opts, timeoutMs: 60_000 })
+  try {
+    await assert.rejects(s.pause(), /paused_memory_mib = 0\); the sandbox keeps running/)
+    assert.equal((await s.getInfo()).state, 'running')
+    assert.equal((await s.commands.run('echo still')).stdout, 'still\n')
+  } finally {
+    await Sandbox.kill(s.sandboxId, opts).catch(() => {})
+    await stop(daemon.d, 'SIGTERM')
+  }
+})
+
 // brig-init of a sandbox, found from the host: its name and its cgroup (the sandbox's id).
 function initOf(id) {
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
