@@ -523,14 +523,15 @@ Result<> Service::pause(const std::string& id, bool keep_memory) {
   if (l->paused.load()) return Error::make(errc::conflict, "sandbox '" + id + "' is already paused");
   // Paused memory stays resident: bounded, and checked with this sandbox's own.
   const uint64_t cap = uint64_t{options_.config.sandbox.paused_memory_mib} << 20;
-  auto own = l->sandbox->usage();
-  uint64_t held = own ? own->memory_bytes : 0;
+  std::vector<std::shared_ptr<Live>> counted{l};
   {
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(mu_);  // the map only: cgroup files are read after
     for (auto& [other_id, other] : live_)
-      if (other->paused.load())
-        if (auto u = other->sandbox->usage()) held += u->memory_bytes;
+      if (other->paused.load()) counted.push_back(other);
   }
+  uint64_t held = 0;
+  for (auto& c : counted)
+    if (auto u = c->sandbox->usage()) held += u->memory_bytes;
   if (cap == 0)
     return Error::make(errc::unavailable, "this server does not pause sandboxes (sandbox.paused_memory_mib = 0); "
                                           "the sandbox keeps running");

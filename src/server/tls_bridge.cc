@@ -51,36 +51,24 @@ struct Bridge {
   }
 };
 
-// The tunnel's bytes to the port. The tunnel's end is passed on as a TCP half-close (as the
-// tunnel does for a plain port); the port may still answer.
-asio::awaitable<void> upstream(std::shared_ptr<Bridge> b) {
+// Bytes from one side to the other until `from` ends. The tunnel's end (`half_close`) is passed
+// on to the port as a TCP half-close, as the tunnel does for a plain port, and the port may
+// still answer; the port's end, or any error, ends the bridge.
+template <class From, class To>
+asio::awaitable<void> pump(std::shared_ptr<Bridge> b, From& from, To& to, bool half_close) {
   std::array<char, kChunk> buf;
   for (;;) {
     error_code ec;
-    size_t n = co_await b->plain.async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
+    size_t n = co_await from.async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
     if (b->ended) co_return;
-    if (ec == asio::error::eof) {
+    if (ec == asio::error::eof && half_close) {
       error_code ignored;
       b->tls.next_layer().shutdown(tcp::socket::shutdown_send, ignored);
       co_return;
     }
     if (ec) co_return b->end();
     b->last = Clock::now();
-    co_await asio::async_write(b->tls, asio::buffer(buf.data(), n), asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) co_return b->end();
-  }
-}
-
-// The port's bytes to the tunnel, until the port ends (cleanly or not): then the bridge ends.
-asio::awaitable<void> downstream(std::shared_ptr<Bridge> b) {
-  std::array<char, kChunk> buf;
-  for (;;) {
-    error_code ec;
-    size_t n = co_await b->tls.async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
-    if (b->ended) co_return;
-    if (ec) co_return b->end();
-    b->last = Clock::now();
-    co_await asio::async_write(b->plain, asio::buffer(buf.data(), n), asio::redirect_error(asio::use_awaitable, ec));
+    co_await asio::async_write(to, asio::buffer(buf.data(), n), asio::redirect_error(asio::use_awaitable, ec));
     if (ec) co_return b->end();
   }
 }
@@ -119,7 +107,7 @@ asio::awaitable<void> run(std::shared_ptr<Bridge> b, std::shared_ptr<std::promis
   handshaken->set_value(ok());
   b->last = Clock::now();
   using namespace asio::experimental::awaitable_operators;
-  co_await (upstream(b) && downstream(b) && idle(b));
+  co_await (pump(b, b->plain, b->tls, true) && pump(b, b->tls, b->plain, false) && idle(b));
 }
 
 }  // namespace
