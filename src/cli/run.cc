@@ -364,7 +364,7 @@ Runner add_run(CLI::App& app, Globals& globals) {
   sub->add_option("--memory", args->memory,
                   "Hard memory limit, e.g. 256M, 2G (default: the template's, else sandbox.memory_mib, 512M)");
   sub->add_option("--cpus", args->cpus, "CPU quota in CPUs, e.g. 0.5 (default: the template's, else sandbox.cpu_millis, 1)");
-  sub->add_option("--disk", args->disk, "Size of the writable layer (default: sandbox.disk_mib, 1G)");
+  sub->add_option("--disk", args->disk, "Size of the sandbox's disk (default: sandbox.disk_mib, 10G)");
   sub->add_option("--pids", args->pids, "Maximum number of tasks (default: sandbox.pids, 512)");
   sub->add_option("--timeout", args->timeout,
                   "Kill the command after this long, e.g. 30s, 5m (default: sandbox.lifetime_s, 300s)");

@@ -34,6 +34,7 @@ struct Args {
   uint32_t depth = 1;
   bool recursive = false;
   bool follow = false;
+  bool disk_only = false;  // pause --disk-only, resume --reboot: memory dropped, its disk kept
   std::string level;
 };
 
@@ -148,18 +149,22 @@ int logs(ApiClient& c, const Args& a) {
   }
 }
 
-// Pause (processes kept, frozen; the lifetime clock stops) and resume.
+// Pause (processes kept, frozen; or, --disk-only, stopped with the disk kept; the lifetime
+// clock stops either way) and resume (thawed, or booted again on the disk).
 int pause(ApiClient& c, const Args& a) {
-  auto r = c.call("POST", "/sandboxes/" + a.id + "/pause", "{}");
+  json body = json::object();
+  if (a.disk_only) body["memory"] = false;
+  auto r = c.call("POST", "/sandboxes/" + a.id + "/pause", body.dump());
   if (!r) return fail(r.error().message());
   if (r->status != 204) return fail(api_error(*r));
-  std::printf("paused %s\n", a.id.c_str());
+  std::printf("paused %s%s\n", a.id.c_str(), a.disk_only ? " (its disk is kept, its processes are stopped)" : "");
   return 0;
 }
 
 int resume(ApiClient& c, const Args& a) {
   json body = json::object();
   if (a.timeout > 0) body["timeout"] = a.timeout;
+  if (a.disk_only) body["memory"] = false;
   auto r = c.call("POST", "/sandboxes/" + a.id + "/resume", body.dump());
   if (!r) return fail(r.error().message());
   if (r->status != 201) return fail(api_error(*r));
@@ -370,8 +375,15 @@ Runner add_sandbox(CLI::App& app, Globals& globals) {
   auto* pause_cmd = sb->add_subcommand("pause", "Pause a sandbox: its processes stay, frozen; it uses no CPU and its "
                                                 "lifetime clock stops until it is resumed.");
   pause_cmd->add_option("id", a->id)->required();
-  auto* resume_cmd = sb->add_subcommand("resume", "Resume a paused sandbox where it was.");
+  pause_cmd->add_flag("--disk-only", a->disk_only,
+                      "Keep only its disk: its processes stop, it survives a restart of the host, and resume boots it "
+                      "again on the disk (E2B's keepMemory: false)");
+  auto* resume_cmd = sb->add_subcommand("resume", "Resume a paused sandbox where it was (one paused with --disk-only "
+                                                  "boots again on its disk).");
   resume_cmd->add_option("id", a->id)->required();
+  resume_cmd->add_flag("--reboot", a->disk_only,
+                       "Drop the memory it kept and boot it again on its disk (E2B's onResume: 'reboot'); the only way "
+                       "back for a sandbox whose memory was lost to a host restart");
   resume_cmd->add_option("--timeout", a->timeout, "Seconds it then runs (default: what it had left when paused)");
   auto* timeout = sb->add_subcommand("timeout", "Set a sandbox's remaining lifetime.");
   timeout->add_option("id", a->id)->required();

@@ -124,6 +124,7 @@ int show(const TemplateArgs& a, const Globals& g) {
               format_time((*t)->created_ms).c_str(), (*t)->source.c_str(), c.user.c_str(), c.workdir.c_str());
   if (c.cpus) std::printf("cpus:      %g\n", c.cpus);
   if (c.memory_bytes) std::printf("memory:    %s\n", format_size(c.memory_bytes).c_str());
+  if (c.disk_bytes) std::printf("disk:      %s\n", format_size(c.disk_bytes).c_str());
   if (!c.start_cmd.empty()) std::printf("start:     %s\n", c.start_cmd.c_str());
   if (!c.ready_cmd.empty()) std::printf("ready:     %s\n", c.ready_cmd.c_str());
   for (auto& k : c.kernels) std::printf("kernel:    %s (started with each sandbox)\n", k.c_str());
@@ -167,7 +168,7 @@ Runner add_template(CLI::App& app, Globals& globals) {
   b->footer(
       "Supported: FROM debian:bookworm[-slim] or FROM <template>, RUN, ENV, ARG, WORKDIR, USER user|root,\n"
       "COPY/ADD of local files, LABEL, EXPOSE (ignored), and '# brig:start CMD', '# brig:ready CMD',\n"
-      "'# brig:cpus N', '# brig:memory SIZE' comment directives. Steps are cached by content hash.\n"
+      "'# brig:cpus N', '# brig:memory SIZE', '# brig:disk SIZE' comment directives. Steps are cached by content hash.\n"
       "Example: brig template build ./my-template --name my-template");
   auto* l = sub->add_subcommand("list", "List templates (name, id, size, created, in use).");
   auto* s = sub->add_subcommand("show", "Show one template's layers and settings.");

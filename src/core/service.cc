@@ -113,15 +113,45 @@ void Service::reap_loop() {
     if (w.stopping) return;
     w.due = false;
     lock.unlock();
-    std::vector<std::shared_ptr<Live>> dead;
+    // The engine first: a paused sandbox whose processes died is kept on its disk there, and
+    // stands here as that (its memory lost), not as ended.
+    engine_.reap();
+    std::vector<std::shared_ptr<Live>> dead, lost;
     {
       std::lock_guard live_lock(mu_);
       for (auto& [id, l] : live_)
-        if (!l->sandbox->alive()) dead.push_back(l);
-      for (auto& l : dead) {
-        live_.erase(l->id);
-        retire_locked(*l, "Sandbox ended (its timeout ran out, or it ended from inside)");
+        if (!l->sandbox->alive()) (l->paused.load() ? lost : dead).push_back(l);
+    }
+    // A Live whose handle has ended is not dead while the engine still has the sandbox: it is
+    // being paused to its disk or booted again (the operation puts a new Live in its place), or
+    // it lost its memory while paused (its new Live, a stopped one, is put in place here).
+    std::erase_if(dead, [&](const std::shared_ptr<Live>& l) {
+      auto info = engine_.info(l->id);
+      return info && (info->state == "running" || info->state == "paused");
+    });
+    for (auto& l : lost) {
+      auto info = engine_.info(l->id);
+      if (!info || (info->state != "running" && info->state != "paused")) {
+        dead.push_back(l);
+        continue;
       }
+      if (info->state != "paused" || info->paused != sandbox::SandboxInfo::Paused::memory_lost) continue;
+      {
+        std::lock_guard net(l->network_mu);
+        untell_egress(*l);
+      }
+      if (auto now = relive(l->id, true, l.get()))
+        now->log->add(LogLevel::warn, "Sandbox lost its memory while paused (its processes are gone); its disk is kept");
+    }
+    {
+      std::lock_guard live_lock(mu_);
+      std::erase_if(dead, [&](const std::shared_ptr<Live>& l) {
+        auto it = live_.find(l->id);
+        if (it == live_.end() || it->second != l) return true;  // replaced meanwhile: not this one's to end
+        live_.erase(it);
+        retire_locked(*l, "Sandbox ended (its timeout ran out, or it ended from inside)");
+        return false;
+      });
     }
     for (auto& l : dead) {
       {
@@ -130,9 +160,8 @@ void Service::reap_loop() {
       }
       state_->forget(l->id);
     }
-    // The engine's reap also finds what no Live stands for (a crash's leftovers, ended pool
-    // sandboxes): on every sweep, and whenever a death was pushed.
-    engine_.reap();
+    // The engine's reap (above) also finds what no Live stands for (a crash's leftovers, ended
+    // pool sandboxes): on every sweep, and whenever a death was pushed.
     lock.lock();
   }
 }
@@ -155,8 +184,9 @@ void Service::adopt() {
     if (tpl && *tpl) l->tpl = **tpl;
     else l->tpl.name = info->template_name;
     l->env = l->tpl.config.env;
-    // Its redirects name the ports of the previous daemon's brig egress: written again.
-    if (needs_egress(l->network)) {
+    // Its redirects name the ports of the previous daemon's brig egress: written again (a
+    // sandbox paused to its disk has no network until it boots again).
+    if (needs_egress(l->network) && info->paused == sandbox::SandboxInfo::Paused::memory) {
       std::lock_guard net(l->network_mu);
       auto policy = policy_for(l->network);
       auto r = policy ? tell_egress(*l, l->network) : Result<>(policy.error());
@@ -184,6 +214,34 @@ void Service::add_live(std::shared_ptr<Live> l) {
   (void)l->sandbox->on_gone([w = waker_] { w->wake(); });
   std::lock_guard lock(mu_);
   live_[l->id] = std::move(l);
+}
+
+std::shared_ptr<Live> Service::relive(const std::string& id, bool paused, const Live* expected) {
+  auto sb = engine_.get(id);
+  if (!sb) return nullptr;
+  auto l = std::make_shared<Live>();
+  l->sandbox = *sb;
+  if (auto u = l->sandbox->usage()) l->cpu = {steady_ms(), u->cpu_usage_ns, 0};
+  std::unique_lock lock(mu_);
+  auto it = live_.find(id);
+  if (it == live_.end() || (expected && it->second.get() != expected)) return nullptr;
+  const auto& old = it->second;
+  l->id = old->id;
+  l->access_token = old->access_token;
+  l->tpl = old->tpl;
+  l->env = old->env;
+  l->ingress = old->ingress;
+  {
+    std::lock_guard data(old->mu);
+    l->network = old->network;
+  }
+  l->secrets = old->secrets;
+  l->log = old->log;
+  l->paused = paused;
+  it->second = l;
+  lock.unlock();
+  (void)l->sandbox->on_gone([w = waker_] { w->wake(); });
+  return l;
 }
 
 void Service::forget(const std::string& id) {
@@ -453,20 +511,19 @@ Result<std::chrono::seconds> Service::check_timeout(std::chrono::seconds t) cons
   return t;
 }
 
-Result<Service::Connected> Service::connect(const std::string& id, std::optional<std::chrono::seconds> wanted) {
+Result<Service::Connected> Service::connect(const std::string& id, std::optional<std::chrono::seconds> wanted,
+                                            bool keep_memory) {
   BRIG_TRY_ASSIGN(l, find(id));
   BRIG_TRY_ASSIGN(timeout, check_timeout(wanted.value_or(std::chrono::seconds(options_.config.sandbox.lifetime_s))));
   if (l->paused.load()) {
     // Resumed with at least `timeout` (E2B: the TTL is only ever extended).
     auto info = engine_.info(id);
     const auto left = std::chrono::seconds(info ? info->paused_left_ms / 1000 : 0);
-    auto resumed = resume(id, std::max(left, timeout));
-    if (!resumed) {
-      if (!resumed.error().is(errc::conflict)) return resumed.error();
-      // Resumed meanwhile by someone else: connected as to a running one.
-    } else {
-      return Connected{l, true};
-    }
+    auto resumed = resume(id, std::max(left, timeout), keep_memory);
+    if (resumed) return Connected{*resumed, true};
+    // Resumed meanwhile by someone else: connected as to a running one.
+    if (!resumed.error().is(errc::conflict) || live(id) == nullptr || live(id)->paused.load()) return resumed.error();
+    l = live(id);
   }
   auto info = engine_.info(id);
   if (info && info->end_at_ms < now_unix_ms() + timeout.count() * 1000) (void)engine_.set_timeout(id, timeout);
@@ -517,10 +574,30 @@ Result<> Service::check_running(const Live& l) {
 
 Result<> Service::pause(const std::string& id, bool keep_memory) {
   BRIG_TRY_ASSIGN(l, find(id));
-  if (!keep_memory)
-    return Error::make(errc::unsupported, "a filesystem-only pause (memory: false, keepMemory: false) is not supported "
-                                          "by brig yet; pause with memory (the default)");
   if (l->paused.load()) return Error::make(errc::conflict, "sandbox '" + id + "' is already paused");
+  if (!keep_memory) {
+    // Its network goes with its processes (its address may be another sandbox's by its boot).
+    {
+      std::lock_guard net(l->network_mu);
+      untell_egress(*l);
+    }
+    if (auto r = engine_.pause(id, false); !r) {
+      if (live(id) == l) {  // still running as it was: its policy holds again
+        std::lock_guard net(l->network_mu);
+        NetworkConfig c;
+        {
+          std::lock_guard data(l->mu);
+          c = l->network;
+        }
+        (void)tell_egress(*l, c);
+      } else {
+        relive(id, true);
+      }
+      return r.error();
+    }
+    if (auto now = relive(id, true)) now->log->add(LogLevel::info, "Sandbox paused", {{"memory", "dropped (its disk is kept)"}});
+    return ok();
+  }
   // Paused memory stays resident: bounded, and checked with this sandbox's own.
   const uint64_t cap = uint64_t{options_.config.sandbox.paused_memory_mib} << 20;
   std::vector<std::shared_ptr<Live>> counted{l};
@@ -545,9 +622,47 @@ Result<> Service::pause(const std::string& id, bool keep_memory) {
   return ok();
 }
 
-Result<std::shared_ptr<Live>> Service::resume(const std::string& id, std::optional<std::chrono::seconds> timeout) {
+Result<std::shared_ptr<Live>> Service::boot(const std::shared_ptr<Live>& l,
+                                             std::optional<std::chrono::milliseconds> lifetime) {
+  NetworkConfig network;
+  {
+    std::lock_guard data(l->mu);
+    network = l->network;
+  }
+  BRIG_TRY_ASSIGN(policy, policy_for(network));
+  const auto started = std::chrono::steady_clock::now();
+  BRIG_TRY(engine_.reboot(l->id, lifetime, policy));
+  auto now = relive(l->id, false);
+  if (!now) return Error::make(errc::not_found, "sandbox '" + l->id + "' was killed while it booted");
+  {
+    std::lock_guard net(now->network_mu);
+    if (auto r = tell_egress(*now, network); !r) {
+      spdlog::error("sandbox {}: booted again without its domain rules: {}", now->id, r.error().message());
+      now->log->add(LogLevel::error, "Its domain rules are not enforced", {{"error", r.error().message()}});
+    }
+  }
+  if (auto s = store::start_template_services(*now->sandbox, now->tpl); !s)
+    now->log->add(LogLevel::error, "The template's start command failed", {{"error", s.error().message()}});
+  now->log->add(LogLevel::info, "Sandbox booted again on its disk",
+                {{"ms", std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                           std::chrono::steady_clock::now() - started).count())}});
+  return now;
+}
+
+Result<std::shared_ptr<Live>> Service::resume(const std::string& id, std::optional<std::chrono::seconds> timeout,
+                                              bool keep_memory) {
   BRIG_TRY_ASSIGN(l, find(id));
   if (timeout) BRIG_TRY(check_timeout(*timeout));
+  BRIG_TRY_ASSIGN(info, engine_.info(id));
+  using Paused = sandbox::SandboxInfo::Paused;
+  if (info.state == "paused" && (info.paused != Paused::memory || !keep_memory)) {
+    if (keep_memory && info.paused == Paused::memory_lost)
+      return Error::make(errc::conflict,
+                         "sandbox '" + id + "' lost its memory while it was paused (the host restarted, or its processes "
+                         "were killed); its disk is kept: resume it from its disk with memory: false "
+                         "(Sandbox.connect(id, { onResume: 'reboot' }))");
+    return boot(l, timeout ? std::optional<std::chrono::milliseconds>(*timeout) : std::nullopt);
+  }
   BRIG_TRY(engine_.resume(id, timeout ? std::optional<std::chrono::milliseconds>(*timeout) : std::nullopt));
   l->paused = false;
   std::map<std::string, std::string> fields;
@@ -578,6 +693,8 @@ Metric Service::metric(Live& l) {
     }
     m.cpu_used_pct = std::round(c.pct * 100) / 100;
     m.mem_used = u->memory_bytes;
+    m.mem_cache = u->cache_bytes;
+    m.disk_used = u->disk_used_bytes;
   }
   m.mem_total = info ? info->memory_bytes : 0;
   m.disk_total = info ? info->disk_bytes : 0;

@@ -156,19 +156,27 @@ class Service {
     std::shared_ptr<Live> live;
     bool resumed = false;
   };
-  Result<Connected> connect(const std::string& id, std::optional<std::chrono::seconds> timeout);
+  // `keep_memory` false (E2B's onResume 'reboot') boots a paused sandbox again on its disk, its
+  // memory dropped.
+  Result<Connected> connect(const std::string& id, std::optional<std::chrono::seconds> timeout, bool keep_memory = true);
   // Replaces the sandbox's whole egress configuration (omitted parts are cleared, as in E2B);
   // open connections the new one denies are cut. errc::conflict: it has no network of its own.
   Result<> update_network(const std::string& id, const NetworkConfig& network);
-  // E2B's memory pause (engine: the freezer): processes, kernels and open connections stay,
-  // frozen; no CPU is used and the lifetime clock stops, also across daemon restarts.
-  // `keep_memory` false (a filesystem-only pause) is errc::unsupported for now. errc::conflict
-  // when it is paused already; errc::unavailable (503) when the paused sandboxes' memory would
-  // pass sandbox.paused_memory_mib (it keeps running).
+  // E2B's pause; the lifetime clock stops either way. With `keep_memory` (the default; the
+  // engine's freezer): processes, kernels and open connections stay, frozen, using no CPU, also
+  // across daemon restarts; errc::unavailable (503) when the paused sandboxes' memory would pass
+  // sandbox.paused_memory_mib (it keeps running). Without (a filesystem pause): its processes
+  // are stopped and its disk is kept, also across host restarts. errc::conflict when it is
+  // paused already.
   Result<> pause(const std::string& id, bool keep_memory = true);
-  // Resumes a paused sandbox with `timeout` to run (nullopt: the lifetime it had left).
-  // errc::conflict when it is running.
-  Result<std::shared_ptr<Live>> resume(const std::string& id, std::optional<std::chrono::seconds> timeout);
+  // Resumes a paused sandbox with `timeout` to run (nullopt: the lifetime it had left): thawed
+  // when it kept its memory, else booted again on its disk (same id, files as they were, the
+  // template's start command run again). `keep_memory` false drops a kept memory and boots
+  // it on its disk. A sandbox whose memory was lost while paused (host restart) is refused with
+  // errc::conflict saying how to boot it from its disk: never silently rebooted. errc::conflict
+  // when it is running.
+  Result<std::shared_ptr<Live>> resume(const std::string& id, std::optional<std::chrono::seconds> timeout,
+                                       bool keep_memory = true);
   // A paused sandbox is refused by everything that needs its processes: errc::conflict, said
   // as E2B says it. Adapters ask before they touch the sandbox.
   static Result<> check_running(const Live& l);
@@ -218,6 +226,13 @@ class Service {
   void reap_loop();
   void adopt();
   void add_live(std::shared_ptr<Live> l);
+  // A new Live for sandbox `id` once the engine has put another handle in its place (stopped
+  // to its disk, or booted again), replacing the one the daemon serves (only if that is
+  // `expected`, when given): the same token, template, network and log, no processes. nullptr
+  // when there is none (killed meanwhile) or it is not `expected`.
+  std::shared_ptr<Live> relive(const std::string& id, bool paused, const Live* expected = nullptr);
+  // Boots a paused sandbox again on its disk (Service::resume).
+  Result<std::shared_ptr<Live>> boot(const std::shared_ptr<Live>& l, std::optional<std::chrono::milliseconds> lifetime);
   void forget(const std::string& id);
   // `l` left live_ (mu_ held): its log says why, and is kept among the ended ones.
   void retire_locked(const Live& l, std::string why);

@@ -23,7 +23,11 @@ struct CgroupLimits {
 };
 
 struct CgroupUsage {
+  // The working set: charged memory less the inactive file cache the kernel reclaims first (as
+  // `docker stats` and the kubelet count it). A sandbox that writes a lot to its disk fills its
+  // cache, not this.
   uint64_t memory_bytes = 0;
+  uint64_t cache_bytes = 0;  // page cache charged to the cgroup
   uint64_t cpu_usage_ns = 0;
   uint64_t oom_kills = 0;
   uint32_t tasks = 0;
@@ -79,6 +83,17 @@ std::vector<LimitWrite> v2_limit_writes(const CgroupLimits& limits);
 
 // Names of the directories directly under `path` (none if it does not exist).
 std::vector<std::string> list_subdirs(const std::string& path);
+
+// A small interface file's text, "" when unreadable.
+std::string read_or_empty(const std::string& path);
+
+// The value of `key` in a "key value" per line file (memory.stat, cpu.stat); 0 if absent.
+uint64_t stat_field(const std::string& text, std::string_view key);
+
+// Working set and cache from a memory.stat: `usage` less the inactive file pages (`inactive_key`:
+// v1's "total_inactive_file", v2's "inactive_file"); cache is `cache_key`'s value.
+void set_memory_usage(CgroupUsage& u, uint64_t usage, const std::string& memory_stat, std::string_view inactive_key,
+                      std::string_view cache_key);
 
 // Removes a cgroup directory, retrying while the kernel still counts exiting tasks.
 Result<> remove_cgroup_dir(const std::string& path);

@@ -12,6 +12,25 @@
 
 namespace brig::isolate {
 
+std::string read_or_empty(const std::string& path) {
+  auto text = read_small_file(path);
+  return text ? std::move(*text) : std::string();
+}
+
+uint64_t stat_field(const std::string& text, std::string_view key) {
+  for (auto& line : split(text, '\n'))
+    if (line.size() > key.size() && line.starts_with(key) && line[key.size()] == ' ')
+      return std::strtoull(line.c_str() + key.size() + 1, nullptr, 10);
+  return 0;
+}
+
+void set_memory_usage(CgroupUsage& u, uint64_t usage, const std::string& memory_stat, std::string_view inactive_key,
+                      std::string_view cache_key) {
+  const uint64_t inactive = stat_field(memory_stat, inactive_key);
+  u.memory_bytes = usage > inactive ? usage - inactive : 0;
+  u.cache_bytes = stat_field(memory_stat, cache_key);
+}
+
 std::vector<std::string> list_subdirs(const std::string& path) {
   std::vector<std::string> out;
   DIR* d = ::opendir(path.c_str());

@@ -44,7 +44,9 @@ class CgroupV1 final : public Cgroup {
 
   Result<CgroupUsage> usage() override {
     CgroupUsage u;
-    if (auto s = read_small_file(memory_ + "/memory.usage_in_bytes")) u.memory_bytes = std::strtoull(s->c_str(), nullptr, 10);
+    if (auto s = read_small_file(memory_ + "/memory.usage_in_bytes"))
+      set_memory_usage(u, std::strtoull(s->c_str(), nullptr, 10), read_or_empty(memory_ + "/memory.stat"),
+                       "total_inactive_file", "total_cache");
     if (auto s = read_small_file(cpuacct_ + "/cpuacct.usage")) u.cpu_usage_ns = std::strtoull(s->c_str(), nullptr, 10);
     if (auto s = read_small_file(memory_ + "/memory.oom_control")) {
       // "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n" (oom_kill since Linux 4.13)

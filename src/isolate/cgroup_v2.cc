@@ -14,13 +14,6 @@
 namespace brig::isolate {
 namespace {
 
-uint64_t stat_field(const std::string& text, std::string_view key) {
-  for (auto& line : split(text, '\n'))
-    if (line.size() > key.size() && line.starts_with(key) && line[key.size()] == ' ')
-      return std::strtoull(line.c_str() + key.size() + 1, nullptr, 10);
-  return 0;
-}
-
 class CgroupV2 final : public Cgroup {
  public:
   explicit CgroupV2(std::string dir) : dir_(std::move(dir)) {}
@@ -41,7 +34,9 @@ class CgroupV2 final : public Cgroup {
 
   Result<CgroupUsage> usage() override {
     CgroupUsage u;
-    if (auto s = read_small_file(dir_ + "/memory.current")) u.memory_bytes = std::strtoull(s->c_str(), nullptr, 10);
+    if (auto s = read_small_file(dir_ + "/memory.current"))
+      set_memory_usage(u, std::strtoull(s->c_str(), nullptr, 10), read_or_empty(dir_ + "/memory.stat"),
+                       "inactive_file", "file");
     if (auto s = read_small_file(dir_ + "/cpu.stat")) u.cpu_usage_ns = stat_field(*s, "usage_usec") * 1000;
     if (auto s = read_small_file(dir_ + "/memory.events")) u.oom_kills = stat_field(*s, "oom_kill");
     if (auto s = read_small_file(dir_ + "/pids.current")) u.tasks = static_cast<uint32_t>(std::strtoul(s->c_str(), nullptr, 10));

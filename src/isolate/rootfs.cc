@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "isolate/disk.h"
 #include "sys/syscalls.h"
 
 namespace brig::isolate {
@@ -63,23 +64,33 @@ Result<Fd> prepare_rootfs(pid_t pid, const RootfsSpec& spec) {
     lowers.push_back(std::move(tree));
   }
 
-  // 2. The writable layer: a private tmpfs whose size is the disk quota. A full layer is
-  //    ENOSPC inside the sandbox; nothing on the host fills, and it vanishes with the sandbox.
-  //    Template builds instead keep it in a brig-owned host directory, to become a layer.
+  // 2. The writable layer: the sandbox's disk (isolate/disk.h), an ext4 filesystem in an image
+  //    file of the disk's size, mounted here as a detached mount: a full disk is ENOSPC inside,
+  //    and the loop device goes with the last mount. Template builds instead keep the layer in
+  //    a brig-owned host directory, to become a layer.
   Fd upper_mnt;
-  if (spec.upper_dir.empty()) {
-    Fd tmpfs_ctx(sys::fsopen("tmpfs", FSOPEN_CLOEXEC));
-    if (!tmpfs_ctx) return Error::from_errno(errno, "fsopen(tmpfs)");
-    BRIG_TRY(fs_set(tmpfs_ctx.get(), "size", std::to_string(spec.disk_bytes)));
-    BRIG_TRY(fs_set(tmpfs_ctx.get(), "mode", "0700"));
-    BRIG_TRY_ASSIGN(mnt, fs_create_and_mount(tmpfs_ctx.get(), "tmpfs", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV));
-    upper_mnt = std::move(mnt);
-  } else {
+  if (!spec.upper_dir.empty()) {
     upper_mnt.reset(::open(spec.upper_dir.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!upper_mnt) return Error::from_errno(errno, "open(" + spec.upper_dir + ")");
+  } else if (!spec.disk_image.empty()) {
+    BRIG_TRY_ASSIGN(loop, attach_loop(spec.disk_image));
+    Fd ext4(sys::fsopen("ext4", FSOPEN_CLOEXEC));
+    if (!ext4) return Error::from_errno(errno, "fsopen(ext4)");
+    BRIG_TRY(fs_set(ext4.get(), "source", loop.path));
+    // noinit_itable: the image's never-written inode tables are holes, zeros already, so no
+    // kernel thread writes them (and fills the host's disk); discard: freed blocks become holes.
+    for (const char* flag : {"noinit_itable", "discard"})
+      if (sys::fsconfig(ext4.get(), FSCONFIG_SET_FLAG, flag, nullptr, 0) != 0)
+        return Error::from_errno(errno, std::string("fsconfig(") + flag + ")");
+    BRIG_TRY_ASSIGN(mnt, fs_create_and_mount(ext4.get(), "ext4", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV));
+    upper_mnt = std::move(mnt);
+    // `loop.fd` closes here; the filesystem holds the device from now on.
+  } else {
+    return Error::make(errc::invalid_argument, "no disk image for the writable layer");
   }
-  if (::mkdirat(upper_mnt.get(), "upper", 0755) != 0) return Error::from_errno(errno, "mkdirat(upper)");
-  if (::mkdirat(upper_mnt.get(), "work", 0700) != 0) return Error::from_errno(errno, "mkdirat(work)");
+  // A disk mounted again (a filesystem pause resumed) has them already.
+  if (::mkdirat(upper_mnt.get(), "upper", 0755) != 0 && errno != EEXIST) return Error::from_errno(errno, "mkdirat(upper)");
+  if (::mkdirat(upper_mnt.get(), "work", 0700) != 0 && errno != EEXIST) return Error::from_errno(errno, "mkdirat(work)");
   if (::fchownat(upper_mnt.get(), "upper", spec.uid_base, spec.uid_base, AT_SYMLINK_NOFOLLOW) != 0)
     return Error::from_errno(errno, "fchownat(upper)");
 

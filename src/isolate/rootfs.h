@@ -1,6 +1,6 @@
 // The sandbox's filesystem: an overlay of the template tree (read-only, idmapped to the
-// sandbox's uid range, shared by every sandbox of the template) and a private tmpfs upper
-// whose size is the disk quota; then fresh /proc, a minimal /dev, and pivot_root.
+// sandbox's uid range, shared by every sandbox of the template) and an upper on the sandbox's
+// own disk (isolate/disk.h), whose size is the quota; then fresh /proc, a minimal /dev, and pivot_root.
 //
 // prepare_* runs in the zygote (host root): it builds the overlay as a detached mount.
 // apply_* runs in the sandbox's first process, inside its new namespaces, before anything of
@@ -22,8 +22,8 @@ namespace brig::isolate {
 struct RootfsSpec {
   std::vector<std::string> layers;  // host paths, topmost first; owned by host root, never written
   uint32_t uid_base = 0;            // host uid of sandbox root
-  uint64_t disk_bytes = 0;          // tmpfs upper size
-  std::string upper_dir;            // if set (builds): a host dir holding upper/ and work/ instead of a tmpfs
+  std::string disk_image;           // the sandbox's disk (isolate/disk.h): holds upper/ and work/
+  std::string upper_dir;            // instead (builds): a host dir holding upper/ and work/
 };
 
 // Builds the overlay mount for the process `pid` (already in its user namespace) and returns

@@ -27,6 +27,9 @@ class SandboxHandle : public Sandbox {
  public:
   // Kills every process of the sandbox and releases everything it holds; idempotent.
   virtual Result<> destroy() = 0;
+  // The same, but its disk is kept (unmounted, so written through) for a boot on it later: a
+  // pause to disk. Afterwards the handle is as destroyed.
+  virtual Result<> stop() = 0;
   virtual SandboxRecord record() const = 0;
   // Replaces the sandbox-wide environment (used when a pooled sandbox is handed over).
   virtual Result<> set_env(const std::map<std::string, std::string>& env) = 0;
@@ -62,8 +65,9 @@ class Backend {
   // Kills what a record names (when its owner is gone or another process asks).
   virtual Result<> kill(const SandboxRecord& record) = 0;
   // Releases host resources left by a sandbox whose processes are gone (cgroups, its network's
-  // firewall objects, ...). `record` when the registry still has it, else by id only.
-  virtual Result<> release(const std::string& id, const SandboxRecord* record = nullptr) = 0;
+  // firewall objects, its disk unless `keep_disk`). `record` when the registry still has it,
+  // else by id only.
+  virtual Result<> release(const std::string& id, const SandboxRecord* record = nullptr, bool keep_disk = false) = 0;
   // Releases host resources no sandbox owns any more (firewall objects of interfaces that are
   // gone); best effort.
   virtual void sweep() = 0;

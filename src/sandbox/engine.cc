@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "sandbox/registry.h"
+#include "sandbox/stopped.h"
 
 namespace brig::sandbox {
 namespace {
@@ -119,7 +120,7 @@ Result<std::shared_ptr<Sandbox>> Engine::create(const SandboxSpec& spec) {
   // A warm sandbox of this shape: apply what is per-sandbox and hand it over.
   if (auto handle = take_pooled(shape_key(spec))) {
     info.id = handle->id();
-    Result<> r = registry_->assign(info);
+    Result<> r = registry_->assign(info, spec_to_json(spec));
     // The pool's sandboxes start with the pool shape's policy; another one is set before the
     // sandbox is handed out (its open connections are the pool's own: none of the caller's).
     if (r && spec.egress && handle->egress() != spec.egress) r = handle->set_egress(*spec.egress);
@@ -143,7 +144,7 @@ Result<std::shared_ptr<Sandbox>> Engine::create(const SandboxSpec& spec) {
 
 Result<std::shared_ptr<SandboxHandle>> Engine::create_cold(const SandboxSpec& spec, SandboxInfo info) {
   info.id = new_sandbox_id();
-  BRIG_TRY_ASSIGN(slot, registry_->insert_creating(info, static_cast<int>(::getpid())));
+  BRIG_TRY_ASSIGN(slot, registry_->insert_creating(info, static_cast<int>(::getpid()), spec_to_json(spec)));
   auto handle = backend_->create(info.id, slot, spec);
   if (!handle) {
     (void)registry_->remove(info.id);
@@ -288,8 +289,11 @@ SandboxInfo Engine::describe(const RegistryRow& row) {
     std::lock_guard lock(mu_);
     if (auto it = owned_.find(info.id); it != owned_.end()) handle = it->second;
   }
+  // Paused to its disk, it has no process: its disk is what is left of it, until resumed.
+  if (info.state == "paused" && info.paused != SandboxInfo::Paused::memory) return info;
   bool alive = handle ? handle->alive() : backend_->is_alive(row.record);
-  if ((info.state == "running" || info.state == "paused") && !alive) info.state = "dead";
+  // A paused one whose processes died stays paused: the reaper keeps its disk (memory_lost).
+  if (info.state == "running" && !alive) info.state = "dead";
   return info;
 }
 
@@ -333,7 +337,7 @@ Result<std::shared_ptr<SandboxHandle>> Engine::owned_handle(const std::string& i
   return Error::make(errc::not_found, "sandbox '" + id + "' is not one of this process's");
 }
 
-Result<> Engine::pause(const std::string& id) {
+Result<> Engine::pause(const std::string& id, bool keep_memory) {
   std::lock_guard transition(transition_mu_);
   BRIG_TRY_ASSIGN(row, registry_->get(id));
   if (!row || row->info.state == "pooled") return Error::make(errc::not_found, "sandbox '" + id + "' not found");
@@ -342,6 +346,13 @@ Result<> Engine::pause(const std::string& id) {
     return Error::make(errc::conflict, "sandbox '" + id + "' cannot be paused while in '" + row->info.state + "' state");
   BRIG_TRY_ASSIGN(handle, owned_handle(id));
   const auto left = std::chrono::milliseconds(std::max<int64_t>(1000, row->info.end_at_ms - now_unix_ms()));
+  if (!keep_memory) {
+    if (row->spec.empty())
+      return Error::make(errc::unsupported, "sandbox '" + id + "' was made by an older brig that kept no spec to boot "
+                                            "it again from: pause it with its memory");
+    BRIG_TRY(registry_->set_paused(id, left.count()));
+    return stop_to_disk(id, handle, SandboxInfo::Paused::disk);
+  }
   BRIG_TRY(handle->set_lifetime(kPausedDeadline));
   auto undo = [&](Error e) {
     (void)handle->set_frozen(false);
@@ -360,6 +371,8 @@ Result<> Engine::resume(const std::string& id, std::optional<std::chrono::millis
   if (row->info.state == "running") return Error::make(errc::conflict, "sandbox '" + id + "' is already running");
   if (row->info.state != "paused")
     return Error::make(errc::conflict, "sandbox '" + id + "' cannot be resumed while in '" + row->info.state + "' state");
+  if (row->info.paused != SandboxInfo::Paused::memory)
+    return Error::make(errc::conflict, "sandbox '" + id + "' has no memory to resume: only its disk is kept");
   BRIG_TRY_ASSIGN(handle, owned_handle(id));
   const auto max = std::chrono::milliseconds(std::chrono::seconds(sandbox_config_.max_lifetime_s));
   const auto left = std::clamp(lifetime.value_or(std::chrono::milliseconds(row->info.paused_left_ms)),
@@ -374,6 +387,58 @@ Result<> Engine::resume(const std::string& id, std::optional<std::chrono::millis
   return registry_->set_resumed(id, now_unix_ms() + left.count());
 }
 
+Result<> Engine::stop_to_disk(const std::string& id, const std::shared_ptr<SandboxHandle>& handle,
+                              SandboxInfo::Paused how) {
+  auto stopped = handle->stop();
+  // Whatever stop() says, its processes are gone or going: the row and the handle say so.
+  BRIG_TRY(registry_->set_stopped(id, how));
+  BRIG_TRY_ASSIGN(row, registry_->get(id));
+  if (!row) return Error::make(errc::not_found, "sandbox '" + id + "' not found");
+  install_stopped(row->record);
+  if (!stopped) return stopped.error().wrap("stop sandbox " + id + " (its disk is kept)");
+  return ok();
+}
+
+void Engine::install_stopped(const SandboxRecord& record) {
+  auto stopped = std::make_shared<StoppedSandbox>(
+      record, [backend = backend_.get(), id = record.id] { return backend->release(id, nullptr); });
+  std::lock_guard lock(mu_);
+  owned_[record.id] = std::move(stopped);
+}
+
+Result<> Engine::reboot(const std::string& id, std::optional<std::chrono::milliseconds> lifetime,
+                        std::optional<EgressPolicy> egress) {
+  std::lock_guard transition(transition_mu_);
+  BRIG_TRY_ASSIGN(row, registry_->get(id));
+  if (!row || row->info.state == "pooled") return Error::make(errc::not_found, "sandbox '" + id + "' not found");
+  if (row->info.state == "running") return Error::make(errc::conflict, "sandbox '" + id + "' is already running");
+  if (row->info.state != "paused")
+    return Error::make(errc::conflict, "sandbox '" + id + "' cannot be resumed while in '" + row->info.state + "' state");
+  if (row->spec.empty())
+    return Error::make(errc::unsupported, "sandbox '" + id + "' was made by an older brig that kept no spec to boot it "
+                                          "again from");
+  BRIG_TRY_ASSIGN(spec, spec_from_json(row->spec));
+  if (row->info.paused == SandboxInfo::Paused::memory) {  // frozen: its memory is dropped now
+    BRIG_TRY_ASSIGN(handle, owned_handle(id));
+    BRIG_TRY(stop_to_disk(id, handle, SandboxInfo::Paused::disk));
+  }
+  const auto max = std::chrono::milliseconds(std::chrono::seconds(sandbox_config_.max_lifetime_s));
+  spec.lifetime = std::clamp(lifetime.value_or(std::chrono::milliseconds(row->info.paused_left_ms)),
+                             std::chrono::milliseconds(1000), max);
+  spec.egress = std::move(egress);
+  spec.existing_disk = true;
+  auto made = backend_->create(id, row->record.slot, spec);
+  if (!made) return made.error().wrap("boot sandbox " + id + " again on its disk");
+  std::shared_ptr<SandboxHandle> handle(std::move(*made));
+  if (auto r = registry_->set_rebooted(handle->record(), now_unix_ms() + spec.lifetime.count()); !r) {
+    (void)handle->stop();
+    return r.error().wrap("boot sandbox " + id + " again on its disk");
+  }
+  std::lock_guard lock(mu_);
+  owned_[id] = std::move(handle);
+  return ok();
+}
+
 Result<> Engine::set_egress(const std::string& id, const EgressPolicy& policy) {
   std::shared_ptr<SandboxHandle> handle;
   {
@@ -386,6 +451,8 @@ Result<> Engine::set_egress(const std::string& id, const EgressPolicy& policy) {
 }
 
 Result<> Engine::kill(const std::string& id) {
+  // Not in the middle of a pause, resume or boot of it (a boot mounts the disk a kill deletes).
+  std::lock_guard transition(transition_mu_);
   BRIG_TRY_ASSIGN(row, registry_->get(id));
   bool owned;
   {
@@ -429,6 +496,14 @@ std::vector<std::string> Engine::adopt_orphans() {
       std::lock_guard lock(mu_);
       if (owned_.count(row.info.id)) continue;
     }
+    if (row.info.state == "paused" && row.info.paused != SandboxInfo::Paused::memory) {  // only its disk is left
+      install_stopped(row.record);
+      (void)registry_->set_owner(row.info.id, static_cast<int>(::getpid()));
+      std::lock_guard lock(mu_);
+      persistent_.insert(row.info.id);
+      adopted.push_back(row.info.id);
+      continue;
+    }
     auto handle = backend_->adopt(row.record);
     if (!handle) {  // not persistent, or gone: reap() deals with it
       spdlog::info("sandbox {} is not adopted: {}", row.info.id, handle.error().message());
@@ -457,6 +532,8 @@ void Engine::detach_persistent() {
 }
 
 size_t Engine::reap() {
+  // Sandboxes in a pause, resume or boot look gone for a moment: not to be cleaned up then.
+  std::lock_guard transition(transition_mu_);
   size_t reaped = 0;
   auto rows = registry_->all();
   if (!rows) return 0;
@@ -470,6 +547,8 @@ size_t Engine::reap() {
       owned = it != owned_.end();
       if (owned) handle = it->second;
     }
+    // Paused to its disk: kept until it is resumed or killed.
+    if (row.info.state == "paused" && row.info.paused != SandboxInfo::Paused::memory) continue;
     bool gone;
     if (owned) gone = !handle->alive();
     else if (row.info.state == "creating") gone = !process_exists(row.record.owner_pid);
@@ -479,6 +558,19 @@ size_t Engine::reap() {
       gone = true;
     } else gone = !backend_->is_alive(row.record);
     if (!gone) continue;
+    // Paused with its memory, and its processes are gone (the host restarted, or they were
+    // killed): its memory is lost, but not what it wrote. Kept on its disk; a resume says so, and
+    // only a resume from its disk (memory: false) boots it again.
+    if (row.info.state == "paused" && !row.spec.empty()) {
+      if (handle) handle->detach();  // its handle must not take the disk along when it goes
+      (void)backend_->release(id, &row.record, /*keep_disk=*/true);
+      if (registry_->set_stopped(id, SandboxInfo::Paused::memory_lost)) {
+        // Ours: a stopped handle stands for it now. Else adopt_orphans takes it over.
+        if (auto now_row = registry_->get(id); owned && now_row && *now_row) install_stopped((*now_row)->record);
+        spdlog::warn("sandbox {} was paused with its memory and its processes are gone: only its disk is kept", id);
+        continue;
+      }
+    }
     if (auto r = cleanup(id, &row.record); !r) {
       spdlog::warn("reap {}: {}", id, r.error().message());
       continue;

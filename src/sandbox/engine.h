@@ -66,15 +66,24 @@ class Engine {
   Result<> set_timeout(const std::string& id, std::chrono::milliseconds from_now);
   // Replaces the egress policy of a sandbox with its own network (see SandboxHandle::set_egress).
   Result<> set_egress(const std::string& id, const EgressPolicy& policy);
-  // Pauses a running sandbox: every process of it (brig-init too) is frozen, so it keeps its
-  // memory, processes and open connections but uses no CPU, and its lifetime clock stops (what
-  // it had left is kept in the registry; brig-init's own deadline is moved out of the way
-  // first). Survives a restart of this process. errc::conflict when it is not running
-  // ("already paused"), errc::unsupported when the host has no freezer for it.
-  Result<> pause(const std::string& id);
-  // Thaws a paused sandbox and gives it `lifetime` to run (nullopt: what it had left when it
-  // was paused). errc::conflict when it is not paused.
+  // Pauses a running sandbox, and its lifetime clock stops (what it had left is kept in the
+  // registry). With `keep_memory`, every process of it (brig-init too) is frozen, so it keeps
+  // its memory, processes and open connections but uses no CPU (brig-init's own deadline is
+  // moved out of the way first); this survives a restart of this process. Without, its
+  // processes are stopped and only its disk is kept (SandboxInfo::Paused::disk), which
+  // survives a restart of the host; reboot() boots it again. errc::conflict when it is not
+  // running ("already paused"), errc::unsupported when the host has no freezer for it.
+  Result<> pause(const std::string& id, bool keep_memory = true);
+  // Thaws a memory-paused sandbox and gives it `lifetime` to run (nullopt: what it had left
+  // when it was paused). errc::conflict when it is not paused, or when only its disk is left
+  // (reboot it).
   Result<> resume(const std::string& id, std::optional<std::chrono::milliseconds> lifetime);
+  // Boots a paused sandbox again on its disk, with its id, slot, spec and files as they were:
+  // one paused to its disk, or one whose memory was lost; a memory-paused one has its memory
+  // dropped first. `egress`: its network policy (nullopt: loopback only). The template's start
+  // command is the caller's to run. errc::conflict when it is not paused.
+  Result<> reboot(const std::string& id, std::optional<std::chrono::milliseconds> lifetime,
+                  std::optional<EgressPolicy> egress);
   // Kills the sandbox and removes every trace of it (not_found if unknown).
   Result<> kill(const std::string& id);
   // Cleans up sandboxes that are gone (expired, crashed, owner died). Returns how many.
@@ -97,6 +106,10 @@ class Engine {
   SandboxInfo describe(const RegistryRow& row);
   Result<std::shared_ptr<SandboxHandle>> create_cold(const SandboxSpec& spec, SandboxInfo info);
   Result<std::shared_ptr<SandboxHandle>> owned_handle(const std::string& id);
+  // Stops a paused sandbox's processes, keeping its disk (under transition_mu_), and puts a
+  // StoppedSandbox in its place.
+  Result<> stop_to_disk(const std::string& id, const std::shared_ptr<SandboxHandle>& handle, SandboxInfo::Paused how);
+  void install_stopped(const SandboxRecord& record);
   std::shared_ptr<SandboxHandle> take_pooled(const std::string& key);
   void refill_loop();
 

@@ -10,6 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <climits>
 #include <cstdio>
@@ -27,6 +28,7 @@
 #include "isolate/net.h"
 #include "isolate/userns.h"
 #include "sandbox/backend.h"
+#include "sandbox/disks.h"
 #include "sandbox/init_channel.h"
 #include "sandbox/run.h"
 #include "sandbox/zygote.h"
@@ -98,10 +100,10 @@ class LinuxSandbox final : public SandboxHandle {
   LinuxSandbox(std::string id, SandboxRecord record, Fd pidfd, Fd control,
                std::unique_ptr<isolate::Cgroup> cgroup, std::string socket_path, EventLoop* loop,
                const config::Limits& limits, std::optional<SandboxNet> net, std::optional<EgressPolicy> egress,
-               CreateTrace trace = {})
+               std::shared_ptr<const DiskImages> disks, CreateTrace trace = {})
       : id_(std::move(id)), record_(record), pidfd_(std::move(pidfd)), channel_(std::move(control), loop),
         cgroup_(std::move(cgroup)), socket_path_(std::move(socket_path)), trace_(trace), limits_(limits),
-        net_(std::move(net)), egress_(std::move(egress)) {}
+        net_(std::move(net)), egress_(std::move(egress)), disks_(std::move(disks)) {}
   ~LinuxSandbox() override { (void)destroy(); }
 
   const std::string& id() const override { return id_; }
@@ -332,7 +334,7 @@ class LinuxSandbox final : public SandboxHandle {
 
   Result<Usage> usage() override {
     BRIG_TRY_ASSIGN(u, cgroup_->usage());
-    return Usage{u.memory_bytes, u.cpu_usage_ns, u.oom_kills, u.tasks};
+    return Usage{u.memory_bytes, u.cpu_usage_ns, u.oom_kills, u.tasks, u.cache_bytes, disks_->used_bytes(id_)};
   }
 
   Result<Fd> export_archive(const std::string& path, User user, const std::string& format, uint64_t max_bytes,
@@ -409,11 +411,14 @@ class LinuxSandbox final : public SandboxHandle {
 
   Result<> set_frozen(bool frozen) override { return cgroup_->freeze(frozen); }
 
-  Result<> destroy() override {
+  Result<> destroy() override { return teardown(false); }
+  Result<> stop() override { return teardown(true); }
+
+  Result<> teardown(bool keep_disk) {
     if (destroyed_.exchange(true)) return ok();
     if (!socket_path_.empty()) ::unlink(socket_path_.c_str());
     // SIGKILL to PID 1 of the namespace: the kernel kills every process in it, and with the
-    // last one go its mount namespace (overlay, tmpfs layer, /dev, /proc) and network namespace.
+    // last one go its mount namespace (overlay, disk, /dev, /proc) and network namespace.
     (void)sys::pidfd_send_signal(pidfd_.get(), SIGKILL);
     (void)cgroup_->freeze(false);  // a paused sandbox: frozen tasks die only once thawed
     if (!pidfd_exited(pidfd_.get(), 10'000)) return Error::make(errc::timed_out, "sandbox init did not exit");
@@ -423,7 +428,14 @@ class LinuxSandbox final : public SandboxHandle {
     if (net_)
       if (auto r = isolate::release_network(net_->address, id_); !r)
         spdlog::warn("release the network of sandbox {}: {}", id_, r.error().message());
-    return cgroup_->destroy();
+    // Its loop device lets go of the image once the disk's last mount has gone with the mount
+    // namespace; the space returns to the host then. A disk kept is let go of before this
+    // returns: then it is whole on the host, and can be mounted again.
+    Result<> released = ok();
+    if (!keep_disk) disks_->remove(id_);
+    else released = disks_->wait_released(id_, std::chrono::seconds(10));
+    auto removed = cgroup_->destroy();
+    return released ? removed : released;
   }
 
  private:
@@ -491,7 +503,8 @@ class LinuxSandbox final : public SandboxHandle {
   const config::Limits limits_;
   const std::optional<SandboxNet> net_;
   mutable std::mutex egress_mu_;
-  std::optional<EgressPolicy> egress_;  // guarded by egress_mu_
+  std::optional<EgressPolicy> egress_;
+  const std::shared_ptr<const DiskImages> disks_;  // guarded by egress_mu_
 };
 
 // /etc/resolv.conf's first IPv4 nameserver that is not a loopback address (a local stub such as
@@ -516,9 +529,10 @@ void to_pb(const Ipv4Cidr& c, initpb::Cidr* out) {
 class LinuxBackend final : public Backend {
  public:
   LinuxBackend(const LinuxBackendOptions& options, std::string mount_point, std::string run_dir,
-               std::unique_ptr<isolate::CgroupDriver> cgroups, std::unique_ptr<Zygote> zygote)
+               std::unique_ptr<isolate::CgroupDriver> cgroups, std::unique_ptr<DiskImages> disks,
+               std::unique_ptr<Zygote> zygote)
       : options_(options), mount_point_(std::move(mount_point)), run_dir_(std::move(run_dir)),
-        cgroups_(std::move(cgroups)), zygote_(std::move(zygote)) {
+        cgroups_(std::move(cgroups)), disks_(std::move(disks)), zygote_(std::move(zygote)) {
     // config::validate has checked both.
     subnet_ = parse_ipv4_cidr(options.network.subnet).value_or(Ipv4Cidr{0x0ac80000, 16});
     if (options.network.dns_upstream.empty()) dns_upstream_ = host_resolver();
@@ -541,16 +555,29 @@ class LinuxBackend final : public Backend {
         return Error::make(errc::invalid_argument, "rootfs '" + layer + "' must be owned by root and not group/world-writable");
     }
     BRIG_TRY_ASSIGN(cgroup, cgroups_->create(id, {spec.memory_bytes, spec.cpu_millis, spec.pids}));
+    // Builds keep their writable layer in a host dir; a sandbox booted again keeps its disk.
+    const bool new_disk = spec.upper_dir.empty() && !spec.existing_disk;
     auto fail = [&](Error e) {
       (void)cgroup->destroy();
+      if (new_disk) disks_->remove(id);
       return e.wrap("create sandbox");
     };
+    std::string disk;
+    if (new_disk) {
+      auto made = disks_->create(id, spec.disk_bytes);
+      if (!made) return fail(made.error());
+      disk = std::move(*made);
+    } else if (spec.existing_disk) {
+      if (!disks_->exists(id)) return fail(Error::make(errc::not_found, "sandbox " + id + " has no disk to boot on"));
+      if (auto r = disks_->wait_released(id, std::chrono::seconds(10)); !r) return fail(r.error());
+      disk = disks_->path_of(id);
+    }
     initpb::ZygoteRequest req;
     req.set_sandbox_id(id);
     for (auto& layer : layers) req.add_layers(layer);
     req.set_upper_dir(spec.upper_dir);
     req.set_uid_base(isolate::uid_base_for_slot(slot));
-    req.set_disk_bytes(spec.disk_bytes);
+    req.set_disk_image(disk);
     req.set_shm_bytes(spec.shm_bytes);
     req.set_mount_point(mount_point_);
     req.set_lifetime_ms(static_cast<uint32_t>(spec.lifetime.count()));
@@ -592,7 +619,7 @@ class LinuxBackend final : public Backend {
     }
     auto sandbox = std::make_unique<LinuxSandbox>(id, record, std::move(created->pidfd), std::move(created->control),
                                                   std::move(cgroup), socket_path, options_.loop, options_.limits,
-                                                  std::move(net), net ? spec.egress : std::nullopt,
+                                                  std::move(net), net ? spec.egress : std::nullopt, disks_,
                                                   SandboxHandle::CreateTrace{created->began_ns, created->ready_ns});
     if (!spec.env.empty())
       if (auto r = sandbox->set_env(spec.env); !r) return r.error().wrap("create sandbox: set env");
@@ -626,7 +653,7 @@ class LinuxBackend final : public Backend {
       net = SandboxNet{isolate::net_address(subnet_, static_cast<uint32_t>(record.net_index)), dns_upstream_};
     return std::unique_ptr<SandboxHandle>(
         new LinuxSandbox(record.id, adopted, std::move(pidfd), std::move(sock), std::move(cgroup), path, options_.loop,
-                         options_.limits, std::move(net), std::nullopt));
+                         options_.limits, std::move(net), std::nullopt, disks_));
   }
 
   bool is_alive(const SandboxRecord& record) override {
@@ -646,9 +673,10 @@ class LinuxBackend final : public Backend {
     return ok();
   }
 
-  Result<> release(const std::string& id, const SandboxRecord* record) override {
+  Result<> release(const std::string& id, const SandboxRecord* record, bool keep_disk) override {
     if (record && record->net_index >= 0)
       BRIG_TRY(isolate::release_network(isolate::net_address(subnet_, static_cast<uint32_t>(record->net_index)), id));
+    if (!keep_disk) disks_->remove(id);
     auto cg = cgroups_->open(id);
     if (!cg) return ok();  // already gone
     return (*cg)->destroy();
@@ -671,7 +699,12 @@ class LinuxBackend final : public Backend {
     else if (!swept->removed.empty()) spdlog::info("emptied the firewall objects of {} dead sandbox network(s)", swept->removed.size());
   }
 
-  std::vector<std::string> list_resources() override { return cgroups_->list(); }
+  std::vector<std::string> list_resources() override {
+    auto names = cgroups_->list();
+    for (auto& id : disks_->list())
+      if (std::find(names.begin(), names.end(), id) == names.end()) names.push_back(id);
+    return names;
+  }
 
   std::vector<std::string> describe() override {
     auto out = cgroups_->describe();
@@ -699,6 +732,7 @@ class LinuxBackend final : public Backend {
   std::string mount_point_;
   std::string run_dir_;
   std::unique_ptr<isolate::CgroupDriver> cgroups_;
+  std::shared_ptr<DiskImages> disks_;  // shared with the sandboxes, which remove their own
   std::unique_ptr<Zygote> zygote_;
   Ipv4Cidr subnet_;
   uint32_t dns_upstream_ = 0;  // 0: sandboxes' DNS is refused
@@ -731,8 +765,10 @@ Result<std::unique_ptr<Backend>> make_linux_backend(const LinuxBackendOptions& o
   // Control sockets of persistent sandboxes: root-only, like the rest of the state dir.
   std::string run_dir = options.state_dir + "/run";
   if (::mkdir(run_dir.c_str(), 0700) != 0 && errno != EEXIST) return Error::from_errno(errno, "mkdir(" + run_dir + ")");
+  BRIG_TRY_ASSIGN(disks, DiskImages::open(options.state_dir + "/disks", uint64_t{options.sandbox.host_disk_reserve_mib} << 20));
   BRIG_TRY_ASSIGN(zygote, Zygote::start(options.max_parallel_creates));
-  return std::unique_ptr<Backend>(new LinuxBackend(options, mount_point, run_dir, std::move(cgroups), std::move(zygote)));
+  return std::unique_ptr<Backend>(new LinuxBackend(options, mount_point, run_dir, std::move(cgroups), std::move(disks),
+                                                   std::move(zygote)));
 }
 
 }  // namespace brig::sandbox

@@ -1,5 +1,7 @@
 #include "sandbox/registry.h"
 
+#include <sys/stat.h>
+
 #include <nlohmann/json.hpp>
 
 #include "isolate/userns.h"
@@ -50,6 +52,11 @@ Result<std::unique_ptr<Registry>> Registry::open(const std::string& path) {
   sqlite3_exec(handle, "ALTER TABLE sandboxes ADD COLUMN net_index INTEGER NOT NULL DEFAULT -1;", nullptr, nullptr, nullptr);
   // ... and before they could be paused.
   sqlite3_exec(handle, "ALTER TABLE sandboxes ADD COLUMN paused_left INTEGER NOT NULL DEFAULT 0;", nullptr, nullptr, nullptr);
+  // ... and before they could be paused to their disk (booted again from their spec).
+  sqlite3_exec(handle, "ALTER TABLE sandboxes ADD COLUMN paused_to INTEGER NOT NULL DEFAULT 0;", nullptr, nullptr, nullptr);
+  sqlite3_exec(handle, "ALTER TABLE sandboxes ADD COLUMN spec TEXT NOT NULL DEFAULT '';", nullptr, nullptr, nullptr);
+  // The specs hold the sandboxes' environments: root's alone (the WAL files follow its mode).
+  (void)::chmod(path.c_str(), 0600);
   return std::unique_ptr<Registry>(new Registry(handle));
 }
 
@@ -60,7 +67,7 @@ Result<> Registry::exec(const char* sql) {
   return ok();
 }
 
-Result<uint32_t> Registry::insert_creating(const SandboxInfo& info, int owner_pid) {
+Result<uint32_t> Registry::insert_creating(const SandboxInfo& info, int owner_pid, const std::string& spec) {
   std::lock_guard lock(mu_);
   // IMMEDIATE takes the write lock now: no other process can pick the same slot.
   BRIG_TRY(exec("BEGIN IMMEDIATE;"));
@@ -79,15 +86,16 @@ Result<uint32_t> Registry::insert_creating(const SandboxInfo& info, int owner_pi
   }
   if (slot >= isolate::kMaxSandboxSlots) return rollback(Error::make(errc::limit_exceeded, "no free sandbox slot"));
   std::map<std::string, std::string> env_keys;
-  for (auto& [k, v] : info.env) env_keys[k] = "";  // values may be secrets: only keys are stored
+  for (auto& [k, v] : info.env) env_keys[k] = "";  // listed by key; the values are in the spec only
   Stmt ins(db_,
            "INSERT INTO sandboxes (id, slot, template, state, started_at, end_at, memory, cpu_millis, disk, "
-           "metadata, env_keys, owner_pid) VALUES (?,?,?,'creating',?,?,?,?,?,?,?,?);");
+           "metadata, env_keys, owner_pid, spec) VALUES (?,?,?,'creating',?,?,?,?,?,?,?,?,?);");
   if (!ins.ok()) return rollback(db_error(db_, "insert"));
   ins.bind(1, info.id).bind(2, static_cast<int64_t>(slot)).bind(3, info.template_name);
   ins.bind(4, info.started_at_ms).bind(5, info.end_at_ms).bind(6, static_cast<int64_t>(info.memory_bytes));
   ins.bind(7, static_cast<int64_t>(info.cpu_millis)).bind(8, static_cast<int64_t>(info.disk_bytes));
   ins.bind(9, to_json(info.metadata)).bind(10, to_json(env_keys)).bind(11, static_cast<int64_t>(owner_pid));
+  ins.bind(12, spec);
   if (ins.step() != SQLITE_DONE) return rollback(db_error(db_, "insert sandbox"));
   BRIG_TRY(exec("COMMIT;"));
   return slot;
@@ -112,7 +120,7 @@ Result<> Registry::set_end_at(const std::string& id, int64_t end_at_ms) {
 
 Result<> Registry::set_paused(const std::string& id, int64_t left_ms) {
   std::lock_guard lock(mu_);
-  Stmt q(db_, "UPDATE sandboxes SET state='paused', paused_left=? WHERE id=? AND state='running';");
+  Stmt q(db_, "UPDATE sandboxes SET state='paused', paused_left=?, paused_to=0 WHERE id=? AND state='running';");
   q.bind(1, left_ms).bind(2, id);
   if (q.step() != SQLITE_DONE) return db_error(db_, "update sandbox");
   if (sqlite3_changes(db_) != 1) return Error::make(errc::conflict, "sandbox '" + id + "' is not running");
@@ -125,6 +133,27 @@ Result<> Registry::set_resumed(const std::string& id, int64_t end_at_ms) {
   q.bind(1, end_at_ms).bind(2, id);
   if (q.step() != SQLITE_DONE) return db_error(db_, "update sandbox");
   if (sqlite3_changes(db_) != 1) return Error::make(errc::conflict, "sandbox '" + id + "' is not paused");
+  return ok();
+}
+
+Result<> Registry::set_stopped(const std::string& id, SandboxInfo::Paused how) {
+  std::lock_guard lock(mu_);
+  Stmt q(db_, "UPDATE sandboxes SET paused_to=?, init_pid=0, init_start=0, net_index=-1 WHERE id=? AND state='paused';");
+  q.bind(1, static_cast<int64_t>(how)).bind(2, id);
+  if (q.step() != SQLITE_DONE) return db_error(db_, "update sandbox");
+  if (sqlite3_changes(db_) != 1) return Error::make(errc::conflict, "sandbox '" + id + "' is not paused");
+  return ok();
+}
+
+Result<> Registry::set_rebooted(const SandboxRecord& r, int64_t end_at_ms) {
+  std::lock_guard lock(mu_);
+  Stmt q(db_,
+         "UPDATE sandboxes SET state='running', init_pid=?, init_start=?, net_index=?, owner_pid=?, end_at=?, "
+         "paused_left=0, paused_to=0 WHERE id=? AND state='paused';");
+  q.bind(1, static_cast<int64_t>(r.init_pid)).bind(2, static_cast<int64_t>(r.init_start));
+  q.bind(3, static_cast<int64_t>(r.net_index)).bind(4, static_cast<int64_t>(r.owner_pid)).bind(5, end_at_ms).bind(6, r.id);
+  if (q.step() != SQLITE_DONE) return db_error(db_, "update sandbox");
+  if (sqlite3_changes(db_) != 1) return Error::make(errc::conflict, "sandbox '" + r.id + "' is not paused");
   return ok();
 }
 
@@ -144,15 +173,15 @@ Result<> Registry::mark_pooled(const std::string& id) {
   return ok();
 }
 
-Result<> Registry::assign(const SandboxInfo& info) {
+Result<> Registry::assign(const SandboxInfo& info, const std::string& spec) {
   std::lock_guard lock(mu_);
   std::map<std::string, std::string> env_keys;
   for (auto& [k, v] : info.env) env_keys[k] = "";
   Stmt q(db_,
-         "UPDATE sandboxes SET state='running', template=?, started_at=?, end_at=?, metadata=?, env_keys=? "
+         "UPDATE sandboxes SET state='running', template=?, started_at=?, end_at=?, metadata=?, env_keys=?, spec=? "
          "WHERE id=?;");
   q.bind(1, info.template_name).bind(2, info.started_at_ms).bind(3, info.end_at_ms);
-  q.bind(4, to_json(info.metadata)).bind(5, to_json(env_keys)).bind(6, info.id);
+  q.bind(4, to_json(info.metadata)).bind(5, to_json(env_keys)).bind(6, spec).bind(7, info.id);
   if (q.step() != SQLITE_DONE) return db_error(db_, "update sandbox");
   return ok();
 }
@@ -185,11 +214,16 @@ RegistryRow row_from(Stmt& q) {
   r.record.owner_pid = static_cast<int>(q.i64(13));
   r.record.net_index = static_cast<int32_t>(q.i64(14));
   r.info.paused_left_ms = q.i64(15);
+  const int64_t paused_to = q.i64(16);
+  r.info.paused = paused_to == 1 ? SandboxInfo::Paused::disk
+                  : paused_to == 2 ? SandboxInfo::Paused::memory_lost
+                                   : SandboxInfo::Paused::memory;
+  r.spec = q.text(17);
   return r;
 }
 constexpr const char* kColumns =
     "SELECT id, slot, template, state, started_at, end_at, memory, cpu_millis, disk, metadata, env_keys, "
-    "init_pid, init_start, owner_pid, net_index, paused_left FROM sandboxes";
+    "init_pid, init_start, owner_pid, net_index, paused_left, paused_to, spec FROM sandboxes";
 }  // namespace
 
 Result<std::vector<RegistryRow>> Registry::all() {

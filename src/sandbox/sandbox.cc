@@ -5,6 +5,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 #include "base/util.h"
 #include "sandbox/run.h"
 
@@ -204,6 +206,37 @@ uint64_t oom_kills(Sandbox& sandbox) {
 bool killed_for_memory(Sandbox& sandbox, const ExitStatus& status, uint64_t before) {
   bool killed = status.signal == SIGKILL || (status.signal == 0 && status.exit_code == 128 + SIGKILL);
   return killed && oom_kills(sandbox) > before;
+}
+
+std::string spec_to_json(const SandboxSpec& s) {
+  nlohmann::json j = {{"rootfs", s.rootfs},           {"layers", s.layers},       {"template", s.template_name},
+                      {"memory", s.memory_bytes},     {"cpu_millis", s.cpu_millis}, {"pids", s.pids},
+                      {"disk", s.disk_bytes},         {"shm", s.shm_bytes},       {"env", s.env},
+                      {"metadata", s.metadata},       {"persistent", s.persistent}, {"kernels", s.kernels}};
+  return j.dump();
+}
+
+Result<SandboxSpec> spec_from_json(std::string_view text) {
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (!j.is_object()) return Error::make(errc::protocol, "the sandbox's saved spec is not a JSON object");
+  SandboxSpec s;
+  try {
+    s.rootfs = j.at("rootfs").get<std::string>();
+    s.layers = j.at("layers").get<std::vector<std::string>>();
+    s.template_name = j.at("template").get<std::string>();
+    s.memory_bytes = j.at("memory").get<uint64_t>();
+    s.cpu_millis = j.at("cpu_millis").get<uint32_t>();
+    s.pids = j.at("pids").get<uint32_t>();
+    s.disk_bytes = j.at("disk").get<uint64_t>();
+    s.shm_bytes = j.at("shm").get<uint64_t>();
+    s.env = j.at("env").get<std::map<std::string, std::string>>();
+    s.metadata = j.at("metadata").get<std::map<std::string, std::string>>();
+    s.persistent = j.at("persistent").get<bool>();
+    s.kernels = j.at("kernels").get<std::vector<std::string>>();
+  } catch (const nlohmann::json::exception& e) {
+    return Error::make(errc::protocol, std::string("the sandbox's saved spec: ") + e.what());
+  }
+  return s;
 }
 
 }  // namespace brig::sandbox

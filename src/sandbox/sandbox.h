@@ -42,7 +42,7 @@ struct SandboxSpec {
   uint64_t memory_bytes = uint64_t{config::Sandbox{}.memory_mib} << 20;  // hard memory limit (no swap)
   uint32_t cpu_millis = config::Sandbox{}.cpu_millis;                    // CPU quota, thousandths of a CPU
   uint32_t pids = config::Sandbox{}.pids;                                // max tasks (fork bombs stop here)
-  uint64_t disk_bytes = uint64_t{config::Sandbox{}.disk_mib} << 20;      // writable layer size (ENOSPC beyond)
+  uint64_t disk_bytes = uint64_t{config::Sandbox{}.disk_mib} << 20;      // its disk's size (ENOSPC beyond)
   uint64_t shm_bytes = uint64_t{config::Sandbox{}.shm_mib} << 20;        // private /dev/shm size
   std::chrono::milliseconds lifetime = std::chrono::seconds(config::Sandbox{}.lifetime_s);  // expiry kills it
   std::map<std::string, std::string> env;       // sandbox-wide environment
@@ -56,7 +56,15 @@ struct SandboxSpec {
                                             // the sandbox (before it is handed out, if pooled)
   std::string upper_dir;                    // build sandboxes only: keep the writable layer in
                                             // this host dir (created by brig, root-only)
+  bool existing_disk = false;               // boot on the disk the sandbox (same id) already has:
+                                            // a sandbox paused to its disk, resumed
 };
+
+// What a sandbox paused to its disk is booted from again: the spec it was created with (its
+// layers, limits, environment, metadata), as JSON. The lifetime, the egress policy and the
+// build-only fields are not kept: the resume gives them.
+std::string spec_to_json(const SandboxSpec& spec);
+Result<SandboxSpec> spec_from_json(std::string_view text);
 
 // Validates bounds (a client mistake is errc::invalid_argument, never a crash): the sizes
 // against the schema's bounds, the lifetime against `sandbox.max_lifetime_s`, env and metadata
@@ -125,10 +133,12 @@ struct WatchEvent {
 };
 
 struct Usage {
-  uint64_t memory_bytes = 0;
+  uint64_t memory_bytes = 0;  // what the sandbox holds: its cgroup's memory less reclaimable file cache
   uint64_t cpu_usage_ns = 0;
   uint64_t oom_kills = 0;
   uint32_t tasks = 0;
+  uint64_t cache_bytes = 0;      // its page cache (files it read or wrote: its disk's among them)
+  uint64_t disk_used_bytes = 0;  // the host's disk its disk uses
 };
 
 // What `run` needs beyond the ProcessSpec.
@@ -157,6 +167,11 @@ struct SandboxInfo {
   int64_t started_at_ms = 0;
   int64_t end_at_ms = 0;       // when running
   int64_t paused_left_ms = 0;  // when paused: the lifetime it has left (its clock is stopped)
+  // How a paused sandbox is paused: its processes frozen with their memory, or stopped with
+  // only its disk kept (asked for: memory false; or its memory lost: the host restarted, or its
+  // processes died, while it was frozen).
+  enum class Paused { memory, disk, memory_lost };
+  Paused paused = Paused::memory;
   uint64_t memory_bytes = 0;
   uint32_t cpu_millis = 0;
   uint64_t disk_bytes = 0;

@@ -249,7 +249,7 @@ Result<Zygote::Created> finish_sandbox(const initpb::ZygoteRequest& req, Cloned&
     if (net) (void)isolate::release_network(*net, req.sandbox_id());
     return e;
   };
-  isolate::RootfsSpec rootfs{{req.layers().begin(), req.layers().end()}, req.uid_base(), req.disk_bytes(), req.upper_dir()};
+  isolate::RootfsSpec rootfs{{req.layers().begin(), req.layers().end()}, req.uid_base(), req.disk_image(), req.upper_dir()};
   auto overlay = isolate::prepare_rootfs(pid, rootfs);
   if (!overlay) return abort_net(overlay.error().wrap("rootfs"));
   int fds[1] = {overlay->get()};

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "base/subprocess.h"
 #include "base/util.h"
 #include "store/dockerfile.h"
 
@@ -69,38 +70,6 @@ Result<> shift_ownership(int dirfd, uint32_t base, int level = 0) {
   return result;
 }
 
-// Runs a host program (mmdebstrap), streaming its output.
-Result<> run_host(const std::vector<std::string>& argv, BuildProgress& progress) {
-  int p[2];
-  if (::pipe2(p, O_CLOEXEC) != 0) return Error::from_errno(errno, "pipe2");
-  pid_t pid = ::fork();
-  if (pid < 0) return Error::from_errno(errno, "fork");
-  if (pid == 0) {
-    ::dup2(p[1], 1);
-    ::dup2(p[1], 2);
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execvp(args[0], args.data());
-    ::_exit(127);
-  }
-  ::close(p[1]);
-  char buf[8192];
-  ssize_t n;
-  while ((n = ::read(p[0], buf, sizeof buf)) != 0) {
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) break;
-    progress.step_output(std::string_view(buf, static_cast<size_t>(n)));
-  }
-  ::close(p[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return ok();
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 127) return Error::make(errc::unsupported, argv[0] + " is not installed");
-  return Error::make(errc::invalid_argument, argv[0] + " failed (exit status " +
-                                                 std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status)) + ")");
-}
-
 // The layer for FROM debian:<suite>: minbase plus a `user` (uid 1000), without docs, man
 // pages and locales (the dpkg and apt settings stay in the image, so later RUN steps follow them).
 Result<std::string> debian_layer(TemplateStore& store, const std::string& suite, BuildProgress& progress) {
@@ -125,7 +94,7 @@ Result<std::string> debian_layer(TemplateStore& store, const std::string& suite,
       "deb " + mirror + " " + suite + " main",
       "deb " + mirror + " " + suite + "-updates main",
       "deb http://deb.debian.org/debian-security " + suite + "-security main"};
-  if (auto r = run_host(argv, progress); !r) {
+  if (auto r = run_program(argv, [&](std::string_view out) { progress.step_output(out); }); !r) {
     remove_tree(dir);
     return r.error().wrap("FROM debian:" + suite);
   }
@@ -225,6 +194,7 @@ class Builder {
     info.config.definition_sha = sha256_hex(req_.definition);
     if (df.cpus) info.config.cpus = df.cpus;
     if (df.memory_bytes) info.config.memory_bytes = df.memory_bytes;
+    if (df.disk_bytes) info.config.disk_bytes = df.disk_bytes;
     info.created_ms = now_unix_ms();
     for (auto& l : layers_) info.size_bytes += store_.layer_size(l);
     info.source = req_.definition_name;
@@ -501,7 +471,7 @@ sandbox::SandboxSpec sandbox_spec(const TemplateStore& store, const TemplateInfo
   spec.memory_bytes = t.config.memory_bytes ? t.config.memory_bytes : uint64_t{defaults.memory_mib} << 20;
   spec.cpu_millis = t.config.cpus > 0 ? static_cast<uint32_t>(t.config.cpus * 1000) : defaults.cpu_millis;
   spec.pids = defaults.pids;
-  spec.disk_bytes = uint64_t{defaults.disk_mib} << 20;
+  spec.disk_bytes = t.config.disk_bytes ? t.config.disk_bytes : uint64_t{defaults.disk_mib} << 20;
   spec.shm_bytes = std::min(uint64_t{defaults.shm_mib} << 20, spec.memory_bytes / 2);
   spec.lifetime = std::chrono::seconds(defaults.lifetime_s);
   return spec;

@@ -170,8 +170,12 @@ Result<Dockerfile> parse_dockerfile(std::string_view text, std::string_view name
       auto m = parse_size(value);
       if (!m) return line_error(name, d.line, m.error().message());
       df.memory_bytes = *m;
+    } else if (key == "disk") {
+      auto m = parse_size(value);
+      if (!m) return line_error(name, d.line, m.error().message());
+      df.disk_bytes = *m;
     } else {
-      return line_error(name, d.line, "unknown directive 'brig:" + key + "' (known: start, ready, kernels, cpus, memory)");
+      return line_error(name, d.line, "unknown directive 'brig:" + key + "' (known: start, ready, kernels, cpus, memory, disk)");
     }
   }
 

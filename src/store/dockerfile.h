@@ -6,7 +6,7 @@
 //   LABEL k=v ...     EXPOSE <port> (ignored)
 //   # brig:start <command>            run when a sandbox starts (in the background)
 //   # brig:ready <command>            readiness check: the sandbox is ready when it exits 0
-//   # brig:cpus <n>   # brig:memory <size>   default shape of sandboxes from this template
+//   # brig:cpus <n>   # brig:memory <size>   # brig:disk <size>   default shape of its sandboxes
 //
 // Line continuations (\) and comments work as in Docker. Anything else is an error naming the
 // line.
@@ -40,6 +40,7 @@ struct Dockerfile {
   std::vector<std::string> kernels;  // brig:kernels python [javascript ...]: started with each sandbox
   double cpus = 0;                       // 0 = brig's default
   uint64_t memory_bytes = 0;
+  uint64_t disk_bytes = 0;               // 0 = brig's default
 };
 
 // Parses `text`; `name` is used in error messages ("Dockerfile:12: ...").

@@ -37,7 +37,7 @@ Error db_error(sqlite3* handle, std::string_view what) { return db::error(handle
 nlohmann::json config_to_json(const TemplateConfig& c) {
   return {{"user", c.user}, {"workdir", c.workdir}, {"env", c.env}, {"labels", c.labels},
           {"start_cmd", c.start_cmd}, {"ready_cmd", c.ready_cmd}, {"kernels", c.kernels},
-          {"definition_sha", c.definition_sha}, {"cpus", c.cpus}, {"memory", c.memory_bytes}};
+          {"definition_sha", c.definition_sha}, {"cpus", c.cpus}, {"memory", c.memory_bytes}, {"disk", c.disk_bytes}};
 }
 
 TemplateConfig config_from_json(const std::string& text) {
@@ -54,6 +54,7 @@ TemplateConfig config_from_json(const std::string& text) {
   c.definition_sha = j.value("definition_sha", "");
   c.cpus = j.value("cpus", 0.0);
   c.memory_bytes = j.value("memory", uint64_t{0});
+  c.disk_bytes = j.value("disk", uint64_t{0});
   return c;
 }
 

@@ -33,6 +33,7 @@ struct TemplateConfig {
   std::string definition_sha;        // sha256 of the Dockerfile it was built from
   double cpus = 0;            // 0 = brig's default
   uint64_t memory_bytes = 0;  // 0 = brig's default
+  uint64_t disk_bytes = 0;    // 0 = brig's default
 };
 
 struct TemplateInfo {

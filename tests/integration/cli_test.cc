@@ -264,11 +264,14 @@ TEST(Cli, CrashedBrigIsReapedByTheNextOne) {
   waitpid(pid, nullptr, 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_TRUE(std::filesystem::exists(group + "/" + id));
+  const std::string disk = state + "/disks/" + id + ".img";
+  EXPECT_TRUE(std::filesystem::exists(disk));
   auto r = brig("--state-dir " + state + " --log-level info run --rootfs " + test_rootfs() + " -- true");
   EXPECT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("reaped 1 sandbox"), std::string::npos) << r.out;
   EXPECT_FALSE(std::filesystem::exists(group + "/" + id));
   EXPECT_FALSE(std::filesystem::exists("/sys/fs/cgroup/memory/" + sandbox::cgroup_group(state) + "/" + id));
+  EXPECT_FALSE(std::filesystem::exists(disk)) << "the crashed brig's sandbox disk was not reaped";
   std::filesystem::remove_all(state);
 }
 

@@ -397,6 +397,74 @@ TEST(Engine, PauseFreezesEverythingAndStopsTheLifetimeClock) {
   EXPECT_FALSE(std::filesystem::exists(cgroup_of("freezer", other_id)));
 }
 
+// A pause to disk: the processes stop (no cgroup, no process, no loop device is left), the disk
+// stays with what was written; reboot boots the sandbox again on it with the same id. A memory
+// pause whose processes die (as in a host restart) keeps its disk too, and says its memory is
+// lost instead of booting again by itself.
+TEST(Engine, PauseToDiskKeepsTheFilesAndBootsAgainOnThem) {
+  BRIG_REQUIRE_SANDBOX_ENV();
+  auto& engine = shared_engine();
+  auto spec = TestSandbox::default_spec();
+  spec.env["KEPT"] = "env";
+  auto created = engine.create(spec);
+  ASSERT_TRUE(created) << created.error().message();
+  const std::string id = (*created)->id();
+  const std::string disk = engine.state_dir() + "/disks/" + id + ".img";
+  auto sh = [&](const std::string& script) {
+    auto sb = engine.get(id);
+    if (!sb) return std::string("no sandbox: ") + sb.error().message();
+    sandbox::ProcessSpec ps;
+    ps.cmd = "/bin/sh";
+    ps.args = {"-c", script};
+    sandbox::RunOptions options;
+    options.timeout = 30s;
+    auto r = (*sb)->run(ps, options);
+    return r ? r->out : "error: " + r.error().message();
+  };
+  ASSERT_EQ(sh("echo written > /home/user/kept; (sleep 600 &) ; echo ok"), "ok\n");
+
+  ASSERT_TRUE(engine.pause(id, false)) << "pause to disk";
+  auto info = engine.info(id);
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->state, "paused");
+  EXPECT_EQ(info->paused, sandbox::SandboxInfo::Paused::disk);
+  EXPECT_FALSE((*created)->alive()) << "the old handle still runs";
+  EXPECT_FALSE(std::filesystem::exists(cgroup_of("pids", id))) << "a stopped sandbox keeps its cgroup";
+  EXPECT_TRUE(std::filesystem::exists(disk));
+  EXPECT_TRUE(engine.pause(id, false).error().is(errc::conflict));
+  EXPECT_TRUE(engine.resume(id, std::nullopt).error().is(errc::conflict)) << "no memory to thaw";
+  EXPECT_NE(sh("true").find("is paused"), std::string::npos);
+  // It is listed, and an engine reap keeps it.
+  engine.reap();
+  EXPECT_EQ(engine.info(id)->state, "paused");
+
+  ASSERT_TRUE(engine.reboot(id, 60s, std::nullopt)) << "boot again";
+  EXPECT_EQ(engine.info(id)->state, "running");
+  EXPECT_TRUE(engine.reboot(id, 60s, std::nullopt).error().is(errc::conflict)) << "running already";
+  EXPECT_EQ(sh("cat /home/user/kept; echo $KEPT; pgrep -x sleep || echo no-sleep"), "written\nenv\nno-sleep\n");
+
+  // Frozen, then its processes die under it (a host restart would do the same).
+  ASSERT_EQ(sh("echo again >> /home/user/kept; echo ok"), "ok\n");
+  ASSERT_TRUE(engine.pause(id, true));
+  std::ifstream procs(cgroup_of("pids", id) + "/cgroup.procs");
+  for (pid_t pid; procs >> pid;) ::kill(pid, SIGKILL);
+  const std::string freezer = cgroup_of("freezer", id) + "/freezer.state";
+  if (std::filesystem::exists(freezer)) std::ofstream(freezer) << "THAWED";  // frozen tasks die once thawed
+  for (int i = 0; i < 100 && engine.info(id)->paused == sandbox::SandboxInfo::Paused::memory; ++i) {
+    std::this_thread::sleep_for(50ms);
+    engine.reap();
+  }
+  info = engine.info(id);
+  EXPECT_EQ(info->state, "paused");
+  EXPECT_EQ(info->paused, sandbox::SandboxInfo::Paused::memory_lost);
+  EXPECT_TRUE(engine.resume(id, std::nullopt).error().is(errc::conflict)) << "a lost memory is not thawed";
+  ASSERT_TRUE(engine.reboot(id, 60s, std::nullopt));
+  EXPECT_EQ(sh("cat /home/user/kept"), "written\nagain\n");
+
+  ASSERT_TRUE(engine.kill(id));
+  EXPECT_FALSE(std::filesystem::exists(disk)) << "a killed sandbox's disk stays";
+}
+
 TEST(Engine, WarmPoolHandsOverAFreshlyConfiguredSandbox) {
   BRIG_REQUIRE_SANDBOX_ENV();
   auto& engine = shared_engine();

@@ -76,8 +76,12 @@ for (const transport of transports) {
     })
 
     test('list_sandboxes: status and resource usage (CPU %, memory in use and its limit)', async () => {
-      // Two busy seconds, and 50 MB in the sandbox's tmpfs layer (which counts as its memory).
-      await call('run_command', { sandbox_id: base, command: 'head -c 50M /dev/zero > /tmp/fill; timeout 2 sh -c "while :; do :; done"; true' })
+      // Two busy seconds, and 50 MB held by a shell (a detached one, still running when listed).
+      await call('run_command', {
+        sandbox_id: base,
+        command: 'setsid sh -c \'x=$(head -c 50M /dev/zero | tr "\\0" a); sleep 25\' </dev/null >/dev/null 2>&1 & ' +
+          'sleep 1; timeout 2 sh -c "while :; do :; done"; true',
+      })
       const r = await call('list_sandboxes', { metadata: { suite: 'mcp-tools', transport } })
       const [s] = r.structuredContent.sandboxes
       assert.equal(s.status, 'running')

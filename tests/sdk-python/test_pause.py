@@ -40,3 +40,17 @@ def test_pause_freezes_and_connect_resumes(sandboxes):
 def test_pause_of_an_unknown_sandbox_is_not_found():
     with pytest.raises(SandboxException):
         Sandbox.pause("a" * 20)
+
+
+def test_filesystem_pause_keeps_the_disk_and_connect_boots_it_again(sandboxes):
+    s = sandboxes()
+    s.files.write("/home/user/kept.txt", "kept on disk")
+    s.commands.run("sleep 600", background=True)
+    assert s.pause(keep_memory=False) is True
+    assert s.get_info().state.value == "paused"
+    with pytest.raises(Exception, match="paused"):
+        s.commands.run("echo no")
+    back = Sandbox.connect(s.sandbox_id)
+    assert back.sandbox_id == s.sandbox_id
+    assert back.files.read("/home/user/kept.txt") == "kept on disk"
+    assert "sleep 600" not in back.commands.run("ps -eo args").stdout

@@ -592,6 +592,37 @@ test(`${sdkName}: pause freezes the sandbox; connect resumes it where it was`, a
   assert.equal(res.status, 409)
 })
 
+// E2B's filesystem pause (keepMemory: false): the processes stop, the disk stays; connect boots
+// the sandbox again on its disk with the same id, its env and its files, none of its old
+// processes. A memory pause can be rebooted the same way (onResume: 'reboot').
+test(`${sdkName}: a filesystem pause keeps the disk; connect boots the sandbox again on it`, async () => {
+  const s = await sandbox({ envs: { KEPT_ENV: 'yes' }, metadata: { fs: 'pause' } })
+  await s.files.write('/home/user/kept.txt', 'kept on disk')
+  await s.commands.run('head -c 20M /dev/urandom > /home/user/blob; sha256sum /home/user/blob > /home/user/blob.sum')
+  await s.commands.run('sleep 600', { background: true })
+  assert.equal(await s.pause({ keepMemory: false }), true)
+  assert.equal(await s.pause({ keepMemory: false }), false, 'already paused')
+  const info = await s.getInfo()
+  assert.equal(info.state, 'paused')
+  assert.deepEqual(info.metadata, { fs: 'pause' })
+  await assert.rejects(s.commands.run('echo no'), /paused/)
+  const back = await Sandbox.connect(s.sandboxId)
+  assert.equal(back.sandboxId, s.sandboxId)
+  assert.equal((await back.getInfo()).state, 'running')
+  assert.equal(await back.files.read('/home/user/kept.txt'), 'kept on disk')
+  assert.equal((await back.commands.run('sha256sum -c /home/user/blob.sum')).exitCode, 0)
+  assert.equal((await back.commands.run('echo $KEPT_ENV')).stdout, 'yes\n')
+  const ps = await back.commands.run('ps -eo args')
+  assert.ok(!ps.stdout.includes('sleep 600'), 'a process of before the pause still runs:\n' + ps.stdout)
+  // Paused with its memory, then rebooted: the files stay, the processes go.
+  await back.commands.run('echo second > /home/user/second.txt; sleep 600', { background: true })
+  await new Promise((r) => setTimeout(r, 300))
+  assert.equal(await back.pause(), true)
+  const rebooted = await Sandbox.connect(s.sandboxId, { onResume: 'reboot' })
+  assert.equal(await rebooted.files.read('/home/user/second.txt'), 'second\n')
+  assert.ok(!(await rebooted.commands.run('ps -eo args')).stdout.includes('sleep 600'))
+})
+
 // A self-signed certificate and its key in one PEM (what the sandbox's HTTPS server serves).
 function selfSigned() {
   const dir = mkdtempSync(join(tmpdir(), 'brig-tls-'))
@@ -647,13 +678,18 @@ test(`${sdkName}: ports: httpsPorts are reached over TLS without verifying the s
   await assert.rejects(sandbox({ network: { httpsPorts: [49983] } }), /brig serves it itself/)
 })
 
-test(`${sdkName}: getMetrics reports CPU in use and memory`, async () => {
+test(`${sdkName}: getMetrics reports CPU in use, memory held, and the disk`, async () => {
   const s = await sandbox()
   await s.getMetrics()  // the first reading starts a window
-  await s.commands.run('head -c 50M /dev/zero > /tmp/fill; timeout 2 sh -c "while :; do :; done"; true')
+  // 60 MB held by a process, 50 MB written to the disk (cache, not memory), two seconds of CPU.
+  await s.commands.run('python3 -c "b = bytearray(60 << 20); import time; time.sleep(30)"', { background: true })
+  await s.commands.run('head -c 50M /dev/urandom > /tmp/fill; sync; timeout 2 sh -c "while :; do :; done"; true')
   const [m] = await s.getMetrics()
   assert.ok(m.cpuUsedPct > 20 && m.cpuUsedPct <= 100, JSON.stringify(m))
-  assert.ok(m.memUsed >= 50 << 20 && m.memUsed < m.memTotal, JSON.stringify(m))  // 50 MB in its tmpfs layer
+  assert.ok(m.memUsed >= 60 << 20 && m.memUsed < m.memTotal, JSON.stringify(m))
+  assert.ok(m.memCache > 0, JSON.stringify(m))
+  assert.ok(m.diskUsed >= 50 << 20 && m.diskUsed < m.diskTotal, JSON.stringify(m))
+  assert.ok(m.diskTotal >= 1 << 30, JSON.stringify(m))  // the template's disk, several GiB by default
 })
 
 // As upstream envd: a symlink is described by its target (type, absolute path); the Python

@@ -3,7 +3,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 
 const brig = process.env.BRIG_BIN
 const state = process.env.BRIG_STATE
@@ -76,6 +76,47 @@ test('a paused sandbox stays paused through a daemon crash, and resumes where it
   assert.ok(ticks.filter((t) => t <= pausedAt).length >= 3, 'and ran before the pause')
   assert.equal(await Sandbox.kill(s.sandboxId, opts), true)
   await stop(daemon.d, 'SIGTERM')
+})
+
+// A filesystem pause survives a daemon crash (a host restart too: nothing of it runs); a memory
+// pause whose processes die while the daemon is down (as in a host restart) keeps its disk, and
+// a resume says its memory is lost instead of booting it silently; onResume 'reboot' boots it.
+test('a sandbox paused to its disk, or whose memory was lost, boots again on its disk after a crash', async () => {
+  let daemon = await startDaemon()
+  const a = await Sandbox.create({ ...opts, timeoutMs: 120_000, envs: { WHO: 'a' } })
+  await a.files.write('/home/user/a.txt', 'disk of a')
+  assert.equal(await a.pause({ keepMemory: false }), true)
+  const b = await Sandbox.create({ ...opts, timeoutMs: 120_000 })
+  await b.files.write('/home/user/b.txt', 'disk of b')
+  await b.commands.run('sync')
+  assert.equal(await b.pause(), true)
+  const init = initOf(b.sandboxId)
+  assert.ok(init, 'brig-init of b not found')
+  await stop(daemon.d, 'SIGKILL')
+  // b's processes die while no daemon runs (frozen tasks die once thawed).
+  process.kill(init.pid, 'SIGKILL')
+  const freezer = init.dir.replace('/memory/', '/freezer/') + '/freezer.state'
+  if (existsSync(freezer)) writeFileSync(freezer, 'THAWED')
+  else if (existsSync(init.dir + '/cgroup.freeze')) writeFileSync(init.dir + '/cgroup.freeze', '0')
+  for (let i = 0; i < 50 && existsSync(`/proc/${init.pid}`); i++) await new Promise((r) => setTimeout(r, 100))
+  daemon = await startDaemon()
+  try {
+    assert.equal((await Sandbox.getInfo(a.sandboxId, opts)).state, 'paused')
+    assert.equal((await Sandbox.getInfo(b.sandboxId, opts)).state, 'paused')
+    const againA = await Sandbox.connect(a.sandboxId, opts)
+    assert.equal(await againA.files.read('/home/user/a.txt'), 'disk of a')
+    assert.equal((await againA.commands.run('echo $WHO')).stdout, 'a\n')
+    await assert.rejects(Sandbox.connect(b.sandboxId, opts), /lost its memory while it was paused.*onResume: 'reboot'/)
+    assert.equal((await Sandbox.getInfo(b.sandboxId, opts)).state, 'paused', 'still paused after the refused resume')
+    const againB = await Sandbox.connect(b.sandboxId, { ...opts, onResume: 'reboot' })
+    assert.equal(await againB.files.read('/home/user/b.txt'), 'disk of b')
+  } finally {
+    await Sandbox.kill(a.sandboxId, opts).catch(() => {})
+    await Sandbox.kill(b.sandboxId, opts).catch(() => {})
+    await stop(daemon.d, 'SIGTERM')
+  }
+  assert.ok(!existsSync(`${state}/disks/${a.sandboxId}.img`), 'a killed sandbox keeps its disk')
+  assert.ok(!existsSync(`${state}/disks/${b.sandboxId}.img`), 'a killed sandbox keeps its disk')
 })
 
 test('with no room for paused memory a pause is a 503 and the sandbox keeps running', async () => {

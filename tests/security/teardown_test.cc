@@ -9,6 +9,7 @@
 #include <sstream>
 #include <thread>
 
+#include "base/util.h"
 #include "security/security_helpers.h"
 
 namespace brig::security {
@@ -24,7 +25,22 @@ struct HostSnapshot {
   size_t zygote_fds = 0;      // the zygote's open fds
   std::set<std::string> cgroups;     // "<controller>/<name>" under brig's parents
   std::set<pid_t> sandbox_uid_procs; // host processes running as a sandbox uid (>= 2^30)
+  std::set<std::string> disks;       // sandbox disk images (<state>/disks/<id>.img): ids
+  size_t loops = 0;                  // loop devices backed by a file under <state>/disks
 };
+
+std::string disks_dir() { return shared_engine().state_dir() + "/disks"; }
+
+size_t loops_backed_by(const std::string& dir) {
+  size_t n = 0;
+  std::error_code ec;
+  for (auto& e : std::filesystem::directory_iterator("/sys/block", ec)) {
+    if (!e.path().filename().string().starts_with("loop")) continue;
+    auto backing = read_small_file(e.path().string() + "/loop/backing_file");
+    if (backing && backing->starts_with(dir + "/")) ++n;
+  }
+  return n;
+}
 
 HostSnapshot snapshot() {
   HostSnapshot s;
@@ -33,6 +49,10 @@ HostSnapshot snapshot() {
   if (pid_t z = find_zygote()) s.zygote_fds = count_fds(z);
   for (auto& d : all_brig_cgroup_dirs()) s.cgroups.insert(d);
   for (pid_t p : processes_with_sandbox_uids()) s.sandbox_uid_procs.insert(p);
+  std::error_code ec;
+  for (auto& e : std::filesystem::directory_iterator(disks_dir(), ec))
+    if (e.path().extension() == ".img") s.disks.insert(e.path().stem().string());
+  s.loops = loops_backed_by(disks_dir());
   return s;
 }
 
@@ -52,15 +72,19 @@ bool process_in(pid_t pid, const std::set<std::string>& ids) {
 // What appeared since `before` and belongs to our sandboxes (other brig processes on this
 // host may create sandboxes meanwhile; theirs are not ours to count).
 struct Leaks {
-  long long mounts = 0, fds = 0, zygote_fds = 0;
-  std::vector<std::string> cgroups;
+  long long mounts = 0, fds = 0, zygote_fds = 0, loops = 0;
+  std::vector<std::string> cgroups, disks;
   std::vector<pid_t> procs;
-  bool none() const { return mounts == 0 && fds == 0 && zygote_fds == 0 && cgroups.empty() && procs.empty(); }
+  bool none() const {
+    return mounts == 0 && fds == 0 && zygote_fds == 0 && loops <= 0 && cgroups.empty() && disks.empty() && procs.empty();
+  }
   std::string describe() const {
     std::ostringstream s;
     s << "mounts " << mounts << ", fds " << fds << ", zygote fds " << zygote_fds << ", cgroups [";
     for (auto& c : cgroups) s << c << " ";
-    s << "], processes [";
+    s << "], disks [";
+    for (auto& d : disks) s << d << " ";
+    s << "], loop devices " << loops << ", processes [";
     for (auto p : procs) s << p << " ";
     s << "]";
     return s.str();
@@ -75,6 +99,9 @@ Leaks leaks_since(const HostSnapshot& before, const std::set<std::string>& ids) 
   l.zygote_fds = static_cast<long long>(now.zygote_fds) - static_cast<long long>(before.zygote_fds);
   for (auto& c : now.cgroups)
     if (!before.cgroups.count(c) && belongs_to(c, ids)) l.cgroups.push_back(c);
+  for (auto& d : now.disks)
+    if (ids.count(d)) l.disks.push_back(d);
+  l.loops = static_cast<long long>(now.loops) - static_cast<long long>(before.loops);
   for (pid_t p : now.sandbox_uid_procs)
     if (!before.sandbox_uid_procs.count(p) && process_in(p, ids)) l.procs.push_back(p);
   // Also anything of ours not running as a sandbox uid (it should not exist at all).
@@ -104,7 +131,7 @@ void populate(sandbox::Sandbox& sb) {
 }
 
 // Create and kill 100 sandboxes (each with running, daemonized and fd-holding processes):
-// zero leaked mounts, cgroups, processes and fds.
+// zero leaked mounts, cgroups, disks, loop devices, processes and fds.
 // Source: security-cases.md §5 (`e2b-dev/infra:docs/ARCHITECTURE.md`: slots are pooled and
 // reclaimed); §3.4 (`TencentCloud/CubeSandbox#13`, `e2b-dev/E2B#736`: lifecycle operations that
 // silently leave state behind); §4.1 Firecracker jailer (cleanup of cgroups/netns per VM).
@@ -114,7 +141,7 @@ TEST(Teardown, HundredKillsLeakNothing) {
   auto spec = TestSandbox::default_spec();
   spec.memory_bytes = 128ull << 20;
   spec.shm_bytes = 8ull << 20;
-  spec.disk_bytes = 32ull << 20;
+  spec.disk_bytes = 64ull << 20;
   // Warm-up: the first sandbox opens what the engine keeps for its lifetime.
   {
     auto warm = engine.create(spec);
@@ -134,6 +161,8 @@ TEST(Teardown, HundredKillsLeakNothing) {
       EXPECT_GE(processes_of_sandbox(id).size(), 4u) << "cannot see the sandbox's processes from the host";
       EXPECT_FALSE(cgroup_dirs_of(id).empty()) << "cannot see the sandbox's cgroups from the host";
       EXPECT_FALSE(leaks_since(before, ids).none()) << "the leak check does not see a live sandbox";
+      EXPECT_EQ(leaks_since(before, ids).disks.size(), 1u) << "the leak check does not see a live sandbox's disk";
+      EXPECT_EQ(leaks_since(before, ids).loops, 1) << "the leak check does not see a live sandbox's loop device";
     }
     auto killed = engine.kill(id);
     ASSERT_TRUE(killed) << "kill #" << i << ": " << killed.error().message();

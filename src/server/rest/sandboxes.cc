@@ -342,13 +342,10 @@ Route sandboxes(const Context& ctx, const Request& head, const std::vector<std::
       if (auto l = ctx.core.find(id); !l) return error(l.error(), "connect");
       auto secs = parse_seconds(req, "timeout", std::nullopt, false);
       if (!secs) return error(secs.error(), "connect");
+      // memory: false (onResume: 'reboot'): a paused sandbox boots again on its disk.
       auto memory = parse_memory(req);
       if (!memory) return error(memory.error(), "connect");
-      if (!*memory)
-        return error(Error::make(errc::unsupported, "connect with memory: false (onResume: 'reboot', a cold boot from "
-                                                    "the saved filesystem) is not supported by brig yet"),
-                     "connect");
-      auto c = ctx.core.connect(id, *secs);
+      auto c = ctx.core.connect(id, *secs, *memory);
       if (!c) return error(c.error(), "connect");
       return Response::json(c->resumed ? 201 : 200, dump(sandbox_json(ctx, *c->live)));
     });
@@ -378,9 +375,7 @@ Route sandboxes(const Context& ctx, const Request& head, const std::vector<std::
       if (!secs) return error(secs.error(), "resume");
       auto memory = parse_memory(req);
       if (!memory) return error(memory.error(), "resume");
-      if (!*memory)
-        return error(Error::make(errc::unsupported, "resume with memory: false is not supported by brig yet"), "resume");
-      auto l = ctx.core.resume(id, *secs);
+      auto l = ctx.core.resume(id, *secs, *memory);
       if (!l) return error(l.error(), "resume");
       return Response::json(201, dump(sandbox_json(ctx, **l)));
     });

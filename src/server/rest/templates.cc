@@ -1,4 +1,6 @@
 // GET /templates: the templates this daemon has built, in E2B's shape.
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "server/rest/rest.h"
@@ -14,15 +16,16 @@ Route templates(const Context& ctx, const Request& head) {
   r.respond = [&core = ctx.core](Request&) {
     auto all = core.templates();
     if (!all) return error(all.error(), "list templates");
+    const config::Sandbox& defaults = core.config().sandbox;
     nlohmann::json out = nlohmann::json::array();
     for (auto& t : *all)
       out.push_back({{"templateID", t.id},
                      {"buildID", t.layers.empty() ? "" : t.layers.front().substr(0, 20)},
                      {"aliases", nlohmann::json::array({t.name})},
                      {"names", nlohmann::json::array({t.name + ":" + t.tag})},
-                     {"cpuCount", t.config.cpus > 0 ? static_cast<int>(t.config.cpus) : 1},
-                     {"memoryMB", t.config.memory_bytes ? t.config.memory_bytes >> 20 : 512},
-                     {"diskSizeMB", 1024},
+                     {"cpuCount", std::max(1, static_cast<int>(t.config.cpus > 0 ? t.config.cpus : defaults.cpu_millis / 1000.0))},
+                     {"memoryMB", t.config.memory_bytes ? t.config.memory_bytes >> 20 : defaults.memory_mib},
+                     {"diskSizeMB", t.config.disk_bytes ? t.config.disk_bytes >> 20 : defaults.disk_mib},
                      {"public", false},
                      {"createdAt", rfc3339(t.created_ms)},
                      {"updatedAt", rfc3339(t.created_ms)},
