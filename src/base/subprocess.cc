@@ -6,8 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
-
-extern char** environ;
+#include <string>
 
 namespace brig {
 
@@ -24,8 +23,22 @@ Result<> run_program(const std::vector<std::string>& argv, const std::function<v
   std::vector<char*> args;
   for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  // A fixed environment: a library does not pass the daemon's own on (settings come as
+  // parameters), and the tools it runs need no more.
+  static char path[] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  static char lang[] = "LC_ALL=C.UTF-8";
+  static char home[] = "HOME=/root";
+  char* envp[] = {path, lang, home, nullptr};
+  // Looked up in that PATH, not the daemon's.
+  std::string program = argv[0];
+  if (program.find('/') == std::string::npos)
+    for (const char* dir : {"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"})
+      if (std::string candidate = std::string(dir) + "/" + argv[0]; ::access(candidate.c_str(), X_OK) == 0) {
+        program = candidate;
+        break;
+      }
   pid_t pid = -1;
-  int err = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
+  int err = ::posix_spawn(&pid, program.c_str(), &actions, nullptr, args.data(), envp);
   ::posix_spawn_file_actions_destroy(&actions);
   ::close(p[1]);
   if (err != 0) {

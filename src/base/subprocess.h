@@ -11,7 +11,8 @@
 
 namespace brig {
 
-// Runs argv[0] (looked up in PATH) with `argv`, passing its combined output to `on_output` as it
+// Runs argv[0] (looked up in the standard PATH) with `argv` and a fixed environment (PATH,
+// LC_ALL=C.UTF-8, HOME=/root), passing its combined output to `on_output` as it
 // comes. Exit status 0 is ok; 127 (not installed) is errc::unsupported; any other failure is
 // errc::invalid_argument naming the status.
 Result<> run_program(const std::vector<std::string>& argv, const std::function<void(std::string_view)>& on_output);

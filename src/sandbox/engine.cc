@@ -366,16 +366,12 @@ Result<> Engine::pause(const std::string& id, bool keep_memory) {
 
 Result<> Engine::resume(const std::string& id, std::optional<std::chrono::milliseconds> lifetime) {
   std::lock_guard transition(transition_mu_);
-  BRIG_TRY_ASSIGN(row, registry_->get(id));
-  if (!row || row->info.state == "pooled") return Error::make(errc::not_found, "sandbox '" + id + "' not found");
-  if (row->info.state == "running") return Error::make(errc::conflict, "sandbox '" + id + "' is already running");
-  if (row->info.state != "paused")
-    return Error::make(errc::conflict, "sandbox '" + id + "' cannot be resumed while in '" + row->info.state + "' state");
-  if (row->info.paused != SandboxInfo::Paused::memory)
+  BRIG_TRY_ASSIGN(row, paused_row(id));
+  if (row.info.paused != SandboxInfo::Paused::memory)
     return Error::make(errc::conflict, "sandbox '" + id + "' has no memory to resume: only its disk is kept");
   BRIG_TRY_ASSIGN(handle, owned_handle(id));
   const auto max = std::chrono::milliseconds(std::chrono::seconds(sandbox_config_.max_lifetime_s));
-  const auto left = std::clamp(lifetime.value_or(std::chrono::milliseconds(row->info.paused_left_ms)),
+  const auto left = std::clamp(lifetime.value_or(std::chrono::milliseconds(row.info.paused_left_ms)),
                                std::chrono::milliseconds(1000), max);
   BRIG_TRY(handle->set_frozen(false));
   // Thawed, brig-init answers: its real deadline first. Should that fail, the sandbox is
@@ -385,6 +381,15 @@ Result<> Engine::resume(const std::string& id, std::optional<std::chrono::millis
     return r.error().wrap("resume sandbox " + id);
   }
   return registry_->set_resumed(id, now_unix_ms() + left.count());
+}
+
+Result<RegistryRow> Engine::paused_row(const std::string& id) {
+  BRIG_TRY_ASSIGN(row, registry_->get(id));
+  if (!row || row->info.state == "pooled") return Error::make(errc::not_found, "sandbox '" + id + "' not found");
+  if (row->info.state == "running") return Error::make(errc::conflict, "sandbox '" + id + "' is already running");
+  if (row->info.state != "paused")
+    return Error::make(errc::conflict, "sandbox '" + id + "' cannot be resumed while in '" + row->info.state + "' state");
+  return std::move(*row);
 }
 
 Result<> Engine::stop_to_disk(const std::string& id, const std::shared_ptr<SandboxHandle>& handle,
@@ -409,25 +414,21 @@ void Engine::install_stopped(const SandboxRecord& record) {
 Result<> Engine::reboot(const std::string& id, std::optional<std::chrono::milliseconds> lifetime,
                         std::optional<EgressPolicy> egress) {
   std::lock_guard transition(transition_mu_);
-  BRIG_TRY_ASSIGN(row, registry_->get(id));
-  if (!row || row->info.state == "pooled") return Error::make(errc::not_found, "sandbox '" + id + "' not found");
-  if (row->info.state == "running") return Error::make(errc::conflict, "sandbox '" + id + "' is already running");
-  if (row->info.state != "paused")
-    return Error::make(errc::conflict, "sandbox '" + id + "' cannot be resumed while in '" + row->info.state + "' state");
-  if (row->spec.empty())
+  BRIG_TRY_ASSIGN(row, paused_row(id));
+  if (row.spec.empty())
     return Error::make(errc::unsupported, "sandbox '" + id + "' was made by an older brig that kept no spec to boot it "
                                           "again from");
-  BRIG_TRY_ASSIGN(spec, spec_from_json(row->spec));
-  if (row->info.paused == SandboxInfo::Paused::memory) {  // frozen: its memory is dropped now
+  BRIG_TRY_ASSIGN(spec, spec_from_json(row.spec));
+  if (row.info.paused == SandboxInfo::Paused::memory) {  // frozen: its memory is dropped now
     BRIG_TRY_ASSIGN(handle, owned_handle(id));
     BRIG_TRY(stop_to_disk(id, handle, SandboxInfo::Paused::disk));
   }
   const auto max = std::chrono::milliseconds(std::chrono::seconds(sandbox_config_.max_lifetime_s));
-  spec.lifetime = std::clamp(lifetime.value_or(std::chrono::milliseconds(row->info.paused_left_ms)),
+  spec.lifetime = std::clamp(lifetime.value_or(std::chrono::milliseconds(row.info.paused_left_ms)),
                              std::chrono::milliseconds(1000), max);
   spec.egress = std::move(egress);
   spec.existing_disk = true;
-  auto made = backend_->create(id, row->record.slot, spec);
+  auto made = backend_->create(id, row.record.slot, spec);
   if (!made) return made.error().wrap("boot sandbox " + id + " again on its disk");
   std::shared_ptr<SandboxHandle> handle(std::move(*made));
   if (auto r = registry_->set_rebooted(handle->record(), now_unix_ms() + spec.lifetime.count()); !r) {

@@ -106,6 +106,8 @@ class Engine {
   SandboxInfo describe(const RegistryRow& row);
   Result<std::shared_ptr<SandboxHandle>> create_cold(const SandboxSpec& spec, SandboxInfo info);
   Result<std::shared_ptr<SandboxHandle>> owned_handle(const std::string& id);
+  // The registry row of a paused sandbox (the not-found and conflict errors of a resume).
+  Result<RegistryRow> paused_row(const std::string& id);
   // Stops a paused sandbox's processes, keeping its disk (under transition_mu_), and puts a
   // StoppedSandbox in its place.
   Result<> stop_to_disk(const std::string& id, const std::shared_ptr<SandboxHandle>& handle, SandboxInfo::Paused how);

@@ -266,20 +266,27 @@ TEST(Engine, WatchDirReportsChanges) {
   ASSERT_TRUE(sb->make_dir("/home/user/w", User::user));
   auto id = sb->watch("/home/user/w", true, User::user);
   ASSERT_TRUE(id) << id.error().message();
-  sb.sh("mkdir ~/w/sub && echo x > ~/w/sub/f && rm ~/w/sub/f");
   std::vector<sandbox::WatchEvent> events;
   auto has = [&](const std::string& name, sandbox::WatchOp op) {
     for (auto& e : events)
       if (e.name == name && e.op == op) return true;
     return false;
   };
-  // Until the last of them (the file's writes may come as more events first), bounded: 2 s.
-  for (int i = 0; i < 100 && !has("sub/f", sandbox::WatchOp::remove); ++i) {
-    auto more = sb->take_watch_events(*id);
-    events.insert(events.end(), more.begin(), more.end());
-    if (!has("sub/f", sandbox::WatchOp::remove)) std::this_thread::sleep_for(20ms);
-  }
-  EXPECT_TRUE(has("sub", sandbox::WatchOp::create));
+  // Takes events until `name` `op` is among them (others may come first), bounded: 5 s.
+  auto until = [&](const std::string& name, sandbox::WatchOp op) {
+    for (int i = 0; i < 250 && !has(name, op); ++i) {
+      auto more = sb->take_watch_events(*id);
+      events.insert(events.end(), more.begin(), more.end());
+      if (!has(name, op)) std::this_thread::sleep_for(20ms);
+    }
+    return has(name, op);
+  };
+  // The new directory is watched once its creation is seen: files made in it from then on are
+  // reported (a recursive inotify watch cannot see what a directory held before it was watched).
+  sb.sh("mkdir ~/w/sub");
+  EXPECT_TRUE(until("sub", sandbox::WatchOp::create));
+  sb.sh("echo x > ~/w/sub/f && rm ~/w/sub/f");
+  until("sub/f", sandbox::WatchOp::remove);
   EXPECT_TRUE(has("sub/f", sandbox::WatchOp::create));
   EXPECT_TRUE(has("sub/f", sandbox::WatchOp::remove));
   ASSERT_TRUE(sb->unwatch(*id));
