@@ -14,13 +14,18 @@ const since = (t0) => Number(process.hrtime.bigint() - t0) / 1e6
 const rows = []
 const row = (what, xs) => rows.push({ what, n: xs.length, p50: pct(xs, 50), p95: pct(xs, 95) })
 
+// [label, what runs in it first, keepMemory]: with keepMemory false the pause stops its
+// processes and keeps its disk, and connect boots it again on the disk (a filesystem pause).
 const cases = [
-  ['idle base sandbox', null],
-  ['a process holding 256 MiB', 'python3 -c "b=bytearray(256<<20); b[::4096]=b\\"x\\"*(len(b)//4096); import time; time.sleep(3600)"'],
+  ['idle base sandbox', null, true],
+  ['a process holding 256 MiB', 'python3 -c "b=bytearray(256<<20); b[::4096]=b\\"x\\"*(len(b)//4096); import time; time.sleep(3600)"', true],
+  ['filesystem pause, 256 MiB written to its disk', 'head -c 256M /dev/urandom > /home/user/blob && sync', false],
 ]
-for (const [label, hold] of cases) {
+for (const [label, hold, keepMemory] of cases) {
   const s = await Sandbox.create({ timeoutMs: 600_000 })
-  if (hold) {
+  if (hold && !keepMemory) {
+    await s.commands.run(hold, { timeoutMs: 120_000 })
+  } else if (hold) {
     await s.commands.run(hold, { background: true })
     for (let i = 0; i < 100; i++) {  // bounded: until the memory is in use
       const [m] = await s.getMetrics()
@@ -34,15 +39,15 @@ for (const [label, hold] of cases) {
     await s.getInfo()
     info.push(since(t0))
     t0 = process.hrtime.bigint()
-    if (!(await s.pause())) throw new Error('pause said it was paused already')
+    if (!(await s.pause({ keepMemory }))) throw new Error('pause said it was paused already')
     pause.push(since(t0))
     t0 = process.hrtime.bigint()
     await Sandbox.connect(s.sandboxId)
     resume.push(since(t0))
   }
   row(`getInfo() (${label}): an API round trip, the floor`, info)
-  row(`pause() (${label})`, pause)
-  row(`Sandbox.connect() resuming it (${label})`, resume)
+  row(keepMemory ? `pause() (${label})` : `pause({ keepMemory: false }) (${label})`, pause)
+  row(keepMemory ? `Sandbox.connect() resuming it (${label})` : `Sandbox.connect() booting it again on its disk (${label})`, resume)
   await s.kill()
 }
 
