@@ -39,6 +39,15 @@ test('brig sandbox and brig files against brig serve', async () => {
   assert.notEqual(run('sandbox', 'exec', id, '--', 'true').code, 0)
   assert.equal(run('sandbox', 'resume', id).code, 0)
   assert.equal(run('sandbox', 'exec', id, '--', 'cat', '/home/user/in.txt').out, 'payload\n')
+  // Paused to its disk: its processes stop; resume boots it again on the disk, files kept.
+  assert.match(run('sandbox', 'pause', '--disk-only', id).out, /its disk is kept/)
+  assert.match(run('sandbox', 'list').out, new RegExp(`${id} .*paused`))
+  assert.equal(run('sandbox', 'resume', id).code, 0)
+  assert.equal(run('sandbox', 'exec', id, '--', 'cat', '/home/user/in.txt').out, 'payload\n')
+  // A memory pause dropped on request: --reboot.
+  assert.equal(run('sandbox', 'pause', id).code, 0)
+  assert.equal(run('sandbox', 'resume', '--reboot', id).code, 0)
+  assert.equal(run('sandbox', 'exec', id, '--', 'cat', '/home/user/in.txt').out, 'payload\n')
   assert.doesNotMatch(run('sandbox', 'info', id).out, /envdAccessToken/)
   // Its log: the lifecycle and the processes (pid, exit code), never their output.
   const log = run('sandbox', 'logs', id)
@@ -47,6 +56,7 @@ test('brig sandbox and brig files against brig serve', async () => {
   assert.match(log.out, /warn Process ended .*exit_code=5/)
   assert.match(log.out, /info Timeout set .*timeout_s=60/)
   assert.match(log.out, /info Sandbox paused[^]*info Sandbox resumed/)
+  assert.match(log.out, /info Sandbox paused .*memory=dropped[^]*info Sandbox booted again on its disk/)
   assert.match(log.out, /Process started .*cmd=sh -c echo \$GREETING; echo oops >&2; exit 5/)  // the command line, not its output:
   assert.doesNotMatch(log.out, /^hi$|payload/m)
   assert.equal(run('sandbox', 'logs', '--level', 'warn', id).out.trim().split('\n').length, 1)
