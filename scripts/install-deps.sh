@@ -17,6 +17,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # rootfs builds and peers for the benchmarks
   mmdebstrap debian-archive-keyring bubblewrap runc crun
+  # sandbox disks: mkfs.ext4 formats one blank image per disk size
+  e2fsprogs
   # tests
   iproute2 procps psmisc python3-pytest
   # egress tests: the namespaces' firewall, HTTP and TLS clients, the test CA

@@ -86,6 +86,15 @@ int doctor(const Globals& g) {
   std::string filesystems = fs_list ? *fs_list : "";
   bool overlay = filesystems.find("overlay") != std::string::npos;
   r.line(overlay ? Level::ok : Level::fail, "overlayfs", overlay ? "available" : "missing: modprobe overlay");
+  // Sandbox disks (isolate/disk.h): an ext4 image per sandbox on a loop device.
+  bool ext4 = filesystems.find("\text4\n") != std::string::npos;
+  bool loop = ::access("/dev/loop-control", R_OK | W_OK) == 0;
+  bool mkfs = false;
+  for (const char* dir : {"/usr/sbin", "/sbin", "/usr/bin", "/bin"})
+    mkfs |= ::access((std::string(dir) + "/mkfs.ext4").c_str(), X_OK) == 0;
+  r.line(ext4 && loop && mkfs ? Level::ok : Level::fail, "sandbox disks",
+         std::string("ext4 ") + (ext4 ? "yes" : "NO (modprobe ext4)") + ", /dev/loop-control " +
+             (loop ? "yes" : "NO (modprobe loop)") + ", mkfs.ext4 " + (mkfs ? "yes" : "NO (apt-get install e2fsprogs)"));
 
   bool pidfd = syscall_exists(sys::pidfd_open(::getpid(), 0));
   bool clone3 = syscall_exists(sys::clone3(nullptr));  // EFAULT/EINVAL when present

@@ -117,6 +117,7 @@ TEST(Cli, DoctorReportsThisHost) {
   auto r = brig("doctor");
   EXPECT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("cgroups: driver v"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("[ok  ] sandbox disks: ext4 yes, /dev/loop-control yes, mkfs.ext4 yes"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("brig can run sandboxes"), std::string::npos);
 }
 
