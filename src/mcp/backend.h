@@ -171,8 +171,10 @@ class Backend {
   virtual Result<> kill_sandbox(const std::string& id) = 0;
   virtual Result<> set_timeout(const std::string& id, int64_t seconds) = 0;
   // E2B's memory pause and its resume (errc::conflict when it is paused, or running, already).
-  virtual Result<> pause_sandbox(const std::string& id) = 0;
-  virtual Result<> resume_sandbox(const std::string& id) = 0;
+  // `keep_memory` false: its processes stop and its disk is kept (a filesystem pause); `reboot`:
+  // a paused sandbox boots again on its disk, its memory (if kept) dropped.
+  virtual Result<> pause_sandbox(const std::string& id, bool keep_memory) = 0;
+  virtual Result<> resume_sandbox(const std::string& id, bool reboot) = 0;
   virtual Result<SandboxDomain> sandbox_domain(const std::string& id) = 0;
 
   // -- processes. errc::conflict when `cancel` fired (the process is killed then).

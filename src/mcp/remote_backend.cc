@@ -107,16 +107,16 @@ Result<> RemoteBackend::kill_sandbox(const std::string& id) {
   return ok();
 }
 
-Result<> RemoteBackend::pause_sandbox(const std::string& id) {
-  BRIG_TRY_ASSIGN(r, api_.call("POST", "/sandboxes/" + id + "/pause", "{}"));
+Result<> RemoteBackend::pause_sandbox(const std::string& id, bool keep_memory) {
+  BRIG_TRY_ASSIGN(r, api_.call("POST", "/sandboxes/" + id + "/pause", keep_memory ? "{}" : R"({"memory":false})"));
   if (r.status == 404) return sandbox_gone(client::api_error(r));
   if (r.status == 409) return Error::make(errc::conflict, client::api_error(r));
   if (r.status != 204) return http_error(r);
   return ok();
 }
 
-Result<> RemoteBackend::resume_sandbox(const std::string& id) {
-  BRIG_TRY_ASSIGN(r, api_.call("POST", "/sandboxes/" + id + "/resume", "{}"));
+Result<> RemoteBackend::resume_sandbox(const std::string& id, bool reboot) {
+  BRIG_TRY_ASSIGN(r, api_.call("POST", "/sandboxes/" + id + "/resume", reboot ? R"({"memory":false})" : "{}"));
   if (r.status == 404) return sandbox_gone(client::api_error(r));
   if (r.status == 409) return Error::make(errc::conflict, client::api_error(r));
   if (r.status != 201) return http_error(r);

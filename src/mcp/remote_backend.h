@@ -23,8 +23,8 @@ class RemoteBackend final : public Backend {
   Result<std::vector<SandboxRow>> list_sandboxes(const std::map<std::string, std::string>& metadata) override;
   Result<> kill_sandbox(const std::string& id) override;
   Result<> set_timeout(const std::string& id, int64_t seconds) override;
-  Result<> pause_sandbox(const std::string& id) override;
-  Result<> resume_sandbox(const std::string& id) override;
+  Result<> pause_sandbox(const std::string& id, bool keep_memory) override;
+  Result<> resume_sandbox(const std::string& id, bool reboot) override;
   Result<SandboxDomain> sandbox_domain(const std::string& id) override;
   Result<ExecResult> exec(const Exec& req, const OutputFn& on_output, CancelToken* cancel) override;
   Result<> send_input(const std::string& sandbox_id, int pid, std::string_view data) override;

@@ -115,13 +115,20 @@ const std::vector<Tool>& tools() {
        {{"readOnlyHint", false}, {"destructiveHint", false}, {"idempotentHint", true}, {"openWorldHint", false}}},
       {"pause_sandbox", "Pause sandbox",
        "Pause a sandbox: its processes, files, code-interpreter state and open connections are kept, frozen; it "
-       "uses no CPU and its timeout clock stops. Nothing can run in it until resume_sandbox.",
-       object_schema({{"sandbox_id", {{"type", "string"}, {"pattern", "^[a-z0-9]{20}$"}}}}, {"sandbox_id"}),
+       "uses no CPU and its timeout clock stops. Nothing can run in it until resume_sandbox. With keep_memory "
+       "false only its files are kept: its processes stop, and resume_sandbox boots it again on them.",
+       object_schema({{"sandbox_id", {{"type", "string"}, {"pattern", "^[a-z0-9]{20}$"}}},
+                      {"keep_memory", {{"type", "boolean"}}}},
+                     {"sandbox_id"}),
        object_schema({{"paused", {{"type", "boolean"}}}}, {"paused"}),
        {{"readOnlyHint", false}, {"destructiveHint", false}, {"idempotentHint", true}, {"openWorldHint", false}}},
       {"resume_sandbox", "Resume sandbox",
-       "Resume a paused sandbox where it was, with the time it had left.",
-       object_schema({{"sandbox_id", {{"type", "string"}, {"pattern", "^[a-z0-9]{20}$"}}}}, {"sandbox_id"}),
+       "Resume a paused sandbox where it was, with the time it had left (one paused with keep_memory false boots "
+       "again on its files). With reboot true, a sandbox that kept its memory drops it and boots again on its "
+       "files; that is the only way back for one whose memory was lost to a host restart.",
+       object_schema({{"sandbox_id", {{"type", "string"}, {"pattern", "^[a-z0-9]{20}$"}}},
+                      {"reboot", {{"type", "boolean"}}}},
+                     {"sandbox_id"}),
        object_schema({{"resumed", {{"type", "boolean"}}}}, {"resumed"}),
        {{"readOnlyHint", false}, {"destructiveHint", false}, {"idempotentHint", true}, {"openWorldHint", false}}},
       {"get_sandbox_url", "Get sandbox URL",
@@ -388,10 +395,12 @@ class Server::Impl {
     if (name == "pause_sandbox" || name == "resume_sandbox") {
       std::string id = sandbox_arg(args);
       const bool pausing = name == "pause_sandbox";
-      auto r = pausing ? backend_->pause_sandbox(id) : backend_->resume_sandbox(id);
+      auto r = pausing ? backend_->pause_sandbox(id, args.value("keep_memory", true))
+                       : backend_->resume_sandbox(id, args.value("reboot", false));
       if (!r && is_sandbox_gone(r.error()))
         return tool_error("no sandbox " + id + " (killed or expired); list_sandboxes shows the live ones");
-      if (!r && r.error().is(errc::conflict))  // already so: the outcome the caller wanted
+      // Already so is the outcome the caller wanted; other conflicts (its memory lost) say why.
+      if (!r && r.error().is(errc::conflict) && r.error().message().find(" already ") != std::string::npos)
         return text_result("Sandbox " + id + (pausing ? " was already paused." : " was already running."),
                            {{pausing ? "paused" : "resumed", true}});
       if (!r) return failure(r.error());

@@ -139,19 +139,19 @@ Result<> InProcessBackend::set_timeout(const std::string& id, int64_t seconds) {
   return ok();
 }
 
-Result<> InProcessBackend::pause_sandbox(const std::string& id) {
+Result<> InProcessBackend::pause_sandbox(const std::string& id, bool keep_memory) {
   BRIG_TRY_ASSIGN(lease, authorize());
   BRIG_TRY(live(id, /*running=*/false));
-  auto r = host_->core_.pause(id);
+  auto r = host_->core_.pause(id, keep_memory);
   if (!r && r.error().is(errc::not_found)) return mcp::sandbox_gone(r.error().message());
   if (!r && !r.error().is(errc::conflict)) return reported(r.error(), "mcp pause sandbox");
   return r;
 }
 
-Result<> InProcessBackend::resume_sandbox(const std::string& id) {
+Result<> InProcessBackend::resume_sandbox(const std::string& id, bool reboot) {
   BRIG_TRY_ASSIGN(lease, authorize());
   BRIG_TRY(live(id, /*running=*/false));
-  auto r = host_->core_.resume(id, std::nullopt);
+  auto r = host_->core_.resume(id, std::nullopt, /*keep_memory=*/!reboot);
   if (!r && r.error().is(errc::not_found)) return mcp::sandbox_gone(r.error().message());
   if (!r && !r.error().is(errc::conflict)) return reported(r.error(), "mcp resume sandbox");
   if (!r) return r.error();

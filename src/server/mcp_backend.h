@@ -74,8 +74,8 @@ class InProcessBackend final : public mcp::Backend {
   Result<std::vector<mcp::SandboxRow>> list_sandboxes(const std::map<std::string, std::string>& metadata) override;
   Result<> kill_sandbox(const std::string& id) override;
   Result<> set_timeout(const std::string& id, int64_t seconds) override;
-  Result<> pause_sandbox(const std::string& id) override;
-  Result<> resume_sandbox(const std::string& id) override;
+  Result<> pause_sandbox(const std::string& id, bool keep_memory) override;
+  Result<> resume_sandbox(const std::string& id, bool reboot) override;
   Result<mcp::SandboxDomain> sandbox_domain(const std::string& id) override;
   Result<mcp::ExecResult> exec(const mcp::Exec& req, const mcp::OutputFn& on_output, mcp::CancelToken* cancel) override;
   Result<> send_input(const std::string& sandbox_id, int pid, std::string_view data) override;

@@ -117,6 +117,18 @@ for (const transport of transports) {
       assert.deepEqual(resumed.structuredContent, { resumed: true })
       assert.match(text(await call('resume_sandbox', { sandbox_id: base })), /already running/)
       assert.match(text(await call('run_command', { sandbox_id: base, command: 'echo back' })), /back/)
+      // keep_memory false: its processes stop, its files stay; resume boots it again on them.
+      await call('run_command', { sandbox_id: base, command: `echo ${transport} > /home/user/mcp-kept.txt` })
+      const toDisk = await call('pause_sandbox', { sandbox_id: base, keep_memory: false })
+      assert.deepEqual(toDisk.structuredContent, { paused: true })
+      assert.deepEqual((await call('resume_sandbox', { sandbox_id: base })).structuredContent, { resumed: true })
+      assert.match(text(await call('run_command', { sandbox_id: base, command: 'cat /home/user/mcp-kept.txt' })), new RegExp(transport))
+      // reboot: a memory pause dropped on request.
+      assert.deepEqual((await call('pause_sandbox', { sandbox_id: base })).structuredContent, { paused: true })
+      assert.deepEqual((await call('resume_sandbox', { sandbox_id: base, reboot: true })).structuredContent, { resumed: true })
+      assert.match(text(await call('run_command', { sandbox_id: base, command: 'cat /home/user/mcp-kept.txt' })), new RegExp(transport))
+      const badFlag = await call('pause_sandbox', { sandbox_id: base, keep_memory: 'no' })
+      assert.equal(badFlag.isError, true)
       const gone = await call('pause_sandbox', { sandbox_id: 'zzzzzzzzzzzzzzzzzzzz' })
       assert.equal(gone.isError, true)
     })
