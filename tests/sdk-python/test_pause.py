@@ -54,3 +54,8 @@ def test_filesystem_pause_keeps_the_disk_and_connect_boots_it_again(sandboxes):
     assert back.sandbox_id == s.sandbox_id
     assert back.files.read("/home/user/kept.txt") == "kept on disk"
     assert "sleep 600" not in back.commands.run("ps -eo args").stdout
+
+
+def test_a_pause_on_timeout_is_refused_not_ignored():
+    with pytest.raises(Exception, match="not built in brig yet"):
+        Sandbox.create(lifecycle={"on_timeout": "pause"})

@@ -623,6 +623,14 @@ test(`${sdkName}: a filesystem pause keeps the disk; connect boots the sandbox a
   assert.ok(!(await rebooted.commands.run('ps -eo args')).stdout.includes('sleep 600'))
 })
 
+// What a timeout does is never silently changed: a lifecycle brig has not built is refused.
+test(`${sdkName}: a lifecycle with a pause on timeout is refused, not ignored`, async () => {
+  await assert.rejects(Sandbox.create({ lifecycle: { onTimeout: 'pause' } }), /not built in brig yet/)
+  await assert.rejects(Sandbox.create({ lifecycle: { onTimeout: 'pause', autoResume: true } }), /not built in brig yet/)
+  const s = await sandbox({ lifecycle: { onTimeout: 'kill' } })
+  assert.deepEqual((await s.getInfo()).lifecycle, { onTimeout: 'kill', autoResume: false })
+})
+
 // A self-signed certificate and its key in one PEM (what the sandbox's HTTPS server serves).
 function selfSigned() {
   const dir = mkdtempSync(join(tmpdir(), 'brig-tls-'))

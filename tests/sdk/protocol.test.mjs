@@ -157,6 +157,17 @@ test('control plane: structured errors for bad input', async () => {
   assert.equal((await res.json()).code, 404)
   res = await control('POST', `/sandboxes/${sbx.sandboxID}/timeout`, { timeout: -5 })
   assert.equal(res.status, 400)
+  // Lifecycle: a pause on timeout and autoResume are refused (501), not ignored; bad ones are 400.
+  res = await control('POST', '/sandboxes', { templateID: 'base', autoPause: true })
+  assert.equal(res.status, 501)
+  assert.match((await res.json()).message, /autoPause.*not built/)
+  res = await control('POST', '/sandboxes', { templateID: 'base', autoResume: { enabled: true } })
+  assert.equal(res.status, 501)
+  res = await control('POST', '/sandboxes', { templateID: 'base', autoPauseMemory: false })
+  assert.equal(res.status, 400)
+  assert.match((await res.json()).message, /autoPauseMemory=false only applies when autoPause is true/)
+  res = await control('POST', '/sandboxes', { templateID: 'base', autoPause: 'yes' })
+  assert.equal(res.status, 400)
   // Pause: a bad body is 400; resuming a running sandbox is 409, also from its disk (memory:
   // false). (The sandbox stays running for the tests that follow.)
   res = await control('POST', `/sandboxes/${sbx.sandboxID}/pause`, { memory: 'yes' })

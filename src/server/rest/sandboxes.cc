@@ -198,6 +198,29 @@ Result<core::CreateSandbox> parse_create(const std::string& raw) {
       (*target)[k] = v.get<std::string>();
     }
   }
+  // E2B's lifecycle fields (the SDK's lifecycle: {onTimeout, autoResume}). What a timeout does is
+  // never silently changed: a pause on timeout and a resume by traffic are not built yet, so a
+  // create that asks for them is refused rather than killed at its timeout.
+  auto flag = [&](const char* name) -> Result<std::optional<bool>> {
+    auto it = body.find(name);
+    if (it == body.end() || it->is_null()) return std::optional<bool>();
+    if (!it->is_boolean()) return bad(std::string(name) + " must be a boolean");
+    return std::optional<bool>(it->get<bool>());
+  };
+  BRIG_TRY_ASSIGN(auto_pause, flag("autoPause"));
+  BRIG_TRY_ASSIGN(auto_pause_memory, flag("autoPauseMemory"));
+  if (auto_pause_memory == false && auto_pause != true)
+    return bad("autoPauseMemory=false only applies when autoPause is true");
+  bool auto_resume = false;
+  if (auto it = body.find("autoResume"); it != body.end() && !it->is_null()) {
+    if (!it->is_object() || (it->contains("enabled") && !(*it)["enabled"].is_boolean()))
+      return bad("autoResume must be an object {enabled: boolean}");
+    auto_resume = it->value("enabled", false);
+  }
+  if (auto_pause == true || auto_resume)
+    return Error::make(errc::unsupported, "lifecycle onTimeout: 'pause' (autoPause) and autoResume are not built in brig "
+                                          "yet; create the sandbox without them, and pause it with sbx.pause() "
+                                          "(memory kept, or keepMemory: false for its disk only)");
   BRIG_TRY_ASSIGN(internet, parse_internet_access(body));
   cmd.allow_internet_access = internet;
   if (auto it = body.find("network"); it != body.end() && !it->is_null()) {
